@@ -1,0 +1,295 @@
+"""A selector event loop whose clock is virtual.
+
+Semantics (see ``docs/concepts/virtual-time.md``):
+
+* time is counted in integer ticks (nanoseconds) starting at 0 per loop;
+* when nothing is runnable the clock jumps straight to the next timer, unless
+  real work is in flight (an executor job, or a socket whose peer is outside
+  this loop): then it runs at real speed, so a real event is never overtaken
+  by a jump (no false timeouts);
+* a blocking ``time.sleep(d)`` on the loop's thread returns at once and moves
+  the clock by ``d``; on any other thread it stays real;
+* timers due at the same instant fire in the order they were scheduled;
+* a deadlock (tasks pending, nothing runnable, no timer, nothing in flight)
+  raises :class:`DeadlockError` naming each waiting task after a short real
+  grace period, instead of hanging.
+
+Nothing here imports pytest: ``asyncio.Runner(loop_factory=VirtualClockLoop)``
+or ``asyncio.run(main(), loop_factory=VirtualClockLoop)`` (3.12+) work alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import selectors
+from collections.abc import Callable
+from contextvars import Context
+from typing import Any, TypeVar
+
+from . import time_patch
+from .inflight import FdKind, classify
+from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks
+from .waiting import WaitingTask, waiting_tasks
+
+_T = TypeVar("_T")
+
+# Same housekeeping thresholds as asyncio's own loop: rebuild the heap when
+# more than half of a large heap is cancelled timers.
+_MIN_TIMERS_FOR_CLEANUP = 100
+_MAX_CANCELLED_FRACTION = 0.5
+
+#: Real seconds a loop with pending tasks and nothing else waits for a
+#: thread to call back before it reports a deadlock.
+DEFAULT_DEADLOCK_GRACE = 0.5
+
+
+class DeadlockError(RuntimeError):
+    """Every task waits, no timer is set and nothing outside can wake them."""
+
+    def __init__(self, at_seconds: float, tasks: list[WaitingTask]) -> None:
+        self.at_seconds = at_seconds
+        self.tasks = tasks
+        listing = "\n".join(task.describe() for task in tasks)
+        super().__init__(
+            f"deadlock at virtual time {at_seconds:g} s: {len(tasks)} task(s) wait, "
+            "no timer is scheduled, and no I/O or executor job is in flight, "
+            "so nothing can ever wake them.\n"
+            f"{listing}\n"
+            "Look for an Event/Future/Queue that is never set or fed, or a task "
+            "awaiting itself through another task."
+        )
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
+
+    def __init__(
+        self,
+        selector: selectors.BaseSelector | None = None,
+        *,
+        deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
+    ) -> None:
+        super().__init__(selector)
+        self._ticks = 0
+        self._epoch = time_patch.real_time_ns()
+        # (due tick, scheduling sequence, handle): the sequence number makes
+        # timers due at the same tick fire in the order they were scheduled.
+        self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
+        self._timer_seq = itertools.count()
+        self._jobs_in_flight = 0
+        self._deadlock_grace = deadlock_grace
+
+    # -- the clock ---------------------------------------------------------
+
+    def time(self) -> float:
+        return self._ticks / TICKS_PER_SECOND
+
+    def virtual_ticks(self) -> int:
+        """Ticks (ns) elapsed on this loop's clock since it was created."""
+        return self._ticks
+
+    def epoch_ns(self) -> int:
+        """Wall-clock ns since the Unix epoch that ``time.time()`` shows at tick 0."""
+        return self._epoch
+
+    def block_for(self, seconds: float) -> None:
+        """A blocking sleep on the loop thread: time passes, nothing else runs."""
+        self._ticks += seconds_to_ticks(seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by hand (timers that become due run next)."""
+        if seconds < 0:
+            raise ValueError(f"cannot move a clock backwards (asked for {seconds} s)")
+        self._ticks += seconds_to_ticks(seconds)
+
+    # -- timers ------------------------------------------------------------
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        return self._schedule(seconds_to_ticks(when), callback, args, context)
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        # Adding integer ticks keeps long chains of short delays exact.
+        return self._schedule(self._ticks + seconds_to_ticks(delay), callback, args, context)
+
+    def _schedule(
+        self,
+        due: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: Context | None,
+    ) -> asyncio.TimerHandle:
+        self._check_closed()  # type: ignore[attr-defined]
+        if self.get_debug():
+            self._check_thread()  # type: ignore[attr-defined]
+            self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
+        timer = asyncio.TimerHandle(due / TICKS_PER_SECOND, callback, args, self, context)
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    def _drop_cancelled_timers(self) -> None:
+        heap = self._timer_heap
+        cancelled: int = self._timer_cancelled_count  # type: ignore[attr-defined]
+        if (
+            len(heap) > _MIN_TIMERS_FOR_CLEANUP
+            and cancelled / len(heap) > _MAX_CANCELLED_FRACTION
+        ):
+            kept = []
+            for entry in heap:
+                if entry[2]._cancelled:  # type: ignore[attr-defined]
+                    entry[2]._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    kept.append(entry)
+            heapq.heapify(kept)
+            self._timer_heap = kept
+            self._timer_cancelled_count = 0
+        else:
+            while heap and heap[0][2]._cancelled:  # type: ignore[attr-defined]
+                self._timer_cancelled_count -= 1
+                heapq.heappop(heap)[2]._scheduled = False  # type: ignore[attr-defined]
+
+    # -- executor jobs -----------------------------------------------------
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        future = super().run_in_executor(executor, func, *args)
+        # The job is in flight until its result reaches this loop; counting on
+        # the loop side avoids a race with the worker thread's callback.
+        self._jobs_in_flight += 1
+        future.add_done_callback(self._job_finished)
+        return future
+
+    def _job_finished(self, _future: asyncio.Future[Any]) -> None:
+        self._jobs_in_flight -= 1
+
+    # -- the iteration -----------------------------------------------------
+
+    def run_forever(self) -> None:
+        time_patch.enter(self)
+        try:
+            super().run_forever()
+        finally:
+            time_patch.leave()
+
+    def close(self) -> None:
+        super().close()
+        self._timer_heap.clear()
+
+    def _run_once(self) -> None:
+        self._drop_cancelled_timers()
+        heap = self._timer_heap
+        if self._ready or self._stopping or (heap and heap[0][0] <= self._ticks):  # type: ignore[attr-defined]
+            self._poll(0)
+        else:
+            self._wait_or_jump()
+
+        now = self._ticks
+        ready = self._ready  # type: ignore[attr-defined]
+        while heap and heap[0][0] <= now:
+            handle = heapq.heappop(heap)[2]
+            handle._scheduled = False  # type: ignore[attr-defined]
+            ready.append(handle)
+        self._run_ready()
+
+    def _run_ready(self) -> None:
+        # Only the callbacks ready now run; those they schedule wait for the
+        # next iteration, exactly as in asyncio's own loop.
+        ready = self._ready  # type: ignore[attr-defined]
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            if self._debug:  # type: ignore[attr-defined]
+                self._run_handle_debug(handle)
+            else:
+                handle._run()
+
+    def _run_handle_debug(self, handle: asyncio.Handle) -> None:
+        try:
+            self._current_handle = handle
+            start = self._ticks
+            handle._run()  # type: ignore[attr-defined]
+            took = (self._ticks - start) / TICKS_PER_SECOND
+            if took >= self.slow_callback_duration:
+                asyncio.log.logger.warning("Executing %r took %.3f seconds", handle, took)
+        finally:
+            self._current_handle = None
+
+    def _poll(self, timeout: float | None) -> None:
+        events = self._selector.select(timeout)  # type: ignore[attr-defined]
+        if events:
+            self._process_events(events)  # type: ignore[attr-defined]
+
+    def _wait_or_jump(self) -> None:
+        """Nothing is runnable: wait for real work, jump, or report a deadlock."""
+        heap = self._timer_heap
+        due = heap[0][0] if heap and heap[0][0] < NEVER else None
+        kinds = self._registered_fd_kinds()
+        if self._jobs_in_flight or FdKind.EXTERNAL in kinds:
+            self._flow_in_real_time(due)
+            return
+        if len(kinds) or due is None:
+            # A loopback peer's data or a thread's call_soon_threadsafe may
+            # already be waiting: collect it before deciding to jump.
+            self._poll(0)
+            if self._ready:  # type: ignore[attr-defined]
+                return
+        if due is not None:
+            self._ticks = max(self._ticks, due)
+            return
+        self._wait_without_timers(FdKind.LISTENING in kinds)
+
+    def _registered_fd_kinds(self) -> set[FdKind]:
+        fds = [
+            key.fd
+            for key in self._selector.get_map().values()  # type: ignore[attr-defined]
+            if key.fd != self._ssock.fileno()  # type: ignore[attr-defined]
+        ]
+        if not fds:
+            return set()
+        return set(classify(fds).values())
+
+    def _flow_in_real_time(self, due: int | None) -> None:
+        # The outside world owes us an event: let virtual time pass at real
+        # speed until it arrives or the next timer is due, never jump.
+        timeout = None if due is None else max(0, due - self._ticks) / TICKS_PER_SECOND
+        started = time_patch.real_monotonic_ns()
+        self._poll(timeout)
+        self._ticks += time_patch.real_monotonic_ns() - started
+
+    def _wait_without_timers(self, may_get_connections: bool) -> None:
+        if may_get_connections or not asyncio.all_tasks(self):
+            # A server waiting for clients, or an idle loop waiting for a
+            # thread to call it: both are legitimate real waits.
+            self._poll(None)
+            return
+        deadline = time_patch.real_monotonic() + self._deadlock_grace
+        while True:
+            remaining = deadline - time_patch.real_monotonic()
+            if remaining <= 0:
+                break
+            self._poll(remaining)
+            if self._ready or self._timer_heap or self._jobs_in_flight:  # type: ignore[attr-defined]
+                return
+        raise DeadlockError(self.time(), waiting_tasks(self))

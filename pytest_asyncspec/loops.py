@@ -1,0 +1,72 @@
+"""Which event loop a test runs on: the loop implementation and its clock.
+
+The virtual clock is a property of :class:`~pytest_asyncspec.clock.VirtualClockLoop`,
+a subclass of asyncio's selector loop.  Loops whose clock lives in C
+(uvloop) cannot be virtualised; asking for that combination is an error that
+names the alternative instead of silently running on real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal
+
+from .clock import VirtualClockLoop
+
+ClockChoice = Literal["virtual", "real"]
+LoopChoice = Literal["asyncio", "uvloop"]
+CLOCK_CHOICES: tuple[ClockChoice, ...] = ("virtual", "real")
+LOOP_CHOICES: tuple[LoopChoice, ...] = ("asyncio", "uvloop")
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+class UnsupportedLoopError(ValueError):
+    """The requested loop and clock cannot be combined, or the loop is missing."""
+
+
+def _policy_loop() -> asyncio.AbstractEventLoop:
+    # The stock loop as the active policy builds it, so a user's own
+    # event_loop_policy (pytest-asyncio fixture) is still honoured.
+    return asyncio.get_event_loop_policy().new_event_loop()
+
+
+def _uvloop_factory() -> LoopFactory:
+    try:
+        import uvloop
+    except ImportError:
+        raise UnsupportedLoopError(
+            "the uvloop loop was requested but uvloop is not installed: "
+            "`pip install uvloop` (not available on Windows), or choose the asyncio loop"
+        ) from None
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
+    """The factory for ``loop`` on ``clock``; the same object for the same pair.
+
+    Returning one object per pair matters: pytest caches a shared (module- or
+    session-scoped) loop only while the factory it came from is identical.
+    """
+    if clock not in CLOCK_CHOICES:
+        raise UnsupportedLoopError(
+            f"unknown clock {clock!r}; expected one of {', '.join(CLOCK_CHOICES)}"
+        )
+    if loop not in LOOP_CHOICES:
+        raise UnsupportedLoopError(
+            f"unknown loop {loop!r}; expected one of {', '.join(LOOP_CHOICES)}"
+        )
+    if loop == "uvloop":
+        if clock == "virtual":
+            raise UnsupportedLoopError(
+                "the virtual clock cannot run on uvloop: uvloop keeps its clock and "
+                "timers in C, out of reach of virtual time. Run uvloop on the real "
+                "clock (--asyncspec-clock=real, or clock='real' in the asyncspec "
+                "marker), or keep the virtual clock on the asyncio loop."
+            )
+        return _uvloop_factory()
+    if clock == "virtual":
+        return VirtualClockLoop
+    return _policy_loop

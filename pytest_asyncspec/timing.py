@@ -1,0 +1,279 @@
+"""Measure the timing of async code and compare it with expected figures.
+
+One assertion reads the same under both clocks:
+
+* under the virtual clock it is exact to the tick (1 ns);
+* under the real clock it accepts a documented, noise-aware window around the
+  expected figure (:class:`Tolerance`), wide enough for a loaded 2-core CI
+  machine and narrow enough that the wrong behaviour (25 s where 5 s is
+  expected, a sequential run where a concurrent one is claimed) still fails.
+
+Nothing here imports pytest; :class:`LoopClock` works in any coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .clock import VirtualClockLoop
+from .ticks import seconds_to_ticks, ticks_to_seconds
+
+ClockName = Literal["virtual", "real"]
+
+
+class TimingAssertionError(AssertionError):
+    """A measured time is not the expected one (message shows both)."""
+
+
+class NoRunningLoopError(RuntimeError):
+    """A loop clock was read outside a running event loop."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a real-clock measurement may stray from the expected figure.
+
+    A measurement of ``expected`` seconds passes when it lies in
+    ``[expected - early - early_fraction * expected,
+    expected + late + late_fraction * expected]``.  Real timers almost never
+    fire early, but a loaded machine makes them late, hence the asymmetry.
+    """
+
+    early: float = 0.01
+    early_fraction: float = 0.01
+    late: float = 0.1
+    late_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("early", "early_fraction", "late", "late_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"Tolerance.{name} must be a non-negative number of seconds "
+                    f"or a fraction, got {value!r}"
+                )
+
+    def window(self, expected: float) -> tuple[float, float]:
+        scale = abs(expected)
+        return (
+            expected - self.early - self.early_fraction * scale,
+            expected + self.late + self.late_fraction * scale,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"-{_fmt(self.early)} s-{self.early_fraction:.0%} / "
+            f"+{_fmt(self.late)} s+{self.late_fraction:.0%}"
+        )
+
+
+#: The window used under the real clock unless a test passes its own.
+REAL_CLOCK_TOLERANCE = Tolerance()
+
+
+def _fmt(seconds: float) -> str:
+    text = f"{seconds:.9f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+@dataclass(frozen=True)
+class TimingCheck:
+    """The record of one timing comparison, kept for reports."""
+
+    what: str
+    expected: float
+    measured: float
+    clock: ClockName
+    passed: bool
+    low: float
+    high: float
+    documented: float | None = None
+
+    def message(self) -> str:
+        if self.clock == "virtual":
+            rule = "virtual clock, exact to 1 ns"
+        else:
+            rule = f"real clock, accepted {_fmt(self.low)} s to {_fmt(self.high)} s"
+        text = (
+            f"{self.what}: expected {_fmt(self.expected)} s, "
+            f"measured {_fmt(self.measured)} s ({rule})"
+        )
+        if self.documented is not None:
+            text += f"; the source documents {_fmt(self.documented)} s"
+        return text
+
+
+@dataclass
+class Span:
+    """The start, end and elapsed time of a measured block (seconds)."""
+
+    start: float
+    end: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        if self.end is None:
+            raise RuntimeError("the measured block has not finished yet")
+        return ticks_to_seconds(seconds_to_ticks(self.end) - seconds_to_ticks(self.start))
+
+
+@dataclass
+class Finished:
+    """Results of awaitables run together and the time each finished."""
+
+    results: list[Any]
+    times: list[float]
+
+
+@dataclass
+class LoopClock:
+    """Reads the running loop's clock relative to an origin, and checks timings.
+
+    The origin (t = 0) is the loop time when the clock was first read in a
+    coroutine, or when :meth:`reset` was called.
+    """
+
+    tolerance: Tolerance = REAL_CLOCK_TOLERANCE
+    checks: list[TimingCheck] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _origin: int = 0
+
+    # -- reading the clock -------------------------------------------------
+
+    def _bound(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise NoRunningLoopError(
+                    "the asyncspec clock reads the running event loop's time, and no "
+                    "loop is running here. Read it inside a coroutine: make the test "
+                    "`async def` (run by pytest-asyncio) or call it from code that "
+                    "the loop runs; a synchronous test or fixture has no loop time."
+                ) from None
+            self._loop = loop
+            self._origin = self._loop_ticks(loop)
+        return self._loop
+
+    @staticmethod
+    def _loop_ticks(loop: asyncio.AbstractEventLoop) -> int:
+        if isinstance(loop, VirtualClockLoop):
+            return loop.virtual_ticks()
+        return seconds_to_ticks(loop.time())
+
+    @property
+    def mode(self) -> ClockName:
+        """``"virtual"`` on a virtual-clock loop, ``"real"`` on any other."""
+        return "virtual" if isinstance(self._bound(), VirtualClockLoop) else "real"
+
+    def now(self) -> float:
+        """Seconds since the origin."""
+        loop = self._bound()
+        return ticks_to_seconds(self._loop_ticks(loop) - self._origin)
+
+    def reset(self) -> None:
+        """Make the current instant t = 0."""
+        self._origin = self._loop_ticks(self._bound())
+
+    @contextmanager
+    def measure(self) -> Iterator[Span]:
+        """Time a block: ``with clock.measure() as span: ...; span.elapsed``."""
+        span = Span(start=self.now())
+        try:
+            yield span
+        finally:
+            span.end = self.now()
+
+    async def finish_times(self, *awaitables: Awaitable[Any]) -> Finished:
+        """Run the awaitables together (like ``gather``) and note when each ended."""
+        times: list[float] = [0.0] * len(awaitables)
+
+        async def timed(index: int, awaitable: Awaitable[Any]) -> Any:
+            result = await awaitable
+            times[index] = self.now()
+            return result
+
+        self._bound()
+        results = await asyncio.gather(*(timed(i, aw) for i, aw in enumerate(awaitables)))
+        return Finished(results=list(results), times=times)
+
+    # -- comparing ---------------------------------------------------------
+
+    def check(
+        self,
+        measured: float,
+        expected: float,
+        *,
+        what: str = "time",
+        documented: float | None = None,
+        tolerance: Tolerance | None = None,
+    ) -> TimingCheck:
+        """Compare without raising; the record is kept in :attr:`checks`."""
+        mode = self.mode
+        if mode == "virtual":
+            passed = seconds_to_ticks(measured) == seconds_to_ticks(expected)
+            low = high = expected
+        else:
+            low, high = (tolerance or self.tolerance).window(expected)
+            passed = low <= measured <= high
+        record = TimingCheck(
+            what=what,
+            expected=expected,
+            measured=measured,
+            clock=mode,
+            passed=passed,
+            low=low,
+            high=high,
+            documented=documented,
+        )
+        self.checks.append(record)
+        return record
+
+    def assert_time(
+        self,
+        measured: float,
+        expected: float,
+        *,
+        what: str = "time",
+        documented: float | None = None,
+        tolerance: Tolerance | None = None,
+    ) -> None:
+        """Fail unless ``measured`` equals ``expected`` (exactly, or within tolerance)."""
+        __tracebackhide__ = True
+        record = self.check(
+            measured, expected, what=what, documented=documented, tolerance=tolerance
+        )
+        if not record.passed:
+            raise TimingAssertionError(record.message())
+
+    def assert_times(
+        self,
+        measured: Sequence[float],
+        expected: Sequence[float],
+        *,
+        what: str = "times",
+        tolerance: Tolerance | None = None,
+    ) -> None:
+        """Compare two sequences figure by figure; the message lists every mismatch."""
+        __tracebackhide__ = True
+        if len(measured) != len(expected):
+            raise TimingAssertionError(
+                f"{what}: expected {len(expected)} figures {list(expected)}, "
+                f"measured {len(measured)} figures {list(measured)}"
+            )
+        records = [
+            self.check(m, e, what=f"{what}[{i}]", tolerance=tolerance)
+            for i, (m, e) in enumerate(zip(measured, expected))
+        ]
+        failures = [r for r in records if not r.passed]
+        if failures:
+            shown = ", ".join(_fmt(m) for m in measured)
+            wanted = ", ".join(_fmt(e) for e in expected)
+            detail = "\n".join("  " + r.message() for r in failures)
+            raise TimingAssertionError(
+                f"{what}: expected [{wanted}] s, measured [{shown}] s\n{detail}"
+            )
