@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import selectors
 from collections.abc import Callable
 from contextvars import Context
@@ -34,6 +35,7 @@ from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks
 from .waiting import WaitingTask, waiting_tasks
 
 _T = TypeVar("_T")
+logger = logging.getLogger("asyncio")
 
 # Same housekeeping thresholds as asyncio's own loop: rebuild the heap when
 # more than half of a large heap is cancelled timers.
@@ -106,7 +108,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     # -- timers ------------------------------------------------------------
 
-    def call_at(
+    # The stubs type *args with a TypeVarTuple, which Python 3.10's typing
+    # lacks; the runtime signature is asyncio's own.
+    def call_at(  # type: ignore[override]
         self,
         when: float,
         callback: Callable[..., object],
@@ -117,7 +121,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             raise TypeError("when cannot be None")
         return self._schedule(seconds_to_ticks(when), callback, args, context)
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self,
         delay: float,
         callback: Callable[..., object],
@@ -149,14 +153,11 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def _drop_cancelled_timers(self) -> None:
         heap = self._timer_heap
-        cancelled: int = self._timer_cancelled_count  # type: ignore[attr-defined]
-        if (
-            len(heap) > _MIN_TIMERS_FOR_CLEANUP
-            and cancelled / len(heap) > _MAX_CANCELLED_FRACTION
-        ):
+        cancelled: int = self._timer_cancelled_count  # type: ignore[has-type]
+        if len(heap) > _MIN_TIMERS_FOR_CLEANUP and cancelled / len(heap) > _MAX_CANCELLED_FRACTION:
             kept = []
             for entry in heap:
-                if entry[2]._cancelled:  # type: ignore[attr-defined]
+                if entry[2]._cancelled:
                     entry[2]._scheduled = False  # type: ignore[attr-defined]
                 else:
                     kept.append(entry)
@@ -164,7 +165,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             self._timer_heap = kept
             self._timer_cancelled_count = 0
         else:
-            while heap and heap[0][2]._cancelled:  # type: ignore[attr-defined]
+            while heap and heap[0][2]._cancelled:
                 self._timer_cancelled_count -= 1
                 heapq.heappop(heap)[2]._scheduled = False  # type: ignore[attr-defined]
 
@@ -227,12 +228,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def _run_handle_debug(self, handle: asyncio.Handle) -> None:
         try:
-            self._current_handle = handle
+            self._current_handle: asyncio.Handle | None = handle
             start = self._ticks
-            handle._run()  # type: ignore[attr-defined]
+            handle._run()
             took = (self._ticks - start) / TICKS_PER_SECOND
             if took >= self.slow_callback_duration:
-                asyncio.log.logger.warning("Executing %r took %.3f seconds", handle, took)
+                logger.warning("Executing %r took %.3f seconds", handle, took)
         finally:
             self._current_handle = None
 

@@ -75,9 +75,7 @@ def _is_loopback(host: object) -> bool:
 def classify(fds: Iterable[int]) -> dict[int, FdKind]:
     """Classify each registered descriptor (see the module docstring)."""
     described = {fd: _describe_socket(fd) for fd in fds}
-    own_endpoints = {
-        _normalise(info[1]) for info in described.values() if info is not None
-    }
+    own_endpoints = {_normalise(info[1]) for info in described.values() if info is not None}
     own_endpoints.discard(None)
     # A server bound to every interface (0.0.0.0 or ::) is reached through
     # 127.0.0.1 or ::1; match its port alone.

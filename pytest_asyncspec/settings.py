@@ -72,7 +72,7 @@ def _check(setting: Setting, value: object, where: str) -> str:
             f"{where}: invalid {setting.name} {value!r}; expected one of "
             f"{', '.join(repr(c) for c in setting.choices)}"
         )
-    return cast(str, value)
+    return str(value)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -110,8 +110,7 @@ def marker_settings(item: pytest.Item) -> dict[str, str]:
     where = f"{item.nodeid}: @pytest.mark.{MARKER}"
     if marker.args:
         raise pytest.UsageError(
-            f"{where} takes keywords only (e.g. clock='virtual'), got positional "
-            f"{marker.args!r}"
+            f"{where} takes keywords only (e.g. clock='virtual'), got positional {marker.args!r}"
         )
     values: dict[str, str] = {}
     for key, value in marker.kwargs.items():

@@ -116,9 +116,7 @@ _REPLACEMENTS: dict[str, Callable[..., object]] = {
     "time_ns": _time_ns,
     "sleep": _sleep,
 }
-_ORIGINALS: dict[str, Callable[..., object]] = {
-    name: getattr(time, name) for name in _REPLACEMENTS
-}
+_ORIGINALS: dict[str, Callable[..., object]] = {name: getattr(time, name) for name in _REPLACEMENTS}
 
 
 def enter(source: VirtualTimeSource) -> None:

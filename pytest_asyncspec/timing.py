@@ -267,7 +267,7 @@ class LoopClock:
             )
         records = [
             self.check(m, e, what=f"{what}[{i}]", tolerance=tolerance)
-            for i, (m, e) in enumerate(zip(measured, expected))
+            for i, (m, e) in enumerate(zip(measured, expected, strict=True))
         ]
         failures = [r for r in records if not r.passed]
         if failures:
