@@ -62,6 +62,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def asyncspec_settings(request: pytest.FixtureRequest) -> Effective:
+    """The clock and loop this test runs with, and where each choice came from."""
+    node = request.node
+    if SETTINGS_KEY in node.stash:
+        return node.stash[SETTINGS_KEY]
+    return effective_for(request.config, node)
+
+
+@pytest.fixture
 def asyncspec_clock() -> LoopClock:
     """The running loop's clock, t = 0 at its first reading in the test.
 
