@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def asyncspec_settings(request: pytest.FixtureRequest) -> Effective:
     """The clock and loop this test runs with, and where each choice came from."""
-    node = request.node
+    node: pytest.Item = request.node
     if SETTINGS_KEY in node.stash:
         return node.stash[SETTINGS_KEY]
     return effective_for(request.config, node)
