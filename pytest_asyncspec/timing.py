@@ -91,13 +91,17 @@ class TimingCheck:
     passed: bool
     low: float
     high: float
+    tolerance: str
     documented: float | None = None
 
     def message(self) -> str:
         if self.clock == "virtual":
-            rule = "virtual clock, exact to 1 ns"
+            rule = f"virtual clock, {self.tolerance}"
         else:
-            rule = f"real clock, accepted {_fmt(self.low)} s to {_fmt(self.high)} s"
+            rule = (
+                f"real clock, accepted {_fmt(self.low)} s to {_fmt(self.high)} s "
+                f"with tolerance {self.tolerance}"
+            )
         text = (
             f"{self.what}: expected {_fmt(self.expected)} s, "
             f"measured {_fmt(self.measured)} s ({rule})"
@@ -217,9 +221,12 @@ class LoopClock:
         if mode == "virtual":
             passed = seconds_to_ticks(measured) == seconds_to_ticks(expected)
             low = high = expected
+            rule = "exact to 1 ns"
         else:
-            low, high = (tolerance or self.tolerance).window(expected)
+            window = tolerance or self.tolerance
+            low, high = window.window(expected)
             passed = low <= measured <= high
+            rule = window.describe()
         record = TimingCheck(
             what=what,
             expected=expected,
@@ -228,6 +235,7 @@ class LoopClock:
             passed=passed,
             low=low,
             high=high,
+            tolerance=rule,
             documented=documented,
         )
         self.checks.append(record)
