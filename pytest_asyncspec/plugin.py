@@ -47,18 +47,27 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, LoopFactory]:
     """Give pytest-asyncio the loop this test asked for (trylast: a user's own
     hook implementation takes precedence)."""
-    effective = effective_for(config, item)
     try:
+        effective = effective_for(config, item)
         factory = loop_factory(effective.clock, effective.loop)
-    except UnsupportedLoopError as error:
-        raise pytest.UsageError(f"{item.nodeid}: {error}") from None
+    except (pytest.UsageError, UnsupportedLoopError):
+        # pytest-asyncio calls this hook mid-collection, where an exception
+        # becomes a collection traceback.  The same check runs again in
+        # pytest_collection_modifyitems and reports a clean usage error there.
+        effective = effective_global(config)
+        factory = loop_factory(effective.clock, effective.loop)
     return {f"{effective.loop}-{effective.clock}": factory}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Validates every marker, sync tests included, before anything runs.
     for item in items:
-        item.stash[SETTINGS_KEY] = effective_for(config, item)
+        effective = effective_for(config, item)
+        try:
+            loop_factory(effective.clock, effective.loop)
+        except UnsupportedLoopError as error:
+            raise pytest.UsageError(f"{item.nodeid}: {error}") from None
+        item.stash[SETTINGS_KEY] = effective
 
 
 @pytest.fixture

@@ -85,10 +85,12 @@ def add_options(parser: pytest.Parser) -> None:
             metavar="|".join(setting.choices),
             help=f"{setting.help}. Overrides the ini key and markers.",
         )
+        # An empty default tells "not set" apart from "set to the default value",
+        # so the report header can say where a value came from.
         parser.addini(
             setting.ini,
             help=f"{setting.help} (default: {setting.default})",
-            default=setting.default,
+            default="",
         )
 
 
@@ -98,7 +100,9 @@ def validate_config(config: pytest.Config) -> None:
         flag_value = config.getoption(setting.dest)
         if flag_value is not None:
             _check(setting, flag_value, setting.flag)
-        _check(setting, config.getini(setting.ini), f"ini key {setting.ini}")
+        ini_value = config.getini(setting.ini)
+        if ini_value:
+            _check(setting, ini_value, f"ini key {setting.ini}")
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
 
 
@@ -135,9 +139,10 @@ def _resolve(config: pytest.Config, marked: dict[str, str]) -> Effective:
             chosen[setting.name], sources[setting.name] = marked[setting.name], "marker"
         else:
             ini_value: Any = config.getini(setting.ini)
-            from_ini = config.inipath is not None and ini_value != setting.default
-            chosen[setting.name] = ini_value
-            sources[setting.name] = "ini" if from_ini else "default"
+            if ini_value:
+                chosen[setting.name], sources[setting.name] = ini_value, "ini"
+            else:
+                chosen[setting.name], sources[setting.name] = setting.default, "default"
     return Effective(
         clock=cast(ClockChoice, chosen["clock"]),
         loop=cast(LoopChoice, chosen["loop"]),
