@@ -21,10 +21,13 @@ or ``asyncio.run(main(), loop_factory=VirtualClockLoop)`` (3.12+) work alone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import heapq
 import itertools
 import logging
 import selectors
+import weakref
 from collections.abc import Callable
 from contextvars import Context
 from typing import Any, TypeVar
@@ -81,7 +84,11 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        self._children: weakref.WeakSet[Any] = weakref.WeakSet()
         self._deadlock_grace = deadlock_grace
+        # Real ns at which the current stretch of in-flight real work began
+        # (or was last accounted for); None while nothing is in flight.
+        self._real_mark: int | None = None
 
     # -- the clock ---------------------------------------------------------
 
@@ -174,15 +181,48 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: Any, func: Callable[..., _T], *args: Any
     ) -> asyncio.Future[_T]:
-        future = super().run_in_executor(executor, func, *args)
-        # The job is in flight until its result reaches this loop; counting on
-        # the loop side avoids a race with the worker thread's callback.
+        self._check_closed()  # type: ignore[attr-defined]
+        if self._debug:  # type: ignore[attr-defined]
+            self._check_callback(func, "run_in_executor")  # type: ignore[attr-defined]
+        if executor is None:
+            executor = self._default_executor  # type: ignore[has-type]
+            self._check_default_executor()  # type: ignore[attr-defined]
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        # Start the real-time stretch before submitting: submit() may start a
+        # worker thread that runs part of the job before it returns.
+        self._start_real_flow()
+        job = executor.submit(func, *args)
+        # In flight until the job itself is done (ran, failed, or was cancelled
+        # before it started), not merely until its asyncio future is cancelled.
         self._jobs_in_flight += 1
-        future.add_done_callback(self._job_finished)
-        return future
+        job.add_done_callback(self._job_finished_threadsafe)
+        return asyncio.wrap_future(job, loop=self)
 
-    def _job_finished(self, _future: asyncio.Future[Any]) -> None:
+    def _job_finished_threadsafe(self, _job: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            self.call_soon_threadsafe(self._job_finished, None)
+
+    def _job_finished(self, _future: Any) -> None:
         self._jobs_in_flight -= 1
+
+    async def shutdown_default_executor(self, *args: Any) -> None:
+        # asyncio waits for a helper thread's call_soon_threadsafe: real work.
+        self._start_real_flow()
+        self._jobs_in_flight += 1
+        try:
+            await super().shutdown_default_executor(*args)
+        finally:
+            self._jobs_in_flight -= 1
+
+    async def _make_subprocess_transport(self, *args: Any, **kwargs: Any) -> Any:
+        transport = await super()._make_subprocess_transport(*args, **kwargs)  # type: ignore[misc]
+        self._children.add(transport)
+        return transport
+
+    def _children_running(self) -> bool:
+        return any(t.get_returncode() is None for t in list(self._children) if not t.is_closing())
 
     # -- the iteration -----------------------------------------------------
 
@@ -247,9 +287,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         heap = self._timer_heap
         due = heap[0][0] if heap and heap[0][0] < NEVER else None
         kinds = self._registered_fd_kinds()
-        if self._jobs_in_flight or FdKind.EXTERNAL in kinds:
+        if self._jobs_in_flight or FdKind.EXTERNAL in kinds or self._children_running():
             self._flow_in_real_time(due)
             return
+        self._real_mark = None
         if len(kinds) or due is None:
             # A loopback peer's data or a thread's call_soon_threadsafe may
             # already be waiting: collect it before deciding to jump.
@@ -271,13 +312,25 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             return set()
         return set(classify(fds).values())
 
+    def _start_real_flow(self) -> None:
+        if self._real_mark is None:
+            self._real_mark = time_patch.real_monotonic_ns()
+
     def _flow_in_real_time(self, due: int | None) -> None:
         # The outside world owes us an event: let virtual time pass at real
-        # speed until it arrives or the next timer is due, never jump.
-        timeout = None if due is None else max(0, due - self._ticks) / TICKS_PER_SECOND
-        started = time_patch.real_monotonic_ns()
+        # speed until it arrives or the next timer is due, never jump.  All
+        # real time since the work went in flight counts, the loop's own
+        # compute included, so a job is never seen as faster than it was.
+        self._start_real_flow()
+        assert self._real_mark is not None
+        unaccounted = time_patch.real_monotonic_ns() - self._real_mark
+        timeout = None
+        if due is not None:
+            timeout = max(0, due - self._ticks - unaccounted) / TICKS_PER_SECOND
         self._poll(timeout)
-        self._ticks += time_patch.real_monotonic_ns() - started
+        now = time_patch.real_monotonic_ns()
+        self._ticks += now - self._real_mark
+        self._real_mark = now
 
     def _wait_without_timers(self, may_get_connections: bool) -> None:
         if may_get_connections or not asyncio.all_tasks(self):
@@ -291,6 +344,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             if remaining <= 0:
                 break
             self._poll(remaining)
-            if self._ready or self._timer_heap or self._jobs_in_flight:  # type: ignore[attr-defined]
+            finite_timer = bool(self._timer_heap) and self._timer_heap[0][0] < NEVER
+            if self._ready or finite_timer or self._jobs_in_flight:  # type: ignore[attr-defined]
                 return
         raise DeadlockError(self.time(), waiting_tasks(self))

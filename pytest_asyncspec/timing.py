@@ -51,7 +51,7 @@ class Tolerance:
     def __post_init__(self) -> None:
         for name in ("early", "early_fraction", "late", "late_fraction"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
+            if not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(
                     f"Tolerance.{name} must be a non-negative number of seconds "
                     f"or a fraction, got {value!r}"

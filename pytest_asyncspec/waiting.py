@@ -33,7 +33,11 @@ class WaitingTask:
 
 def _qualname(frame: FrameType) -> str:
     code = frame.f_code
-    return getattr(code, "co_qualname", code.co_name)
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is None:  # Python 3.10: rebuild Class.method from the bound self
+        owner = frame.f_locals.get("self")
+        qualname = code.co_name if owner is None else f"{type(owner).__qualname__}.{code.co_name}"
+    return str(qualname)
 
 
 def _place(frame: FrameType) -> str:

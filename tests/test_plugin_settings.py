@@ -9,12 +9,10 @@ under test is command line > marker > ini > default.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -75,30 +73,6 @@ NO_LOOPTIME = (
     "-p",
     "no:looptime_chronometers",
 )
-
-
-@pytest.fixture(autouse=True)
-def _keep_outer_event_loop() -> Iterator[None]:
-    """Give this thread's current event loop back after an in-process inner run.
-
-    On a sync test, looptime's ``pytest_pyfunc_call`` asks the policy for the
-    current loop, which creates and sets an idle one; the inner pytest-asyncio
-    run then sets its own loop and finally ``None``, dropping that idle loop
-    unclosed, and the ResourceWarning fails the outer session under
-    ``filterwarnings = error``.  Putting the outer loop back leaves the thread
-    as the test found it; nothing is closed here.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            outer: asyncio.AbstractEventLoop | None = policy.get_event_loop()
-        except RuntimeError:
-            outer = None
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy.set_event_loop(outer)
 
 
 # Long enough that a real wait cannot be mistaken for a virtual jump on a

@@ -1,0 +1,335 @@
+"""Real work on the virtual clock: never overtaken by a jump, and no false timeouts.
+
+While something outside the loop owes it an event (a server in another thread,
+an executor job, a subprocess) the clock flows at real speed instead of jumping
+to the next timer; peers served by the same loop do not hold time back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_asyncspec import DeadlockError, VirtualClockLoop
+
+if TYPE_CHECKING:
+    from conftest import RunVirtual
+
+#: Real seconds the threaded server waits before it answers.
+REPLY_DELAY = 0.3
+
+
+# -- a real server in another thread ---------------------------------------------
+
+
+class _SlowReplyHandler(socketserver.StreamRequestHandler):
+    timeout = 5.0  # a client that never sends cannot hold the server thread
+
+    def handle(self) -> None:
+        request = self.rfile.readline()
+        # This thread runs no virtual loop, so time.sleep here is a real sleep.
+        time.sleep(REPLY_DELAY)
+        self.wfile.write(b"pong " + request)
+
+
+class _SlowReplyServer(socketserver.TCPServer):
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowReplyHandler)
+        self.errors: list[BaseException | None] = []
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        self.errors.append(sys.exc_info()[1])
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+
+@contextlib.contextmanager
+def _server_thread() -> Iterator[_SlowReplyServer]:
+    """A loopback server answering from its own thread, always stopped on exit."""
+    server = _SlowReplyServer()
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="slow-reply-server",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        # shutdown() returns once serve_forever has left its loop; a handler is
+        # bounded by its socket timeout, so this cannot hang.
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+    assert not thread.is_alive(), "the server thread did not stop"
+
+
+def test_reply_from_a_server_thread_is_not_overtaken_by_timers(run_virtual: RunVirtual) -> None:
+    """A server in another thread answers after 0.3 real seconds: the reply arrives
+    under a 10 s timeout, the clock runs at real speed meanwhile (about 0.3 s of
+    virtual time), and a 60 s timer elsewhere does not fire first."""
+
+    async def exchange(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"ping\n")
+            await writer.drain()
+            return await reader.readline()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    async def main(port: int) -> tuple[bytes, float, list[str], float]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        far_timer = loop.call_later(60, fired.append, "60 s timer")
+        started = loop.time()
+        reply = await asyncio.wait_for(exchange(port), 10)
+        elapsed = loop.time() - started
+        far_timer.cancel()
+        return reply, elapsed, fired, loop.time()
+
+    with _server_thread() as server:
+        reply, elapsed, fired, ended_at = run_virtual(lambda: main(server.port))
+
+    assert server.errors == []
+    assert reply == b"pong ping\n"
+    assert fired == []
+    assert ended_at < 60
+    # The server slept 0.3 real seconds before answering while the loop waited at
+    # real speed (a jump would have meant 10 s or 60 s). The clock counts only the
+    # time the loop spends waiting, not its own compute, hence "about" 0.3 s.
+    assert 0.25 <= elapsed < 5.0
+
+
+# -- executor jobs ---------------------------------------------------------------
+
+
+def test_executor_job_is_not_overtaken_by_its_timeout(run_virtual: RunVirtual) -> None:
+    """``run_in_executor(None, time.sleep, 0.2)`` under a 9 s ``wait_for`` completes
+    without a false timeout; the clock flows at real speed while the job runs, so
+    about 0.2 s of virtual time passes, and a 60 s timer does not fire."""
+
+    async def main() -> tuple[object, float, list[str]]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        far_timer = loop.call_later(60, fired.append, "60 s timer")
+        started = loop.time()
+        # time.sleep is looked up now (the patched function) and runs on a
+        # worker thread, where it is a real sleep.
+        result = await asyncio.wait_for(loop.run_in_executor(None, time.sleep, 0.2), 9)
+        elapsed = loop.time() - started
+        far_timer.cancel()
+        return result, elapsed, fired
+
+    result, elapsed, fired = run_virtual(main)
+
+    assert result is None
+    assert fired == []
+    # Virtual time follows real time from the moment the job was submitted, so
+    # the job's 0.2 real seconds are all seen.
+    assert 0.2 <= elapsed < 9
+
+
+def test_to_thread_is_tracked_like_an_executor_job(run_virtual: RunVirtual) -> None:
+    """``asyncio.to_thread`` work (0.1 real seconds) beats a 5 s timeout and returns
+    its result; the thread saw a real sleep, the loop a real-speed wait."""
+
+    def work() -> str:
+        time.sleep(0.1)
+        return threading.current_thread().name
+
+    async def main() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        name = await asyncio.wait_for(asyncio.to_thread(work), 5)
+        return name, loop.time() - started
+
+    thread_name, elapsed = run_virtual(main)
+
+    assert thread_name != threading.current_thread().name
+    assert 0.05 <= elapsed < 5
+
+
+# -- peers on the same loop ------------------------------------------------------
+
+
+@pytest.mark.timeout(10)  # 30 s of real time would mean the clock did not jump
+def test_client_and_server_on_the_same_loop_let_the_clock_jump(run_virtual: RunVirtual) -> None:
+    """A loopback server and its client both on the virtual loop: the handler's 30 s
+    sleep is jumped over, and the reply reaches the client exactly 30 s (to the
+    nanosecond) after the request; a real-speed wait could not be that exact."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readline()
+            await asyncio.sleep(30)
+            writer.write(b"late " + request)
+            await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    async def main() -> tuple[bytes, int, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                sent_at = loop.virtual_ticks()
+                writer.write(b"ping\n")
+                await writer.drain()
+                reply = await reader.readline()
+                ticks = loop.virtual_ticks() - sent_at
+            finally:
+                writer.close()
+                await writer.wait_closed()
+        finally:
+            server.close()
+            await server.wait_closed()
+        return reply, ticks, loop.time()
+
+    reply, ticks, ended_at = run_virtual(main)
+
+    assert reply == b"late ping\n"
+    assert ticks == 30_000_000_000
+    assert ended_at == 30.0
+
+
+# -- subprocesses ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="selector loops cannot run subprocesses")
+def test_subprocess_output_and_exit_are_not_overtaken(run_virtual: RunVirtual) -> None:
+    """A child process that prints, closes its output and exits 0.3 real seconds
+    later: its output and exit status arrive under a 10 s timeout, the clock flows
+    at real speed until the exit, and a 60 s timer does not fire first."""
+    script = "import os, time; print('child done', flush=True); os.close(1); time.sleep(0.3)"
+
+    async def main() -> tuple[bytes, int | None, list[str], float]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        far_timer = loop.call_later(60, fired.append, "60 s timer")
+        started = loop.time()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), 10)
+        finally:
+            # Reap the child whatever happened, so no transport is left open.
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        far_timer.cancel()
+        return output, process.returncode, fired, loop.time() - started
+
+    output, returncode, fired, elapsed = run_virtual(main)
+
+    assert (output, returncode) == (b"child done\n", 0)
+    assert fired == []
+    assert 0.25 <= elapsed < 10
+
+
+# -- executor shutdown -----------------------------------------------------------
+
+
+class _SlowShutdownExecutor(ThreadPoolExecutor):
+    """An executor whose workers take 0.2 real seconds to wind down."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if wait:
+            time.sleep(0.2)  # called on asyncio's shutdown thread: a real sleep
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def test_executor_shutdown_under_a_timeout_is_not_overtaken(run_virtual: RunVirtual) -> None:
+    """Waiting for the default executor to shut down (0.2 real seconds) under a 300 s
+    timeout, as ``asyncio.Runner.close`` does on Python 3.13, completes instead of
+    being jumped over."""
+
+    async def main() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(_SlowShutdownExecutor())
+        await loop.run_in_executor(None, time.sleep, 0.01)
+        started = loop.time()
+        try:
+            await asyncio.wait_for(loop.shutdown_default_executor(), 300)
+        except asyncio.TimeoutError:
+            return "timed out", loop.time() - started
+        return "shut down", loop.time() - started
+
+    outcome, elapsed = run_virtual(main)
+
+    assert outcome == "shut down", f"{outcome} after {elapsed} virtual seconds"
+    assert elapsed < 300
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is new in 3.11")
+def test_runner_closes_cleanly_after_an_executor_job() -> None:
+    """The documented way to use the loop without pytest,
+    ``asyncio.Runner(loop_factory=VirtualClockLoop)``, closes without a warning or
+    error after code used the default executor (whose workers take 0.2 real
+    seconds to wind down)."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(_SlowShutdownExecutor())
+        await loop.run_in_executor(None, time.sleep, 0.01)
+        return loop.time()
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        assert runner.run(main()) >= 0.0
+
+
+def test_a_timed_out_job_still_running_is_not_a_deadlock(run_virtual: RunVirtual) -> None:
+    """After ``wait_for`` gives up on an executor job at 0.1 s, the job keeps running
+    on its worker thread (here until it is released a real second later); shutting
+    the executor down waits for it instead of being reported as a deadlock."""
+    release = threading.Event()
+
+    def job() -> None:
+        release.wait(timeout=10)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(loop.run_in_executor(None, job), 0.1)
+        releaser = threading.Timer(1.0, release.set)
+        releaser.start()
+        try:
+            started = loop.time()
+            await loop.shutdown_default_executor()
+            return loop.time() - started
+        finally:
+            release.set()
+            releaser.cancel()
+            releaser.join()
+
+    try:
+        # A short grace: the job outlives it by far, so the outcome cannot
+        # depend on how loaded the machine is.
+        waited = run_virtual(main, deadlock_grace=0.1)
+    except DeadlockError as error:
+        raise AssertionError(f"reported as a deadlock: {error}") from error
+    finally:
+        release.set()
+    assert 0.5 <= waited < 5

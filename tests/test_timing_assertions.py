@@ -1,0 +1,267 @@
+"""LoopClock's timing assertions: exact on the virtual clock, a tolerance window on
+the real one, and clear messages either way."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from pytest_asyncspec import (
+    REAL_CLOCK_TOLERANCE,
+    LoopClock,
+    NoRunningLoopError,
+    TimingAssertionError,
+    Tolerance,
+)
+
+if TYPE_CHECKING:
+    from conftest import RunVirtual
+
+_T = TypeVar("_T")
+
+
+def _run_on_stock_loop(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``main()`` on asyncio's own loop (the real clock), whatever the run's settings."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+async def _value_after(delay: float, value: str) -> str:
+    await asyncio.sleep(delay)
+    return value
+
+
+# -- the virtual clock: exact ----------------------------------------------------
+
+
+def test_assert_time_is_exact_to_the_tick_on_the_virtual_clock(run_virtual: RunVirtual) -> None:
+    """On the virtual clock a measured 2.5 s passes against 2.5 and fails against
+    2.5 s plus one nanosecond, and against 2.4 or 2.6."""
+
+    async def main() -> list[bool]:
+        clock = LoopClock()
+        assert clock.mode == "virtual"
+        with clock.measure() as span:
+            await asyncio.sleep(2.5)
+        assert span.elapsed == 2.5
+        clock.assert_time(span.elapsed, 2.5, what="one sleep")
+        for wrong in (2.5 + 1e-9, 2.4, 2.6):
+            with pytest.raises(TimingAssertionError):
+                clock.assert_time(span.elapsed, wrong)
+        return [check.passed for check in clock.checks]
+
+    assert run_virtual(main) == [True, False, False, False]
+
+
+def test_failure_message_shows_expected_measured_and_the_virtual_rule(
+    run_virtual: RunVirtual,
+) -> None:
+    """A virtual-clock mismatch raises a TimingAssertionError (an AssertionError)
+    whose message gives what was timed, the expected and measured figures and
+    that the comparison was exact on the virtual clock."""
+
+    async def main() -> TimingAssertionError:
+        clock = LoopClock()
+        with pytest.raises(TimingAssertionError) as excinfo:
+            clock.assert_time(25.0, 5.0, what="five sleeps")
+        return excinfo.value
+
+    error = run_virtual(main)
+
+    assert isinstance(error, AssertionError)
+    assert (
+        str(error) == "five sleeps: expected 5.0 s, measured 25.0 s (virtual clock, exact to 1 ns)"
+    )
+
+
+def test_documented_figure_is_shown_next_to_the_expected_one(run_virtual: RunVirtual) -> None:
+    """``check`` compares without raising, keeps the record, and the message quotes
+    the figure the source documents."""
+
+    async def main() -> tuple[bool, str, int]:
+        clock = LoopClock()
+        record = clock.check(15.0, 15.0, what="pipeline", documented=15.02)
+        return record.passed, record.message(), len(clock.checks)
+
+    passed, message, kept = run_virtual(main)
+
+    assert passed
+    assert message == (
+        "pipeline: expected 15.0 s, measured 15.0 s (virtual clock, exact to 1 ns); "
+        "the source documents 15.02 s"
+    )
+    assert kept == 1
+
+
+def test_now_and_reset_count_from_the_chosen_origin(run_virtual: RunVirtual) -> None:
+    """``now`` counts from the clock's first reading, ``reset`` moves the origin, and
+    a span cannot report its length before its block ends."""
+
+    async def main() -> list[float]:
+        await asyncio.sleep(1)  # before the first reading: not counted
+        clock = LoopClock()
+        readings = [clock.now()]
+        await asyncio.sleep(3)
+        readings.append(clock.now())
+        clock.reset()
+        await asyncio.sleep(2)
+        readings.append(clock.now())
+        with clock.measure() as span:
+            with pytest.raises(RuntimeError, match="not finished"):
+                _ = span.elapsed
+            await asyncio.sleep(0.5)
+        readings.append(span.elapsed)
+        return readings
+
+    assert run_virtual(main) == [0.0, 3.0, 2.0, 0.5]
+
+
+def test_assert_times_lists_every_mismatch(run_virtual: RunVirtual) -> None:
+    """``assert_times`` passes on equal sequences; otherwise its message shows both
+    sequences and one line per mismatching figure (and none for matching ones);
+    sequences of different lengths are reported as such."""
+
+    async def main() -> tuple[str, str]:
+        clock = LoopClock()
+        clock.assert_times([1.0, 2.5, 3.0], [1.0, 2.5, 3.0], what="finish times")
+        with pytest.raises(TimingAssertionError) as mismatch:
+            clock.assert_times([1.0, 2.0, 3.5], [1.0, 2.5, 3.0], what="finish times")
+        with pytest.raises(TimingAssertionError) as lengths:
+            clock.assert_times([1.0, 2.0], [1.0, 2.0, 3.0], what="finish times")
+        return str(mismatch.value), str(lengths.value)
+
+    mismatch, lengths = run_virtual(main)
+
+    assert mismatch.splitlines() == [
+        "finish times: expected [1.0, 2.5, 3.0] s, measured [1.0, 2.0, 3.5] s",
+        "  finish times[1]: expected 2.5 s, measured 2.0 s (virtual clock, exact to 1 ns)",
+        "  finish times[2]: expected 3.0 s, measured 3.5 s (virtual clock, exact to 1 ns)",
+    ]
+    assert lengths == (
+        "finish times: expected 3 figures [1.0, 2.0, 3.0], measured 2 figures [1.0, 2.0]"
+    )
+
+
+def test_finish_times_keeps_argument_order_and_notes_when_each_ended(
+    run_virtual: RunVirtual,
+) -> None:
+    """``finish_times`` runs its awaitables together: results come back in argument
+    order, with the instant each one finished."""
+
+    async def main() -> tuple[list[Any], list[float], float]:
+        clock = LoopClock()
+        finished = await clock.finish_times(
+            _value_after(3, "slow"), _value_after(1, "fast"), _value_after(2, "middle")
+        )
+        return finished.results, finished.times, clock.now()
+
+    results, times, ended_at = run_virtual(main)
+
+    assert results == ["slow", "fast", "middle"]
+    assert times == [3.0, 1.0, 2.0]
+    assert ended_at == 3.0
+
+
+# -- the real clock: a tolerance window -------------------------------------------
+
+
+def test_tolerance_window_on_the_real_clock() -> None:
+    """On asyncio's own loop a real 0.2 s sleep passes against 0.2 within the default
+    window and fails against 1.0, with a message that shows the accepted window."""
+
+    async def main() -> tuple[str, float, str]:
+        clock = LoopClock()
+        with clock.measure() as span:
+            await asyncio.sleep(0.2)
+        clock.assert_time(span.elapsed, 0.2, what="a 0.2 s sleep")
+        with pytest.raises(TimingAssertionError) as excinfo:
+            clock.assert_time(span.elapsed, 1.0, what="a 0.2 s sleep")
+        return clock.mode, span.elapsed, str(excinfo.value)
+
+    mode, elapsed, message = _run_on_stock_loop(main)
+
+    assert mode == "real"
+    assert elapsed >= 0.2 - REAL_CLOCK_TOLERANCE.early
+    assert message.startswith("a 0.2 s sleep: expected 1.0 s, measured ")
+    assert "(real clock, accepted 0.98 s to 1.2 s" in message
+
+
+def test_a_tolerance_passed_to_one_assertion_replaces_the_default() -> None:
+    """A per-assertion Tolerance is used instead of the clock's: 1.3 s against 1.0
+    fails by default and passes with 0.5 s of lateness allowed."""
+
+    async def main() -> list[bool]:
+        clock = LoopClock()
+        with pytest.raises(TimingAssertionError):
+            clock.assert_time(1.3, 1.0)
+        clock.assert_time(1.3, 1.0, tolerance=Tolerance(late=0.5))
+        return [check.passed for check in clock.checks]
+
+    assert _run_on_stock_loop(main) == [False, True]
+
+
+def test_tolerance_window_follows_its_documented_formula() -> None:
+    """The window is expected - early - early_fraction x expected to expected + late
+    + late_fraction x expected: 4.94 s to 5.6 s for 5 s by default."""
+    assert Tolerance().window(5.0) == pytest.approx((4.94, 5.6))
+    assert Tolerance(early=0, early_fraction=0, late=0.5, late_fraction=0.5).window(
+        2.0
+    ) == pytest.approx((2.0, 3.5))
+    assert Tolerance() == REAL_CLOCK_TOLERANCE
+
+
+def test_real_clock_failure_message_matches_the_documented_one() -> None:
+    """A real-clock failure reads as docs/timing-assertions.md shows it: both
+    figures, the accepted window and the tolerance rule that produced it."""
+
+    async def main() -> str:
+        with pytest.raises(TimingAssertionError) as excinfo:
+            LoopClock().assert_time(5.9, 5.0, what="five sleeps")
+        return str(excinfo.value)
+
+    assert _run_on_stock_loop(main) == (
+        "five sleeps: expected 5.0 s, measured 5.9 s (real clock, accepted 4.94 s to "
+        "5.6 s with tolerance -0.01 s-1% / +0.1 s+10%)"
+    )
+
+
+# -- misuse ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        pytest.param(lambda clock: clock.now(), id="now"),
+        pytest.param(lambda clock: clock.mode, id="mode"),
+        pytest.param(lambda clock: clock.reset(), id="reset"),
+        pytest.param(lambda clock: clock.assert_time(1.0, 1.0), id="assert_time"),
+    ],
+)
+def test_reading_the_clock_outside_a_running_loop_says_to_use_a_coroutine(
+    use: Callable[[LoopClock], object],
+) -> None:
+    """A LoopClock read with no running loop (a synchronous test) raises
+    NoRunningLoopError, a RuntimeError telling to read it inside a coroutine."""
+    with pytest.raises(NoRunningLoopError, match="inside a coroutine") as excinfo:
+        use(LoopClock())
+    assert isinstance(excinfo.value, RuntimeError)
+
+
+@pytest.mark.parametrize("field", ["early", "early_fraction", "late", "late_fraction"])
+def test_tolerance_rejects_negative_values(field: str) -> None:
+    """Each Tolerance field refuses a negative value with a ValueError naming it."""
+    with pytest.raises(ValueError, match=rf"Tolerance\.{field} must be a non-negative"):
+        Tolerance(**{field: -0.01})
+
+
+def test_tolerance_rejects_nan() -> None:
+    """NaN is not a non-negative number of seconds: Tolerance refuses it."""
+    with pytest.raises(ValueError, match="non-negative"):
+        Tolerance(late=math.nan)
