@@ -70,6 +70,17 @@ class DeadlockError(RuntimeError):
 class VirtualClockLoop(asyncio.SelectorEventLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
+    __slots__ = (
+        "_children",
+        "_deadlock_grace",
+        "_epoch",
+        "_jobs_in_flight",
+        "_real_mark",
+        "_ticks",
+        "_timer_heap",
+        "_timer_seq",
+    )
+
     def __init__(
         self,
         selector: selectors.BaseSelector | None = None,
@@ -222,6 +233,8 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return transport
 
     def _children_running(self) -> bool:
+        if not self._children:
+            return False
         return any(t.get_returncode() is None for t in list(self._children) if not t.is_closing())
 
     # -- the iteration -----------------------------------------------------
@@ -238,7 +251,8 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._timer_heap.clear()
 
     def _run_once(self) -> None:
-        self._drop_cancelled_timers()
+        if self._timer_cancelled_count:
+            self._drop_cancelled_timers()
         heap = self._timer_heap
         if self._ready or self._stopping or (heap and heap[0][0] <= self._ticks):  # type: ignore[attr-defined]
             self._poll(0)
@@ -303,6 +317,8 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._wait_without_timers(FdKind.LISTENING in kinds)
 
     def _registered_fd_kinds(self) -> set[FdKind]:
+        if len(self._selector.get_map()) <= 1:  # type: ignore[attr-defined]
+            return set()  # nothing but the loop's own self-pipe
         fds = [
             key.fd
             for key in self._selector.get_map().values()  # type: ignore[attr-defined]
