@@ -12,6 +12,7 @@ import pytest
 
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .settings import (
+    CLAIM_HELP,
     MARKER_HELP,
     Effective,
     add_options,
@@ -30,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", CLAIM_HELP)
     validate_config(config)
 
 

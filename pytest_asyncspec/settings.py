@@ -16,6 +16,11 @@ import pytest
 from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
 
 MARKER = "asyncspec"
+CLAIM_MARKER = "claim"
+CLAIM_HELP = (
+    f"{CLAIM_MARKER}(id): tags a test as the executable form of a documented "
+    "claim, e.g. @pytest.mark.claim('S0.3')"
+)
 
 
 @dataclass(frozen=True)

@@ -264,17 +264,29 @@ class LoopClock:
         expected: Sequence[float],
         *,
         what: str = "times",
+        documented: Sequence[float] | None = None,
         tolerance: Tolerance | None = None,
     ) -> None:
         """Compare two sequences figure by figure; the message lists every mismatch."""
         __tracebackhide__ = True
+        if documented is not None and len(documented) != len(expected):
+            raise ValueError(
+                f"{what}: {len(documented)} documented figures for {len(expected)} "
+                "expected ones; give one documented figure per expected figure"
+            )
         if len(measured) != len(expected):
             raise TimingAssertionError(
                 f"{what}: expected {len(expected)} figures {list(expected)}, "
                 f"measured {len(measured)} figures {list(measured)}"
             )
         records = [
-            self.check(m, e, what=f"{what}[{i}]", tolerance=tolerance)
+            self.check(
+                m,
+                e,
+                what=f"{what}[{i}]",
+                tolerance=tolerance,
+                documented=None if documented is None else documented[i],
+            )
             for i, (m, e) in enumerate(zip(measured, expected, strict=True))
         ]
         failures = [r for r in records if not r.passed]
