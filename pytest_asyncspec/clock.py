@@ -27,9 +27,11 @@ import heapq
 import itertools
 import logging
 import selectors
+import sys
 import weakref
 from collections.abc import Callable
 from contextvars import Context
+from types import FrameType
 from typing import Any, TypeVar
 
 from . import time_patch
@@ -72,6 +74,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     __slots__ = (
         "_children",
+        "on_blocking_sleep",
         "_deadlock_grace",
         "_epoch",
         "_jobs_in_flight",
@@ -100,6 +103,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         # Real ns at which the current stretch of in-flight real work began
         # (or was last accounted for); None while nothing is in flight.
         self._real_mark: int | None = None
+        #: Called as ``on_blocking_sleep(seconds, caller_frame)`` for every
+        #: blocking ``time.sleep`` on the loop thread (blocking detection).
+        self.on_blocking_sleep: Callable[[float, FrameType], None] | None = None
 
     # -- the clock ---------------------------------------------------------
 
@@ -117,6 +123,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     def block_for(self, seconds: float) -> None:
         """A blocking sleep on the loop thread: time passes, nothing else runs."""
         self._ticks += seconds_to_ticks(seconds)
+        listener = self.on_blocking_sleep
+        if listener is not None:
+            # Frame 0 is this method, 1 the patched time.sleep, 2 its caller.
+            listener(seconds, sys._getframe(2))
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by hand (timers that become due run next)."""
