@@ -74,7 +74,6 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     __slots__ = (
         "_children",
-        "on_blocking_sleep",
         "_deadlock_grace",
         "_epoch",
         "_jobs_in_flight",
@@ -82,6 +81,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         "_ticks",
         "_timer_heap",
         "_timer_seq",
+        "on_blocking_sleep",
     )
 
     def __init__(
