@@ -1,14 +1,19 @@
 """The plugin's settings: one place that reads options, ini keys and markers.
 
-Every setting has a command-line flag ``--asyncspec-NAME``, an ini key
-``asyncspec_NAME`` and a keyword of the ``asyncspec`` marker.  Precedence is
-command line > marker > ini > default, so ``--asyncspec-clock=real`` re-runs a
-whole virtual-clock suite on the real clock.
+Every per-test setting has a command-line flag ``--asyncspec-NAME``, an ini
+key ``asyncspec_NAME`` and a keyword of the ``asyncspec`` marker.  Precedence
+is command line > marker > ini > default, so ``--asyncspec-clock=real``
+re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
+(where trace files go, which places may block) have a flag and an ini key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -21,18 +26,63 @@ CLAIM_HELP = (
     f"{CLAIM_MARKER}(id): tags a test as the executable form of a documented "
     "claim, e.g. @pytest.mark.claim('S0.3')"
 )
+LEAK_CHOICES = ("off", "warn", "error")
+_OFF_WORDS = ("off", "none", "no", "false", "0")
+_ON_WORDS = ("on", "yes", "true", "1")
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], object]:
+    def parse(value: object) -> object:
+        if value not in choices:
+            raise ValueError(
+                f"invalid {name} {value!r}; expected one of "
+                f"{', '.join(repr(choice) for choice in choices)}"
+            )
+        return value
+
+    return parse
+
+
+def parse_seconds_or_off(value: object) -> float | None:
+    """A positive, finite number of seconds, or off (``off``/``none``/None)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS):
+        return None
+    try:
+        seconds = float(cast(Any, value))
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"invalid max_blocking {value!r}; expected a positive number of seconds "
+            "(e.g. 0.1) or 'off'"
+        )
+    return seconds
+
+
+def parse_on_off(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _ON_WORDS:
+        return True
+    if text in _OFF_WORDS:
+        return False
+    raise ValueError(f"invalid trace {value!r}; expected on or off (True or False in a marker)")
 
 
 @dataclass(frozen=True)
 class Setting:
     name: str
-    choices: tuple[str, ...]
+    parse: Callable[[object], object]
     default: str
+    metavar: str
     help: str
+    #: Whether the asyncspec marker accepts it (run-wide settings do not).
+    per_test: bool = True
 
     @property
     def flag(self) -> str:
-        return f"--asyncspec-{self.name}"
+        return f"--asyncspec-{self.name.replace('_', '-')}"
 
     @property
     def ini(self) -> str:
@@ -42,61 +92,113 @@ class Setting:
     def dest(self) -> str:
         return f"asyncspec_{self.name}"
 
+    def check(self, value: object, where: str) -> object:
+        try:
+            return self.parse(value)
+        except ValueError as error:
+            raise pytest.UsageError(f"{where}: {error}") from None
+
 
 CLOCK = Setting(
     "clock",
-    CLOCK_CHOICES,
+    _choice("clock", CLOCK_CHOICES),
     "real",
+    "|".join(CLOCK_CHOICES),
     "clock for async tests: 'virtual' (sleeps and timeouts take no real time, "
     "timings exact) or 'real' (the stock loop, untouched)",
 )
 LOOP = Setting(
     "loop",
-    LOOP_CHOICES,
+    _choice("loop", LOOP_CHOICES),
     "asyncio",
+    "|".join(LOOP_CHOICES),
     "event loop for async tests: 'asyncio' or 'uvloop' (uvloop needs the real clock)",
 )
-SETTINGS: tuple[Setting, ...] = (CLOCK, LOOP)
-MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS}
-MARKER_HELP = (
-    f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop'): "
-    "per-test pytest-asyncspec settings (command-line flags still win)"
+MAX_BLOCKING = Setting(
+    "max_blocking",
+    parse_seconds_or_off,
+    "off",
+    "SECONDS",
+    "fail an async test whose task step holds the loop longer than SECONDS "
+    "(virtual seconds on the virtual clock), naming the blocking line; 'off' disables",
 )
+LEAKS = Setting(
+    "leaks",
+    _choice("leaks", LEAK_CHOICES),
+    "off",
+    "|".join(LEAK_CHOICES),
+    "tasks still pending and coroutines never awaited when an async test ends: "
+    "'warn' reports them, 'error' fails the test, 'off' ignores them",
+)
+TRACE = Setting(
+    "trace",
+    parse_on_off,
+    "off",
+    "on|off",
+    "record every task step of async tests (failures then show a timeline); "
+    "also switched on by max_blocking, trace_dir and the asyncspec_trace fixture",
+)
+TRACE_DIR = Setting(
+    "trace_dir",
+    lambda value: value,
+    "",
+    "DIR",
+    "write a Trace Event JSON file (Perfetto, chrome://tracing) per traced test into DIR",
+    per_test=False,
+)
+SETTINGS: tuple[Setting, ...] = (CLOCK, LOOP, MAX_BLOCKING, LEAKS, TRACE, TRACE_DIR)
+MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
+MARKER_HELP = (
+    f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
+    "leaks='off'|'warn'|'error', trace=True|False): per-test pytest-asyncspec settings "
+    "(command-line flags still win)"
+)
+ALLOW_BLOCKING_INI = "asyncspec_allow_blocking"
+ALLOW_BLOCKING_DEST = "asyncspec_allow_blocking"
 
 
 @dataclass(frozen=True)
 class Effective:
+    """The settings one test runs with, and where each came from."""
+
     clock: ClockChoice
     loop: LoopChoice
     sources: dict[str, str]
-
-
-def _check(setting: Setting, value: object, where: str) -> str:
-    if value not in setting.choices:
-        raise pytest.UsageError(
-            f"{where}: invalid {setting.name} {value!r}; expected one of "
-            f"{', '.join(repr(c) for c in setting.choices)}"
-        )
-    return str(value)
+    max_blocking: float | None = None
+    leaks: str = "off"
+    trace: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("asyncspec", "pytest-asyncspec: virtual time and timing checks")
+    group = parser.getgroup("asyncspec", "pytest-asyncspec: virtual time, traces, timing checks")
     for setting in SETTINGS:
         group.addoption(
             setting.flag,
             dest=setting.dest,
             default=None,
-            metavar="|".join(setting.choices),
-            help=f"{setting.help}. Overrides the ini key and markers.",
+            metavar=setting.metavar,
+            help=f"{setting.help}. Overrides the ini key"
+            + (" and markers." if setting.per_test else "."),
         )
         # An empty default tells "not set" apart from "set to the default value",
         # so the report header can say where a value came from.
-        parser.addini(
-            setting.ini,
-            help=f"{setting.help} (default: {setting.default})",
-            default="",
-        )
+        parser.addini(setting.ini, help=f"{setting.help} (default: {setting.default})", default="")
+    group.addoption(
+        "--asyncspec-allow-blocking",
+        dest=ALLOW_BLOCKING_DEST,
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a place allowed to block (repeatable): 'path/glob.py', 'path/glob.py:LINE' "
+        "or 'module.function'; added to the ini list",
+    )
+    parser.addini(
+        ALLOW_BLOCKING_INI,
+        type="linelist",
+        default=[],
+        help="places allowed to block the loop, one rule a line (see --asyncspec-allow-blocking)",
+    )
 
 
 def validate_config(config: pytest.Config) -> None:
@@ -104,14 +206,48 @@ def validate_config(config: pytest.Config) -> None:
     for setting in SETTINGS:
         flag_value = config.getoption(setting.dest)
         if flag_value is not None:
-            _check(setting, flag_value, setting.flag)
+            setting.check(flag_value, setting.flag)
         ini_value = config.getini(setting.ini)
         if ini_value:
-            _check(setting, ini_value, f"ini key {setting.ini}")
+            setting.check(ini_value, f"ini key {setting.ini}")
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
+    directory = trace_dir(config)
+    if directory is not None:
+        _check_writable(directory)
 
 
-def marker_settings(item: pytest.Item) -> dict[str, str]:
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--asyncspec-trace-dir: cannot create {str(directory)!r} ({error.strerror}); "
+            "give a directory you can write to"
+        ) from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise pytest.UsageError(
+            f"--asyncspec-trace-dir: {str(directory)!r} is not a writable directory; "
+            "give a directory you can write to"
+        )
+
+
+def trace_dir(config: pytest.Config) -> Path | None:
+    """Where trace files go (flag > ini), relative to the invocation directory."""
+    value = config.getoption(TRACE_DIR.dest) or config.getini(TRACE_DIR.ini)
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def allow_blocking_rules(config: pytest.Config) -> list[str]:
+    """Allow-list rules from the ini file, then from the command line."""
+    rules = [str(rule) for rule in config.getini(ALLOW_BLOCKING_INI)]
+    rules.extend(config.getoption(ALLOW_BLOCKING_DEST) or [])
+    return [rule for rule in (r.strip() for r in rules) if rule]
+
+
+def marker_settings(item: pytest.Item) -> dict[str, object]:
     """The validated keywords of the closest ``asyncspec`` marker."""
     marker = item.get_closest_marker(MARKER)
     if marker is None:
@@ -121,7 +257,7 @@ def marker_settings(item: pytest.Item) -> dict[str, str]:
         raise pytest.UsageError(
             f"{where} takes keywords only (e.g. clock='virtual'), got positional {marker.args!r}"
         )
-    values: dict[str, str] = {}
+    values: dict[str, object] = {}
     for key, value in marker.kwargs.items():
         setting = MARKER_KEYWORDS.get(key)
         if setting is None:
@@ -129,28 +265,35 @@ def marker_settings(item: pytest.Item) -> dict[str, str]:
                 f"{where}: unknown keyword {key!r}; accepted keywords are "
                 f"{', '.join(MARKER_KEYWORDS)}"
             )
-        values[key] = _check(setting, value, where)
+        values[key] = setting.check(value, where)
     return values
 
 
-def _resolve(config: pytest.Config, marked: dict[str, str]) -> Effective:
-    chosen: dict[str, str] = {}
+def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
+    chosen: dict[str, object] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
+        if not setting.per_test:
+            continue
         flag_value = config.getoption(setting.dest)
         if flag_value is not None:
-            chosen[setting.name], sources[setting.name] = flag_value, "command line"
+            chosen[setting.name] = setting.parse(flag_value)
+            sources[setting.name] = "command line"
         elif setting.name in marked:
             chosen[setting.name], sources[setting.name] = marked[setting.name], "marker"
         else:
             ini_value: Any = config.getini(setting.ini)
             if ini_value:
-                chosen[setting.name], sources[setting.name] = ini_value, "ini"
+                chosen[setting.name], sources[setting.name] = setting.parse(ini_value), "ini"
             else:
-                chosen[setting.name], sources[setting.name] = setting.default, "default"
+                chosen[setting.name] = setting.parse(setting.default)
+                sources[setting.name] = "default"
     return Effective(
         clock=cast(ClockChoice, chosen["clock"]),
         loop=cast(LoopChoice, chosen["loop"]),
+        max_blocking=cast("float | None", chosen["max_blocking"]),
+        leaks=cast(str, chosen["leaks"]),
+        trace=cast(bool, chosen["trace"]),
         sources=sources,
     )
 
