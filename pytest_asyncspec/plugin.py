@@ -1,28 +1,39 @@
 """pytest entry point: options, markers, fixtures and the loop-factory hook.
 
 Thin by design: settings live in :mod:`.settings`, loops in :mod:`.loops`,
-the clock in :mod:`.clock`, timing checks in :mod:`.timing`.
+the clock in :mod:`.clock`, timing checks in :mod:`.timing`, and what is
+watched during a test in :mod:`.observation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import traceback
+from collections.abc import Generator, Mapping
 
 import pytest
+from pytest_asyncio import is_async_test
 
+from .blocking import AllowRule, parse_allow_rules
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
+from .observation import Observation, TraceView, current_loop, wants_observation
 from .settings import (
     CLAIM_HELP,
     MARKER_HELP,
     Effective,
     add_options,
+    allow_blocking_rules,
     effective_for,
     effective_global,
+    trace_dir,
     validate_config,
 )
 from .timing import LoopClock
 
 SETTINGS_KEY = pytest.StashKey[Effective]()
+OBSERVATION_KEY = pytest.StashKey[Observation]()
+TRACE_VIEW_KEY = pytest.StashKey[TraceView]()
+ALLOW_RULES_KEY = pytest.StashKey[list[AllowRule]]()
+TRACE_FIXTURE = "asyncspec_trace"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
     validate_config(config)
+    try:
+        # One list for the whole run, so a rule used by any test counts as used.
+        config.stash[ALLOW_RULES_KEY] = parse_allow_rules(allow_blocking_rules(config))
+    except ValueError as error:
+        raise pytest.UsageError(
+            f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
+        ) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -89,3 +107,103 @@ def asyncspec_clock() -> LoopClock:
     assertions accept :data:`~pytest_asyncspec.timing.REAL_CLOCK_TOLERANCE`.
     """
     return LoopClock()
+
+
+@pytest.fixture
+def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
+    """The task steps of this test, recorded as it runs (queries, timed output)."""
+    view = TraceView()
+    request.node.stash[TRACE_VIEW_KEY] = view
+    return view
+
+
+# -- observing async tests -----------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    observation = _start_observation(item)
+    if observation is None:
+        return (yield)
+    try:
+        outcome = yield
+    finally:
+        observation.stop()
+    problems = [text for text in (observation.blocking_failures(),) if text]
+    leaks = observation.leaks()
+    if leaks and observation.effective.leaks == "error":
+        problems.append(leaks)
+    elif leaks:
+        item.warn(AsyncspecLeakWarning(leaks))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+    return outcome
+
+
+def _start_observation(item: pytest.Item) -> Observation | None:
+    if not is_async_test(item) or SETTINGS_KEY not in item.stash:
+        return None
+    effective = item.stash[SETTINGS_KEY]
+    directory = trace_dir(item.config)
+    uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
+    if not wants_observation(effective, uses_fixture, directory):
+        return None
+    loop = current_loop()
+    if loop is None:
+        return None
+    observation = Observation(
+        nodeid=item.nodeid,
+        effective=effective,
+        loop=loop,
+        allow=item.config.stash.get(ALLOW_RULES_KEY, []),
+        trace_dir=directory,
+    )
+    observation.start()
+    item.stash[OBSERVATION_KEY] = observation
+    view = item.stash.get(TRACE_VIEW_KEY, None)
+    if view is not None:
+        view._attach(observation)
+    return observation
+
+
+class AsyncspecLeakWarning(pytest.PytestWarning):
+    """Tasks or coroutines a test left behind (asyncspec_leaks = warn)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    observation = item.stash.get(OBSERVATION_KEY, None)
+    if observation is None or call.when != "call":
+        return report
+    try:
+        observation.write_trace_file()
+        if observation.trace_file is not None:
+            report.user_properties.append(("asyncspec_trace_file", str(observation.trace_file)))
+        if report.failed:
+            if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+                report.sections.append(("asyncspec pending tasks", observation.hang()))
+            timeline = observation.timeline()
+            if timeline:
+                report.sections.append(("asyncspec timeline", timeline))
+    except Exception:
+        observation.internal_errors.append(traceback.format_exc())
+    if observation.internal_errors:
+        report.sections.append(
+            (
+                "asyncspec internal error (the test's own outcome stands)",
+                "\n".join(observation.internal_errors),
+            )
+        )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    rules = terminalreporter.config.stash.get(ALLOW_RULES_KEY, [])
+    unused = [rule for rule in rules if not rule.used]
+    if unused:
+        terminalreporter.section("asyncspec: allow-list rules that never fired")
+        for rule in unused:
+            terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")

@@ -301,6 +301,21 @@ Coroutine.register(_StepRecorder)
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
+class _NameKeepingTask(asyncio.Task):  # type: ignore[type-arg]
+    """CPython 3.13.0's create_task renames a factory-made task to 'None' when
+    no name was given (fixed in 3.13.1); installing our factory must not
+    change task names, so ignore that call."""
+
+    def set_name(self, value: object) -> None:
+        if value is not None:
+            super().set_name(value)
+
+
+_TASK_TYPE: type[asyncio.Task[Any]] = (
+    _NameKeepingTask if sys.version_info[:3] == (3, 13, 0) else asyncio.Task
+)
+
+
 def _creation_site() -> str:
     # The first frame outside asyncio and this package is where user code
     # asked for the task (create_task, gather, ensure_future, ...).
@@ -395,9 +410,12 @@ class Tracer:
         if self._previous_factory is not None:
             task = self._previous_factory(loop, recorder, **kwargs)
         else:
-            task = asyncio.Task(recorder, loop=loop, **kwargs)
+            task = _TASK_TYPE(recorder, loop=loop, **kwargs)
         recorder._task = weakref.ref(task)
         self._refresh_name(recorder)
+        # create_task names the task only after the factory returns (before
+        # Python 3.13): read the name again once that has happened.
+        loop.call_soon(self._refresh_name, recorder)
         return task
 
     # -- task life ---------------------------------------------------------
@@ -414,6 +432,14 @@ class Tracer:
         record.outcome = outcome
         record.error = None if error is None else f"{type(error).__name__}: {error}"
         self._refresh_name(recorder)
+
+    def live_task(self, label: int) -> asyncio.Future[Any] | None:
+        """The task with ``label`` if it still exists (tasks are held weakly)."""
+        reference = self._recorders.get(label)
+        recorder = reference() if reference is not None else None
+        if recorder is None or recorder._task is None:
+            return None
+        return recorder._task()
 
     def trace(self) -> Trace:
         """The recorded steps and tasks, names refreshed from live tasks."""

@@ -1,0 +1,881 @@
+"""Find task steps that block the event loop, and name the blocking line.
+
+A task step that runs longer than a threshold holds the loop: no other task,
+timer or I/O callback runs meanwhile.  :class:`BlockingWatchdog` reports each
+such step as a :class:`BlockingEvent` with the task, how long the step held
+the loop, and the line that blocked, whatever the blocking call was
+(``time.sleep``, a busy loop, a synchronous socket or file read, a long C call):
+
+* **real time** -- a daemon thread wakes every quarter threshold and reads two
+  attributes of the :class:`~pytest_asyncspec.trace.Tracer` (the running
+  step's task and real start).  When a step has run longer than the
+  threshold it samples the loop thread's stack once (``sys._current_frames``)
+  to name the line.  The step's final duration comes from the trace;
+* **virtual time** -- on a :class:`~pytest_asyncspec.clock.VirtualClockLoop`
+  a blocking ``time.sleep`` returns at once, so no sampler could see it; the
+  loop reports every such sleep with its caller's frame instead, and the
+  sleeps of one step add up to its virtual blocking time (exact);
+* **missed samples** -- a step longer than the threshold that the sampler
+  could not look at (a C call that holds the GIL, a starved machine) is still
+  reported, by duration only.
+
+Events whose stack passes through a place named by an :class:`AllowRule` are
+allowed, not violations.  Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import re
+import site
+import sys
+import sysconfig
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from types import FrameType, TracebackType
+from typing import Literal
+
+from . import time_patch
+from . import trace as _trace_module
+from .clock import VirtualClockLoop
+from .ticks import TICKS_PER_SECOND, seconds_to_ticks
+from .trace import Step, Trace, Tracer
+
+_now_ns = time_patch.real_perf_counter_ns
+
+#: Wrapped so tests can make the sampler fail on purpose.
+_current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames
+
+Clock = Literal["real", "virtual"]
+
+#: The sampler wakes this often per threshold (a step is seen at most a
+#: quarter threshold late) but never more often than every millisecond.
+_WAKES_PER_THRESHOLD = 4
+_MIN_SAMPLE_INTERVAL = 0.001
+#: After this many internal errors the sampling thread gives up (it records
+#: each error; the test itself is never affected).
+_MAX_WATCHDOG_ERRORS = 5
+_JOIN_TIMEOUT = 5.0
+
+_EXPECTED_THRESHOLD = "a finite number of seconds greater than 0, such as 0.1"
+_ACCEPTED_RULES = (
+    "accepted forms: 'path/glob.py' (every line of matching files), "
+    "'path/glob.py:LINE' (one line), 'module.function' or 'module.Class.method' "
+    "(a function; globs allowed, e.g. 'mypkg.db.*')"
+)
+
+
+def validate_threshold(value: str | float) -> float:
+    """The blocking threshold in seconds, or ``ValueError`` saying what is expected."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}")
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}"
+            ) from None
+    else:
+        number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}")
+    return number
+
+
+# -- frames --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameSite:
+    """One frame of a blocking step's stack, reduced to plain data."""
+
+    filename: str
+    lineno: int
+    #: Qualified name on Python 3.11+ (``Class.method``); the bare name on 3.10.
+    function: str
+    #: The module the code belongs to (its ``__name__``), or "" if unknown.
+    module: str
+    #: In the standard library or an installed package (site-packages).
+    library: bool
+
+    @property
+    def location(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno} in {self.function}"
+
+    def shown(self, root: str | None) -> str:
+        filename = self.filename
+        if root is not None and filename.startswith(root):
+            filename = filename[len(root) :]
+        return f"{filename}:{self.lineno} in {self.function}"
+
+
+# Loop, test-runner and plugin machinery: never the place that blocks, so
+# left out of the reported stack (the task's own frames start above the
+# step recorder anyway; this drops e.g. asyncio.wait_for and timeouts).
+_INTERNAL_MODULES = (
+    "asyncio",
+    "uvloop",
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "pytest_asyncio",
+    "pytest_asyncspec",
+)
+
+
+def _is_internal(module: str) -> bool:
+    head = module.partition(".")[0]
+    return head in _INTERNAL_MODULES
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    places: set[str] = set()
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if key in paths:
+            places.add(paths[key])
+    # Virtualenvs and user installs may keep packages elsewhere.
+    places.update(getattr(site, "getsitepackages", list)())
+    user_site = getattr(site, "getusersitepackages", lambda: None)()
+    if isinstance(user_site, str):
+        places.add(user_site)
+    prefixes: set[str] = set()
+    for place in places:
+        for form in (os.path.abspath(place), os.path.realpath(place)):
+            prefixes.add(os.path.normcase(form).rstrip(os.sep) + os.sep)
+    return tuple(sorted(prefixes))
+
+
+_LIBRARY_PREFIXES = _library_prefixes()
+_library_cache: dict[str, bool] = {}
+
+
+def _is_library(filename: str) -> bool:
+    known = _library_cache.get(filename)
+    if known is None:
+        known = filename.startswith("<frozen") or os.path.normcase(filename).startswith(
+            _LIBRARY_PREFIXES
+        )
+        _library_cache[filename] = known
+    return known
+
+
+def _site_of(frame: FrameType) -> FrameSite:
+    code = frame.f_code
+    module = frame.f_globals.get("__name__")
+    return FrameSite(
+        filename=code.co_filename,
+        lineno=frame.f_lineno or code.co_firstlineno,
+        function=getattr(code, "co_qualname", code.co_name),
+        module=module if isinstance(module, str) else "",
+        library=_is_library(code.co_filename),
+    )
+
+
+# A task step is one call of the tracer's recorder (send or throw): frames
+# above it are the task's own, frames below it are the loop's.
+_STEP_FILE = _trace_module.__file__
+_STEP_FUNCTIONS = frozenset({"send", "throw"})
+
+
+def _step_frames(innermost: FrameType | None) -> tuple[tuple[FrameSite, ...], int, bool]:
+    """The running step's frames, outermost first, without loop machinery.
+
+    Also returns how many frames lie above the step boundary before filtering
+    (0: the step is entering or leaving its coroutine) and whether a boundary
+    was found at all (no: the stack is not a traced task step).
+    """
+    above: list[FrameType] = []
+    frame = innermost
+    boundary = False
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _STEP_FUNCTIONS and code.co_filename == _STEP_FILE:
+            boundary = True
+            break
+        above.append(frame)
+        frame = frame.f_back
+    count = len(above)
+    sites = tuple(
+        site
+        for site in (_site_of(each) for each in reversed(above))
+        if not _is_internal(site.module)
+    )
+    return sites, count, boundary
+
+
+# -- allow rules ---------------------------------------------------------
+
+_FUNCTION_RULE = re.compile(r"[\w*?\[\]<>]+(?:\.[\w*?\[\]<>]+)+")
+
+
+class AllowRule:
+    """A place where blocking is accepted, parsed from text.
+
+    * ``path/glob.py`` -- any line of a file whose path ends with the glob
+      (``fnmatch`` rules; matched at a ``/`` boundary, or in full when absolute);
+    * ``path/glob.py:LINE`` -- one line of such a file;
+    * ``module.function`` / ``module.Class.method`` -- a function, by the
+      module's ``__name__`` and the qualified name, globs allowed
+      (``mypkg.db.*``).  On Python 3.10 code objects do not know their class,
+      so there the class part is not checked.
+
+    An event is allowed when *any* frame of its step's stack matches, so a
+    rule naming a helper allows whatever that helper calls.  ``hits`` counts
+    the events a rule allowed (shared by every watchdog given the rule), so
+    rules that never fire can be reported at the end of a run.
+    """
+
+    __slots__ = ("hits", "kind", "line", "pattern", "text")
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise ValueError(
+                f"invalid blocking allow rule {text!r}: not a string; {_ACCEPTED_RULES}"
+            )
+        self.text = text
+        self.hits = 0
+        stripped = text.strip()
+        if not stripped:
+            raise ValueError(
+                f"invalid blocking allow rule {text!r}: it is empty; {_ACCEPTED_RULES}"
+            )
+        path, line = stripped, None
+        head, colon, tail = stripped.rpartition(":")
+        # A colon followed by a path separator is a Windows drive, not a line.
+        if colon and "/" not in tail and "\\" not in tail:
+            if not tail.isdigit() or int(tail) < 1:
+                raise ValueError(
+                    f"invalid blocking allow rule {text!r}: the line after ':' must be a "
+                    f"positive whole number, got {tail!r}; {_ACCEPTED_RULES}"
+                )
+            path, line = head, int(tail)
+        self.line: int | None = line
+        looks_like_file = "/" in path or "\\" in path or path.endswith(".py")
+        if line is not None and not looks_like_file:
+            raise ValueError(
+                f"invalid blocking allow rule {text!r}: a ':LINE' needs a file path before it "
+                f"(with '/' or ending in '.py'); {_ACCEPTED_RULES}"
+            )
+        if looks_like_file:
+            self.kind: Literal["path", "function"] = "path"
+            self.pattern = os.path.normcase(path).replace("\\", "/")
+        elif _FUNCTION_RULE.fullmatch(path):
+            self.kind = "function"
+            self.pattern = path
+        else:
+            raise ValueError(
+                f"invalid blocking allow rule {text!r}: neither a file path (with '/' or "
+                f"ending in '.py') nor a dotted 'module.function' name; {_ACCEPTED_RULES}"
+            )
+
+    @property
+    def used(self) -> bool:
+        return self.hits > 0
+
+    def matches(self, frame: FrameSite) -> bool:
+        if self.kind == "path":
+            if self.line is not None and frame.lineno != self.line:
+                return False
+            filename = os.path.normcase(frame.filename).replace("\\", "/")
+            return fnmatch.fnmatchcase(filename, self.pattern) or fnmatch.fnmatchcase(
+                filename, "*/" + self.pattern
+            )
+        if not frame.module:
+            return False
+        if fnmatch.fnmatchcase(f"{frame.module}.{frame.function}", self.pattern):
+            return True
+        if sys.version_info < (3, 11):
+            # Only the bare function name is known: accept 'module.Class.name'.
+            prefix, _, name = self.pattern.rpartition(".")
+            return fnmatch.fnmatchcase(frame.function, name) and fnmatch.fnmatchcase(
+                prefix, f"{frame.module}.*"
+            )
+        return False
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"AllowRule({self.text!r}, hits={self.hits})"
+
+
+def parse_allow_rules(texts: Iterable[str]) -> list[AllowRule]:
+    """Parse allow rules (``ValueError`` on the first bad one); blank entries are skipped."""
+    return [AllowRule(text) for text in texts if text.strip()]
+
+
+# -- events --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockingEvent:
+    """A task step that held the loop longer than the threshold."""
+
+    task_label: int
+    task_name: str
+    #: The task's coroutine (qualified name) and where the task was created.
+    coroutine: str
+    created_where: str
+    #: Real ``perf_counter_ns`` at which the step began.
+    started_ns: int
+    #: Seconds the step held the loop, on ``clock``: real seconds, or the
+    #: virtual seconds of its blocking ``time.sleep`` calls.
+    duration: float
+    clock: Clock
+    threshold: float
+    #: The step's stack, outermost first, without loop and runner frames;
+    #: empty when the watchdog could not sample it.
+    frames: tuple[FrameSite, ...] = ()
+    #: False: the step was still blocking when the watchdog stopped, and
+    #: ``duration`` is how long it had blocked by then.
+    finished: bool = True
+    #: Index of the step in the trace (``Trace.step(index)``), when known.
+    step_index: int | None = None
+    #: Blocking ``time.sleep`` calls that make up a virtual-clock event.
+    sleep_calls: int = 0
+    allowed_by: AllowRule | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.allowed_by is not None
+
+    @property
+    def innermost(self) -> FrameSite | None:
+        """The innermost sampled frame (possibly inside a library)."""
+        return self.frames[-1] if self.frames else None
+
+    @property
+    def site_frame(self) -> FrameSite | None:
+        """The innermost frame outside the stdlib and installed packages
+        (the user's line that made the blocking call), else the innermost."""
+        for frame in reversed(self.frames):
+            if not frame.library:
+                return frame
+        return self.innermost
+
+    @property
+    def site(self) -> str | None:
+        """``file:line in function`` of :attr:`site_frame`, if sampled."""
+        frame = self.site_frame
+        return None if frame is None else str(frame)
+
+    @property
+    def chain(self) -> list[str]:
+        """``file:line in function`` from the outermost user frame to the innermost frame."""
+        frames = self.frames
+        first = next((i for i, frame in enumerate(frames) if not frame.library), 0)
+        return [str(frame) for frame in frames[first:]]
+
+    def describe(self, root: str | os.PathLike[str] | None = None) -> str:
+        """A multi-line report; file names are shown relative to ``root`` if under it."""
+        prefix = None if root is None else os.path.join(os.fspath(root), "")
+        how_long = f"{self.duration:g} s" if self.clock == "virtual" else f"{self.duration:.3f} s"
+        clock = "virtual time" if self.clock == "virtual" else "real time"
+        if self.clock == "virtual":
+            calls = "call" if self.sleep_calls == 1 else "calls"
+            clock += f", in {self.sleep_calls} blocking time.sleep() {calls}"
+        verb = "blocked" if self.finished else "had blocked"
+        lines = [
+            f"Task {self.task_name!r} ({self.coroutine}) {verb} the event loop for "
+            f"{'at least ' if not self.finished else ''}{how_long} "
+            f"({clock}; threshold {self.threshold:g} s)"
+            + ("" if self.finished else " and was still blocking when the watchdog stopped")
+            + "."
+        ]
+        site = self.site_frame
+        if site is None:
+            lines.append(
+                "Blocking call: not sampled -- the step ended before the watchdog could look "
+                "at its stack (a C call that holds the GIL, or a starved machine). "
+                f"The task was created at {self.created_where}."
+            )
+        else:
+            lines.append(f"Blocking call: {site.shown(prefix)}")
+            first = next((i for i, frame in enumerate(self.frames) if not frame.library), 0)
+            lines.append("Call chain (outermost first):")
+            for frame in self.frames[first:]:
+                mark = "> " if frame is site else "  "
+                lines.append(f"  {mark}{frame.shown(prefix)}")
+        if self.allowed_by is not None:
+            lines.append(f"Allowed by rule {self.allowed_by.text!r}.")
+        elif self.clock == "virtual":
+            lines.append(
+                "Fix: await asyncio.sleep(...) instead of time.sleep(...), or allow this "
+                "place with an allow rule."
+            )
+        else:
+            lines.append(
+                "Fix: run the blocking work in a thread (await asyncio.to_thread(...) or "
+                "loop.run_in_executor(...)), use an async API, or allow this place with "
+                "an allow rule."
+            )
+        return "\n".join(lines)
+
+
+# -- what the detectors collect while the loop runs ------------------------
+
+
+@dataclass
+class _Sample:
+    """The sampler saw task ``label``'s step (started at ``started_ns``) run too long."""
+
+    label: int
+    started_ns: int
+    seen_ns: int
+    frames: tuple[FrameSite, ...]
+
+
+@dataclass
+class _SleepTally:
+    """The blocking sleeps of one step on a virtual clock."""
+
+    label: int
+    started_ns: int
+    seen_ns: int
+    ticks: int = 0
+    calls: int = 0
+    largest: int = -1
+    frames: tuple[FrameSite, ...] = ()
+
+
+class BlockingWatchdog:
+    """Reports task steps that hold the loop longer than ``threshold`` seconds.
+
+    ``tracer`` must be installed on the loop (only traced tasks' steps are
+    watched).  ``loop_thread`` is the ident of the thread that runs the loop;
+    by default the thread running it when :meth:`start` is called, else the
+    thread calling :meth:`start`.  Use as a context manager or call
+    :meth:`start` / :meth:`stop`; read :meth:`violations` after stopping.
+    """
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        threshold: float,
+        *,
+        allow: Sequence[AllowRule | str] = (),
+        sample_interval: float | None = None,
+        loop_thread: int | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.threshold = validate_threshold(threshold)
+        self.allow: tuple[AllowRule, ...] = tuple(
+            rule if isinstance(rule, AllowRule) else AllowRule(rule) for rule in allow
+        )
+        if sample_interval is None:
+            sample_interval = max(self.threshold / _WAKES_PER_THRESHOLD, _MIN_SAMPLE_INTERVAL)
+        elif (
+            isinstance(sample_interval, bool)
+            or not math.isfinite(sample_interval)
+            or sample_interval <= 0
+        ):
+            raise ValueError(
+                "sample_interval must be a finite number of seconds greater than 0 "
+                f"(or None for a quarter of the threshold); got {sample_interval!r}"
+            )
+        self.sample_interval = float(sample_interval)
+        #: Internal errors of the watchdog (formatted), never raised into the test.
+        self.watchdog_errors: list[str] = []
+        self._threshold_ns = seconds_to_ticks(self.threshold)
+        self._loop_thread = loop_thread
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._stopped = False
+        self._start_ns = 0
+        self._first_step = 0
+        self._samples: list[_Sample] = []
+        # Set by the sampler when a step may have run too long unseen; only
+        # then is the whole trace scanned for long steps.
+        self._maybe_missed = False
+        self._vloop: VirtualClockLoop | None = None
+        self._previous_listener: Callable[[float, FrameType], None] | None = None
+        self._tallies: list[_SleepTally] = []
+        self._open_tally: _SleepTally | None = None
+        self._final: list[BlockingEvent] | None = None
+
+    # -- life --------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("this BlockingWatchdog was already started; make a new one")
+        self._started = True
+        loop = self.tracer.loop
+        if self._loop_thread is None:
+            # asyncio's loops note the thread running them (None while
+            # stopped); uvloop does not, and is then run by our caller.
+            running = getattr(loop, "_thread_id", None) if loop.is_running() else None
+            self._loop_thread = running if isinstance(running, int) else threading.get_ident()
+        # Steps recorded before the watchdog started are not its business.
+        self._first_step = len(Trace(self.tracer))
+        self._start_ns = _now_ns()
+        if isinstance(loop, VirtualClockLoop):
+            self._vloop = loop
+            self._previous_listener = loop.on_blocking_sleep
+            loop.on_blocking_sleep = self._on_blocking_sleep
+        self._thread = threading.Thread(
+            target=self._watch, name="asyncspec-blocking-watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (promptly) and settle the events; safe to call twice."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(_JOIN_TIMEOUT)
+            if self._thread.is_alive():
+                self.watchdog_errors.append(
+                    f"the sampling thread did not stop within {_JOIN_TIMEOUT:g} s; "
+                    "it is a daemon thread and is left behind"
+                )
+        vloop = self._vloop
+        if vloop is not None:
+            if vloop.on_blocking_sleep == self._on_blocking_sleep:
+                vloop.on_blocking_sleep = self._previous_listener
+            self._close_tally()
+        self._final = self._settle(count_hits=True)
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    def __enter__(self) -> BlockingWatchdog:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- results -----------------------------------------------------------
+
+    def events(self) -> list[BlockingEvent]:
+        """Every blocking step, allowed or not, in the order they started.
+
+        Final once stopped; while running, a snapshot (rule hits not counted).
+        """
+        if self._final is not None:
+            return list(self._final)
+        return self._settle(count_hits=False)
+
+    def violations(self) -> list[BlockingEvent]:
+        """The blocking steps no allow rule accepts."""
+        return [event for event in self.events() if event.allowed_by is None]
+
+    def allowed(self) -> list[BlockingEvent]:
+        """The blocking steps some allow rule accepts."""
+        return [event for event in self.events() if event.allowed_by is not None]
+
+    def unused_rules(self) -> list[AllowRule]:
+        """This watchdog's allow rules that never allowed an event (in any
+        watchdog sharing them)."""
+        return [rule for rule in self.allow if not rule.used]
+
+    # -- the sampling thread -------------------------------------------------
+
+    def _watch(self) -> None:
+        tracer = self.tracer
+        threshold_ns = self._threshold_ns
+        interval = self.sample_interval
+        wait = self._stop_event.wait
+        sampled: tuple[int, int] | None = None
+        last_label, last_started = 0, 0
+        last_wake = self._start_ns
+        errors = 0
+        while True:
+            stopping = wait(interval)
+            try:
+                # The cheap part, every wake: two attributes and the clock.
+                label = tracer.current
+                started = tracer.step_started_ns
+                now = _now_ns()
+                # A step can hide only between two wakes: if they were far
+                # apart (the GIL was held, the machine starved), or the step
+                # seen last time has ended and may have run too long, a scan
+                # of the trace settles it at the end.
+                if now - last_wake > threshold_ns or (
+                    last_label
+                    and (last_label, last_started) != (label, started)
+                    and (last_label, last_started) != sampled
+                    and now - last_started > threshold_ns
+                ):
+                    self._maybe_missed = True
+                last_wake, last_label, last_started = now, label, started
+                if (
+                    label
+                    and now - started > threshold_ns
+                    and (label, started) != sampled
+                    and self._sample(label, started)
+                ):
+                    sampled = (label, started)
+            except Exception:
+                errors += 1
+                self._record_error("the sampling thread")
+                if errors >= _MAX_WATCHDOG_ERRORS:
+                    self.watchdog_errors.append(
+                        f"the sampling thread stopped after {errors} errors; long steps are "
+                        "still found by duration when the watchdog stops"
+                    )
+                    self._maybe_missed = True
+                    return
+            if stopping:
+                return
+
+    def _sample(self, label: int, started: int) -> bool:
+        """Record where the loop thread is; False if it was not inside the step."""
+        assert self._loop_thread is not None
+        frame = _current_frames().get(self._loop_thread)
+        if frame is None:
+            return False
+        seen = _now_ns()
+        tracer = self.tracer
+        # Our thread may have lost the GIL between reading the step and the
+        # stack: if the step changed meanwhile, the stack is another step's.
+        if tracer.current != label or tracer.step_started_ns != started:
+            return False
+        sites, count, boundary = _step_frames(frame)
+        del frame
+        if not boundary or count == 0:
+            # Not in a traced step, or on the step's very edge (the recorder
+            # has set the task but not yet the start): look again next wake.
+            return False
+        self._samples.append(_Sample(label, started, seen, sites))
+        return True
+
+    def _record_error(self, where: str) -> None:
+        self.watchdog_errors.append(f"error in {where}:\n{traceback.format_exc()}")
+
+    # -- the virtual clock's blocking sleeps ---------------------------------
+
+    def _on_blocking_sleep(self, seconds: float, frame: FrameType) -> None:
+        try:
+            self._count_sleep(seconds, frame)
+        except Exception:
+            # Runs on the loop thread, inside the user's time.sleep: a bug
+            # here must not surface there.
+            self._record_error("the virtual-clock sleep listener")
+        previous = self._previous_listener
+        if previous is not None:
+            previous(seconds, frame)
+
+    def _count_sleep(self, seconds: float, frame: FrameType) -> None:
+        tracer = self.tracer
+        label = tracer.current
+        if not label:
+            return  # not inside a traced task's step
+        started = tracer.step_started_ns
+        tally = self._open_tally
+        if tally is None or tally.label != label or tally.started_ns != started:
+            self._close_tally()
+            tally = self._open_tally = _SleepTally(label, started, _now_ns())
+        ticks = seconds_to_ticks(seconds)
+        tally.ticks += ticks
+        tally.calls += 1
+        # The longest sleep names the step's blocking line; frames are walked
+        # only when a sleep beats the step's longest so far.
+        if ticks > tally.largest:
+            tally.largest = ticks
+            tally.frames = _step_frames(frame)[0]
+
+    def _close_tally(self) -> None:
+        # Only steps over the threshold are kept, so memory stays bounded
+        # however many steps sleep a little.
+        tally = self._open_tally
+        if tally is not None and tally.ticks > self._threshold_ns:
+            self._tallies.append(tally)
+        self._open_tally = None
+
+    # -- settling: samples and tallies become events -------------------------
+
+    def _settle(self, *, count_hits: bool) -> list[BlockingEvent]:
+        try:
+            events = self._events()
+        except Exception:
+            self._record_error("settling the blocking events")
+            return []
+        settled: list[BlockingEvent] = []
+        for event in events:
+            rule = next(
+                (rule for rule in self.allow if any(rule.matches(f) for f in event.frames)),
+                None,
+            )
+            if rule is not None:
+                if count_hits:
+                    rule.hits += 1
+                event = replace(event, allowed_by=rule)
+            settled.append(event)
+        return settled
+
+    def _events(self) -> list[BlockingEvent]:
+        samples = list(self._samples)
+        tallies = list(self._tallies)
+        open_tally = self._open_tally
+        if open_tally is not None and open_tally.ticks > self._threshold_ns:
+            tallies.append(open_tally)
+        scan_all = self._maybe_missed or self._stopped is False
+        if not samples and not tallies and not scan_all:
+            return []  # the sampler saw nothing long: no need to read the trace
+        trace = self.tracer.trace()
+        threshold_ns = self._threshold_ns
+        wanted = {sample.label for sample in samples} | {tally.label for tally in tallies}
+        by_label: dict[int, list[Step]] = {}
+        long_steps: list[Step] = []
+        for index in range(self._first_step, len(trace)):
+            step = trace.step(index)
+            if step.real_end_ns < self._start_ns:
+                continue
+            if step.task in wanted:
+                by_label.setdefault(step.task, []).append(step)
+            if scan_all and step.real_ns > threshold_ns:
+                long_steps.append(step)
+
+        def step_of(label: int, started: int, seen: int) -> Step | None:
+            steps = by_label.get(label, ())
+            for step in steps:
+                if step.real_start_ns == started:
+                    return step
+            # Inside an eager child's step the tracer's start is the child's;
+            # the step is then the one that was running when we looked.
+            for step in steps:
+                if step.real_start_ns <= seen <= step.real_end_ns:
+                    return step
+            return None
+
+        tracer = self.tracer
+        running = (tracer.current, tracer.step_started_ns)
+        now = _now_ns()
+        events: list[BlockingEvent] = []
+        real_steps: dict[int, Step] = {}
+        for sample in samples:
+            matched = step_of(sample.label, sample.started_ns, sample.seen_ns)
+            if matched is not None:
+                if matched.index in real_steps or matched.real_ns <= threshold_ns:
+                    continue
+                real_steps[matched.index] = matched
+                events.append(
+                    self._event(
+                        sample.label,
+                        matched.real_start_ns,
+                        matched.real_ns,
+                        "real",
+                        sample.frames,
+                        matched,
+                    )
+                )
+            elif running == (sample.label, sample.started_ns):
+                events.append(
+                    self._event(
+                        sample.label,
+                        sample.started_ns,
+                        now - sample.started_ns,
+                        "real",
+                        sample.frames,
+                        None,
+                        finished=False,
+                    )
+                )
+        # Long steps the sampler never saw, innermost (shortest) first so an
+        # eager child's step explains the parent step it ran inside.
+        for long_step in sorted(long_steps, key=lambda each: each.real_ns):
+            if long_step.index in real_steps or any(
+                long_step.real_start_ns <= other.real_start_ns
+                and other.real_end_ns <= long_step.real_end_ns
+                for other in real_steps.values()
+            ):
+                continue
+            real_steps[long_step.index] = long_step
+            events.append(
+                self._event(
+                    long_step.task,
+                    long_step.real_start_ns,
+                    long_step.real_ns,
+                    "real",
+                    (),
+                    long_step,
+                )
+            )
+        label, started = running
+        # A step blocking right now that the sampler has not looked at yet.
+        if (
+            label
+            and now - started > threshold_ns
+            and not any(not event.finished and event.started_ns == started for event in events)
+        ):
+            events.append(
+                self._event(label, started, now - started, "real", (), None, finished=False)
+            )
+        events.extend(self._virtual_events(tallies, step_of, running))
+        events.sort(key=lambda event: (event.started_ns, event.clock))
+        return events
+
+    def _virtual_events(
+        self,
+        tallies: list[_SleepTally],
+        step_of: Callable[[int, int, int], Step | None],
+        running: tuple[int, int],
+    ) -> list[BlockingEvent]:
+        # Several tallies can belong to one step (an eager child ran in the
+        # middle of it): they add up.
+        merged: dict[tuple[int, int], tuple[Step | None, list[_SleepTally]]] = {}
+        for tally in tallies:
+            step = step_of(tally.label, tally.started_ns, tally.seen_ns)
+            key = (tally.label, step.index if step is not None else -tally.started_ns)
+            merged.setdefault(key, (step, []))[1].append(tally)
+        events = []
+        for (label, _), (step, parts) in merged.items():
+            ticks = sum(part.ticks for part in parts)
+            longest = max(parts, key=lambda part: part.largest)
+            unfinished = step is None and running == (label, parts[0].started_ns)
+            event = self._event(
+                label,
+                step.real_start_ns if step is not None else parts[0].started_ns,
+                ticks,
+                "virtual",
+                longest.frames,
+                step,
+                finished=not unfinished,
+            )
+            events.append(replace(event, sleep_calls=sum(part.calls for part in parts)))
+        return events
+
+    def _event(
+        self,
+        label: int,
+        started_ns: int,
+        duration_ns: int,
+        clock: Clock,
+        frames: tuple[FrameSite, ...],
+        step: Step | None,
+        *,
+        finished: bool = True,
+    ) -> BlockingEvent:
+        record = self.tracer.tasks.get(label)
+        return BlockingEvent(
+            task_label=label,
+            task_name=record.name if record is not None else f"task {label}",
+            coroutine=record.coroutine if record is not None else "?",
+            created_where=record.created_where if record is not None else "?",
+            started_ns=started_ns,
+            duration=duration_ns / TICKS_PER_SECOND,
+            clock=clock,
+            threshold=self.threshold,
+            frames=frames,
+            finished=finished,
+            step_index=step.index if step is not None else None,
+        )

@@ -1,0 +1,312 @@
+"""Find what a test left behind: tasks still pending and coroutines never awaited.
+
+Both are silent in plain asyncio: a pending task is destroyed with the loop
+("Task was destroyed but it is pending!" at best, in a log nobody reads), and a
+coroutine that was called but never awaited only warns when the garbage
+collector gets to it, often in another test.  This module names each leak and
+the line that created it, so a report can point at the bug.
+
+Nothing here imports pytest; the plugin decides what to do with a leak through
+a :class:`LeakPolicy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import gc
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from .trace import TaskRecord, Tracer
+
+# waiting.py describes tasks only in bulk and in deadlock terms; its frame
+# helpers are private there, and reused here rather than copied.
+from .waiting import _coroutine_name, _place, _qualname, await_chain
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+_PACKAGE_DIR = os.path.dirname(__file__)
+
+UNKNOWN = "unknown"
+
+
+class LeakPolicy(str, enum.Enum):
+    """What to do when a test leaks a task or a never-awaited coroutine."""
+
+    WARN = "warn"  #: report it as a warning; the test keeps its outcome
+    ERROR = "error"  #: fail the test
+    OFF = "off"  #: do not look
+
+
+def parse_leak_policy(value: str | LeakPolicy) -> LeakPolicy:
+    """Read a policy from an option or marker value (case and spaces ignored)."""
+    if isinstance(value, LeakPolicy):
+        return value
+    if isinstance(value, str):
+        try:
+            return LeakPolicy(value.strip().lower())
+        except ValueError:
+            pass
+    accepted = ", ".join(repr(policy.value) for policy in LeakPolicy)
+    raise ValueError(f"invalid leak policy {value!r}: expected one of {accepted}")
+
+
+# -- tasks still pending ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeakedTask:
+    """A task still pending when it should have finished."""
+
+    name: str
+    coroutine: str
+    #: The tracer's label, when the task was created under a tracer.
+    label: int | None
+    #: ``file:line`` of the code that created the task, or ``"unknown"``.
+    created_where: str
+    #: Loop time at creation (traced tasks only).
+    created_at: float | None
+    #: Where the task is suspended, outermost await first (``file:line in func``).
+    chain: tuple[str, ...]
+    #: What would wake it (the innermost asyncio primitive and its future).
+    awaiting: str
+
+    def describe(self) -> str:
+        who = f"task {self.name!r} ({self.coroutine})"
+        if self.label is not None:
+            who += f" [label {self.label}]"
+        lines = [f"{who} is still pending; it awaits {self.awaiting}"]
+        created = f"  created at {self.created_where}"
+        if self.created_at is not None:
+            created += f" (loop time {self.created_at:g} s)"
+        lines.append(created)
+        lines.extend(f"  suspended at {place}" for place in self.chain)
+        return "\n".join(lines)
+
+
+def _outside_asyncio(filename: str) -> bool:
+    return not (filename.startswith(_ASYNCIO_DIR) or filename.startswith(_PACKAGE_DIR))
+
+
+def _source_traceback_site(task: asyncio.Task[Any]) -> str:
+    # Only debug-mode loops keep a creation stack on each task (private to
+    # asyncio, hence read defensively); its last user frame made the task.
+    stack = getattr(task, "_source_traceback", None)
+    if not stack:
+        return UNKNOWN
+    for entry in reversed(stack):
+        filename = getattr(entry, "filename", None)
+        if isinstance(filename, str) and _outside_asyncio(filename):
+            return f"{filename}:{entry.lineno}"
+    return UNKNOWN
+
+
+def _traced_record(task: asyncio.Task[Any], tracer: Tracer | None) -> TaskRecord | None:
+    if tracer is None:
+        return None
+    # A traced task's coroutine is the tracer's step recorder, which knows
+    # its tracer and label; the tracer has no public task-to-label lookup.
+    records = tracer.tasks
+    recorder = task.get_coro()
+    if getattr(recorder, "_tracer", None) is not tracer:
+        return None
+    label = getattr(recorder, "_label", None)
+    return records.get(label) if isinstance(label, int) else None
+
+
+def _awaiting(task: asyncio.Task[Any], frames: list[FrameType]) -> str:
+    # Neutral wording on purpose: unlike a deadlock report, a leak or hang
+    # report cannot tell whether a timer or a callback will still wake it.
+    waiter = getattr(task, "_fut_waiter", None)  # private to asyncio
+    if isinstance(waiter, asyncio.Task):
+        target = f"task {waiter.get_name()!r} ({_coroutine_name(waiter)})"
+    elif waiter is not None:
+        target = f"a {type(waiter).__name__}"
+    else:
+        return "nothing: it is ready to run its next step"
+    if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
+        return f"asyncio {_qualname(frames[-1])}(): {target}"
+    return target
+
+
+def describe_task(task: asyncio.Task[Any], tracer: Tracer | None = None) -> LeakedTask:
+    """Name one unfinished task, where it was created and where it is suspended."""
+    record = _traced_record(task, tracer)
+    frames = await_chain(task)
+    return LeakedTask(
+        name=task.get_name(),
+        coroutine=_coroutine_name(task),
+        label=None if record is None else record.label,
+        created_where=(
+            record.created_where if record is not None else _source_traceback_site(task)
+        ),
+        created_at=None if record is None else record.created_at,
+        chain=tuple(_place(frame) for frame in frames),
+        awaiting=_awaiting(task, frames),
+    )
+
+
+def task_order(leak: LeakedTask) -> tuple[bool, int, str]:
+    """Sort key: traced tasks in creation order, then the others by name."""
+    return (leak.label is None, leak.label or 0, leak.name)
+
+
+def pending_tasks(
+    loop: asyncio.AbstractEventLoop, tracer: Tracer | None = None
+) -> list[LeakedTask]:
+    """Every task of ``loop`` that has not finished, oldest first when traced.
+
+    Call it when the loop is not running (after the test's coroutine
+    returned).  ``tracer`` supplies creation sites and labels for the tasks it
+    recorded; other tasks fall back to the debug-mode creation stack, or
+    ``"unknown"``.
+    """
+    return sorted((describe_task(task, tracer) for task in asyncio.all_tasks(loop)), key=task_order)
+
+
+# -- coroutines never awaited -------------------------------------------------
+
+_NEVER_AWAITED = re.compile(r"coroutine '(?P<name>[^']*)' was never awaited")
+_ORIGIN_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.*)$')
+
+#: Frames of creation stack kept per coroutine while tracking is on.
+DEFAULT_ORIGIN_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class UnawaitedCoroutine:
+    """A coroutine object that was created, then dropped without being awaited."""
+
+    name: str
+    #: ``file:line`` where the coroutine object was created, or ``"unknown"``.
+    created_where: str
+    #: The creation stack, innermost first (``file:line in func``).
+    origin: tuple[str, ...]
+    #: The warning Python emitted for it.
+    message: str
+
+    def describe(self) -> str:
+        return f"coroutine {self.name!r} was never awaited; created at {self.created_where}"
+
+
+_Place = tuple[str, int, str]
+
+
+def _origin_from_coroutine(source: object) -> list[_Place] | None:
+    # The warning's source is the dying coroutine; its cr_origin (set while
+    # origin tracking is on) is the creation stack, innermost first.
+    origin = getattr(source, "cr_origin", None)
+    if not isinstance(origin, tuple):
+        return None
+    return [(str(filename), int(lineno), str(function)) for filename, lineno, function in origin]
+
+
+def _origin_from_message(message: str) -> list[_Place]:
+    # The message lists the creation stack most recent call last.
+    places = [
+        (match["file"], int(match["line"]), match["func"])
+        for match in map(_ORIGIN_LINE.match, message.splitlines())
+        if match
+    ]
+    return places[::-1]
+
+
+def _unawaited(warning: warnings.WarningMessage) -> UnawaitedCoroutine | None:
+    if not issubclass(warning.category, RuntimeWarning):
+        return None
+    message = str(warning.message)
+    match = _NEVER_AWAITED.search(message)
+    if match is None:
+        return None
+    origin = _origin_from_coroutine(warning.source) or _origin_from_message(message)
+    return UnawaitedCoroutine(
+        name=match["name"],
+        created_where=f"{origin[0][0]}:{origin[0][1]}" if origin else UNKNOWN,
+        origin=tuple(f"{file}:{line} in {function}" for file, line, function in origin),
+        message=message,
+    )
+
+
+def _reemit(warning: warnings.WarningMessage) -> None:
+    warnings.warn_explicit(
+        warning.message,
+        warning.category,
+        warning.filename,
+        warning.lineno,
+        source=warning.source,
+    )
+
+
+@contextlib.contextmanager
+def track_unawaited(depth: int = DEFAULT_ORIGIN_DEPTH) -> Iterator[list[UnawaitedCoroutine]]:
+    """Collect the coroutines dropped without being awaited inside the block.
+
+    Coroutine origin tracking is switched on (at least ``depth`` frames) for
+    the block so each report can name the creating line; the previous depth
+    is restored afterwards.  A garbage collection runs before the block ends,
+    so coroutines caught in reference cycles are reported here rather than in
+    some later test.  The yielded list is filled when the block exits.
+
+    Every other warning caught in the block is emitted again at exit, through
+    the filters that were in force outside it.
+    """
+    found: list[UnawaitedCoroutine] = []
+    previous_depth = sys.get_coroutine_origin_tracking_depth()
+    sys.set_coroutine_origin_tracking_depth(max(depth, previous_depth))
+    others: list[warnings.WarningMessage] = []
+    body_failed = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # "always": the same line may drop a coroutine in several tests,
+            # and each must be seen, not just the first.
+            warnings.simplefilter("always", RuntimeWarning)
+            try:
+                yield found
+            except BaseException:
+                body_failed = True
+                raise
+            finally:
+                gc.collect()
+                for warning in caught:
+                    leak = _unawaited(warning)
+                    if leak is None:
+                        others.append(warning)
+                    else:
+                        found.append(leak)
+                # Drop the references to the dead coroutines (warning.source).
+                caught.clear()
+    finally:
+        sys.set_coroutine_origin_tracking_depth(previous_depth)
+        for warning in others:
+            if body_failed:
+                # The block's own error matters more than a warning that the
+                # outer filters would turn into one.
+                with contextlib.suppress(Warning):
+                    _reemit(warning)
+            else:
+                _reemit(warning)
+
+
+def leak_report(tasks: Sequence[LeakedTask], coroutines: Sequence[UnawaitedCoroutine] = ()) -> str:
+    """One message naming every leak, or ``""`` when there is none."""
+    parts: list[str] = []
+    if tasks:
+        parts.append(
+            f"{len(tasks)} task(s) still pending at the end of the test "
+            "(await them, cancel them, or use a TaskGroup):"
+        )
+        parts.extend(task.describe() for task in tasks)
+    if coroutines:
+        parts.append(
+            f"{len(coroutines)} coroutine(s) created but never awaited "
+            "(a missing `await`, or a call that should have been create_task):"
+        )
+        parts.extend(coroutine.describe() for coroutine in coroutines)
+    return "\n".join(parts)

@@ -1,0 +1,206 @@
+"""What the plugin watches while one async test runs, and what it concludes.
+
+An :class:`Observation` installs a :class:`~pytest_asyncspec.trace.Tracer` on
+the test's loop, a blocking watchdog when a threshold is set, timed output
+capture and leak tracking, then turns what they saw into failures and report
+sections.  It never lets its own trouble decide a test's outcome: an internal
+error becomes a report section, and the test's result stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import traceback
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .blocking import AllowRule, BlockingWatchdog
+from .hang import hang_report
+from .leaks import UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
+from .output import TimedOutput, capture_output
+from .settings import Effective
+from .timeline import render_timeline
+from .trace import Outcome, Trace, Tracer
+from .trace_events import trace_file_name, write_trace_events
+
+
+@dataclass
+class Observation:
+    """The instruments around one test call."""
+
+    nodeid: str
+    effective: Effective
+    loop: asyncio.AbstractEventLoop
+    allow: list[AllowRule]
+    trace_dir: Path | None
+    tracer: Tracer | None = None
+    watchdog: BlockingWatchdog | None = None
+    output: TimedOutput | None = None
+    unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
+    internal_errors: list[str] = field(default_factory=list)
+    trace_file: Path | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def start(self) -> None:
+        try:
+            self.tracer = Tracer(self.loop)
+            self.tracer.install()
+            self._stack.callback(self.tracer.stop)
+            self.output = self._stack.enter_context(capture_output(self.tracer))
+            if self.effective.leaks != "off":
+                self.unawaited = self._stack.enter_context(track_unawaited())
+            if self.effective.max_blocking is not None:
+                self.watchdog = BlockingWatchdog(
+                    self.tracer, self.effective.max_blocking, allow=self.allow
+                )
+                self.watchdog.start()
+                self._stack.callback(self.watchdog.stop)
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+
+    def stop(self) -> None:
+        try:
+            self._stack.close()
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+
+    @property
+    def trace(self) -> Trace | None:
+        return None if self.tracer is None else self.tracer.trace()
+
+    # -- conclusions ---------------------------------------------------------
+
+    def blocking_failures(self) -> str:
+        if self.watchdog is None:
+            return ""
+        violations = self.watchdog.violations()
+        if not violations:
+            return ""
+        threshold = self.effective.max_blocking
+        head = (
+            f"{len(violations)} task step(s) held the event loop longer than "
+            f"max_blocking={threshold:g} s:"
+        )
+        return "\n\n".join([head, *(event.describe() for event in violations)])
+
+    def leaks(self) -> str:
+        if self.effective.leaks == "off" or self.tracer is None:
+            return ""
+        tracer = self.tracer
+        try:
+            # Only tasks this test created: a shared loop may keep tasks that
+            # belong to a wider-scoped fixture on purpose.
+            tasks = [leak for leak in pending_tasks(self.loop, tracer) if leak.label]
+            report = leak_report(tasks, self.unawaited)
+            # A pending task nothing referenced is garbage-collected before the
+            # test ends ("Task was destroyed but it is pending"): still a leak.
+            lost = [
+                record
+                for record in tracer.tasks.values()
+                if record.outcome is Outcome.PENDING and tracer.live_task(record.label) is None
+            ]
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+            return ""
+        if lost:
+            lines = [
+                f"{len(lost)} task(s) destroyed while still pending (nothing kept a "
+                "reference to them, so they never finished):"
+            ]
+            lines.extend(
+                f"task {record.name!r} ({record.coroutine}) created at {record.created_where}"
+                for record in lost
+            )
+            report = "\n".join(filter(None, [report, "\n".join(lines)]))
+        return report
+
+    def timeline(self) -> str:
+        trace = self.trace
+        if trace is None or not len(trace):
+            return ""
+        return render_timeline(trace, blocking_threshold=self.effective.max_blocking)
+
+    def hang(self) -> str:
+        return hang_report(self.loop, tracer=self.tracer)
+
+    def write_trace_file(self) -> None:
+        trace = self.trace
+        if self.trace_dir is None or trace is None:
+            return
+        try:
+            self.trace_file = write_trace_events(
+                trace, self.trace_dir / trace_file_name(self.nodeid), test_id=self.nodeid
+            )
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+
+
+def wants_observation(
+    effective: Effective, uses_trace_fixture: bool, trace_dir: Path | None
+) -> bool:
+    return (
+        effective.trace
+        or effective.max_blocking is not None
+        or effective.leaks != "off"
+        or uses_trace_fixture
+        or trace_dir is not None
+    )
+
+
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop pytest-asyncio set for the test about to run, if any."""
+    # pytest-asyncio sets the loop it made as the thread's current loop, so the
+    # policy hands it back without creating one.
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_closed():
+            return loop
+    return None
+
+
+class TraceView:
+    """The ``asyncspec_trace`` fixture: the running test's trace, live.
+
+    Attribute access forwards to the current :class:`~pytest_asyncspec.trace.Trace`
+    (``asyncspec_trace.start_of("worker")``); ``output`` holds the lines the
+    test printed, each with its loop time and task.
+    """
+
+    def __init__(self) -> None:
+        self._observation: Observation | None = None
+
+    def _attach(self, observation: Observation) -> None:
+        self._observation = observation
+
+    def _current(self) -> Observation:
+        if self._observation is None or self._observation.tracer is None:
+            raise RuntimeError(
+                "asyncspec_trace records the test's own coroutine: read it inside the "
+                "async test body, not in a fixture or a synchronous test"
+            )
+        return self._observation
+
+    @property
+    def output(self) -> TimedOutput:
+        output = self._current().output
+        assert output is not None
+        return output
+
+    def snapshot(self) -> Trace:
+        trace = self._current().trace
+        assert trace is not None
+        return trace
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.snapshot(), name)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.snapshot().steps())
+
+    def __len__(self) -> int:
+        return len(self.snapshot())
