@@ -29,7 +29,7 @@ from .leaks import LeakedTask, describe_task, task_order
 from .trace import Tracer
 
 # waiting.py's frame helpers are private there; reused rather than copied.
-from .waiting import _place, await_chain
+from .waiting import await_chain, place
 
 #: Frames of the loop thread's stack shown when no task step is running.
 DEFAULT_STACK_LIMIT = 25
@@ -131,9 +131,9 @@ def _running_section(
             shown = frames[start:] if start is not None else frames[-stack_limit:]
             user = [frame for frame in shown if not _is_library(frame.f_code.co_filename)]
             if user:
-                lines.append(f"  last line of user code: {_place(user[-1])}")
+                lines.append(f"  last line of user code: {place(user[-1])}")
             if not user or shown[-1] is not user[-1]:
-                lines.append(f"  innermost call: {_place(shown[-1])}")
+                lines.append(f"  innermost call: {place(shown[-1])}")
             lines.append("  loop thread stack (most recent call last):")
             lines.extend(_format_frames(shown))
         else:

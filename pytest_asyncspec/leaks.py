@@ -27,9 +27,8 @@ from typing import Any
 
 from .trace import TaskRecord, Tracer
 
-# waiting.py describes tasks only in bulk and in deadlock terms; its frame
-# helpers are private there, and reused here rather than copied.
-from .waiting import _coroutine_name, _place, _qualname, await_chain
+# waiting.py's frame helpers describe a task's await chain; reused, not copied.
+from .waiting import await_chain, coroutine_name, place, qualname
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 _PACKAGE_DIR = os.path.dirname(__file__)
@@ -111,14 +110,7 @@ def _source_traceback_site(task: asyncio.Task[Any]) -> str:
 def _traced_record(task: asyncio.Task[Any], tracer: Tracer | None) -> TaskRecord | None:
     if tracer is None:
         return None
-    # A traced task's coroutine is the tracer's step recorder, which knows
-    # its tracer and label; the tracer has no public task-to-label lookup.
-    records = tracer.tasks
-    recorder = task.get_coro()
-    if getattr(recorder, "_tracer", None) is not tracer:
-        return None
-    label = getattr(recorder, "_label", None)
-    return records.get(label) if isinstance(label, int) else None
+    return tracer.record_of(task)
 
 
 def _awaiting(task: asyncio.Task[Any], frames: list[FrameType]) -> str:
@@ -126,13 +118,13 @@ def _awaiting(task: asyncio.Task[Any], frames: list[FrameType]) -> str:
     # report cannot tell whether a timer or a callback will still wake it.
     waiter = getattr(task, "_fut_waiter", None)  # private to asyncio
     if isinstance(waiter, asyncio.Task):
-        target = f"task {waiter.get_name()!r} ({_coroutine_name(waiter)})"
+        target = f"task {waiter.get_name()!r} ({coroutine_name(waiter)})"
     elif waiter is not None:
         target = f"a {type(waiter).__name__}"
     else:
         return "nothing: it is ready to run its next step"
     if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
-        return f"asyncio {_qualname(frames[-1])}(): {target}"
+        return f"asyncio {qualname(frames[-1])}(): {target}"
     return target
 
 
@@ -142,13 +134,13 @@ def describe_task(task: asyncio.Task[Any], tracer: Tracer | None = None) -> Leak
     frames = await_chain(task)
     return LeakedTask(
         name=task.get_name(),
-        coroutine=_coroutine_name(task),
+        coroutine=coroutine_name(task),
         label=None if record is None else record.label,
         created_where=(
             record.created_where if record is not None else _source_traceback_site(task)
         ),
         created_at=None if record is None else record.created_at,
-        chain=tuple(_place(frame) for frame in frames),
+        chain=tuple(place(frame) for frame in frames),
         awaiting=_awaiting(task, frames),
     )
 

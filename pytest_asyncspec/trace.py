@@ -378,12 +378,20 @@ class Tracer:
         self._installed = True
 
     def stop(self) -> Trace:
-        """Stop recording new tasks and return the trace so far."""
+        """Stop recording new tasks; return the trace so far, fixed in size.
+
+        Tasks created before the stop still record their later steps (their
+        cancellation at loop shutdown, say) in the tracer, but the returned
+        trace keeps the steps recorded up to now, so a picture drawn from it
+        later shows what the test saw.
+        """
         if self._installed:
             if self.loop.get_task_factory() == self._factory:
                 self.loop.set_task_factory(self._previous_factory)
             self._installed = False
-        return self.trace()
+        trace = self.trace()
+        trace._end = len(trace)
+        return trace
 
     def __enter__(self) -> Trace:
         self.install()
@@ -433,6 +441,13 @@ class Tracer:
         record.error = None if error is None else f"{type(error).__name__}: {error}"
         self._refresh_name(recorder)
 
+    def record_of(self, task: asyncio.Future[Any]) -> TaskRecord | None:
+        """The record of ``task`` if this tracer traced it."""
+        recorder = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if isinstance(recorder, _StepRecorder) and recorder._tracer is self:
+            return self.tasks.get(recorder._label)
+        return None
+
     def live_task(self, label: int) -> asyncio.Future[Any] | None:
         """The task with ``label`` if it still exists (tasks are held weakly)."""
         reference = self._recorders.get(label)
@@ -455,13 +470,21 @@ class Trace:
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
+        #: Number of steps shown (None: all, growing while the tracer records).
+        self._end: int | None = None
 
     @property
     def tasks(self) -> dict[int, TaskRecord]:
         return self._tracer.tasks
 
+    @property
+    def virtual(self) -> bool:
+        """Whether loop times are virtual-clock times (else real loop time)."""
+        return self._tracer._vloop is not None
+
     def __len__(self) -> int:
-        return len(self._tracer.records) // _WORDS
+        recorded = len(self._tracer.records) // _WORDS
+        return recorded if self._end is None else min(self._end, recorded)
 
     def step(self, index: int) -> Step:
         words = self._tracer.records[index * _WORDS : (index + 1) * _WORDS]

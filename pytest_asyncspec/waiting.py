@@ -31,7 +31,7 @@ class WaitingTask:
         return "\n".join(lines)
 
 
-def _qualname(frame: FrameType) -> str:
+def qualname(frame: FrameType) -> str:
     code = frame.f_code
     qualname = getattr(code, "co_qualname", None)
     if qualname is None:  # Python 3.10: rebuild Class.method from the bound self
@@ -40,8 +40,8 @@ def _qualname(frame: FrameType) -> str:
     return str(qualname)
 
 
-def _place(frame: FrameType) -> str:
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {_qualname(frame)}"
+def place(frame: FrameType) -> str:
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {qualname(frame)}"
 
 
 def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
@@ -65,7 +65,7 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     return frames
 
 
-def _coroutine_name(task: asyncio.Task[object]) -> str:
+def coroutine_name(task: asyncio.Task[object]) -> str:
     coro = task.get_coro()
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
@@ -76,9 +76,9 @@ def _awaited(task: asyncio.Task[object], frames: list[FrameType]) -> str:
     waiter = getattr(task, "_fut_waiter", None)
     primitive = None
     if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
-        primitive = f"asyncio {_qualname(frames[-1])}()"
+        primitive = f"asyncio {qualname(frames[-1])}()"
     if isinstance(waiter, asyncio.Task):
-        target = f"task {waiter.get_name()!r} ({_coroutine_name(waiter)})"
+        target = f"task {waiter.get_name()!r} ({coroutine_name(waiter)})"
     elif waiter is not None:
         target = f"a future that nothing will complete ({type(waiter).__name__})"
     else:
@@ -94,8 +94,8 @@ def waiting_tasks(loop: asyncio.AbstractEventLoop) -> list[WaitingTask]:
         described.append(
             WaitingTask(
                 name=task.get_name(),
-                coroutine=_coroutine_name(task),
-                chain=tuple(_place(frame) for frame in frames),
+                coroutine=coroutine_name(task),
+                chain=tuple(place(frame) for frame in frames),
                 awaiting=_awaited(task, frames),
             )
         )
