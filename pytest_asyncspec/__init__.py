@@ -1,10 +1,15 @@
-"""pytest-asyncspec: virtual time and timing assertions for asyncio code."""
+"""pytest-asyncspec: virtual time, event-loop traces and timing checks for asyncio."""
 
 from __future__ import annotations
 
+from .blocking import AllowRule, BlockingEvent, BlockingWatchdog, parse_allow_rules
 from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
+from .hang import hang_report
+from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
 from .loops import UnsupportedLoopError, loop_factory
+from .output import OutputLine, TimedOutput, capture_output, compare_transcript
 from .ticks import TICKS_PER_SECOND
+from .timeline import render_timeline
 from .timing import (
     REAL_CLOCK_TOLERANCE,
     Finished,
@@ -15,20 +20,46 @@ from .timing import (
     TimingCheck,
     Tolerance,
 )
+from .trace import Awaits, Outcome, Step, TaskRecord, Trace, Tracer
+from .trace_events import to_trace_events, trace_file_name, write_trace_events
 
 __all__ = [
     "DEFAULT_DEADLOCK_GRACE",
     "REAL_CLOCK_TOLERANCE",
     "TICKS_PER_SECOND",
+    "AllowRule",
+    "Awaits",
+    "BlockingEvent",
+    "BlockingWatchdog",
     "DeadlockError",
     "Finished",
+    "LeakedTask",
     "LoopClock",
     "NoRunningLoopError",
+    "Outcome",
+    "OutputLine",
     "Span",
+    "Step",
+    "TaskRecord",
+    "TimedOutput",
     "TimingAssertionError",
     "TimingCheck",
     "Tolerance",
+    "Trace",
+    "Tracer",
+    "UnawaitedCoroutine",
     "UnsupportedLoopError",
     "VirtualClockLoop",
+    "capture_output",
+    "compare_transcript",
+    "hang_report",
+    "leak_report",
     "loop_factory",
+    "parse_allow_rules",
+    "pending_tasks",
+    "render_timeline",
+    "to_trace_events",
+    "trace_file_name",
+    "track_unawaited",
+    "write_trace_events",
 ]

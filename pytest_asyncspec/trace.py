@@ -242,9 +242,9 @@ class _StepRecorder:
         awaited = 0
         if isinstance(result, asyncio.Task):
             kind = Awaits.TASK
-            recorder = result.get_coro()
-            if isinstance(recorder, _StepRecorder):
-                awaited = recorder._label
+            # Looked up by task, not through task.get_coro(): with stacked
+            # factories the coroutine may be someone else's wrapper.
+            awaited = self._tracer._labels.get(result, 0)
         else:
             code = _innermost_code(self._coro)
             kind = _KIND_BY_CODE.get(code, Awaits.FUTURE) if code else Awaits.FUTURE
@@ -349,6 +349,9 @@ class Tracer:
         #: Real ns at which the latest step started; read by watchdogs.
         self.step_started_ns = 0
         self._recorders: dict[int, weakref.ref[_StepRecorder]] = {}
+        self._labels: weakref.WeakKeyDictionary[asyncio.Future[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
         self._previous_factory: Any = None
         self._installed = False
         self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
@@ -420,6 +423,7 @@ class Tracer:
         else:
             task = _TASK_TYPE(recorder, loop=loop, **kwargs)
         recorder._task = weakref.ref(task)
+        self._labels[task] = label
         self._refresh_name(recorder)
         # create_task names the task only after the factory returns (before
         # Python 3.13): read the name again once that has happened.
@@ -443,10 +447,8 @@ class Tracer:
 
     def record_of(self, task: asyncio.Future[Any]) -> TaskRecord | None:
         """The record of ``task`` if this tracer traced it."""
-        recorder = task.get_coro() if isinstance(task, asyncio.Task) else None
-        if isinstance(recorder, _StepRecorder) and recorder._tracer is self:
-            return self.tasks.get(recorder._label)
-        return None
+        label = self._labels.get(task)
+        return None if label is None else self.tasks.get(label)
 
     def live_task(self, label: int) -> asyncio.Future[Any] | None:
         """The task with ``label`` if it still exists (tasks are held weakly)."""
