@@ -371,9 +371,14 @@ class BlockingEvent:
     @property
     def chain(self) -> list[str]:
         """``file:line in function`` from the outermost user frame to the innermost frame."""
+        return [str(frame) for frame in self._chain_frames()]
+
+    def _chain_frames(self) -> tuple[FrameSite, ...]:
+        # Library frames above the user's first one (a library's task calling
+        # back into user code) say nothing about the blocking call.
         frames = self.frames
         first = next((i for i, frame in enumerate(frames) if not frame.library), 0)
-        return [str(frame) for frame in frames[first:]]
+        return frames[first:]
 
     def describe(self, root: str | os.PathLike[str] | None = None) -> str:
         """A multi-line report; file names are shown relative to ``root`` if under it."""
@@ -393,16 +398,19 @@ class BlockingEvent:
         ]
         site = self.site_frame
         if site is None:
+            why = (
+                "the step ended before the watchdog could look at its stack"
+                if self.finished
+                else "the watchdog stopped before it could look at the step's stack"
+            )
             lines.append(
-                "Blocking call: not sampled -- the step ended before the watchdog could look "
-                "at its stack (a C call that holds the GIL, or a starved machine). "
-                f"The task was created at {self.created_where}."
+                f"Blocking call: not sampled -- {why} (a C call that holds the GIL, or a "
+                f"starved machine). The task was created at {self.created_where}."
             )
         else:
             lines.append(f"Blocking call: {site.shown(prefix)}")
-            first = next((i for i, frame in enumerate(self.frames) if not frame.library), 0)
             lines.append("Call chain (outermost first):")
-            for frame in self.frames[first:]:
+            for frame in self._chain_frames():
                 mark = "> " if frame is site else "  "
                 lines.append(f"  {mark}{frame.shown(prefix)}")
         if self.allowed_by is not None:

@@ -43,6 +43,8 @@ class Observation:
     unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    #: Blocking steps of a test that failed for another reason (a report section).
+    blocking_report: str = ""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def start(self) -> None:
@@ -67,6 +69,8 @@ class Observation:
             self._stack.close()
         except Exception:
             self.internal_errors.append(traceback.format_exc())
+        if self.watchdog is not None:
+            self.internal_errors.extend(self.watchdog.watchdog_errors)
 
     @property
     def trace(self) -> Trace | None:

@@ -127,8 +127,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         return (yield)
     try:
         outcome = yield
-    finally:
+    except BaseException:
+        # The test failed on its own; its blocking steps still belong in the
+        # report, as a section beside its own error.
         observation.stop()
+        observation.blocking_report = observation.blocking_failures()
+        raise
+    observation.stop()
     problems = [text for text in (observation.blocking_failures(),) if text]
     leaks = observation.leaks()
     if leaks and observation.effective.leaks == "error":
@@ -182,6 +187,8 @@ def pytest_runtest_makereport(
         observation.write_trace_file()
         if observation.trace_file is not None:
             report.user_properties.append(("asyncspec_trace_file", str(observation.trace_file)))
+        if observation.blocking_report:
+            report.sections.append(("asyncspec blocking calls", observation.blocking_report))
         if report.failed:
             if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
                 report.sections.append(("asyncspec pending tasks", observation.hang()))

@@ -45,7 +45,8 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], object]:
 
 def parse_seconds_or_off(value: object) -> float | None:
     """A positive, finite number of seconds, or off (``off``/``none``/None)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS):
+    # Only words mean "off" here: 0 is a (bad) number of seconds, not a switch.
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
         return None
     try:
         seconds = float(cast(Any, value))

@@ -179,15 +179,19 @@ class _StepRecorder:
         tracer = self._tracer
         label = self._label
         outer = tracer.current
-        tracer.current = label
+        outer_started = tracer.step_started_ns
         vloop = tracer._vloop
         loop_start = 0 if vloop is None else vloop._ticks
         start = _real_ns()
+        # Start first, then the label: a watchdog reading the pair between
+        # the two stores sees the previous step's label with a fresh start,
+        # which can only make it late, never wrong.
         tracer.step_started_ns = start
+        tracer.current = label
         try:
             result = self._coro.send(value)
         except BaseException as error:
-            self._finish(start, loop_start, outer, error)
+            self._finish(start, loop_start, outer, outer_started, error)
             raise
         end = _real_ns()
         if result is None:
@@ -205,21 +209,24 @@ class _StepRecorder:
                 awaited << _AWAITED_SHIFT | outer,
             )
         )
+        # Back to the step this one ran inside (an eager task's first step).
         tracer.current = outer
+        tracer.step_started_ns = outer_started
         return result
 
     def throw(self, *exc_info: Any) -> Any:
         tracer = self._tracer
         outer = tracer.current
-        tracer.current = self._label
+        outer_started = tracer.step_started_ns
         vloop = tracer._vloop
         loop_start = 0 if vloop is None else vloop._ticks
         start = _real_ns()
         tracer.step_started_ns = start
+        tracer.current = self._label
         try:
             result = self._coro.throw(*exc_info)
         except BaseException as error:
-            self._finish(start, loop_start, outer, error)
+            self._finish(start, loop_start, outer, outer_started, error)
             raise
         if result is None:
             key, awaited = self._label << _LABEL_SHIFT, 0
@@ -236,6 +243,7 @@ class _StepRecorder:
             )
         )
         tracer.current = outer
+        tracer.step_started_ns = outer_started
         return result
 
     def _classify(self, result: Any) -> tuple[int, int]:
@@ -250,7 +258,9 @@ class _StepRecorder:
             kind = _KIND_BY_CODE.get(code, Awaits.FUTURE) if code else Awaits.FUTURE
         return self._label << _LABEL_SHIFT | kind, awaited
 
-    def _finish(self, start: int, loop_start: int, outer: int, error: BaseException) -> None:
+    def _finish(
+        self, start: int, loop_start: int, outer: int, outer_started: int, error: BaseException
+    ) -> None:
         tracer = self._tracer
         vloop = tracer._vloop
         tracer.records.extend(
@@ -264,6 +274,7 @@ class _StepRecorder:
             )
         )
         tracer.current = outer
+        tracer.step_started_ns = outer_started
         if isinstance(error, StopIteration):
             tracer._task_ended(self, Outcome.RETURNED, None)
         elif isinstance(error, asyncio.CancelledError):

@@ -1,0 +1,1 @@
+"""Helper code for the blocking watchdog's tests: blocking calls hidden in helpers."""
