@@ -131,7 +131,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         # The test failed on its own; its blocking steps still belong in the
         # report, as a section beside its own error.
         observation.stop()
-        observation.blocking_report = observation.blocking_failures()
+        try:
+            observation.blocking_report = observation.blocking_failures()
+        except Exception:
+            # Our report must never replace the test's own error.
+            observation.internal_errors.append(traceback.format_exc())
         raise
     observation.stop()
     problems = [text for text in (observation.blocking_failures(),) if text]

@@ -214,20 +214,21 @@ def validate_config(config: pytest.Config) -> None:
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
     directory = trace_dir(config)
     if directory is not None:
-        _check_writable(directory)
+        where = TRACE_DIR.flag if config.getoption(TRACE_DIR.dest) else f"ini key {TRACE_DIR.ini}"
+        _check_writable(directory, where)
 
 
-def _check_writable(directory: Path) -> None:
+def _check_writable(directory: Path, where: str) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise pytest.UsageError(
-            f"--asyncspec-trace-dir: cannot create {str(directory)!r} ({error.strerror}); "
+            f"{where}: cannot create {str(directory)!r} ({error.strerror}); "
             "give a directory you can write to"
         ) from None
     if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
         raise pytest.UsageError(
-            f"--asyncspec-trace-dir: {str(directory)!r} is not a writable directory; "
+            f"{where}: {str(directory)!r} is not a writable directory; "
             "give a directory you can write to"
         )
 

@@ -126,6 +126,12 @@ def write_trace_events(
         prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent
     )
     try:
+        # mkstemp makes the file private (0600); a trace is an ordinary
+        # report file, so give it the permissions the umask asks for.
+        if hasattr(os, "fchmod"):
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.fchmod(handle, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             # ensure_ascii keeps the file plain ASCII whatever the task names.
             json.dump(document, stream, ensure_ascii=True, separators=(",", ":"))

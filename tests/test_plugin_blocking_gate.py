@@ -1,0 +1,707 @@
+"""The blocking-call gate as a user meets it: ``max_blocking`` in a real run.
+
+Every test runs a small pytest session inside ``pytester`` on the real clock
+(unless it says otherwise) and reads what the user reads: which tests failed,
+the failure message naming the task, how long it held the loop and the
+``file:line`` that blocked, the allow-list summary at the end of the run, and
+the usage error for a bad value.  Real-time blocking is kept short: 0.3 s
+against a threshold of 0.1 s.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+# Inner runs are as strict as this project's own configuration.  looptime (a
+# peer plugin installed here for benchmarks) re-classes every loop it sees;
+# it is kept out of inner runs, as in the outer suite.
+BASE_INI = """\
+[pytest]
+addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
+    -p no:looptime_chronometers
+filterwarnings = error
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+#: Seconds a blocking call holds the loop in these tests, and the threshold.
+BLOCK = 0.3
+THRESHOLD = 0.1
+
+# A blocking call three calls deep: the report must point inside f3.
+HELPERS = """\
+from __future__ import annotations
+
+import time
+
+
+def f1() -> None:
+    f2()
+
+
+def f2() -> None:
+    f3()
+
+
+def f3() -> None:
+    time.sleep(0.3)  # blocks here
+"""
+
+# One test whose own task blocks, and a named task that blocks.
+SLEEPING_TEST = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+async def blocker() -> None:
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # blocks here
+
+
+async def test_it() -> None:
+    await asyncio.create_task(blocker(), name="blocker")
+"""
+
+CLEAN_TEST = """\
+from __future__ import annotations
+
+import asyncio
+
+
+async def test_clean() -> None:
+    await asyncio.gather(*(asyncio.sleep(0.01) for _ in range(5)))
+"""
+
+
+def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
+    pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
+
+
+def output_of(result: pytest.RunResult) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The 1-based number of the only line of ``path`` containing ``needle``."""
+    numbers = [
+        number
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if needle in line
+    ]
+    assert len(numbers) == 1, (needle, numbers)
+    return numbers[0]
+
+
+def real_durations(result: pytest.RunResult, task: str) -> list[float]:
+    """Every real-time blocking duration reported for tasks named like the
+    regular expression ``task``."""
+    pattern = re.compile(
+        rf"Task '{task}' \(\S+\) blocked the event loop for (\d+\.\d{{3}}) s "
+        r"\(real time; threshold [0-9.]+ s\)\."
+    )
+    return [float(match) for match in pattern.findall(output_of(result))]
+
+
+def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
+    """Exit code 4, ``patterns`` on stderr, no test run and no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output_of(result)
+    result.stderr.fnmatch_lines(list(patterns))
+    text = output_of(result)
+    assert "Traceback" not in text
+    assert "INTERNALERROR" not in text
+    assert "pytest_asyncspec/" not in text
+    assert not re.search(r"\d+ (passed|failed)", text), text
+
+
+def assert_clean_test_error(result: pytest.RunResult, *patterns: str) -> None:
+    """A marker error stops the run before any test executes: usage error or
+    interrupted collection, ``patterns`` in the output, no traceback."""
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED), output_of(
+        result
+    )
+    pytest.LineMatcher(result.outlines + result.errlines).fnmatch_lines(list(patterns))
+    text = output_of(result)
+    assert not re.search(r"\d+ (passed|failed)", text), text
+    assert "Traceback" not in text
+    assert "pytest_asyncspec/" not in text
+
+
+# -- what a blocking failure says -----------------------------------------------
+
+
+def test_sleep_in_a_task_fails_naming_task_duration_and_line(pytester: pytest.Pytester) -> None:
+    """``--asyncspec-max-blocking=0.1``: a task step that runs ``time.sleep(0.3)``
+    on the real clock fails the test; the message names the task, its
+    coroutine, the real duration (about 0.3 s), the threshold and the exact
+    ``file:line`` of the sleep."""
+    make_project(pytester)
+    path = pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    line = line_of(path, "# blocks here")
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "Task 'blocker' (blocker) blocked the event loop for 0.* s "
+            "(real time; threshold 0.1 s).",
+            f"Blocking call: *test_sleeping.py:{line} in blocker",
+            "Fix: run the blocking work in a thread*",
+        ]
+    )
+    (duration,) = real_durations(result, "blocker")
+    assert BLOCK * 0.95 <= duration < BLOCK + 2.0
+    # The test's own task only waited for the blocker: it is not blamed.
+    assert "(test_it) blocked" not in output_of(result)
+
+
+def test_blocking_three_calls_deep_is_reported_inside_the_helper(
+    pytester: pytest.Pytester,
+) -> None:
+    """A ``time.sleep`` hidden in a helper module (test -> f1 -> f2 -> f3) is
+    reported at the line inside f3, with the call chain listing the test,
+    f1, f2 and f3 in order, each at its calling line."""
+    make_project(pytester)
+    helpers = pytester.makepyfile(helpers=HELPERS)
+    test = pytester.makepyfile(
+        test_deep="""
+        from __future__ import annotations
+
+        import helpers
+
+
+        async def test_it() -> None:
+            helpers.f1()  # the call
+        """
+    )
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    result.assert_outcomes(failed=1)
+    f1, f2, f3 = (line_of(helpers, call) for call in ("    f2()", "    f3()", "time.sleep"))
+    call = line_of(test, "# the call")
+    result.stdout.fnmatch_lines(
+        [
+            f"Blocking call: */helpers.py:{f3} in f3",
+            "Call chain (outermost first):",
+            f"    */test_deep.py:{call} in test_it",
+            f"    */helpers.py:{f1} in f1",
+            f"    */helpers.py:{f2} in f2",
+            f"  > */helpers.py:{f3} in f3",
+        ],
+        consecutive=True,
+    )
+    (duration,) = real_durations(result, r"Task-\d+")
+    assert duration >= BLOCK * 0.95
+
+
+def test_cpu_bound_step_is_caught_with_a_site_inside_the_loop(
+    pytester: pytest.Pytester,
+) -> None:
+    """A busy loop of about 0.3 s (no sleep at all) is caught too, and the
+    blocking call it names is one of the loop's own lines."""
+    make_project(pytester)
+    path = pytester.makepyfile(
+        test_busy="""
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+
+        async def crunch() -> int:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + 0.3
+            spins = 0
+            while time.perf_counter() < deadline:  # loop head
+                spins += 1  # loop body
+            return spins
+
+
+        async def test_it() -> None:
+            assert await asyncio.create_task(crunch(), name="cruncher") > 0
+        """
+    )
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    result.assert_outcomes(failed=1)
+    loop_lines = {line_of(path, "# loop head"), line_of(path, "# loop body")}
+    site = re.search(r"Blocking call: \S*test_busy\.py:(\d+) in crunch", output_of(result))
+    assert site is not None, output_of(result)
+    assert int(site.group(1)) in loop_lines
+    (duration,) = real_durations(result, "cruncher")
+    assert duration >= BLOCK * 0.95
+
+
+def test_virtual_clock_sleep_is_reported_with_its_virtual_duration(
+    pytester: pytest.Pytester,
+) -> None:
+    """On the virtual clock a ``time.sleep(2.5)`` takes no real time, yet with
+    ``max_blocking=1`` it is reported as 2.5 s of virtual time at its line; a
+    0.5 s sleep under the same threshold passes."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(
+        test_virtual="""
+        from __future__ import annotations
+
+        import time
+
+        import pytest
+
+
+        @pytest.mark.asyncspec(max_blocking=1)
+        async def test_long() -> None:
+            time.sleep(2.5)  # long sleep
+
+
+        @pytest.mark.asyncspec(max_blocking=1)
+        async def test_short() -> None:
+            time.sleep(0.5)
+        """
+    )
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(failed=1, passed=1)
+    line = line_of(path, "# long sleep")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_long _*",
+            "1 task step(s) held the event loop longer than max_blocking=1 s:",
+            "Task 'Task-*' (test_long) blocked the event loop for 2.5 s "
+            "(virtual time, in 1 blocking time.sleep() call; threshold 1 s).",
+            f"Blocking call: *test_virtual.py:{line} in test_long",
+            "Fix: await asyncio.sleep(...) instead of time.sleep(...)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["PASSED test_virtual.py::test_short"])
+    assert "test_short) blocked" not in output_of(result)
+
+
+@pytest.mark.parametrize(
+    ("ini_lines", "args", "marker"),
+    [
+        pytest.param((), (f"--asyncspec-max-blocking={THRESHOLD}",), "", id="flag"),
+        pytest.param((f"asyncspec_max_blocking = {THRESHOLD}",), (), "", id="ini"),
+        pytest.param((), (), f"max_blocking={THRESHOLD}", id="marker"),
+    ],
+)
+def test_each_source_gates_and_a_clean_test_passes(
+    pytester: pytest.Pytester, ini_lines: tuple[str, ...], args: tuple[str, ...], marker: str
+) -> None:
+    """The flag, the ini key and the marker each switch the gate on: the
+    blocking test fails and the test that only awaits passes."""
+    make_project(pytester, *ini_lines)
+    decorator = f"@pytest.mark.asyncspec({marker})\n" if marker else ""
+    pytester.makepyfile(
+        test_mixed=f"""\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+{decorator}async def test_blocks() -> None:
+    time.sleep(0.3)
+
+
+{decorator}async def test_awaits() -> None:
+    await asyncio.sleep(0.3)
+"""
+    )
+    result = pytester.runpytest("-rA", *args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED test_mixed.py::test_awaits",
+            "FAILED test_mixed.py::test_blocks - Failed: 1 task step(s) held*",
+        ]
+    )
+
+
+def test_without_any_setting_blocking_is_not_checked(pytester: pytest.Pytester) -> None:
+    """Control: with no flag, ini key or marker the same blocking test passes."""
+    make_project(pytester)
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "blocked the event loop" not in output_of(result)
+
+
+# -- precedence: command line > marker > ini ------------------------------------
+
+PRECEDENCE_CASES = [
+    # (ini value, marker keyword value, flag value, threshold in force or None)
+    pytest.param("1", "0.1", None, 0.1, id="marker-beats-ini"),
+    pytest.param("0.1", "1", None, None, id="marker-1-beats-ini-0.1"),
+    pytest.param("0.1", "None", None, None, id="marker-None-disables-ini"),
+    pytest.param("0.1", "'off'", None, None, id="marker-off-disables-ini"),
+    pytest.param(None, "1", "0.1", 0.1, id="flag-beats-marker"),
+    pytest.param(None, "0.1", "1", None, id="flag-1-beats-marker-0.1"),
+    pytest.param(None, "0.1", "off", None, id="flag-off-disables-marker"),
+    pytest.param("0.1", None, "off", None, id="flag-off-disables-ini"),
+    pytest.param("1", "1", "0.2", 0.2, id="flag-beats-marker-and-ini"),
+    pytest.param("0.2", None, None, 0.2, id="ini-alone"),
+]
+
+
+@pytest.mark.parametrize(("ini", "marker", "flag", "threshold"), PRECEDENCE_CASES)
+def test_precedence_flag_over_marker_over_ini(
+    pytester: pytest.Pytester,
+    ini: str | None,
+    marker: str | None,
+    flag: str | None,
+    threshold: float | None,
+) -> None:
+    """The threshold in force is the flag's, else the marker's, else the
+    ini's; ``off`` and ``None`` disable the gate.  A 0.3 s block fails under
+    0.1 or 0.2 (and the message shows which one) and passes under 1 or off."""
+    make_project(pytester, *([f"asyncspec_max_blocking = {ini}"] if ini is not None else []))
+    decorator = f"@pytest.mark.asyncspec(max_blocking={marker})\n" if marker is not None else ""
+    pytester.makepyfile(
+        test_precedence=(
+            "import time\n\nimport pytest\n\n\n"
+            f"{decorator}async def test_it():\n    time.sleep({BLOCK})\n"
+        )
+    )
+    args = [f"--asyncspec-max-blocking={flag}"] if flag is not None else []
+    result = pytester.runpytest(*args)
+    if threshold is None:
+        result.assert_outcomes(passed=1)
+        assert "blocked the event loop" not in output_of(result)
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            [f"1 task step(s) held the event loop longer than max_blocking={threshold:g} s:"]
+        )
+
+
+# -- a whole suite gated from the ini file --------------------------------------
+
+GATED_SUITE = {
+    "test_api": """
+        from __future__ import annotations
+
+        import helpers
+
+
+        async def test_api() -> None:
+            helpers.f1()
+        """,
+    "test_db": CLEAN_TEST,
+    "test_jobs": """
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+
+        async def job() -> None:
+            time.sleep(0.3)  # job blocks
+
+
+        async def test_jobs() -> None:
+            await asyncio.create_task(job(), name="job")
+        """,
+    "test_sync": """
+        from __future__ import annotations
+
+        import time
+
+
+        def test_sync_code_may_sleep() -> None:
+            time.sleep(0.3)
+        """,
+}
+
+
+def make_gated_suite(pytester: pytest.Pytester, *ini_lines: str) -> dict[str, Path]:
+    make_project(pytester, f"asyncspec_max_blocking = {THRESHOLD}", *ini_lines)
+    paths = {"helpers": pytester.makepyfile(helpers=HELPERS)}
+    for name, source in GATED_SUITE.items():
+        paths[name] = pytester.makepyfile(**{name: source})
+    return paths
+
+
+def test_ini_threshold_gates_every_async_test_of_a_suite(pytester: pytest.Pytester) -> None:
+    """``asyncspec_max_blocking`` in the ini file is a CI gate: every async
+    test in every file is checked, the run fails, each blocking test names its
+    own line; clean async tests and sync tests pass."""
+    paths = make_gated_suite(pytester)
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(failed=2, passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED test_db.py::test_clean",
+            "PASSED test_sync.py::test_sync_code_may_sleep",
+            "FAILED test_api.py::test_api - Failed: 1 task step(s) held*",
+            "FAILED test_jobs.py::test_jobs - Failed: 1 task step(s) held*",
+        ]
+    )
+    f3 = line_of(paths["helpers"], "time.sleep")
+    job = line_of(paths["test_jobs"], "# job blocks")
+    text = output_of(result)
+    assert f"helpers.py:{f3} in f3" in text
+    assert f"test_jobs.py:{job} in job" in text
+    # Nothing was allowed, so there is no allow-list summary.
+    assert "allow-list rules that never fired" not in text
+
+
+def test_allow_list_from_ini_and_flag_lets_the_suite_pass(pytester: pytest.Pytester) -> None:
+    """Rules from the ini line list and from ``--asyncspec-allow-blocking``
+    allow the named places; the run passes, and only the rule that matched
+    nothing is listed at the end under the never-fired heading."""
+    paths = make_gated_suite(
+        pytester,
+        "asyncspec_allow_blocking =",
+        "    helpers.py",
+        "    legacy/*.py",
+    )
+    job = line_of(paths["test_jobs"], "# job blocks")
+    result = pytester.runpytest(f"--asyncspec-allow-blocking=test_jobs.py:{job}")
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec: allow-list rules that never fired =*",
+            "legacy/*.py  (no blocking step matched it; remove it?)",
+        ]
+    )
+    summary = output_of(result).split("allow-list rules that never fired", 1)[1]
+    assert "helpers.py" not in summary
+    assert f"test_jobs.py:{job}" not in summary
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param("helpers.py", id="file"),
+        pytest.param("*/helpers.py", id="file-glob"),
+        pytest.param("helpers.py:{f3}", id="file-line"),
+        pytest.param("helpers.f3", id="function"),
+        pytest.param("helpers.f2", id="function-up-the-chain"),
+        pytest.param("helpers.f*", id="function-glob"),
+    ],
+)
+def test_each_rule_form_allows_the_helper(pytester: pytest.Pytester, rule: str) -> None:
+    """Each accepted rule form (file, file glob, file:line, module.function,
+    a function further up the chain, a function glob) allows the blocking
+    call in the helper; a used rule is not reported as never fired."""
+    paths = make_gated_suite(pytester)
+    rule = rule.format(f3=line_of(paths["helpers"], "time.sleep"))
+    result = pytester.runpytest("test_api.py", f"--asyncspec-allow-blocking={rule}")
+    result.assert_outcomes(passed=1)
+    assert "allow-list rules that never fired" not in output_of(result)
+
+
+def test_a_rule_for_another_line_does_not_allow(pytester: pytest.Pytester) -> None:
+    """A ``file:LINE`` rule for a line of the same file that no frame of the
+    blocking step is on does not allow the call: the test fails, and the rule
+    is listed as never fired."""
+    paths = make_gated_suite(pytester)
+    wrong = line_of(paths["helpers"], "def f3")
+    result = pytester.runpytest("test_api.py", f"--asyncspec-allow-blocking=helpers.py:{wrong}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec: allow-list rules that never fired =*",
+            f"helpers.py:{wrong}  (no blocking step matched it; remove it?)",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("ini_rule", "flag_rule", "message"),
+    [
+        pytest.param(
+            None,
+            "justaword",
+            "*invalid blocking allow rule 'justaword': neither a file path*",
+            id="flag-bare-word",
+        ),
+        pytest.param(
+            "helpers.py:abc",
+            None,
+            "*invalid blocking allow rule 'helpers.py:abc': the line after ':' must be*",
+            id="ini-bad-line",
+        ),
+        pytest.param(
+            "helpers.py:0",
+            None,
+            "*invalid blocking allow rule 'helpers.py:0'*positive whole number*",
+            id="ini-line-zero",
+        ),
+        pytest.param(
+            None,
+            "helpers.f3:12",
+            "*invalid blocking allow rule 'helpers.f3:12': a ':LINE' needs a file path*",
+            id="flag-line-after-function",
+        ),
+    ],
+)
+def test_invalid_allow_rule_is_a_usage_error_before_tests_run(
+    pytester: pytest.Pytester, ini_rule: str | None, flag_rule: str | None, message: str
+) -> None:
+    """A malformed allow rule (from the ini list or the flag) stops the run
+    with a usage error naming the rule and the accepted forms; no test runs."""
+    ini_lines = ["asyncspec_allow_blocking =", f"    {ini_rule}"] if ini_rule else []
+    make_project(pytester, f"asyncspec_max_blocking = {THRESHOLD}", *ini_lines)
+    pytester.makepyfile(
+        test_ran="""
+        from pathlib import Path
+
+
+        async def test_it() -> None:
+            Path("ran").write_text("yes")
+        """
+    )
+    args = [f"--asyncspec-allow-blocking={flag_rule}"] if flag_rule else []
+    result = pytester.runpytest(*args)
+    assert_usage_error(
+        result,
+        "ERROR: --asyncspec-allow-blocking / asyncspec_allow_blocking: " + message.lstrip("*"),
+    )
+    result.stderr.fnmatch_lines(["*accepted forms: 'path/glob.py'*"])
+    assert not (pytester.path / "ran").exists()
+
+
+# -- bad thresholds -------------------------------------------------------------
+
+# "0" is a bad number of seconds, not a synonym for "off": a user who writes
+# max_blocking=0 means "no blocking at all", never "do not check".
+BAD_THRESHOLDS = ["abc", "-1", "0", "0.0", "nan", "inf", "-inf", "1e999"]
+
+
+@pytest.mark.parametrize("value", BAD_THRESHOLDS)
+def test_invalid_threshold_flag_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    """A threshold that is not a positive finite number of seconds, given on
+    the command line, stops the run before any test with one clear line."""
+    make_project(pytester)
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    result = pytester.runpytest(f"--asyncspec-max-blocking={value}")
+    assert_usage_error(
+        result,
+        f"ERROR: --asyncspec-max-blocking: invalid max_blocking '{value}'; "
+        "expected a positive number of seconds (e.g. 0.1) or 'off'",
+    )
+
+
+@pytest.mark.parametrize("value", BAD_THRESHOLDS)
+def test_invalid_threshold_ini_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    """The same values in ``asyncspec_max_blocking`` are a usage error naming
+    the ini key."""
+    make_project(pytester, f"asyncspec_max_blocking = {value}")
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    result = pytester.runpytest()
+    assert_usage_error(
+        result,
+        f"ERROR: ini key asyncspec_max_blocking: invalid max_blocking '{value}'; "
+        "expected a positive number of seconds (e.g. 0.1) or 'off'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("keyword", "shown"),
+    [
+        pytest.param("'abc'", "'abc'", id="abc"),
+        pytest.param("-1", "-1", id="-1"),
+        pytest.param("0", "0", id="0"),
+        pytest.param("0.0", "0.0", id="0.0"),
+        pytest.param("float('nan')", "nan", id="nan"),
+        pytest.param("float('inf')", "inf", id="inf"),
+        pytest.param("True", "True", id="True"),
+        pytest.param("[0.1]", "?0.1?", id="list"),
+        pytest.param("'0'", "'0'", id="string-0"),
+    ],
+)
+def test_invalid_threshold_marker_is_a_clean_error_naming_the_test(
+    pytester: pytest.Pytester, keyword: str, shown: str
+) -> None:
+    """A bad ``max_blocking`` in the marker stops the run with one line that
+    names the test and the value, without a traceback."""
+    make_project(pytester)
+    pytester.makepyfile(
+        test_marked=(
+            "import time\n\nimport pytest\n\n\n"
+            f"@pytest.mark.asyncspec(max_blocking={keyword})\n"
+            "async def test_it():\n    time.sleep(0.3)\n"
+        )
+    )
+    result = pytester.runpytest()
+    assert_clean_test_error(
+        result,
+        f"*test_marked.py::test_it: @pytest.mark.asyncspec: invalid max_blocking {shown}; "
+        "expected a positive number of seconds*",
+    )
+
+
+def test_misspelt_marker_keyword_is_a_clean_error(pytester: pytest.Pytester) -> None:
+    """``max_blockng=0.1`` is not silently ignored (the test would go
+    unguarded): the run stops naming the test, the keyword and the accepted
+    keywords."""
+    make_project(pytester)
+    pytester.makepyfile(
+        test_marked=(
+            "import time\n\nimport pytest\n\n\n"
+            "@pytest.mark.asyncspec(max_blockng=0.1)\n"
+            "async def test_it():\n    time.sleep(0.3)\n"
+        )
+    )
+    result = pytester.runpytest()
+    assert_clean_test_error(
+        result,
+        "*test_marked.py::test_it: @pytest.mark.asyncspec: unknown keyword 'max_blockng'; "
+        "accepted keywords are clock, loop, max_blocking, leaks, trace*",
+    )
+
+
+# -- a failing test keeps its blocking report -----------------------------------
+
+
+def test_blocking_report_survives_a_test_that_fails_for_another_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that blocks the loop and then fails on its own assertion (here a
+    wake-up that came late *because* the loop was blocked) keeps its own
+    failure, and its report still has an ``asyncspec blocking calls`` section
+    showing which line blocked the loop: the explanation the user needs."""
+    make_project(pytester)
+    path = pytester.makepyfile(
+        test_both="""
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+
+        async def hog() -> None:
+            time.sleep(0.3)  # the hog
+
+
+        async def test_it() -> None:
+            asyncio.create_task(hog(), name="hog")
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(0.05)
+            assert asyncio.get_running_loop().time() - started < 0.2, "woke up late"
+        """
+    )
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: woke up late*"])
+    line = line_of(path, "# the hog")
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED test_both.py::test_it - AssertionError: woke up late*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "E   *AssertionError: woke up late",
+            "*- asyncspec blocking calls -*",
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "Task 'hog' (hog) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
+            f"Blocking call: *test_both.py:{line} in hog",
+        ]
+    )
