@@ -218,8 +218,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         # In flight until the job itself is done (ran, failed, or was cancelled
         # before it started), not merely until its asyncio future is cancelled.
         self._jobs_in_flight += 1
+        future = asyncio.wrap_future(job, loop=self)
+        # Registered after wrap_future's own callback, so the worker thread
+        # hands the result to the loop before it says the job is over: the
+        # loop never sees "nothing in flight" while the result is on its way.
         job.add_done_callback(self._job_finished_threadsafe)
-        return asyncio.wrap_future(job, loop=self)
+        return future
 
     def _job_finished_threadsafe(self, _job: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
