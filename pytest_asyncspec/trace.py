@@ -16,6 +16,7 @@ million steps fit in under 50 MB; :class:`Trace` decodes them on demand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import sys
 import weakref
@@ -104,16 +105,20 @@ def _kinds_by_code() -> dict[CodeType, Awaits]:
 _KIND_BY_CODE = _kinds_by_code()
 
 
-def _innermost_code(coro: Any) -> CodeType | None:
+def _awaited_kind(coro: Any) -> Awaits:
+    # The outermost function we recognise on the await chain says what the
+    # task waits for: Queue.join waits on an Event inside, but the task waits
+    # on the queue.
     node = coro
-    code = None
     while node is not None:
-        node_code = getattr(node, "cr_code", None) or getattr(node, "gi_code", None)
-        if node_code is None:
+        code = getattr(node, "cr_code", None) or getattr(node, "gi_code", None)
+        if code is None:
             break
-        code = node_code
+        kind = _KIND_BY_CODE.get(code)
+        if kind is not None:
+            return kind
         node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
-    return code
+    return Awaits.FUTURE
 
 
 @dataclass
@@ -254,8 +259,7 @@ class _StepRecorder:
             # factories the coroutine may be someone else's wrapper.
             awaited = self._tracer._labels.get(result, 0)
         else:
-            code = _innermost_code(self._coro)
-            kind = _KIND_BY_CODE.get(code, Awaits.FUTURE) if code else Awaits.FUTURE
+            kind = _awaited_kind(self._coro)
         return self._label << _LABEL_SHIFT | kind, awaited
 
     def _finish(
@@ -322,6 +326,10 @@ class _NameKeepingTask(asyncio.Task):  # type: ignore[type-arg]
             super().set_name(value)
 
 
+# asyncio's task repr prints the class name: keep reading "Task".
+_NameKeepingTask.__name__ = _NameKeepingTask.__qualname__ = "Task"
+
+
 _TASK_TYPE: type[asyncio.Task[Any]] = (
     _NameKeepingTask if sys.version_info[:3] == (3, 13, 0) else asyncio.Task
 )
@@ -363,6 +371,9 @@ class Tracer:
         self._labels: weakref.WeakKeyDictionary[asyncio.Future[Any], int] = (
             weakref.WeakKeyDictionary()
         )
+        #: Tasks made since the last loop iteration, whose name create_task
+        #: may have set after the factory returned.
+        self._unnamed: list[tuple[int, asyncio.Future[Any]]] = []
         self._previous_factory: Any = None
         self._installed = False
         self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
@@ -405,6 +416,9 @@ class Tracer:
             self._installed = False
         trace = self.trace()
         trace._end = len(trace)
+        # Outcomes set after the stop (cancellation at teardown) must not
+        # contradict the steps the snapshot keeps.
+        trace._tasks = {label: dataclasses.replace(r) for label, r in self.tasks.items()}
         return trace
 
     def __enter__(self) -> Trace:
@@ -417,6 +431,12 @@ class Tracer:
     def _factory(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
+        if not self._installed:
+            # stop() could not unhook us (a factory installed later chains to
+            # us): make the task untraced.
+            if self._previous_factory is not None:
+                return self._previous_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
+            return _TASK_TYPE(coro, loop=loop, **kwargs)
         label = len(self.tasks) + 1
         recorder = _StepRecorder(coro, self, label)
         self.tasks[label] = TaskRecord(
@@ -438,7 +458,11 @@ class Tracer:
         self._refresh_name(recorder)
         # create_task names the task only after the factory returns (before
         # Python 3.13): read the name again once that has happened.
-        loop.call_soon(self._refresh_name, recorder)
+        # Held strongly until read: an eager task that already finished may
+        # have no other reference by then (``await create_task(...)``).
+        if not self._unnamed:
+            loop.call_soon(self._read_new_names)
+        self._unnamed.append((label, task))
         return task
 
     # -- task life ---------------------------------------------------------
@@ -447,6 +471,12 @@ class Tracer:
         task = recorder._task() if recorder._task is not None else None
         if isinstance(task, asyncio.Task):
             self.tasks[recorder._label].name = task.get_name()
+
+    def _read_new_names(self) -> None:
+        for label, task in self._unnamed:
+            if isinstance(task, asyncio.Task):
+                self.tasks[label].name = task.get_name()
+        self._unnamed.clear()
 
     def _task_ended(
         self, recorder: _StepRecorder, outcome: Outcome, error: BaseException | None
@@ -471,6 +501,7 @@ class Tracer:
 
     def trace(self) -> Trace:
         """The recorded steps and tasks, names refreshed from live tasks."""
+        self._read_new_names()
         for reference in self._recorders.values():
             recorder = reference()
             if recorder is not None:
@@ -485,10 +516,12 @@ class Trace:
         self._tracer = tracer
         #: Number of steps shown (None: all, growing while the tracer records).
         self._end: int | None = None
+        #: The task records as they were at the stop (None: live).
+        self._tasks: dict[int, TaskRecord] | None = None
 
     @property
     def tasks(self) -> dict[int, TaskRecord]:
-        return self._tracer.tasks
+        return self._tracer.tasks if self._tasks is None else self._tasks
 
     @property
     def virtual(self) -> bool:
@@ -500,6 +533,8 @@ class Trace:
         return recorded if self._end is None else min(self._end, recorded)
 
     def step(self, index: int) -> Step:
+        if not 0 <= index < len(self):
+            raise IndexError(f"step {index} is outside the trace (steps 0..{len(self) - 1})")
         words = self._tracer.records[index * _WORDS : (index + 1) * _WORDS]
         key, real_start, real_end, loop_start, loop_end, links = words
         if self._tracer._vloop is None:
@@ -589,12 +624,15 @@ class Trace:
         finishes = [self.finish_of(label) for label in labels if self._finished(label)]
         if not finishes:
             return True
-        # Equal loop times cannot tell order apart; use the step order itself.
-        last_first_step = max(self.steps_of(label)[0].index for label in labels)
-        first_last_step = min(
-            self.steps_of(label)[-1].index for label in labels if self._finished(label)
+        # Equal loop times cannot tell order apart; the real stamps can.  Step
+        # indexes cannot: steps are recorded when they end, so an eager
+        # child's step precedes its parent's, and a one-step task's start and
+        # finish share an index.
+        last_start = max(self.steps_of(label)[0].real_start_ns for label in labels)
+        first_finish = min(
+            self.steps_of(label)[-1].real_end_ns for label in labels if self._finished(label)
         )
-        return max(starts) <= min(finishes) and last_first_step < first_last_step
+        return max(starts) <= min(finishes) and last_start < first_finish
 
     def _finished(self, label: int) -> bool:
         return self.tasks[label].outcome is not Outcome.PENDING
