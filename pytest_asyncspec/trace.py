@@ -518,6 +518,8 @@ class Trace:
         self._end: int | None = None
         #: The task records as they were at the stop (None: live).
         self._tasks: dict[int, TaskRecord] | None = None
+        # (steps covered, label -> step indexes): rebuilt when steps are added.
+        self._index: tuple[int, dict[int, list[int]]] = (0, {})
 
     @property
     def tasks(self) -> dict[int, TaskRecord]:
@@ -583,7 +585,20 @@ class Trace:
     def steps_of(self, which: int | str) -> list[Step]:
         """The steps of one task, in order."""
         label = self.task(which).label
-        return [step for step in self.steps() if step.task == label]
+        return [self.step(index) for index in self._steps_by_task().get(label, [])]
+
+    def _steps_by_task(self) -> dict[int, list[int]]:
+        # Group step indexes by task from the packed keys alone, so per-task
+        # queries on a large trace do not decode every step each time.
+        count = len(self)
+        covered, index = self._index
+        if covered != count:
+            index = {label: list(steps) for label, steps in index.items()}
+            keys = self._tracer.records[covered * _WORDS : count * _WORDS : _WORDS]
+            for offset, key in enumerate(keys, start=covered):
+                index.setdefault(key >> _LABEL_SHIFT, []).append(offset)
+            self._index = (count, index)
+        return index
 
     def start_of(self, which: int | str) -> float:
         """Loop time at which the task's first step began."""
