@@ -7,6 +7,13 @@ from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
 from .hang import hang_report
 from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
 from .loops import UnsupportedLoopError, loop_factory
+from .ordering import (
+    OrderAssertionError,
+    assert_every_start_before_any_finish,
+    assert_order,
+    assert_step_after,
+    nth_step,
+)
 from .output import OutputLine, TimedOutput, capture_output, compare_transcript
 from .ticks import TICKS_PER_SECOND
 from .timeline import render_timeline
@@ -36,6 +43,7 @@ __all__ = [
     "LeakedTask",
     "LoopClock",
     "NoRunningLoopError",
+    "OrderAssertionError",
     "Outcome",
     "OutputLine",
     "Span",
@@ -50,11 +58,15 @@ __all__ = [
     "UnawaitedCoroutine",
     "UnsupportedLoopError",
     "VirtualClockLoop",
+    "assert_every_start_before_any_finish",
+    "assert_order",
+    "assert_step_after",
     "capture_output",
     "compare_transcript",
     "hang_report",
     "leak_report",
     "loop_factory",
+    "nth_step",
     "parse_allow_rules",
     "pending_tasks",
     "render_timeline",
