@@ -23,6 +23,7 @@ import weakref
 from array import array
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from struct import Struct
 from types import CodeType
 from typing import Any
 
@@ -39,6 +40,10 @@ _real_ns = time_patch.real_perf_counter_ns
 _WORDS = 6
 _LABEL_SHIFT = 8
 _AWAITED_SHIFT = 32
+#: Packs one step's six words for ``array.frombytes``: array.extend with a
+#: tuple converts each item through PyArg_Parse, which cost more than the
+#: rest of the recording together.
+_PACK = Struct("=6q").pack
 
 
 class Awaits(enum.IntEnum):
@@ -169,10 +174,16 @@ class _StepRecorder:
     ``Task.get_stack`` and await-chain walks keep working.
     """
 
-    __slots__ = ("__weakref__", "_coro", "_label", "_task", "_tracer")
+    # No __getattr__: a Python-level __getattr__ makes every attribute load on
+    # the recorder (self._coro, self._tracer, ... in send) take CPython's
+    # generic, unspecialised path.  The coroutine's identity is forwarded by
+    # the properties below and by these two slots, copied at creation.
+    __slots__ = ("__name__", "__qualname__", "__weakref__", "_coro", "_label", "_task", "_tracer")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], tracer: Tracer, label: int) -> None:
         self._coro = coro
+        self.__name__: str = getattr(coro, "__name__", type(coro).__name__)
+        self.__qualname__: str = getattr(coro, "__qualname__", self.__name__)
         self._tracer = tracer
         self._label = label
         self._task: weakref.ref[asyncio.Future[Any]] | None = None
@@ -180,7 +191,7 @@ class _StepRecorder:
     # send() is the hot path of tracing (once per step): everything it does
     # is inlined, and loop time is read from the virtual loop's attribute
     # directly (real loops' times are derived from the real stamps later).
-    def send(self, value: Any) -> Any:
+    def send(self, value: Any = None) -> Any:
         tracer = self._tracer
         label = self._label
         outer = tracer.current
@@ -204,8 +215,8 @@ class _StepRecorder:
             awaited = 0
         else:
             key, awaited = self._classify(result)
-        tracer.records.extend(
-            (
+        tracer.records.frombytes(
+            _PACK(
                 key,
                 start,
                 end,
@@ -218,6 +229,11 @@ class _StepRecorder:
         tracer.current = outer
         tracer.step_started_ns = outer_started
         return result
+
+    # asyncio's C task steps a coroutine that is not a native one through
+    # PyIter_Send, which calls __next__ when the value sent is None: with
+    # __next__ being send itself that is one Python call a step, not two.
+    __next__ = send
 
     def throw(self, *exc_info: Any) -> Any:
         tracer = self._tracer
@@ -237,8 +253,8 @@ class _StepRecorder:
             key, awaited = self._label << _LABEL_SHIFT, 0
         else:
             key, awaited = self._classify(result)
-        tracer.records.extend(
-            (
+        tracer.records.frombytes(
+            _PACK(
                 key,
                 start,
                 _real_ns(),
@@ -267,8 +283,8 @@ class _StepRecorder:
     ) -> None:
         tracer = self._tracer
         vloop = tracer._vloop
-        tracer.records.extend(
-            (
+        tracer.records.frombytes(
+            _PACK(
                 self._label << _LABEL_SHIFT | Awaits.DONE,
                 start,
                 _real_ns(),
@@ -297,15 +313,20 @@ class _StepRecorder:
     def __iter__(self) -> _StepRecorder:
         return self
 
-    def __next__(self) -> Any:
-        return self.send(None)
-
     # -- the coroutine's identity, forwarded ---------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        # cr_await, cr_frame, cr_code, cr_running, __name__, __qualname__...:
-        # whatever is not ours belongs to the wrapped coroutine.
-        return getattr(self._coro, name)
+    cr_await = property(lambda self: self._coro.cr_await)
+    cr_code = property(lambda self: self._coro.cr_code)
+    cr_frame = property(lambda self: self._coro.cr_frame)
+    cr_origin = property(lambda self: self._coro.cr_origin)
+    cr_running = property(lambda self: self._coro.cr_running)
+    cr_suspended = property(lambda self: self._coro.cr_suspended)
+    # Generator-based coroutines (types.coroutine) answer to gi_* instead.
+    gi_code = property(lambda self: self._coro.gi_code)
+    gi_frame = property(lambda self: self._coro.gi_frame)
+    gi_running = property(lambda self: self._coro.gi_running)
+    gi_suspended = property(lambda self: self._coro.gi_suspended)
+    gi_yieldfrom = property(lambda self: self._coro.gi_yieldfrom)
 
     def __repr__(self) -> str:
         return repr(self._coro)
