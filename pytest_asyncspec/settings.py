@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -168,7 +168,6 @@ class Effective:
     max_blocking: float | None = None
     leaks: str = "off"
     trace: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def add_options(parser: pytest.Parser) -> None:
