@@ -25,6 +25,7 @@ allowed, not violations.  Nothing here imports pytest.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import math
 import os
@@ -40,7 +41,6 @@ from types import FrameType, TracebackType
 from typing import Literal
 
 from . import time_patch
-from . import trace as _trace_module
 from .clock import VirtualClockLoop
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
@@ -180,36 +180,44 @@ def _site_of(frame: FrameType) -> FrameSite:
     )
 
 
-# A task step is one call of the tracer's recorder (send or throw): frames
-# above it are the task's own, frames below it are the loop's.
-_STEP_FILE = _trace_module.__file__
-_STEP_FUNCTIONS = frozenset({"send", "throw"})
-
-
-def _step_frames(innermost: FrameType | None) -> tuple[tuple[FrameSite, ...], int, bool]:
+def _step_frames(
+    innermost: FrameType | None, outermost: FrameType | None
+) -> tuple[tuple[FrameSite, ...], int, bool]:
     """The running step's frames, outermost first, without loop machinery.
 
-    Also returns how many frames lie above the step boundary before filtering
-    (0: the step is entering or leaving its coroutine) and whether a boundary
-    was found at all (no: the stack is not a traced task step).
+    ``outermost`` is the frame of the task's own coroutine, where the step
+    begins: frames below it are the loop's.  Also returns how many frames
+    there are from the innermost to it before filtering, and whether it was
+    found at all (no: the stack is not inside that step, which is entering or
+    leaving its coroutine, or is another step's).
     """
     above: list[FrameType] = []
     frame = innermost
     boundary = False
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name in _STEP_FUNCTIONS and code.co_filename == _STEP_FILE:
+    while frame is not None and outermost is not None:
+        above.append(frame)
+        if frame is outermost:
             boundary = True
             break
-        above.append(frame)
         frame = frame.f_back
-    count = len(above)
+    if not boundary:
+        return (), 0, False
     sites = tuple(
         site
         for site in (_site_of(each) for each in reversed(above))
         if not _is_internal(site.module)
     )
-    return sites, count, boundary
+    return sites, len(above), True
+
+
+def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
+    """The frame of the coroutine of the task with ``label``, if it runs one."""
+    task = tracer.live_task(label)
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    # Our recorder, unless a factory chained after the tracer's wrapped it.
+    coro = getattr(coro, "_coro", coro)
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    return frame if isinstance(frame, FrameType) else None
 
 
 # -- allow rules ---------------------------------------------------------
@@ -657,7 +665,7 @@ class BlockingWatchdog:
         # stack: if the step changed meanwhile, the stack is another step's.
         if tracer.current != label or tracer.step_started_ns != started:
             return False
-        sites, count, boundary = _step_frames(frame)
+        sites, count, boundary = _step_frames(frame, _coroutine_frame(tracer, label))
         del frame
         if not boundary or count == 0:
             # Not in a traced step, or on the step's very edge (the recorder
@@ -699,7 +707,7 @@ class BlockingWatchdog:
         # only when a sleep beats the step's longest so far.
         if ticks > tally.largest:
             tally.largest = ticks
-            tally.frames = _step_frames(frame)[0]
+            tally.frames = _step_frames(frame, _coroutine_frame(tracer, label))[0]
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded

@@ -37,6 +37,10 @@ class Observation:
     loop: asyncio.AbstractEventLoop
     allow: list[AllowRule]
     trace_dir: Path | None
+    #: Record every step (trace on, the trace fixture, trace files).  Without
+    #: it only steps over max_blocking are kept: blocking detection at a
+    #: fraction of the cost, and no timeline.
+    full_trace: bool = True
     tracer: Tracer | None = None
     watchdog: BlockingWatchdog | None = None
     output: TimedOutput | None = None
@@ -49,7 +53,14 @@ class Observation:
 
     def start(self) -> None:
         try:
-            self.tracer = Tracer(self.loop)
+            keep_over = None
+            if not self.full_trace:
+                # Only blocking steps, or none when nothing asks for steps
+                # (leak tracking needs the tasks alone).
+                keep_over = self.effective.max_blocking
+                if keep_over is None:
+                    keep_over = float(2**31)
+            self.tracer = Tracer(self.loop, keep_over=keep_over)
             self.tracer.install()
             self._stack.callback(self.tracer.stop)
             self.output = self._stack.enter_context(capture_output(self.tracer))
@@ -124,7 +135,7 @@ class Observation:
 
     def timeline(self) -> str:
         trace = self.trace
-        if trace is None or not len(trace):
+        if not self.full_trace or trace is None or not len(trace):
             return ""
         return render_timeline(trace, blocking_threshold=self.effective.max_blocking)
 

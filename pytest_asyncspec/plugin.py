@@ -166,6 +166,7 @@ def _start_observation(item: pytest.Item) -> Observation | None:
         loop=loop,
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
+        full_trace=effective.trace or uses_fixture or directory is not None,
     )
     observation.start()
     item.stash[OBSERVATION_KEY] = observation

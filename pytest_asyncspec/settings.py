@@ -137,7 +137,8 @@ TRACE = Setting(
     "off",
     "on|off",
     "record every task step of async tests (failures then show a timeline); "
-    "also switched on by max_blocking, trace_dir and the asyncspec_trace fixture",
+    "also switched on by trace_dir and the asyncspec_trace fixture (max_blocking "
+    "alone keeps only the steps over its threshold)",
 )
 TRACE_DIR = Setting(
     "trace_dir",

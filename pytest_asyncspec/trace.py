@@ -10,40 +10,35 @@ factories: asyncio's own, :class:`~pytest_asyncspec.clock.VirtualClockLoop`
 and uvloop.
 
 Records are packed into one ``array('q')`` (six integers a step, 48 bytes) so a
-million steps fit in under 50 MB; :class:`Trace` decodes them on demand.
+million steps fit in under 50 MB; :class:`Trace` decodes them on demand.  The
+per-step work lives in :mod:`pytest_asyncspec.step_log` (in C where it is
+built); what happens once per task is kept to a few appends here, and task
+records are built when first read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import sys
+import traceback
 import weakref
 from array import array
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from struct import Struct
 from types import CodeType
 from typing import Any
 
-from . import time_patch
 from .clock import VirtualClockLoop
+from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
+from .step_log import LABEL_SHIFT as _LABEL_SHIFT
+from .step_log import WORDS as _WORDS
+from .step_log import RecorderBase, StepLog
+from .step_log import now_ns as _real_ns
+from .task_table import Mark, Site, TaskTable
+from .task_table import Outcome as Outcome
+from .task_table import TaskRecord as TaskRecord
 from .ticks import TICKS_PER_SECOND
-
-_real_ns = time_patch.real_perf_counter_ns
-
-#: Integers recorded per step: key (label << 8 | awaits), real start, real
-#: end, loop start, loop end (virtual loops only; 0 on real loops, whose loop
-#: time is derived from the real stamps), and awaited << 32 | outer, where
-#: outer is the label of the step this one ran inside (eager tasks), or 0.
-_WORDS = 6
-_LABEL_SHIFT = 8
-_AWAITED_SHIFT = 32
-#: Packs one step's six words for ``array.frombytes``: array.extend with a
-#: tuple converts each item through PyArg_Parse, which cost more than the
-#: rest of the recording together.
-_PACK = Struct("=6q").pack
 
 
 class Awaits(enum.IntEnum):
@@ -57,15 +52,6 @@ class Awaits(enum.IntEnum):
     IO = 5  #: a stream, socket or subprocess read/write
     TASK = 6  #: another task
     DONE = 7  #: nothing: the task finished in this step
-
-
-class Outcome(enum.Enum):
-    """How a task ended (``PENDING`` while it has not)."""
-
-    PENDING = "pending"
-    RETURNED = "returned"
-    RAISED = "raised"
-    CANCELLED = "cancelled"
 
 
 def _kinds_by_code() -> dict[CodeType, Awaits]:
@@ -126,20 +112,6 @@ def _awaited_kind(coro: Any) -> Awaits:
     return Awaits.FUTURE
 
 
-@dataclass
-class TaskRecord:
-    """One traced task: who it is, who made it, how it ended."""
-
-    label: int
-    name: str
-    coroutine: str
-    parent: int | None
-    created_at: float
-    created_where: str
-    outcome: Outcome = Outcome.PENDING
-    error: str | None = None
-
-
 @dataclass(frozen=True)
 class Step:
     """One step of one task (times in loop seconds and real nanoseconds)."""
@@ -166,154 +138,45 @@ class Step:
         return self.real_end_ns - self.real_start_ns
 
 
-class _StepRecorder:
+class _StepRecorder(RecorderBase):
     """Stands in for a task's coroutine and records each step it runs.
 
-    Registered as a :class:`collections.abc.Coroutine` so asyncio accepts it;
-    the ``cr_*`` attributes forward to the real coroutine so task reprs,
+    The per-step work is :class:`~pytest_asyncspec.step_log.RecorderBase`'s
+    (in C when the accelerator is built); this subclass adds the rare paths
+    and the coroutine's identity.  Registered as a
+    :class:`collections.abc.Coroutine` so asyncio accepts it; the ``cr_*``
+    attributes forward to the real coroutine so task reprs,
     ``Task.get_stack`` and await-chain walks keep working.
     """
 
-    # No __getattr__: a Python-level __getattr__ makes every attribute load on
-    # the recorder (self._coro, self._tracer, ... in send) take CPython's
-    # generic, unspecialised path.  The coroutine's identity is forwarded by
-    # the properties below and by these two slots, copied at creation.
-    __slots__ = ("__name__", "__qualname__", "__weakref__", "_coro", "_label", "_task", "_tracer")
+    # No __getattr__: it would slow every attribute load on the recorder.
+    # The coroutine's names are copied into these slots at creation, since
+    # asyncio reads them for task reprs.
+    __slots__ = ("__name__", "__qualname__", "__weakref__", "_tracer")
+    __name__: str
+    __qualname__: str
+    _tracer: Tracer
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], tracer: Tracer, label: int) -> None:
-        self._coro = coro
-        self.__name__: str = getattr(coro, "__name__", type(coro).__name__)
-        self.__qualname__: str = getattr(coro, "__qualname__", self.__name__)
-        self._tracer = tracer
-        self._label = label
-        self._task: weakref.ref[asyncio.Future[Any]] | None = None
-
-    # send() is the hot path of tracing (once per step): everything it does
-    # is inlined, and loop time is read from the virtual loop's attribute
-    # directly (real loops' times are derived from the real stamps later).
-    def send(self, value: Any = None) -> Any:
-        tracer = self._tracer
-        label = self._label
-        outer = tracer.current
-        outer_started = tracer.step_started_ns
-        vloop = tracer._vloop
-        loop_start = 0 if vloop is None else vloop._ticks
-        start = _real_ns()
-        # Start first, then the label: a watchdog reading the pair between
-        # the two stores sees the previous step's label with a fresh start,
-        # which can only make it late, never wrong.
-        tracer.step_started_ns = start
-        tracer.current = label
+    def _yielded(self, result: Any) -> int:
+        # A step yielded a future: what does the task wait for?
         try:
-            result = self._coro.send(value)
-        except BaseException as error:
-            self._finish(start, loop_start, outer, outer_started, error)
-            raise
-        end = _real_ns()
-        if result is None:
-            key = label << _LABEL_SHIFT  # Awaits.YIELD == 0
-            awaited = 0
-        else:
-            key, awaited = self._classify(result)
-        tracer.records.frombytes(
-            _PACK(
-                key,
-                start,
-                end,
-                loop_start,
-                0 if vloop is None else vloop._ticks,
-                awaited << _AWAITED_SHIFT | outer,
-            )
-        )
-        # Back to the step this one ran inside (an eager task's first step).
-        tracer.current = outer
-        tracer.step_started_ns = outer_started
-        return result
+            if isinstance(result, asyncio.Task):
+                return self._tracer._label_of(result) << _LABEL_SHIFT | Awaits.TASK
+            return int(_awaited_kind(self._coro))
+        except Exception:
+            self._tracer._internal_error("classifying what a task awaits")
+            return int(Awaits.FUTURE)
 
-    # asyncio's C task steps a coroutine that is not a native one through
-    # PyIter_Send, which calls __next__ when the value sent is None: with
-    # __next__ being send itself that is one Python call a step, not two.
-    __next__ = send
-
-    def throw(self, *exc_info: Any) -> Any:
-        tracer = self._tracer
-        outer = tracer.current
-        outer_started = tracer.step_started_ns
-        vloop = tracer._vloop
-        loop_start = 0 if vloop is None else vloop._ticks
-        start = _real_ns()
-        tracer.step_started_ns = start
-        tracer.current = self._label
+    def _ended(self, error: BaseException | None) -> None:
         try:
-            result = self._coro.throw(*exc_info)
-        except BaseException as error:
-            self._finish(start, loop_start, outer, outer_started, error)
-            raise
-        if result is None:
-            key, awaited = self._label << _LABEL_SHIFT, 0
-        else:
-            key, awaited = self._classify(result)
-        tracer.records.frombytes(
-            _PACK(
-                key,
-                start,
-                _real_ns(),
-                loop_start,
-                0 if vloop is None else vloop._ticks,
-                awaited << _AWAITED_SHIFT | outer,
-            )
-        )
-        tracer.current = outer
-        tracer.step_started_ns = outer_started
-        return result
-
-    def _classify(self, result: Any) -> tuple[int, int]:
-        awaited = 0
-        if isinstance(result, asyncio.Task):
-            kind = Awaits.TASK
-            # Looked up by task, not through task.get_coro(): with stacked
-            # factories the coroutine may be someone else's wrapper.
-            awaited = self._tracer._labels.get(result, 0)
-        else:
-            kind = _awaited_kind(self._coro)
-        return self._label << _LABEL_SHIFT | kind, awaited
-
-    def _finish(
-        self, start: int, loop_start: int, outer: int, outer_started: int, error: BaseException
-    ) -> None:
-        tracer = self._tracer
-        vloop = tracer._vloop
-        tracer.records.frombytes(
-            _PACK(
-                self._label << _LABEL_SHIFT | Awaits.DONE,
-                start,
-                _real_ns(),
-                loop_start,
-                0 if vloop is None else vloop._ticks,
-                outer,
-            )
-        )
-        tracer.current = outer
-        tracer.step_started_ns = outer_started
-        if isinstance(error, StopIteration):
-            tracer._task_ended(self, Outcome.RETURNED, None)
-        elif isinstance(error, asyncio.CancelledError):
-            tracer._task_ended(self, Outcome.CANCELLED, None)
-        else:
-            tracer._task_ended(self, Outcome.RAISED, error)
-
-    def close(self) -> None:
-        self._coro.close()
-
-    # Awaiting the recorder directly steps it through send(), so the steps are
-    # recorded either way.
-    def __await__(self) -> _StepRecorder:
-        return self
-
-    def __iter__(self) -> _StepRecorder:
-        return self
-
-    # -- the coroutine's identity, forwarded ---------------------------------
+            if error is None or isinstance(error, StopIteration):
+                self._tracer._task_ended(self._label, Outcome.RETURNED, None)
+            elif isinstance(error, asyncio.CancelledError):
+                self._tracer._task_ended(self._label, Outcome.CANCELLED, None)
+            else:
+                self._tracer._task_ended(self._label, Outcome.RAISED, error)
+        except Exception:
+            self._tracer._internal_error("recording how a task ended")
 
     cr_await = property(lambda self: self._coro.cr_await)
     cr_code = property(lambda self: self._coro.cr_code)
@@ -356,20 +219,26 @@ _TASK_TYPE: type[asyncio.Task[Any]] = (
 )
 
 
-def _creation_site() -> str:
+def _creation_site() -> Site | None:
     # The first frame outside asyncio and this package is where user code
-    # asked for the task (create_task, gather, ensure_future, ...).
-    frame = sys._getframe(2)
+    # asked for the task (create_task, gather, ensure_future, ...).  Once a
+    # task: which files are ours is remembered, not recomputed.
+    frame: Any = sys._getframe(2)
+    internal = _INTERNAL_FILES
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not (filename.startswith(_ASYNCIO_DIR) or filename.startswith(_PACKAGE_DIR)):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>"
+        inside = internal.get(filename)
+        if inside is None:
+            inside = internal[filename] = filename.startswith((_ASYNCIO_DIR, _PACKAGE_DIR))
+        if not inside:
+            return (filename, frame.f_lineno)
+        frame = frame.f_back
+    return None
 
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0]
 _PACKAGE_DIR = __file__.rsplit("/", 1)[0]
+_INTERNAL_FILES: dict[str, bool] = {}
 
 
 class Tracer:
@@ -378,34 +247,63 @@ class Tracer:
     Use it around a loop (``with Tracer(loop) as trace: loop.run_until_complete(...)``)
     or from inside one (``tracer = Tracer.start()``, then ``tracer.stop()``).
     Only tasks created while the tracer is installed are recorded.
+
+    ``keep_over`` (seconds) keeps only the steps that held the loop longer than
+    that in real time: what blocking detection needs, at a fraction of the
+    cost of a full trace.  Tasks are recorded either way.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, keep_over: float | None = None) -> None:
         self.loop = loop
-        self.records = array("q")
-        self.tasks: dict[int, TaskRecord] = {}
-        #: Label of the task whose step is running (0: none); read by watchdogs.
-        self.current = 0
-        #: Real ns at which the latest step started; read by watchdogs.
-        self.step_started_ns = 0
-        self._recorders: dict[int, weakref.ref[_StepRecorder]] = {}
+        self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
+        #: The running step and the kept steps (see step_log).
+        self.log = StepLog(
+            self._vloop, -1 if keep_over is None else round(keep_over * TICKS_PER_SECOND)
+        )
+        #: What the tracer saw go wrong inside itself (never the test's business).
+        self.internal_errors: list[str] = []
+        self._table = TaskTable()
+        # Tasks whose coroutine is not our recorder (a factory chained after
+        # ours wrapped it): their labels, for record_of and awaited tasks.
         self._labels: weakref.WeakKeyDictionary[asyncio.Future[Any], int] = (
             weakref.WeakKeyDictionary()
         )
-        #: Tasks made since the last loop iteration, whose name create_task
-        #: may have set after the factory returned.
+        #: Tasks that finished inside the factory (eager tasks), whose name
+        #: create_task may set after the factory returned.
         self._unnamed: list[tuple[int, asyncio.Future[Any]]] = []
         self._previous_factory: Any = None
         self._installed = False
-        self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
         # Real loops keep time on the monotonic clock, as perf_counter does on
         # the platforms we support: one offset converts real stamps to it.
         self._real_to_loop = round(loop.time() * TICKS_PER_SECOND) - _real_ns()
+
+    @property
+    def records(self) -> array[int]:
+        """The kept steps, six integers each (see :mod:`pytest_asyncspec.step_log`)."""
+        return self.log.records
+
+    @property
+    def current(self) -> int:
+        """Label of the task whose step is running (0: none); read by watchdogs."""
+        return self.log.current
+
+    @property
+    def step_started_ns(self) -> int:
+        """Real ns at which the latest step started; read by watchdogs."""
+        return self.log.step_started_ns
+
+    @property
+    def tasks(self) -> dict[int, TaskRecord]:
+        """Every traced task by label (records are built on first read)."""
+        return self._table.records()
 
     def _loop_now_ns(self) -> int:
         if self._vloop is not None:
             return self._vloop.virtual_ticks()
         return _real_ns() + self._real_to_loop
+
+    def _internal_error(self, where: str) -> None:
+        self.internal_errors.append(f"tracer error while {where}:\n{traceback.format_exc()}")
 
     # -- installing --------------------------------------------------------
 
@@ -435,11 +333,12 @@ class Tracer:
             if self.loop.get_task_factory() == self._factory:
                 self.loop.set_task_factory(self._previous_factory)
             self._installed = False
-        trace = self.trace()
+        self._read_new_names()
+        trace = Trace(self)
         trace._end = len(trace)
         # Outcomes set after the stop (cancellation at teardown) must not
         # contradict the steps the snapshot keeps.
-        trace._tasks = {label: dataclasses.replace(r) for label, r in self.tasks.items()}
+        trace._mark = self._table.mark()
         return trace
 
     def __enter__(self) -> Trace:
@@ -449,6 +348,7 @@ class Tracer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    # Once per task: keep it to appends (the records are built on first read).
     def _factory(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
@@ -458,75 +358,63 @@ class Tracer:
             if self._previous_factory is not None:
                 return self._previous_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
             return _TASK_TYPE(coro, loop=loop, **kwargs)
-        label = len(self.tasks) + 1
-        recorder = _StepRecorder(coro, self, label)
-        self.tasks[label] = TaskRecord(
-            label=label,
-            name=f"task {label}",
-            coroutine=getattr(coro, "__qualname__", type(coro).__name__),
-            parent=self.current or None,
-            created_at=self._loop_now_ns() / TICKS_PER_SECOND,
-            created_where=_creation_site(),
-        )
-        self._recorders[label] = weakref.ref(recorder)
+        table = self._table
+        label = len(table) + 1
+        recorder = _StepRecorder(coro, self.log, label)
+        recorder._tracer = self
+        name = recorder.__name__ = getattr(coro, "__name__", None) or type(coro).__name__
+        qualname = recorder.__qualname__ = getattr(coro, "__qualname__", name)
         task: asyncio.Future[Any]
         if self._previous_factory is not None:
             task = self._previous_factory(loop, recorder, **kwargs)
+            if not (isinstance(task, asyncio.Task) and task.get_coro() is recorder):
+                self._labels[task] = label
         else:
             task = _TASK_TYPE(recorder, loop=loop, **kwargs)
-        recorder._task = weakref.ref(task)
-        self._labels[task] = label
-        self._refresh_name(recorder)
+        table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site(), task)
         # create_task names the task only after the factory returns (before
-        # Python 3.13): read the name again once that has happened.
-        # Held strongly until read: an eager task that already finished may
-        # have no other reference by then (``await create_task(...)``).
-        if not self._unnamed:
-            loop.call_soon(self._read_new_names)
-        self._unnamed.append((label, task))
+        # Python 3.13).  A task's name is read when it ends and when the
+        # trace is read, but an eager task may have ended already: read its
+        # name on the next iteration, holding it strongly until then, as
+        # nothing else may (``await create_task(...)``).
+        if task.done():
+            if not self._unnamed:
+                loop.call_soon(self._read_new_names)
+            self._unnamed.append((label, task))
         return task
 
     # -- task life ---------------------------------------------------------
 
-    def _refresh_name(self, recorder: _StepRecorder) -> None:
-        task = recorder._task() if recorder._task is not None else None
+    def _label_of(self, task: asyncio.Future[Any]) -> int:
+        """The label of a task this tracer traced, else 0."""
         if isinstance(task, asyncio.Task):
-            self.tasks[recorder._label].name = task.get_name()
+            coro = task.get_coro()
+            if isinstance(coro, _StepRecorder) and coro._tracer is self:
+                return coro._label
+        return self._labels.get(task, 0)
 
     def _read_new_names(self) -> None:
-        for label, task in self._unnamed:
-            if isinstance(task, asyncio.Task):
-                self.tasks[label].name = task.get_name()
+        for label, _ in self._unnamed:
+            self._table.read_name(label)
         self._unnamed.clear()
 
-    def _task_ended(
-        self, recorder: _StepRecorder, outcome: Outcome, error: BaseException | None
-    ) -> None:
-        record = self.tasks[recorder._label]
-        record.outcome = outcome
-        record.error = None if error is None else f"{type(error).__name__}: {error}"
-        self._refresh_name(recorder)
+    def _task_ended(self, label: int, outcome: Outcome, error: BaseException | None) -> None:
+        self._table.ended(label, outcome, error)
 
     def record_of(self, task: asyncio.Future[Any]) -> TaskRecord | None:
         """The record of ``task`` if this tracer traced it."""
-        label = self._labels.get(task)
-        return None if label is None else self.tasks.get(label)
+        label = self._label_of(task)
+        return self.tasks.get(label) if label else None
 
     def live_task(self, label: int) -> asyncio.Future[Any] | None:
         """The task with ``label`` if it still exists (tasks are held weakly)."""
-        reference = self._recorders.get(label)
-        recorder = reference() if reference is not None else None
-        if recorder is None or recorder._task is None:
-            return None
-        return recorder._task()
+        return self._table.live(label)
 
     def trace(self) -> Trace:
         """The recorded steps and tasks, names refreshed from live tasks."""
         self._read_new_names()
-        for reference in self._recorders.values():
-            recorder = reference()
-            if recorder is not None:
-                self._refresh_name(recorder)
+        self._table.records()
+        self._table.refresh_names()
         return Trace(self)
 
 
@@ -537,14 +425,20 @@ class Trace:
         self._tracer = tracer
         #: Number of steps shown (None: all, growing while the tracer records).
         self._end: int | None = None
-        #: The task records as they were at the stop (None: live).
+        #: Where the tracer's task table stood at the stop (None: live), and
+        #: the records as of then, built on first read.
+        self._mark: Mark | None = None
         self._tasks: dict[int, TaskRecord] | None = None
         # (steps covered, label -> step indexes): rebuilt when steps are added.
         self._index: tuple[int, dict[int, list[int]]] = (0, {})
 
     @property
     def tasks(self) -> dict[int, TaskRecord]:
-        return self._tracer.tasks if self._tasks is None else self._tasks
+        if self._mark is None:
+            return self._tracer.tasks
+        if self._tasks is None:
+            self._tasks = self._tracer._table.records_at(self._mark)
+        return self._tasks
 
     @property
     def virtual(self) -> bool:

@@ -585,7 +585,7 @@ def test_a_crash_in_the_sampler_is_recorded_and_the_step_still_found(
 def test_a_crash_in_the_sleep_listener_never_reaches_the_users_sleep(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(frame: FrameType | None) -> Any:
+    def broken(*frames: FrameType | None) -> Any:
         raise RuntimeError("listener exploded")
 
     monkeypatch.setattr(blocking, "_step_frames", broken)

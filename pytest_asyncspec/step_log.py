@@ -1,0 +1,226 @@
+"""The tracer's per-step hot path: the running step and the packed records.
+
+Two small types carry everything the tracer does once per task step:
+
+:class:`StepLog`
+    the label and real start of the step running now (read by the blocking
+    watchdog from its own thread) and the kept steps, six ``int64`` words
+    each, in an ``array('q')``.
+:class:`RecorderBase`
+    stands in for a task's coroutine; each ``send``/``throw`` into it runs one
+    step of the real coroutine and records it in its log.  A subclass supplies
+    the two rare paths: ``_yielded(result) -> int`` (what a step that yielded
+    something other than ``None`` waits for, as ``awaited << 8 | kind``) and
+    ``_ended(error)`` (the coroutine finished: ``error`` is ``None`` or a
+    ``StopIteration`` when it returned, else the exception it raised).
+
+This module is the reference implementation and the contract.  A C
+implementation of the same two types (``_step_log_c``, built on Linux when a
+compiler is present) replaces them when it imports, because a Python-level
+wrapper costs a few hundred nanoseconds a step, a large share of a step on
+uvloop.  Set ``PYTEST_ASYNCSPEC_PURE_PYTHON=1`` to use this module's types
+anyway; :data:`ACCELERATED` says which are in use.
+
+Record layout (the words of one step): key (``label << 8 | kind``), real
+start ns, real end ns, loop start and loop end (virtual loops' ticks; 0 on
+real loops, whose loop time is derived from the real stamps), and
+``awaited << 32 | outer`` where outer is the label of the step this one ran
+inside (an eager task's first step), or 0.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from struct import Struct
+from typing import TYPE_CHECKING, Any
+
+from . import time_patch
+
+WORDS = 6
+LABEL_SHIFT = 8
+AWAITED_SHIFT = 32
+KIND_DONE = 7
+
+_PACK = Struct("=6q").pack
+
+
+class PyStepLog:
+    """The running step and the packed step records of one tracer.
+
+    ``vloop`` is a :class:`~pytest_asyncspec.clock.VirtualClockLoop` whose
+    ticks are read as loop time, or None.  ``keep_over_ns`` keeps only steps
+    longer than that many real nanoseconds (the blocking watchdog's needs);
+    -1 keeps every step.
+    """
+
+    __slots__ = ("current", "keep_over_ns", "records", "step_started_ns", "steps", "vloop")
+
+    def __init__(self, vloop: Any = None, keep_over_ns: int = -1) -> None:
+        #: Label of the task whose step is running (0: none).
+        self.current = 0
+        #: Real ns at which the running step started.
+        self.step_started_ns = 0
+        #: Steps run through recorders of this log, kept or not.
+        self.steps = 0
+        self.keep_over_ns = keep_over_ns
+        self.vloop = vloop
+        self.records = array("q")
+
+    def append(
+        self, key: int, start: int, end: int, loop_start: int, loop_end: int, last: int
+    ) -> None:
+        # array.extend with a tuple converts each item through PyArg_Parse,
+        # which costs more than packing the six words at once.
+        self.records.frombytes(_PACK(key, start, end, loop_start, loop_end, last))
+
+
+_now_ns = time_patch.real_perf_counter_ns
+
+
+class PyRecorderBase:
+    """Stands in for a task's coroutine and records each step it runs."""
+
+    __slots__ = ("_coro", "_label", "_log")
+
+    def __init__(self, coro: Any, log: PyStepLog, label: int) -> None:
+        if not 0 < label < 1 << (AWAITED_SHIFT - 1):
+            raise ValueError(f"label must be in 1..2**31-1, not {label}")
+        self._coro = coro
+        self._log = log
+        self._label = label
+
+    def _yielded(self, result: Any) -> int:
+        raise NotImplementedError
+
+    def _ended(self, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def send(self, value: Any = None) -> Any:
+        log = self._log
+        outer = log.current
+        outer_started = log.step_started_ns
+        vloop = log.vloop
+        loop_start = 0 if vloop is None else vloop._ticks
+        start = _now_ns()
+        # Start first, then the label: a watchdog reading the pair between
+        # the two stores sees the previous step's label with a fresh start,
+        # which can only make it late, never wrong.
+        log.step_started_ns = start
+        log.current = self._label
+        log.steps += 1
+        try:
+            result = self._coro.send(value)
+        except BaseException as error:
+            self._finish(start, loop_start, outer, outer_started, error)
+            raise
+        self._record(start, loop_start, outer, outer_started, result)
+        return result
+
+    # asyncio's C task steps a coroutine that is not a native one through
+    # PyIter_Send, which calls __next__ when the value sent is None: with
+    # __next__ being send itself that is one Python call a step, not two.
+    __next__ = send
+
+    def throw(self, *exc_info: Any) -> Any:
+        log = self._log
+        outer = log.current
+        outer_started = log.step_started_ns
+        vloop = log.vloop
+        loop_start = 0 if vloop is None else vloop._ticks
+        start = _now_ns()
+        log.step_started_ns = start
+        log.current = self._label
+        log.steps += 1
+        try:
+            result = self._coro.throw(*exc_info)
+        except BaseException as error:
+            self._finish(start, loop_start, outer, outer_started, error)
+            raise
+        self._record(start, loop_start, outer, outer_started, result)
+        return result
+
+    def _record(
+        self, start: int, loop_start: int, outer: int, outer_started: int, result: Any
+    ) -> None:
+        log = self._log
+        end = _now_ns()
+        keep = log.keep_over_ns
+        if keep < 0 or end - start > keep:
+            key = self._label << LABEL_SHIFT
+            awaited = 0
+            if result is not None:
+                code = self._yielded(result)
+                key |= code & 0xFF
+                awaited = code >> LABEL_SHIFT
+            vloop = log.vloop
+            log.append(
+                key,
+                start,
+                end,
+                loop_start,
+                0 if vloop is None else vloop._ticks,
+                awaited << AWAITED_SHIFT | outer,
+            )
+        # Back to the step this one ran inside (an eager task's first step).
+        log.current = outer
+        log.step_started_ns = outer_started
+
+    def _finish(
+        self, start: int, loop_start: int, outer: int, outer_started: int, error: BaseException
+    ) -> None:
+        log = self._log
+        end = _now_ns()
+        keep = log.keep_over_ns
+        if keep < 0 or end - start > keep:
+            vloop = log.vloop
+            log.append(
+                self._label << LABEL_SHIFT | KIND_DONE,
+                start,
+                end,
+                loop_start,
+                0 if vloop is None else vloop._ticks,
+                outer,
+            )
+        log.current = outer
+        log.step_started_ns = outer_started
+        self._ended(error)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    # Awaiting the recorder directly steps it through send(), so the steps are
+    # recorded either way.
+    def __await__(self) -> PyRecorderBase:
+        return self
+
+    def __iter__(self) -> PyRecorderBase:
+        return self
+
+
+def _accelerator() -> Any:
+    if os.environ.get("PYTEST_ASYNCSPEC_PURE_PYTHON"):
+        return None
+    try:
+        from . import _step_log_c  # type: ignore[attr-defined]
+    except ImportError:  # no compiler at install time, or not Linux
+        return None
+    return _step_log_c
+
+
+_C = _accelerator()
+#: Whether the C types are in use.
+ACCELERATED = _C is not None
+
+if TYPE_CHECKING:  # the C types honour the same interface
+    StepLog = PyStepLog
+    RecorderBase = PyRecorderBase
+    now_ns = _now_ns
+elif _C is not None:
+    StepLog = _C.StepLog
+    RecorderBase = _C.RecorderBase
+    now_ns = _C.now_ns
+else:
+    StepLog = PyStepLog
+    RecorderBase = PyRecorderBase
+    now_ns = _now_ns

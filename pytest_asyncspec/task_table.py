@@ -1,0 +1,156 @@
+"""The tasks a tracer saw: appended cheaply while the loop runs, read later.
+
+A test may create thousands of tasks; building a record object for each as it
+is created, and copying them all when the tracer stops, cost more than
+recording every step of those tasks.  So the table only appends while the
+loop runs: the creation facts of each task, and each ending in the order
+they happen.  :class:`TaskRecord` objects are built when someone reads them,
+and a snapshot is two counts (tasks and endings so far), so a trace taken at
+a test's end keeps showing the outcomes of that moment even if tasks are
+cancelled later, during teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from .ticks import TICKS_PER_SECOND
+
+#: Where a task was created: (file, line), or None when no frame outside
+#: asyncio and this package asked for it.
+Site = tuple[str, int]
+
+
+class Outcome(enum.Enum):
+    """How a task ended (``PENDING`` while it has not)."""
+
+    PENDING = "pending"
+    RETURNED = "returned"
+    RAISED = "raised"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class TaskRecord:
+    """One traced task: who it is, who made it, how it ended."""
+
+    label: int
+    name: str
+    coroutine: str
+    parent: int | None
+    created_at: float
+    created_where: str
+    outcome: Outcome = Outcome.PENDING
+    error: str | None = None
+
+
+#: A point in a table's history: (tasks created, endings seen).
+Mark = tuple[int, int]
+
+
+class TaskTable:
+    """Per-task facts by label (1, 2, 3, ... in creation order)."""
+
+    def __init__(self) -> None:
+        # By label - 1: (coroutine, parent label or 0, created at ns, site).
+        self._created: list[tuple[str, int, int, Site | None]] = []
+        # By label - 1: the task, held weakly.
+        self._tasks: list[weakref.ref[asyncio.Future[Any]]] = []
+        # Every ending, in order: (label, outcome, error text).
+        self._endings: list[tuple[int, Outcome, str | None]] = []
+        # Names read from tasks while they lived (a task may be gone by the
+        # time its record is built).
+        self._names: dict[int, str] = {}
+        # The live view: records built so far, and the endings applied to it.
+        self._records: dict[int, TaskRecord] = {}
+        self._applied = 0
+
+    def __len__(self) -> int:
+        return len(self._created)
+
+    # -- while the loop runs (cheap) -------------------------------------------
+
+    def add(
+        self,
+        coroutine: str,
+        parent: int,
+        created_ns: int,
+        site: Site | None,
+        task: asyncio.Future[Any],
+    ) -> None:
+        self._created.append((coroutine, parent, created_ns, site))
+        self._tasks.append(weakref.ref(task))
+
+    def ended(self, label: int, outcome: Outcome, error: BaseException | None) -> None:
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        self._endings.append((label, outcome, text))
+        self.read_name(label)
+
+    def read_name(self, label: int) -> None:
+        """Remember the task's current name (while it still exists)."""
+        task = self._tasks[label - 1]()
+        if isinstance(task, asyncio.Task):
+            self._names[label] = task.get_name()
+
+    def live(self, label: int) -> asyncio.Future[Any] | None:
+        """The task with ``label`` if it still exists."""
+        if not 0 < label <= len(self._tasks):
+            return None
+        return self._tasks[label - 1]()
+
+    def mark(self) -> Mark:
+        return (len(self._created), len(self._endings))
+
+    # -- when read -------------------------------------------------------------
+
+    def records(self) -> dict[int, TaskRecord]:
+        """The live view: every task, every ending so far (built incrementally)."""
+        records = self._records
+        self._build(records, len(self._created))
+        endings = self._endings
+        for label, outcome, error in endings[self._applied :]:
+            record = records[label]
+            record.outcome = outcome
+            record.error = error
+        self._applied = len(endings)
+        return records
+
+    def records_at(self, mark: Mark) -> dict[int, TaskRecord]:
+        """A new view as it was at ``mark``: its tasks, and its endings only."""
+        tasks, endings = mark
+        records: dict[int, TaskRecord] = {}
+        self._build(records, tasks)
+        for label, outcome, error in self._endings[:endings]:
+            if label in records:
+                record = records[label]
+                record.outcome = outcome
+                record.error = error
+        return records
+
+    def refresh_names(self) -> None:
+        """Read the names of the tasks still alive into the live view."""
+        for label, record in self._records.items():
+            task = self._tasks[label - 1]()
+            if isinstance(task, asyncio.Task):
+                record.name = self._names[label] = task.get_name()
+
+    def _build(self, records: dict[int, TaskRecord], count: int) -> None:
+        for label in range(len(records) + 1, count + 1):
+            coroutine, parent, created_ns, site = self._created[label - 1]
+            task = self._tasks[label - 1]()
+            records[label] = TaskRecord(
+                label=label,
+                name=(
+                    task.get_name()
+                    if isinstance(task, asyncio.Task)
+                    else self._names.get(label, f"task {label}")
+                ),
+                coroutine=coroutine,
+                parent=parent or None,
+                created_at=created_ns / TICKS_PER_SECOND,
+                created_where="<unknown>" if site is None else f"{site[0]}:{site[1]}",
+            )

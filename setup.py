@@ -1,0 +1,28 @@
+"""Build step for the tracer's optional C accelerator.
+
+Everything else about the package is declared in pyproject.toml.  The
+extension is built on Linux CPython with the GIL (the C types rely on it);
+elsewhere, or when it fails to compile, the package installs without it and
+the tracer uses the pure-Python types of ``pytest_asyncspec/step_log.py``.
+"""
+
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+
+ext_modules = []
+if (
+    sys.platform == "linux"
+    and sys.implementation.name == "cpython"
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+):
+    ext_modules.append(
+        Extension(
+            "pytest_asyncspec._step_log_c",
+            ["pytest_asyncspec/_step_log_c.c"],
+            optional=True,
+        )
+    )
+
+setup(ext_modules=ext_modules)
