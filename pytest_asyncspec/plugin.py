@@ -1,8 +1,9 @@
 """pytest entry point: options, markers, fixtures and the loop-factory hook.
 
 Thin by design: settings live in :mod:`.settings`, loops in :mod:`.loops`,
-the clock in :mod:`.clock`, timing checks in :mod:`.timing`, and what is
-watched during a test in :mod:`.observation`.
+the clock in :mod:`.clock`, timing checks in :mod:`.timing`, what is
+watched during a test in :mod:`.observation`, and claims and their report in
+:mod:`.claims`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ import pytest
 from pytest_asyncio import is_async_test
 
 from .blocking import AllowRule, parse_allow_rules
+from .claims import (
+    PAYLOAD_ATTR,
+    ClaimRecorder,
+    ClaimsReport,
+    ClaimTag,
+    check_consistent,
+    claim_tag,
+    item_payload,
+    timing_figures,
+)
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .observation import Observation, TraceView, current_loop, wants_observation
 from .settings import (
@@ -24,6 +35,7 @@ from .settings import (
     allow_blocking_rules,
     effective_for,
     effective_global,
+    report_path,
     trace_dir,
     validate_config,
 )
@@ -33,6 +45,10 @@ SETTINGS_KEY = pytest.StashKey[Effective]()
 OBSERVATION_KEY = pytest.StashKey[Observation]()
 TRACE_VIEW_KEY = pytest.StashKey[TraceView]()
 ALLOW_RULES_KEY = pytest.StashKey[list[AllowRule]]()
+CLAIM_KEY = pytest.StashKey[ClaimTag]()
+CLAIM_POSITION_KEY = pytest.StashKey[int]()
+CLOCK_KEY = pytest.StashKey[LoopClock]()
+RECORDER_KEY = pytest.StashKey[ClaimRecorder]()
 TRACE_FIXTURE = "asyncspec_trace"
 
 
@@ -51,6 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
         ) from None
+    if not hasattr(config, "workerinput"):
+        # Claims are aggregated where reports arrive: here, or on the xdist
+        # controller; a worker only attaches each test's claim data to its reports.
+        config.pluginmanager.register(ClaimsReport(report_path(config)), "asyncspec-claims")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -88,6 +108,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except UnsupportedLoopError as error:
             raise pytest.UsageError(f"{item.nodeid}: {error}") from None
         item.stash[SETTINGS_KEY] = effective
+        tag = claim_tag(item)
+        if tag is not None:
+            item.stash[CLAIM_KEY] = tag
+    check_consistent(
+        (item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The final order (after every plugin's reordering and deselection) is the
+    # same in every xdist worker, so it orders a claim's tests identically.
+    for position, item in enumerate(session.items):
+        item.stash[CLAIM_POSITION_KEY] = position
 
 
 @pytest.fixture
@@ -100,13 +133,34 @@ def asyncspec_settings(request: pytest.FixtureRequest) -> Effective:
 
 
 @pytest.fixture
-def asyncspec_clock() -> LoopClock:
+def asyncspec_clock(request: pytest.FixtureRequest) -> LoopClock:
     """The running loop's clock, t = 0 at its first reading in the test.
 
     Exact to the tick under the virtual clock; under the real clock its
     assertions accept :data:`~pytest_asyncspec.timing.REAL_CLOCK_TOLERANCE`.
+    In a claim test, its checks given ``documented=`` are the claim's figures.
     """
-    return LoopClock()
+    clock = LoopClock()
+    request.node.stash[CLOCK_KEY] = clock
+    return clock
+
+
+@pytest.fixture
+def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
+    """Records figures of this test's claim for the report: ``record(what, documented=,
+    measured=, unit=)``.  Only for tests tagged ``@pytest.mark.claim``."""
+    node: pytest.Item = request.node
+    tag = node.stash.get(CLAIM_KEY, None)
+    if tag is None:
+        pytest.fail(
+            f"{node.nodeid}: the asyncspec_claim fixture records figures of a claim, and "
+            "this test has no @pytest.mark.claim marker; tag it with "
+            "@pytest.mark.claim('<ID>', ...) or drop the fixture",
+            pytrace=False,
+        )
+    recorder = ClaimRecorder(claim_id=tag.id, control=tag.control)
+    node.stash[RECORDER_KEY] = recorder
+    return recorder
 
 
 @pytest.fixture
@@ -185,6 +239,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _attach_claim(item, report)
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None or call.when != "call":
         return report
@@ -210,6 +265,26 @@ def pytest_runtest_makereport(
             )
         )
     return report
+
+
+def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Carry the test's claim data on its report (xdist serialises report attributes)."""
+    tag = item.stash.get(CLAIM_KEY, None)
+    if tag is None:
+        return
+    recorder = item.stash.get(RECORDER_KEY, None)
+    figures = [] if tag.control else timing_figures(item.stash.get(CLOCK_KEY, None))
+    if recorder is not None and not tag.control:
+        figures.extend(recorder.figures)
+    payload = item_payload(
+        item,
+        tag,
+        report,
+        effective=item.stash[SETTINGS_KEY],
+        position=item.stash.get(CLAIM_POSITION_KEY, 0),
+        figures=figures,
+    )
+    setattr(report, PAYLOAD_ATTR, payload)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -23,8 +23,10 @@ from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
 MARKER = "asyncspec"
 CLAIM_MARKER = "claim"
 CLAIM_HELP = (
-    f"{CLAIM_MARKER}(id): tags a test as the executable form of a documented "
-    "claim, e.g. @pytest.mark.claim('S0.3')"
+    f"{CLAIM_MARKER}(id, source=None, kind=None, title=None, control=False): tags a test "
+    "as the executable form of a documented claim, e.g. "
+    "@pytest.mark.claim('S0.3', source='<document title>', kind='T,O'); kind letters "
+    "T, O, S, V, R; control=True marks a negative control"
 )
 LEAK_CHOICES = ("off", "warn", "error")
 _OFF_WORDS = ("off", "none", "no", "false", "0")
@@ -148,7 +150,16 @@ TRACE_DIR = Setting(
     "write a Trace Event JSON file (Perfetto, chrome://tracing) per traced test into DIR",
     per_test=False,
 )
-SETTINGS: tuple[Setting, ...] = (CLOCK, LOOP, MAX_BLOCKING, LEAKS, TRACE, TRACE_DIR)
+REPORT = Setting(
+    "report",
+    lambda value: value,
+    "",
+    "PATH",
+    "write the claims report (JSON: one entry per claim ID with its outcome, settings "
+    "and documented vs measured figures) to PATH at the end of the run",
+    per_test=False,
+)
+SETTINGS: tuple[Setting, ...] = (CLOCK, LOOP, MAX_BLOCKING, LEAKS, TRACE, TRACE_DIR, REPORT)
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
@@ -216,6 +227,29 @@ def validate_config(config: pytest.Config) -> None:
     if directory is not None:
         where = TRACE_DIR.flag if config.getoption(TRACE_DIR.dest) else f"ini key {TRACE_DIR.ini}"
         _check_writable(directory, where)
+    report = report_path(config)
+    if report is not None:
+        where = REPORT.flag if config.getoption(REPORT.dest) else f"ini key {REPORT.ini}"
+        _check_report_path(report, where)
+
+
+def _check_report_path(path: Path, where: str) -> None:
+    if path.is_dir():
+        raise pytest.UsageError(
+            f"{where}: {str(path)!r} is a directory; give the path of a JSON file to write"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise pytest.UsageError(
+            f"{where}: cannot create the directory {str(path.parent)!r} ({error.strerror}); "
+            "give a file path in a directory you can write to"
+        ) from None
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(
+            f"{where}: cannot write {str(path)!r} (its directory is not writable); "
+            "give a file path in a directory you can write to"
+        )
 
 
 def _check_writable(directory: Path, where: str) -> None:
@@ -233,13 +267,23 @@ def _check_writable(directory: Path, where: str) -> None:
         )
 
 
-def trace_dir(config: pytest.Config) -> Path | None:
-    """Where trace files go (flag > ini), relative to the invocation directory."""
-    value = config.getoption(TRACE_DIR.dest) or config.getini(TRACE_DIR.ini)
+def _run_path(config: pytest.Config, setting: Setting) -> Path | None:
+    """A run-wide path (flag > ini), relative to the invocation directory."""
+    value = config.getoption(setting.dest) or config.getini(setting.ini)
     if not value:
         return None
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def trace_dir(config: pytest.Config) -> Path | None:
+    """Where trace files go (flag > ini), relative to the invocation directory."""
+    return _run_path(config, TRACE_DIR)
+
+
+def report_path(config: pytest.Config) -> Path | None:
+    """Where the claims report goes (flag > ini), relative to the invocation directory."""
+    return _run_path(config, REPORT)
 
 
 def allow_blocking_rules(config: pytest.Config) -> list[str]:

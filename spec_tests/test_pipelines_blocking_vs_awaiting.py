@@ -62,7 +62,7 @@ async def _starts_and_durations(
     return starts, durations, clock.now()
 
 
-@pytest.mark.claim("S0.1")
+@pytest.mark.claim("S0.1", source=SOURCE, kind="T,O")
 async def test_blocking_calls_in_sequence_add_up(asyncspec_clock: LoopClock) -> None:
     """Five calls that each block for 5 s, made one after the other, take 5 s each
     and 25 s together; each starts only when the previous one has finished."""
@@ -80,7 +80,7 @@ async def test_blocking_calls_in_sequence_add_up(asyncspec_clock: LoopClock) -> 
         assert next_start >= previous_end
 
 
-@pytest.mark.claim("S0.2")
+@pytest.mark.claim("S0.2", source=SOURCE, kind="T,O")
 async def test_awaited_sleeps_overlap_under_gather(asyncspec_clock: LoopClock) -> None:
     """Five coroutines that each await a 5 s sleep, gathered: all five start before
     any finishes, each call still lasts 5 s, and the whole job lasts 5 s."""
@@ -91,7 +91,7 @@ async def test_awaited_sleeps_overlap_under_gather(asyncspec_clock: LoopClock) -
     asyncspec_clock.assert_time(total, 5.0, what="whole job", documented=documented_job)
 
 
-@pytest.mark.claim("S0.2")
+@pytest.mark.claim("S0.2", source=SOURCE, kind="T,O", control=True)
 async def test_control_sequential_awaits_do_not_overlap(asyncspec_clock: LoopClock) -> None:
     """Negative control for S0.2: awaiting the five sleeps one by one takes 25 s, so
     the 5 s assertion of S0.2 rejects it."""
@@ -102,7 +102,7 @@ async def test_control_sequential_awaits_do_not_overlap(asyncspec_clock: LoopClo
         asyncspec_clock.assert_time(asyncspec_clock.now(), 5.0, what="whole job")
 
 
-@pytest.mark.claim("S0.3")
+@pytest.mark.claim("S0.3", source=SOURCE, kind="T,O")
 async def test_await_then_block_finishes_staggered(asyncspec_clock: LoopClock) -> None:
     """Awaiting 2.5 s and then blocking 2.5 s: all five calls start at 0, but the
     blocking halves queue up behind each other, so the calls finish 2.5 s apart,
@@ -119,7 +119,7 @@ async def test_await_then_block_finishes_staggered(asyncspec_clock: LoopClock) -
     asyncspec_clock.assert_time(total, 15.0, what="whole job", documented=15.02414)
 
 
-@pytest.mark.claim("S0.4")
+@pytest.mark.claim("S0.4", source=SOURCE, kind="T,O")
 async def test_block_then_await_starts_staggered(asyncspec_clock: LoopClock) -> None:
     """Blocking 2.5 s first and awaiting 2.5 s after: each call can only start once
     the previous one has blocked, so starts come 2.5 s apart, and the early calls
@@ -136,7 +136,7 @@ async def test_block_then_await_starts_staggered(asyncspec_clock: LoopClock) -> 
     asyncspec_clock.assert_time(total, 15.0, what="whole job", documented=15.01211)
 
 
-@pytest.mark.claim("S0.4")
+@pytest.mark.claim("S0.4", source=SOURCE, kind="T,O", control=True)
 async def test_control_order_of_blocking_and_awaiting_matters(
     asyncspec_clock: LoopClock,
 ) -> None:
