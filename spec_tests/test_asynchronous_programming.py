@@ -309,7 +309,7 @@ async def test_erratum_two_arguments_to_a_one_parameter_job() -> None:
     tasks_before = asyncio.all_tasks()
     created: list[asyncio.Task[None]] = []
     with pytest.raises(TypeError, match=r"takes 1 positional argument but 2 were given"):
-        created.append(asyncio.create_task(quick_job(1, "fast task")))  # type: ignore[call-arg]
+        created.append(asyncio.create_task(quick_job(1, "fast task")))  # type: ignore[call-arg, arg-type]
     assert created == []
     assert asyncio.all_tasks() == tasks_before
     # The evident intent, one argument, is the program S4.4 checks.
@@ -614,9 +614,9 @@ def test_queue_get_and_put_take_no_timeout() -> None:
     assert list(inspect.signature(asyncio.Queue.put).parameters) == ["self", "item"]
     queue: asyncio.Queue[str] = asyncio.Queue()
     with pytest.raises(TypeError, match="timeout"):
-        queue.get(timeout=1.0)  # type: ignore[call-arg]
+        queue.get(timeout=1.0)  # type: ignore[call-arg, unused-coroutine]
     with pytest.raises(TypeError, match="timeout"):
-        queue.put("item", timeout=1.0)  # type: ignore[call-arg]
+        queue.put("item", timeout=1.0)  # type: ignore[call-arg, unused-coroutine]
 
 
 @pytest.mark.claim("S4.6", source=SOURCE, kind="S,T")
@@ -889,8 +889,10 @@ async def test_future_awaited_by_several_and_more_than_once(asyncspec_clock: Loo
     asyncspec_clock.assert_times([at for _, _, at in seen], [1.0] * 3, what="waiters resume")
     assert_waiting_lets_others_run(asyncspec_clock, beats)
 
-    coroutine = await_it(asyncio.get_running_loop().create_future())
-    coroutine.close()
+    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    done.set_result("once")
+    coroutine = await_it(done)
+    assert await coroutine == "once"
     with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
         await coroutine
 
