@@ -25,7 +25,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -196,7 +196,7 @@ async def test_async_generators_gathered_take_three_seconds(
     quicker_second = await asyncio.gather(
         drain(awaiting_source(FIRST)), drain(awaiting_source(SECOND, pause=0.5))
     )
-    assert quicker_second == DOCUMENTED_RESULT
+    assert list(quicker_second) == DOCUMENTED_RESULT
 
 
 @pytest.mark.claim("S1.2", source=SOURCE, kind="T,S", control=True)
@@ -426,11 +426,12 @@ async def test_generator_based_coroutine_decorator_is_gone_from_3_11() -> None:
         with pytest.warns(DeprecationWarning, match="coroutine"):
 
             @decorator  # type: ignore[misc,unused-ignore]
-            def old_style() -> Iterator[Any]:
+            def old_style() -> Generator[Any, None, str]:
                 result = yield from native().__await__()
                 return f"old-style around {result}"
 
-        assert await old_style() == "old-style around native"
+        old_style_coroutine: Any = old_style()
+        assert await old_style_coroutine == "old-style around native"
     else:
         with pytest.raises(AttributeError, match="coroutine"):
             _ = asyncio.coroutine  # type: ignore[attr-defined,unused-ignore]
