@@ -213,7 +213,9 @@ def _step_frames(
 def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     """The frame of the coroutine of the task with ``label``, if it runs one."""
     task = tracer.live_task(label)
-    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    # Never get_coro() on a done task: CPython 3.12.0-3.12.2 crash on one
+    # that finished eagerly.
+    coro = task.get_coro() if isinstance(task, asyncio.Task) and not task.done() else None
     # Our recorder, unless a factory chained after the tracer's wrapped it.
     coro = getattr(coro, "_coro", coro)
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)

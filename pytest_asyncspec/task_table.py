@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +59,9 @@ class TaskTable:
     def __init__(self) -> None:
         # By label - 1: (coroutine, parent label or 0, created at ns, site).
         self._created: list[tuple[str, int, int, Site | None]] = []
-        # By label - 1: the task, held weakly.
-        self._tasks: list[weakref.ref[asyncio.Future[Any]]] = []
+        # By label - 1: the task, held weakly (until the factory made it, a
+        # stand-in that answers None).
+        self._tasks: list[Callable[[], asyncio.Future[Any] | None]] = []
         # Every ending, in order: (label, outcome, error text).
         self._endings: list[tuple[int, Outcome, str | None]] = []
         # Names read from tasks while they lived (a task may be gone by the
@@ -74,16 +76,16 @@ class TaskTable:
 
     # -- while the loop runs (cheap) -------------------------------------------
 
-    def add(
-        self,
-        coroutine: str,
-        parent: int,
-        created_ns: int,
-        site: Site | None,
-        task: asyncio.Future[Any],
-    ) -> None:
+    def add(self, coroutine: str, parent: int, created_ns: int, site: Site | None) -> int:
+        """A new task, before it exists (an eager task may run, and even end,
+        while it is being made); returns its label."""
         self._created.append((coroutine, parent, created_ns, site))
-        self._tasks.append(weakref.ref(task))
+        self._tasks.append(_not_yet)
+        return len(self._created)
+
+    def bind(self, label: int, task: asyncio.Future[Any]) -> None:
+        """The task of ``label``, once made."""
+        self._tasks[label - 1] = weakref.ref(task)
 
     def ended(self, label: int, outcome: Outcome, error: BaseException | None) -> None:
         text = None if error is None else f"{type(error).__name__}: {error}"
@@ -94,7 +96,10 @@ class TaskTable:
         """Remember the task's current name (while it still exists)."""
         task = self._tasks[label - 1]()
         if isinstance(task, asyncio.Task):
-            self._names[label] = task.get_name()
+            name = self._names[label] = task.get_name()
+            record = self._records.get(label)
+            if record is not None:
+                record.name = name
 
     def live(self, label: int) -> asyncio.Future[Any] | None:
         """The task with ``label`` if it still exists."""
@@ -154,3 +159,7 @@ class TaskTable:
                 created_at=created_ns / TICKS_PER_SECOND,
                 created_where="<unknown>" if site is None else f"{site[0]}:{site[1]}",
             )
+
+
+def _not_yet() -> None:
+    return None

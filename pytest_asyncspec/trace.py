@@ -219,6 +219,15 @@ _TASK_TYPE: type[asyncio.Task[Any]] = (
 )
 
 
+def _runs(task: asyncio.Future[Any], recorder: _StepRecorder) -> bool:
+    """Whether ``task`` steps ``recorder`` itself (no factory wrapped it)."""
+    if not isinstance(task, asyncio.Task):
+        return False
+    # A task that already finished (eagerly) is ours: a wrapping factory is
+    # rare, and CPython 3.12.0-3.12.2 crash in get_coro() on such a task.
+    return task.done() or task.get_coro() is recorder
+
+
 def _creation_site() -> Site | None:
     # The first frame outside asyncio and this package is where user code
     # asked for the task (create_task, gather, ensure_future, ...).  Once a
@@ -358,20 +367,22 @@ class Tracer:
             if self._previous_factory is not None:
                 return self._previous_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
             return _TASK_TYPE(coro, loop=loop, **kwargs)
+        name = getattr(coro, "__name__", None) or type(coro).__name__
+        qualname = getattr(coro, "__qualname__", name)
         table = self._table
-        label = len(table) + 1
+        label = table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site())
         recorder = _StepRecorder(coro, self.log, label)
         recorder._tracer = self
-        name = recorder.__name__ = getattr(coro, "__name__", None) or type(coro).__name__
-        qualname = recorder.__qualname__ = getattr(coro, "__qualname__", name)
+        recorder.__name__ = name
+        recorder.__qualname__ = qualname
         task: asyncio.Future[Any]
         if self._previous_factory is not None:
             task = self._previous_factory(loop, recorder, **kwargs)
-            if not (isinstance(task, asyncio.Task) and task.get_coro() is recorder):
+            if not _runs(task, recorder):
                 self._labels[task] = label
         else:
             task = _TASK_TYPE(recorder, loop=loop, **kwargs)
-        table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site(), task)
+        table.bind(label, task)
         # create_task names the task only after the factory returns (before
         # Python 3.13).  A task's name is read when it ends and when the
         # trace is read, but an eager task may have ended already: read its
@@ -387,7 +398,9 @@ class Tracer:
 
     def _label_of(self, task: asyncio.Future[Any]) -> int:
         """The label of a task this tracer traced, else 0."""
-        if isinstance(task, asyncio.Task):
+        # Not on a done task: CPython 3.12.0-3.12.2 crash in get_coro() on a
+        # task that finished eagerly (its coroutine is already released).
+        if isinstance(task, asyncio.Task) and not task.done():
             coro = task.get_coro()
             if isinstance(coro, _StepRecorder) and coro._tracer is self:
                 return coro._label

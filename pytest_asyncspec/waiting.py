@@ -51,6 +51,10 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     ``cr_await`` reaches the innermost await (``Event.wait``, ``Queue.get``).
     """
     frames: list[FrameType] = []
+    if task.done():
+        # A done task awaits nothing, and CPython 3.12.0-3.12.2 crash in
+        # get_coro() on one that finished eagerly.
+        return frames
     node: Any = task.get_coro()
     while node is not None:
         frame = (
@@ -66,7 +70,10 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
 
 
 def coroutine_name(task: asyncio.Task[object]) -> str:
-    coro = task.get_coro()
+    # See await_chain: no get_coro() on a done task.
+    coro = None if task.done() else task.get_coro()
+    if coro is None:
+        return "<finished>"
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
