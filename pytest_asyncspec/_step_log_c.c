@@ -16,11 +16,11 @@
  * a Python-level wrapper (a few hundred nanoseconds at best) cannot meet the
  * overhead goals; this one costs two clock reads and a 48-byte copy.
  *
- * Only the rare paths call back into Python, on the recorder subclass:
- *   _yielded(result) -> int   what a step that yielded something other
+ * Only one rare path calls back into Python, on the recorder subclass:
+ *   _yielded(result) -> int   what a kept step that yielded something other
  *                             than None waits for: awaited << 8 | kind
- *   _ended(error)             the task's coroutine finished (error is None
- *                             when it returned)
+ * A task's end is only noted: (label, error) appended to StepLog.endings,
+ * error None when its coroutine returned from a send.
  *
  * Built on Linux only, where time.perf_counter_ns() reads CLOCK_MONOTONIC
  * too, so the stamps taken here and in Python share one clock.
@@ -41,7 +41,6 @@
 #define CHUNK_STEPS 2048
 
 static PyObject *str_yielded;
-static PyObject *str_ended;
 static PyObject *str_ticks;
 static PyObject *str_frombytes;
 static PyObject *str_throw;
@@ -67,6 +66,7 @@ typedef struct {
     long long steps;
     PyObject *vloop;   /* a VirtualClockLoop (its _ticks are loop time), or NULL */
     PyObject *records; /* array('q') */
+    PyObject *endings; /* list of (label, error or None) */
     Py_ssize_t used;   /* words buffered in chunk */
     long long chunk[CHUNK_STEPS * WORDS];
 } StepLog;
@@ -149,7 +149,13 @@ steplog_init(StepLog *self, PyObject *args, PyObject *kwds)
     if (records == NULL) {
         return -1;
     }
+    PyObject *endings = PyList_New(0);
+    if (endings == NULL) {
+        Py_DECREF(records);
+        return -1;
+    }
     Py_XSETREF(self->records, records);
+    Py_XSETREF(self->endings, endings);
     Py_XSETREF(self->vloop, vloop == Py_None ? NULL : Py_NewRef(vloop));
     self->keep_over_ns = keep_over_ns;
     self->current = 0;
@@ -164,6 +170,7 @@ steplog_traverse(StepLog *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->vloop);
     Py_VISIT(self->records);
+    Py_VISIT(self->endings);
     return 0;
 }
 
@@ -172,6 +179,7 @@ steplog_clear(StepLog *self)
 {
     Py_CLEAR(self->vloop);
     Py_CLEAR(self->records);
+    Py_CLEAR(self->endings);
     return 0;
 }
 
@@ -194,6 +202,16 @@ steplog_get_records(StepLog *self, void *closure)
         return NULL;
     }
     return Py_NewRef(self->records);
+}
+
+static PyObject *
+steplog_get_endings(StepLog *self, void *closure)
+{
+    if (self->endings == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StepLog.__init__ was not called");
+        return NULL;
+    }
+    return Py_NewRef(self->endings);
 }
 
 static PyObject *
@@ -235,6 +253,8 @@ static PyMemberDef steplog_members[] = {
 static PyGetSetDef steplog_getset[] = {
     {"records", (getter)steplog_get_records, NULL,
      "The kept steps, six int64 words each, as an array('q').", NULL},
+    {"endings", (getter)steplog_get_endings, NULL,
+     "Every task's end, in order: (label, error), error None when it returned.", NULL},
     {"vloop", (getter)steplog_get_vloop, NULL, "The virtual loop whose ticks are read, or None.",
      NULL},
     {NULL},
@@ -415,14 +435,15 @@ step_ended(Recorder *self, const StepStart *s, int raised)
             PyException_SetTraceback(value, traceback);
         }
     }
-    PyObject *done = PyObject_CallMethodOneArg((PyObject *)self, str_ended,
-                                               value == NULL ? Py_None : value);
-    if (done == NULL) {
+    /* Noted, not handled: what the ending means is worked out when someone
+     * reads the tasks (a Python call here would cost more than the step). */
+    PyObject *label = PyLong_FromLongLong(self->label);
+    PyObject *ending = label == NULL ? NULL : PyTuple_Pack(2, label, value == NULL ? Py_None : value);
+    Py_XDECREF(label);
+    if (ending == NULL || PyList_Append(log->endings, ending) < 0) {
         PyErr_WriteUnraisable((PyObject *)self);
     }
-    else {
-        Py_DECREF(done);
-    }
+    Py_XDECREF(ending);
     if (raised) {
         PyErr_Restore(type, value, traceback);
     }
@@ -624,7 +645,6 @@ PyInit__step_log_c(void)
         return NULL;
     }
     if ((str_yielded = PyUnicode_InternFromString("_yielded")) == NULL ||
-        (str_ended = PyUnicode_InternFromString("_ended")) == NULL ||
         (str_ticks = PyUnicode_InternFromString("_ticks")) == NULL ||
         (str_frombytes = PyUnicode_InternFromString("frombytes")) == NULL ||
         (str_throw = PyUnicode_InternFromString("throw")) == NULL ||

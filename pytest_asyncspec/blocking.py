@@ -674,6 +674,7 @@ class BlockingWatchdog:
             # has set the task but not yet the start): look again next wake.
             return False
         self._samples.append(_Sample(label, started, seen, sites))
+        tracer.remember_name(label)
         return True
 
     def _record_error(self, where: str) -> None:
@@ -702,6 +703,7 @@ class BlockingWatchdog:
         if tally is None or tally.label != label or tally.started_ns != started:
             self._close_tally()
             tally = self._open_tally = _SleepTally(label, started, _now_ns())
+            tracer.remember_name(label)
         ticks = seconds_to_ticks(seconds)
         tally.ticks += ticks
         tally.calls += 1

@@ -9,10 +9,13 @@ Two small types carry everything the tracer does once per task step:
 :class:`RecorderBase`
     stands in for a task's coroutine; each ``send``/``throw`` into it runs one
     step of the real coroutine and records it in its log.  A subclass supplies
-    the two rare paths: ``_yielded(result) -> int`` (what a step that yielded
-    something other than ``None`` waits for, as ``awaited << 8 | kind``) and
-    ``_ended(error)`` (the coroutine finished: ``error`` is ``None`` or a
-    ``StopIteration`` when it returned, else the exception it raised).
+    the one rare path: ``_yielded(result) -> int`` (what a kept step that
+    yielded something other than ``None`` waits for, as
+    ``awaited << 8 | kind``).  When the coroutine finishes, the log notes
+    ``(label, error)`` in :attr:`StepLog.endings`: ``error`` is ``None`` or a
+    ``StopIteration`` when it returned, else the exception it raised.  What an
+    ending means is worked out when someone reads the tasks: a Python call
+    per task here would cost more than the task's steps.
 
 This module is the reference implementation and the contract.  A C
 implementation of the same two types (``_step_log_c``, built on Linux when a
@@ -54,7 +57,15 @@ class PyStepLog:
     -1 keeps every step.
     """
 
-    __slots__ = ("current", "keep_over_ns", "records", "step_started_ns", "steps", "vloop")
+    __slots__ = (
+        "current",
+        "endings",
+        "keep_over_ns",
+        "records",
+        "step_started_ns",
+        "steps",
+        "vloop",
+    )
 
     def __init__(self, vloop: Any = None, keep_over_ns: int = -1) -> None:
         #: Label of the task whose step is running (0: none).
@@ -66,6 +77,8 @@ class PyStepLog:
         self.keep_over_ns = keep_over_ns
         self.vloop = vloop
         self.records = array("q")
+        #: Every task's end, in order: (label, error or None).
+        self.endings: list[tuple[int, BaseException | None]] = []
 
     def append(
         self, key: int, start: int, end: int, loop_start: int, loop_end: int, last: int
@@ -91,9 +104,6 @@ class PyRecorderBase:
         self._label = label
 
     def _yielded(self, result: Any) -> int:
-        raise NotImplementedError
-
-    def _ended(self, error: BaseException | None) -> None:
         raise NotImplementedError
 
     def send(self, value: Any = None) -> Any:
@@ -184,7 +194,7 @@ class PyRecorderBase:
             )
         log.current = outer
         log.step_started_ns = outer_started
-        self._ended(error)
+        log.endings.append((self._label, error))
 
     def close(self) -> None:
         self._coro.close()

@@ -3,11 +3,12 @@
 A test may create thousands of tasks; building a record object for each as it
 is created, and copying them all when the tracer stops, cost more than
 recording every step of those tasks.  So the table only appends while the
-loop runs: the creation facts of each task, and each ending in the order
-they happen.  :class:`TaskRecord` objects are built when someone reads them,
-and a snapshot is two counts (tasks and endings so far), so a trace taken at
-a test's end keeps showing the outcomes of that moment even if tasks are
-cancelled later, during teardown.
+loop runs: the creation facts of each task here, and each ending, in the
+order they happen, in the step log's ``endings``.  :class:`TaskRecord`
+objects are built when someone reads them, and a snapshot is two counts
+(tasks and endings so far), so a trace taken at a test's end keeps showing
+the outcomes of that moment even if tasks are cancelled later, during
+teardown.
 """
 
 from __future__ import annotations
@@ -56,16 +57,17 @@ Mark = tuple[int, int]
 class TaskTable:
     """Per-task facts by label (1, 2, 3, ... in creation order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, endings: list[tuple[int, BaseException | None]]) -> None:
         # By label - 1: (coroutine, parent label or 0, created at ns, site).
         self._created: list[tuple[str, int, int, Site | None]] = []
         # By label - 1: the task, held weakly (until the factory made it, a
         # stand-in that answers None).
         self._tasks: list[Callable[[], asyncio.Future[Any] | None]] = []
-        # Every ending, in order: (label, outcome, error text).
-        self._endings: list[tuple[int, Outcome, str | None]] = []
-        # Names read from tasks while they lived (a task may be gone by the
-        # time its record is built).
+        # Every ending, in order: (label, error), error None or StopIteration
+        # when the task returned; appended by the step log.
+        self._endings = endings
+        # Names read from tasks soon after they were made (a task may be gone
+        # by the time its record is built).
         self._names: dict[int, str] = {}
         # The live view: records built so far, and the endings applied to it.
         self._records: dict[int, TaskRecord] = {}
@@ -86,11 +88,6 @@ class TaskTable:
     def bind(self, label: int, task: asyncio.Future[Any]) -> None:
         """The task of ``label``, once made."""
         self._tasks[label - 1] = weakref.ref(task)
-
-    def ended(self, label: int, outcome: Outcome, error: BaseException | None) -> None:
-        text = None if error is None else f"{type(error).__name__}: {error}"
-        self._endings.append((label, outcome, text))
-        self.read_name(label)
 
     def read_name(self, label: int) -> None:
         """Remember the task's current name (while it still exists)."""
@@ -117,10 +114,8 @@ class TaskTable:
         records = self._records
         self._build(records, len(self._created))
         endings = self._endings
-        for label, outcome, error in endings[self._applied :]:
-            record = records[label]
-            record.outcome = outcome
-            record.error = error
+        for label, error in endings[self._applied :]:
+            _apply_ending(records[label], error)
         self._applied = len(endings)
         return records
 
@@ -129,11 +124,9 @@ class TaskTable:
         tasks, endings = mark
         records: dict[int, TaskRecord] = {}
         self._build(records, tasks)
-        for label, outcome, error in self._endings[:endings]:
+        for label, error in self._endings[:endings]:
             if label in records:
-                record = records[label]
-                record.outcome = outcome
-                record.error = error
+                _apply_ending(records[label], error)
         return records
 
     def refresh_names(self) -> None:
@@ -159,6 +152,16 @@ class TaskTable:
                 created_at=created_ns / TICKS_PER_SECOND,
                 created_where="<unknown>" if site is None else f"{site[0]}:{site[1]}",
             )
+
+
+def _apply_ending(record: TaskRecord, error: BaseException | None) -> None:
+    if error is None or isinstance(error, StopIteration):
+        record.outcome = Outcome.RETURNED
+    elif isinstance(error, asyncio.CancelledError):
+        record.outcome = Outcome.CANCELLED
+    else:
+        record.outcome = Outcome.RAISED
+        record.error = f"{type(error).__name__}: {error}"
 
 
 def _not_yet() -> None:

@@ -167,17 +167,6 @@ class _StepRecorder(RecorderBase):
             self._tracer._internal_error("classifying what a task awaits")
             return int(Awaits.FUTURE)
 
-    def _ended(self, error: BaseException | None) -> None:
-        try:
-            if error is None or isinstance(error, StopIteration):
-                self._tracer._task_ended(self._label, Outcome.RETURNED, None)
-            elif isinstance(error, asyncio.CancelledError):
-                self._tracer._task_ended(self._label, Outcome.CANCELLED, None)
-            else:
-                self._tracer._task_ended(self._label, Outcome.RAISED, error)
-        except Exception:
-            self._tracer._internal_error("recording how a task ended")
-
     cr_await = property(lambda self: self._coro.cr_await)
     cr_code = property(lambda self: self._coro.cr_code)
     cr_frame = property(lambda self: self._coro.cr_frame)
@@ -271,14 +260,14 @@ class Tracer:
         )
         #: What the tracer saw go wrong inside itself (never the test's business).
         self.internal_errors: list[str] = []
-        self._table = TaskTable()
+        self._table = TaskTable(self.log.endings)
         # Tasks whose coroutine is not our recorder (a factory chained after
         # ours wrapped it): their labels, for record_of and awaited tasks.
         self._labels: weakref.WeakKeyDictionary[asyncio.Future[Any], int] = (
             weakref.WeakKeyDictionary()
         )
-        #: Tasks that finished inside the factory (eager tasks), whose name
-        #: create_task may set after the factory returned.
+        #: Tasks made since the last loop iteration, whose name create_task
+        #: may have set after the factory returned.
         self._unnamed: list[tuple[int, asyncio.Future[Any]]] = []
         self._previous_factory: Any = None
         self._installed = False
@@ -383,15 +372,15 @@ class Tracer:
         else:
             task = _TASK_TYPE(recorder, loop=loop, **kwargs)
         table.bind(label, task)
-        # create_task names the task only after the factory returns (before
-        # Python 3.13).  A task's name is read when it ends and when the
-        # trace is read, but an eager task may have ended already: read its
-        # name on the next iteration, holding it strongly until then, as
-        # nothing else may (``await create_task(...)``).
-        if task.done():
-            if not self._unnamed:
-                loop.call_soon(self._read_new_names)
-            self._unnamed.append((label, task))
+        # create_task names the task only after the factory returns: read
+        # the names of new tasks on the next loop iteration, holding the
+        # tasks strongly until then (an eager task may have finished already,
+        # with nothing else referring to it: ``await create_task(...)``).
+        # Names given later with set_name are read when the records are built
+        # or refreshed, if the task still exists.
+        if not self._unnamed:
+            loop.call_soon(self._read_new_names)
+        self._unnamed.append((label, task))
         return task
 
     # -- task life ---------------------------------------------------------
@@ -411,13 +400,15 @@ class Tracer:
             self._table.read_name(label)
         self._unnamed.clear()
 
-    def _task_ended(self, label: int, outcome: Outcome, error: BaseException | None) -> None:
-        self._table.ended(label, outcome, error)
-
     def record_of(self, task: asyncio.Future[Any]) -> TaskRecord | None:
         """The record of ``task`` if this tracer traced it."""
         label = self._label_of(task)
         return self.tasks.get(label) if label else None
+
+    def remember_name(self, label: int) -> None:
+        """Read the task's name now, while it exists (a blocking report is
+        built after the task may be gone)."""
+        self._table.read_name(label)
 
     def live_task(self, label: int) -> asyncio.Future[Any] | None:
         """The task with ``label`` if it still exists (tasks are held weakly)."""

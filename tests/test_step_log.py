@@ -32,11 +32,10 @@ def types_(request: pytest.FixtureRequest) -> tuple[Any, Any]:
 
 
 class Calls:
-    """What the recorder's rare paths were called with."""
+    """What the recorder's rare path was called with."""
 
     def __init__(self) -> None:
         self.yielded: list[Any] = []
-        self.ended: list[BaseException | None] = []
 
 
 def recorder_class(base: Any, calls: Calls, code: int = 2) -> Any:
@@ -46,9 +45,6 @@ def recorder_class(base: Any, calls: Calls, code: int = 2) -> Any:
         def _yielded(self, result: Any) -> int:
             calls.yielded.append(result)
             return code
-
-        def _ended(self, error: BaseException | None) -> None:
-            calls.ended.append(error)
 
     return Recorder
 
@@ -86,8 +82,9 @@ def test_send_records_each_step_and_passes_values_through(types_: tuple[Any, Any
     assert all(start <= end for _, start, end, *_ in steps)
     assert [step[3:5] for step in steps] == [[0, 0]] * 3  # a real loop: no ticks
     assert calls.yielded == ["a future"]
-    assert len(calls.ended) == 1
-    assert calls.ended[0] is None or isinstance(calls.ended[0], StopIteration)
+    ((label, error),) = log.endings
+    assert label == 5
+    assert error is None or isinstance(error, StopIteration)
     assert log.steps == 3
     assert (log.current, log.step_started_ns) == (0, 0)
 
@@ -115,7 +112,7 @@ def test_an_exception_ends_the_task_and_propagates(types_: tuple[Any, Any]) -> N
     recorder.send(None)
     with pytest.raises(KeyError, match="lost") as raised:
         recorder.send(None)
-    assert calls.ended == [raised.value]
+    assert log.endings == [(2, raised.value)]
     assert raised.value.__traceback__ is not None
     assert words(log)[-1][0] == 2 << 8 | KIND_DONE
 
@@ -146,7 +143,10 @@ def test_throw_is_a_step_and_a_caught_throw_returns(types_: tuple[Any, Any]) -> 
     recorder.send(None)
     with pytest.raises(ValueError, match="thrown"):
         recorder.throw(ValueError("thrown"))
-    assert isinstance(calls.ended[-1], ValueError)
+    assert [label for label, _ in log.endings] == [4, 5]
+    returned = log.endings[0][1]
+    assert returned is None or isinstance(returned, StopIteration)
+    assert isinstance(log.endings[-1][1], ValueError)
 
 
 def test_keep_over_keeps_only_long_steps(types_: tuple[Any, Any]) -> None:
@@ -166,9 +166,9 @@ def test_keep_over_keeps_only_long_steps(types_: tuple[Any, Any]) -> None:
         recorder.send(None)
     (kept,) = words(log)
     assert kept[2] - kept[1] > 10_000_000
-    # Only a kept step asks what it waits for; every ending is reported.
+    # Only a kept step asks what it waits for; every ending is noted.
     assert calls.yielded == ["long"]
-    assert len(calls.ended) == 1
+    assert len(log.endings) == 1
     assert log.steps == 3
     assert log.keep_over_ns == 10_000_000
 
