@@ -1114,15 +1114,20 @@ async def test_control_the_queue_pipeline_is_not_drained_first(
     asyncspec_clock: LoopClock, asyncspec_trace: TraceOutput
 ) -> None:
     """Negative control for S3.13: the queue pipeline starts requests while URLs are
-    still coming, so the drained-first assertion and the added-up time fail."""
+    still coming, so the drained-first assertion fails (and, on the virtual clock,
+    the added-up time)."""
     shape = FULL_PIPELINE
     run = await run_pipeline(asyncspec_clock, asyncspec_trace, through_a_queue, shape)
     with pytest.raises(AssertionError, match="came before URL line"):
         assert_drained_first(run)
-    with pytest.raises(TimingAssertionError, match="generator pipeline"):
-        asyncspec_clock.assert_time(
-            run.total, shape.drained_first_total(), what="generator pipeline"
-        )
+    if asyncspec_clock.mode == "virtual":
+        # The two pipelines differ by 0.1 s at this scale: exact on the virtual
+        # clock, but inside the real clock's window (+0.1 s +10%), where the
+        # ordering above is what tells them apart.
+        with pytest.raises(TimingAssertionError, match="generator pipeline"):
+            asyncspec_clock.assert_time(
+                run.total, shape.drained_first_total(), what="generator pipeline"
+            )
 
 
 #: The queue pipeline on the virtual clock: consumer wake-ups at 0.10, 0.20 and
@@ -1155,12 +1160,13 @@ async def test_control_the_drained_pipeline_does_not_overlap(
     asyncspec_clock: LoopClock, asyncspec_trace: TraceOutput
 ) -> None:
     """Negative control for S3.14: the generator pipeline fails the overlap assertion
-    and the queue pipeline's time."""
+    (and, on the virtual clock, the queue pipeline's time)."""
     run = await run_pipeline(asyncspec_clock, asyncspec_trace, drained_then_gathered, FULL_PIPELINE)
     with pytest.raises(AssertionError, match="every URL was produced before"):
         assert_overlapped(run)
-    with pytest.raises(TimingAssertionError, match="queue pipeline"):
-        asyncspec_clock.assert_time(run.total, QUEUE_PIPELINE_TOTAL, what="queue pipeline")
+    if asyncspec_clock.mode == "virtual":  # 0.1 s apart: see the S3.13 control
+        with pytest.raises(TimingAssertionError, match="queue pipeline"):
+            asyncspec_clock.assert_time(run.total, QUEUE_PIPELINE_TOTAL, what="queue pipeline")
 
 
 # -- S1.9 (document 001): async with a client session, await a GET ------------------------
