@@ -22,7 +22,7 @@ How the claims are checked:
   commented bounds.
 * HTTP claims talk to a real server on 127.0.0.1 (``loopback_http.py``)
   with the document's client, ``httpx.AsyncClient``; the document's ~1000
-  requests become 20 (S3.12) or 40 (S3.13, S3.14).
+  requests become 10 (S3.12) or 30 (S3.13, S3.14).
 * S3.15 re-runs the asyncio scenarios on uvloop with the real clock, scaled
   down; the whole file also passes with ``--asyncspec-loop=uvloop
   --asyncspec-clock=real``.
@@ -997,6 +997,13 @@ class Pipeline:
 
 FULL_PIPELINE = Pipeline()
 
+#: Real-clock window for the pipelines' totals.  Beyond the timers, every wave
+#: of requests costs the client CPU on the critical path (httpx takes 2-3 ms
+#: per request here, several times that on a loaded machine), and the drained
+#: version runs 10 waves back to back: allow 0.3 s late instead of 0.1 s.  (On
+#: the virtual clock the comparison stays exact.)
+PIPELINE_TOLERANCE = Tolerance(late=0.3)
+
 
 async def item_urls(
     client: httpx.AsyncClient, server: LoopbackHTTPServer, shape: Pipeline
@@ -1105,7 +1112,11 @@ async def test_gathering_an_async_comprehension_drains_the_producer_first(
     assert run.served == shape.items + 1
     assert_drained_first(run)
     asyncspec_clock.assert_time(
-        run.total, shape.drained_first_total(), what="generator pipeline", documented=18.303518
+        run.total,
+        shape.drained_first_total(),
+        what="generator pipeline",
+        documented=18.303518,
+        tolerance=PIPELINE_TOLERANCE,
     )
 
 
@@ -1130,9 +1141,11 @@ async def test_control_the_queue_pipeline_is_not_drained_first(
             )
 
 
-#: The queue pipeline on the virtual clock: consumer wake-ups at 0.10, 0.20 and
-#: 0.40 s take batches of 4, 10 and 16 URLs (the last with the end marker):
-#: 2, 4 and 6 waves of up to 3 requests of 0.05 s, the last ending at 0.75 s.
+#: The queue pipeline on the virtual clock: the catalogue arrives at 0.05 s and
+#: URL k is queued at 0.05 + 0.01k s.  The consumer wakes at 0.10, 0.25 and
+#: 0.55 s (each wake-up 0.05 s after its previous batch ended) and takes 4, 15
+#: and 11 URLs (the last batch ends with the end marker): 2, 5 and 4 waves of
+#: up to 3 requests of 0.05 s, the last ending at 0.75 s.
 QUEUE_PIPELINE_TOTAL = 0.75
 
 
@@ -1148,7 +1161,11 @@ async def test_a_queue_lets_consumption_start_before_the_producer_finishes(
     assert queued.served == shape.items + 1
     assert_overlapped(queued)
     asyncspec_clock.assert_time(
-        queued.total, QUEUE_PIPELINE_TOTAL, what="queue pipeline", documented=15.070663
+        queued.total,
+        QUEUE_PIPELINE_TOTAL,
+        what="queue pipeline",
+        documented=15.070663,
+        tolerance=PIPELINE_TOLERANCE,
     )
     drained = await run_pipeline(asyncspec_clock, asyncspec_trace, drained_then_gathered, shape)
     # The document: 15.07 s against 18.30 s (0.82); here 0.75 s against 0.85 s (0.88).
