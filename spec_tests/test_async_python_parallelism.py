@@ -686,17 +686,35 @@ def cpu_table() -> Table:
         spin(CPU_LOOPS)
         singles.append(time.process_time() - started)
     unit = statistics.median(singles)
+    sequential = run_sequential(cpu_job, CPU_LOOPS)
     return Table(
         unit=unit,
-        sequential=run_sequential(cpu_job, CPU_LOOPS),
+        sequential=sequential,
         threads=run_in_threads(cpu_job, CPU_LOOPS, SCALED_SWITCH_INTERVAL),
-        # Best of three: other work can only lengthen a parallel run, and a 50 ms
-        # run is easily hit by a burst of it (see process_speedup_bounds).
-        processes=min(
-            (run_in_processes(cpu_job, CPU_LOOPS) for _ in range(3)), key=lambda run: run.span
-        ),
+        processes=fastest_process_run(sequential),
         asyncio=run_as_asyncio_tasks(cpu_job_async, CPU_LOOPS),
     )
+
+
+def fastest_process_run(sequential: Run, attempts: int = 8) -> Run:
+    """The fastest of up to ``attempts`` process runs, stopping at the first that
+    shows the parallel speed-up.
+
+    Other work on a shared machine can only lengthen a parallel run, and a 50 ms
+    run is easily hit by a burst of it (see process_speedup_bounds); one run
+    usually suffices, and a few more make a miss a real one.  The runs are
+    bounded, so a machine that never gives two cores still fails the claim.
+    """
+    best: Run | None = None
+    for _ in range(attempts):
+        run = run_in_processes(cpu_job, CPU_LOOPS)
+        if best is None or run.span < best.span:
+            best = run
+        least, _ = process_speedup_bounds(best)
+        if sequential.cpu / best.span >= least:
+            break
+    assert best is not None
+    return best
 
 
 def assert_real_time(
