@@ -423,11 +423,9 @@ step_ended(Recorder *self, const StepStart *s, int raised)
     StepLog *log = self->log;
     long long end = now_ns();
     PyObject *type = NULL, *value = NULL, *traceback = NULL;
-    if (keeps(log, end - s->start)) {
-        steplog_append(log, self->label << LABEL_SHIFT | KIND_DONE, s->start, end, s->loop_start,
-                       steplog_loop_ns(log), s->outer);
-    }
-    step_restore(log, s);
+    /* Set the exception aside first: what follows calls the C API (reading
+     * the loop's ticks, flushing the buffer), which must not run with an
+     * exception set. */
     if (raised) {
         PyErr_Fetch(&type, &value, &traceback);
         PyErr_NormalizeException(&type, &value, &traceback);
@@ -435,6 +433,11 @@ step_ended(Recorder *self, const StepStart *s, int raised)
             PyException_SetTraceback(value, traceback);
         }
     }
+    if (keeps(log, end - s->start)) {
+        steplog_append(log, self->label << LABEL_SHIFT | KIND_DONE, s->start, end, s->loop_start,
+                       steplog_loop_ns(log), s->outer);
+    }
+    step_restore(log, s);
     /* Noted, not handled: what the ending means is worked out when someone
      * reads the tasks (a Python call here would cost more than the step). */
     PyObject *label = PyLong_FromLongLong(self->label);

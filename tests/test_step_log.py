@@ -301,3 +301,21 @@ def test_the_accelerator_is_in_use_where_it_is_built() -> None:
         assert not step_log.ACCELERATED
     else:
         assert step_log.ACCELERATED, "pytest_asyncspec._step_log_c did not build or import"
+
+
+def test_endings_by_exception_fill_and_flush_the_buffer(types_: tuple[Any, Any]) -> None:
+    """A task that raises ends with its exception set: noting its last step
+    must not touch the C API before the exception is set aside (a full
+    buffer is flushed right then), nor lose the exception."""
+    log_type, base = types_
+    log = log_type(None, -1)
+    cls = recorder_class(base, Calls())
+
+    async def fails(number: int) -> None:
+        raise ValueError(number)
+
+    for number in range(3_000):  # more than the C buffer's 2,048 steps
+        with pytest.raises(ValueError, match=f"^{number}$"):
+            cls(fails(number), log, 1).send(None)
+    assert len(log.records) == 3_000 * WORDS
+    assert [str(error) for _, error in log.endings] == [str(n) for n in range(3_000)]
