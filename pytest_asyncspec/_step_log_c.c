@@ -47,11 +47,17 @@ static PyObject *str_throw;
 static PyObject *str_close;
 
 static inline long long
-now_ns(void)
+read_clock(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline long long
+now_ns(void)
+{
+    return read_clock(CLOCK_MONOTONIC);
 }
 
 /* -- StepLog ---------------------------------------------------------------- */
@@ -62,6 +68,10 @@ typedef struct {
     long long step_started_ns;
     /* Steps whose real duration is at most this are not kept; -1 keeps all. */
     long long keep_over_ns;
+    /* CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE (a fifth of the cost, to
+     * the kernel tick) when only long steps are kept. */
+    clockid_t clock;
+    int coarse;
     /* Steps counted, kept or not. */
     long long steps;
     PyObject *vloop;   /* a VirtualClockLoop (its _ticks are loop time), or NULL */
@@ -134,10 +144,17 @@ steplog_loop_ns(StepLog *self)
 static int
 steplog_init(StepLog *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"vloop", "keep_over_ns", NULL};
+    static char *kwlist[] = {"vloop", "keep_over_ns", "coarse", NULL};
     PyObject *vloop = Py_None;
     long long keep_over_ns = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OL:StepLog", kwlist, &vloop, &keep_over_ns)) {
+    int coarse = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OLp:StepLog", kwlist, &vloop, &keep_over_ns,
+                                     &coarse)) {
+        return -1;
+    }
+    if (coarse && keep_over_ns < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "coarse stamps are for keeping long steps only: give keep_over_ns");
         return -1;
     }
     PyObject *array_module = PyImport_ImportModule("array");
@@ -158,6 +175,8 @@ steplog_init(StepLog *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->endings, endings);
     Py_XSETREF(self->vloop, vloop == Py_None ? NULL : Py_NewRef(vloop));
     self->keep_over_ns = keep_over_ns;
+    self->coarse = coarse;
+    self->clock = coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC;
     self->current = 0;
     self->step_started_ns = 0;
     self->steps = 0;
@@ -245,6 +264,8 @@ static PyMemberDef steplog_members[] = {
      "Real ns at which the running step started."},
     {"keep_over_ns", T_LONGLONG, offsetof(StepLog, keep_over_ns), READONLY,
      "Steps at most this long (real ns) are not kept; -1 keeps every step."},
+    {"coarse", T_INT, offsetof(StepLog, coarse), READONLY,
+     "Whether steps are stamped with CLOCK_MONOTONIC_COARSE."},
     {"steps", T_LONGLONG, offsetof(StepLog, steps), READONLY,
      "Steps run through recorders of this log, kept or not."},
     {NULL},
@@ -260,7 +281,15 @@ static PyGetSetDef steplog_getset[] = {
     {NULL},
 };
 
+static PyObject *
+steplog_clock(StepLog *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(read_clock(self->clock));
+}
+
 static PyMethodDef steplog_methods[] = {
+    {"clock", (PyCFunction)steplog_clock, METH_NOARGS,
+     "Now, in ns, on the clock this log stamps steps with."},
     {"append", (PyCFunction)(void (*)(void))steplog_append_method, METH_FASTCALL,
      "Append one record of six integers."},
     {NULL},
@@ -360,7 +389,7 @@ step_begin(Recorder *self, StepStart *s)
     s->outer = log->current;
     s->outer_started = log->step_started_ns;
     s->loop_start = steplog_loop_ns(log);
-    s->start = now_ns();
+    s->start = read_clock(log->clock);
     /* Start first, then the label: a watchdog reading the pair between the
      * two stores sees the previous step's label with a fresh start, which
      * can only make it late, never wrong. */
@@ -388,7 +417,7 @@ static void
 step_yielded(Recorder *self, const StepStart *s, PyObject *result)
 {
     StepLog *log = self->log;
-    long long end = now_ns();
+    long long end = read_clock(log->clock);
     if (keeps(log, end - s->start)) {
         long long key = self->label << LABEL_SHIFT;
         long long awaited = 0;
@@ -421,7 +450,7 @@ static void
 step_ended(Recorder *self, const StepStart *s, int raised)
 {
     StepLog *log = self->log;
-    long long end = now_ns();
+    long long end = read_clock(log->clock);
     PyObject *type = NULL, *value = NULL, *traceback = NULL;
     /* Set the exception aside first: what follows calls the C API (reading
      * the loop's ticks, flushing the buffer), which must not run with an

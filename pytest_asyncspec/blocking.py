@@ -40,12 +40,9 @@ from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Literal
 
-from . import time_patch
 from .clock import VirtualClockLoop
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
-
-_now_ns = time_patch.real_perf_counter_ns
 
 #: Wrapped so tests can make the sampler fail on purpose.
 _current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames
@@ -485,6 +482,9 @@ class BlockingWatchdog:
         loop_thread: int | None = None,
     ) -> None:
         self.tracer = tracer
+        # The clock the tracer stamps steps with (coarse when it keeps only
+        # long steps): every time compared with a step's must come from it.
+        self._clock = tracer.log.clock
         self.threshold = validate_threshold(threshold)
         self.allow: tuple[AllowRule, ...] = tuple(
             rule if isinstance(rule, AllowRule) else AllowRule(rule) for rule in allow
@@ -535,7 +535,7 @@ class BlockingWatchdog:
             self._loop_thread = running if isinstance(running, int) else threading.get_ident()
         # Steps recorded before the watchdog started are not its business.
         self._first_step = len(Trace(self.tracer))
-        self._start_ns = _now_ns()
+        self._start_ns = self._clock()
         if isinstance(loop, VirtualClockLoop):
             self._vloop = loop
             self._previous_listener = loop.on_blocking_sleep
@@ -622,7 +622,7 @@ class BlockingWatchdog:
                 # The cheap part, every wake: two attributes and the clock.
                 label = tracer.current
                 started = tracer.step_started_ns
-                now = _now_ns()
+                now = self._clock()
                 # A step can hide only between two wakes: if they were far
                 # apart (the GIL was held, the machine starved), or the step
                 # seen last time has ended and may have run too long, a scan
@@ -661,7 +661,7 @@ class BlockingWatchdog:
         frame = _current_frames().get(self._loop_thread)
         if frame is None:
             return False
-        seen = _now_ns()
+        seen = self._clock()
         tracer = self.tracer
         # Our thread may have lost the GIL between reading the step and the
         # stack: if the step changed meanwhile, the stack is another step's.
@@ -702,7 +702,7 @@ class BlockingWatchdog:
         tally = self._open_tally
         if tally is None or tally.label != label or tally.started_ns != started:
             self._close_tally()
-            tally = self._open_tally = _SleepTally(label, started, _now_ns())
+            tally = self._open_tally = _SleepTally(label, started, self._clock())
             tracer.remember_name(label)
         ticks = seconds_to_ticks(seconds)
         tally.ticks += ticks
@@ -779,7 +779,7 @@ class BlockingWatchdog:
 
         tracer = self.tracer
         running = (tracer.current, tracer.step_started_ns)
-        now = _now_ns()
+        now = self._clock()
         events: list[BlockingEvent] = []
         real_steps: dict[int, Step] = {}
         for sample in samples:

@@ -24,7 +24,6 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from . import time_patch
 from .leaks import LeakedTask, describe_task, task_order
 from .trace import Tracer
 
@@ -121,7 +120,7 @@ def _running_section(
     if running is not None:
         lines.append(f"running a step now: {_who(describe_task(running, tracer))}")
         if tracer is not None and tracer.current and tracer.step_started_ns:
-            held = (time_patch.real_perf_counter_ns() - tracer.step_started_ns) / 1e9
+            held = (tracer.log.clock() - tracer.step_started_ns) / 1e9
             lines.append(f"  the step has held the loop for {held:.3f} s of real time")
         if frames:
             # Frames above the task's coroutine are the loop's own machinery;

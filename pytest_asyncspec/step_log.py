@@ -34,6 +34,8 @@ inside (an eager task's first step), or 0.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from array import array
 from struct import Struct
 from typing import TYPE_CHECKING, Any
@@ -54,10 +56,15 @@ class PyStepLog:
     ``vloop`` is a :class:`~pytest_asyncspec.clock.VirtualClockLoop` whose
     ticks are read as loop time, or None.  ``keep_over_ns`` keeps only steps
     longer than that many real nanoseconds (the blocking watchdog's needs);
-    -1 keeps every step.
+    -1 keeps every step.  ``coarse`` (with ``keep_over_ns`` only) stamps
+    steps with ``CLOCK_MONOTONIC_COARSE``: a fifth of the cost of the precise
+    clock, exact to the kernel's tick (see :func:`coarse_resolution_ns`).
+    Everything compared with the stamps must read :meth:`clock`.
     """
 
     __slots__ = (
+        "_now",
+        "coarse",
         "current",
         "endings",
         "keep_over_ns",
@@ -67,7 +74,11 @@ class PyStepLog:
         "vloop",
     )
 
-    def __init__(self, vloop: Any = None, keep_over_ns: int = -1) -> None:
+    def __init__(self, vloop: Any = None, keep_over_ns: int = -1, coarse: bool = False) -> None:
+        if coarse and keep_over_ns < 0:
+            raise ValueError("coarse stamps are for keeping long steps only: give keep_over_ns")
+        self.coarse = coarse
+        self._now = _coarse_now_ns if coarse else _now_ns
         #: Label of the task whose step is running (0: none).
         self.current = 0
         #: Real ns at which the running step started.
@@ -80,6 +91,10 @@ class PyStepLog:
         #: Every task's end, in order: (label, error or None).
         self.endings: list[tuple[int, BaseException | None]] = []
 
+    def clock(self) -> int:
+        """Now, in ns, on the clock this log stamps steps with."""
+        return self._now()
+
     def append(
         self, key: int, start: int, end: int, loop_start: int, loop_end: int, last: int
     ) -> None:
@@ -89,6 +104,21 @@ class PyStepLog:
 
 
 _now_ns = time_patch.real_perf_counter_ns
+# Python's time module does not name it; Linux's number for it is 6.
+_COARSE: int | None = getattr(
+    time, "CLOCK_MONOTONIC_COARSE", 6 if sys.platform == "linux" else None
+)
+
+
+def _coarse_now_ns() -> int:
+    return time.clock_gettime_ns(_COARSE) if _COARSE is not None else _now_ns()
+
+
+def coarse_resolution_ns() -> int | None:
+    """The coarse clock's resolution in ns, or None where there is none."""
+    if _COARSE is None:
+        return None
+    return round(time.clock_getres(_COARSE) * 1e9)
 
 
 class PyRecorderBase:
@@ -112,7 +142,7 @@ class PyRecorderBase:
         outer_started = log.step_started_ns
         vloop = log.vloop
         loop_start = 0 if vloop is None else vloop._ticks
-        start = _now_ns()
+        start = log._now()
         # Start first, then the label: a watchdog reading the pair between
         # the two stores sees the previous step's label with a fresh start,
         # which can only make it late, never wrong.
@@ -138,7 +168,7 @@ class PyRecorderBase:
         outer_started = log.step_started_ns
         vloop = log.vloop
         loop_start = 0 if vloop is None else vloop._ticks
-        start = _now_ns()
+        start = log._now()
         log.step_started_ns = start
         log.current = self._label
         log.steps += 1
@@ -154,7 +184,7 @@ class PyRecorderBase:
         self, start: int, loop_start: int, outer: int, outer_started: int, result: Any
     ) -> None:
         log = self._log
-        end = _now_ns()
+        end = log._now()
         keep = log.keep_over_ns
         if keep < 0 or end - start > keep:
             key = self._label << LABEL_SHIFT
@@ -180,7 +210,7 @@ class PyRecorderBase:
         self, start: int, loop_start: int, outer: int, outer_started: int, error: BaseException
     ) -> None:
         log = self._log
-        end = _now_ns()
+        end = log._now()
         keep = log.keep_over_ns
         if keep < 0 or end - start > keep:
             vloop = log.vloop

@@ -33,8 +33,7 @@ from .clock import VirtualClockLoop
 from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
 from .step_log import LABEL_SHIFT as _LABEL_SHIFT
 from .step_log import WORDS as _WORDS
-from .step_log import RecorderBase, StepLog
-from .step_log import now_ns as _real_ns
+from .step_log import RecorderBase, StepLog, coarse_resolution_ns
 from .task_table import Mark, Site, TaskTable
 from .task_table import Outcome as Outcome
 from .task_table import TaskRecord as TaskRecord
@@ -248,16 +247,22 @@ class Tracer:
 
     ``keep_over`` (seconds) keeps only the steps that held the loop longer than
     that in real time: what blocking detection needs, at a fraction of the
-    cost of a full trace.  Tasks are recorded either way.
+    cost of a full trace.  Tasks are recorded either way.  From ten kernel
+    ticks up (40 ms at 250 Hz) the steps are then stamped with the coarse
+    monotonic clock, so their real times are good to one tick.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, keep_over: float | None = None) -> None:
         self.loop = loop
         self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
         #: The running step and the kept steps (see step_log).
-        self.log = StepLog(
-            self._vloop, -1 if keep_over is None else round(keep_over * TICKS_PER_SECOND)
-        )
+        keep_over_ns = -1 if keep_over is None else round(keep_over * TICKS_PER_SECOND)
+        # Keeping only long steps needs stamps good to a tenth of the
+        # threshold: the kernel's coarse clock is that (its tick, 1-4 ms) for
+        # thresholds from 10 ticks up, at a fifth of the precise clock's cost.
+        resolution = coarse_resolution_ns()
+        coarse = keep_over_ns >= 0 and resolution is not None and keep_over_ns >= 10 * resolution
+        self.log = StepLog(self._vloop, keep_over_ns, coarse)
         #: What the tracer saw go wrong inside itself (never the test's business).
         self.internal_errors: list[str] = []
         self._table = TaskTable(self.log.endings)
@@ -273,7 +278,7 @@ class Tracer:
         self._installed = False
         # Real loops keep time on the monotonic clock, as perf_counter does on
         # the platforms we support: one offset converts real stamps to it.
-        self._real_to_loop = round(loop.time() * TICKS_PER_SECOND) - _real_ns()
+        self._real_to_loop = round(loop.time() * TICKS_PER_SECOND) - self.log.clock()
 
     @property
     def records(self) -> array[int]:
@@ -298,7 +303,7 @@ class Tracer:
     def _loop_now_ns(self) -> int:
         if self._vloop is not None:
             return self._vloop.virtual_ticks()
-        return _real_ns() + self._real_to_loop
+        return self.log.clock() + self._real_to_loop
 
     def _internal_error(self, where: str) -> None:
         self.internal_errors.append(f"tracer error while {where}:\n{traceback.format_exc()}")

@@ -319,3 +319,34 @@ def test_endings_by_exception_fill_and_flush_the_buffer(types_: tuple[Any, Any])
             cls(fails(number), log, 1).send(None)
     assert len(log.records) == 3_000 * WORDS
     assert [str(error) for _, error in log.endings] == [str(n) for n in range(3_000)]
+
+
+@pytest.mark.skipif(step_log.coarse_resolution_ns() is None, reason="no coarse clock here")
+def test_coarse_stamps_keep_long_steps_to_the_tick(types_: tuple[Any, Any]) -> None:
+    """With coarse stamps a long step is kept with its duration good to one
+    kernel tick, and the log's clock is the one its stamps come from."""
+    log_type, base = types_
+    resolution = step_log.coarse_resolution_ns()
+    assert resolution is not None
+    log = log_type(None, 10 * resolution, True)
+    assert log.coarse
+
+    async def blocks() -> None:
+        await _suspend()
+        time.sleep(20 * resolution / 1e9)
+
+    recorder = recorder_class(base, Calls())(blocks(), log, 1)
+    recorder.send(None)
+    before = log.clock()
+    with pytest.raises(StopIteration):
+        recorder.send(None)
+    after = log.clock()
+    ((_, start, end, *_),) = words(log)  # the short first step is not kept
+    assert before <= start <= end <= after
+    assert abs((end - start) - 20 * resolution) <= 2 * resolution
+
+
+def test_coarse_stamps_need_a_threshold(types_: tuple[Any, Any]) -> None:
+    log_type, _ = types_
+    with pytest.raises(ValueError, match="coarse stamps are for keeping long steps only"):
+        log_type(None, -1, True)
