@@ -340,7 +340,11 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         ]
         if not fds:
             return set()
-        return set(classify(fds).values())
+        # Sockets of this loop's transports count as this loop's own even
+        # while not registered: a client that paused reading (httpx does so
+        # on an idle pooled connection) is still this loop's peer.
+        transports = getattr(self, "_transports", {})
+        return set(classify(fds, owned=list(transports)).values())
 
     def _start_real_flow(self) -> None:
         if self._real_mark is None:

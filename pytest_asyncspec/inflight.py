@@ -72,10 +72,18 @@ def _is_loopback(host: object) -> bool:
     return isinstance(host, str) and (host.startswith("127.") or host == "::1")
 
 
-def classify(fds: Iterable[int]) -> dict[int, FdKind]:
-    """Classify each registered descriptor (see the module docstring)."""
+def classify(fds: Iterable[int], owned: Iterable[int] = ()) -> dict[int, FdKind]:
+    """Classify each registered descriptor (see the module docstring).
+
+    ``owned`` names more descriptors of the same loop that are not registered
+    right now (a transport that paused reading): they are peers of this loop
+    too, though they are not classified themselves.
+    """
     described = {fd: _describe_socket(fd) for fd in fds}
-    own_endpoints = {_normalise(info[1]) for info in described.values() if info is not None}
+    others = {fd: _describe_socket(fd) for fd in owned if fd not in described}
+    own_endpoints = {
+        _normalise(info[1]) for info in [*described.values(), *others.values()] if info is not None
+    }
     own_endpoints.discard(None)
     # A server bound to every interface (0.0.0.0 or ::) is reached through
     # 127.0.0.1 or ::1; match its port alone.

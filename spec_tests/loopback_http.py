@@ -41,14 +41,7 @@ one request.  With ``max_concurrent=K`` at most K requests are served at
 once (the others wait their turn, as at a service with limited capacity).
 
 ``keep_alive=False`` answers every request with ``Connection: close`` and
-closes the connection.  Use it where a client sits idle between requests on
-the virtual clock: httpx (through anyio) pauses reading on an idle pooled
-connection, which takes its socket out of the loop's selector; the plugin
-then no longer recognises the server's end of that connection as a
-same-loop peer and lets virtual time flow at real speed (inexact figures,
-real waiting) until the connection is used again.  This is a limitation of
-``pytest_asyncspec.inflight`` as of this writing, reported to the plugin's
-maintainers; it does not arise while requests are in flight.
+closes the connection, for a claim about clients that cannot reuse one.
 """
 
 from __future__ import annotations

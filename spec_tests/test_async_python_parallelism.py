@@ -26,9 +26,6 @@ How the claims are checked:
 * S3.15 re-runs the asyncio scenarios on uvloop with the real clock, scaled
   down; the whole file also passes with ``--asyncspec-loop=uvloop
   --asyncspec-clock=real``.
-* On the virtual clock the pipelines' server closes each connection after
-  its answer: an idle httpx keep-alive connection makes the virtual clock
-  flow at real speed (a plugin limitation described in ``loopback_http.py``).
 
 Every timing or ordering claim has a negative control: the same assertion
 applied to the wrong program (sequential instead of concurrent, awaited one
@@ -1143,11 +1140,7 @@ async def run_pipeline(
 async def _run_pipeline(
     clock: LoopClock, trace: TraceOutput, program: PipelineProgram, shape: Pipeline
 ) -> PipelineRun:
-    # keep_alive=False on the virtual clock only: the producer phases leave
-    # httpx's pooled connections idle, which the virtual clock mistakes for
-    # outside peers (a plugin limitation, see loopback_http.py).
-    keep_alive = clock.mode == "real"
-    async with serve_http(latency=shape.latency, keep_alive=keep_alive) as server:
+    async with serve_http(latency=shape.latency) as server:
         limits = httpx.Limits(max_connections=shape.connections)
         async with new_client(limits=limits) as client:
             already = len(trace.output.lines)

@@ -213,6 +213,37 @@ def test_client_and_server_on_the_same_loop_let_the_clock_jump(run_virtual: RunV
     assert ended_at == 30.0
 
 
+def test_a_client_that_paused_reading_is_still_this_loops_peer(run_virtual: RunVirtual) -> None:
+    """A pooled client connection at rest stops reading (httpx does so between
+    requests), so its socket leaves the selector; the server's end must still
+    count as talking to this loop, and a 1 s sleep meanwhile is a jump, ending
+    at 1 s to the nanosecond (flowing at real speed, it ended a little later)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read(100)
+        finally:
+            writer.close()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        try:
+            await asyncio.sleep(0)
+            writer.transport.pause_reading()  # type: ignore[attr-defined]
+            await asyncio.sleep(1)
+            ticks = loop.virtual_ticks()
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+        return ticks
+
+    assert run_virtual(main) == 1_000_000_000
+
+
 # -- subprocesses ----------------------------------------------------------------
 
 
