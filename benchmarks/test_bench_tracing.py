@@ -153,10 +153,14 @@ def run_round(run: Round) -> None:
     loop = run.loop
     workload = yield_workload(run.tasks, run.awaits)
     if run.mode in TRACED_MODES:
-        # Threshold-only keeps just the steps over the threshold, as the
-        # plugin does for max_blocking without a full trace.
-        keep_over = run.threshold if run.mode == "threshold" else None
-        tracer = run.tracer = Tracer(loop, keep_over=keep_over)
+        # Threshold-only keeps just the steps over the threshold and no task
+        # details, as the plugin does for max_blocking alone.
+        threshold_only = run.mode == "threshold"
+        tracer = run.tracer = Tracer(
+            loop,
+            keep_over=run.threshold if threshold_only else None,
+            task_details=not threshold_only,
+        )
         tracer.install()
         watchdog = None
         if run.mode == "threshold":

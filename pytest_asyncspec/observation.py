@@ -60,7 +60,12 @@ class Observation:
                 keep_over = self.effective.max_blocking
                 if keep_over is None:
                     keep_over = float(2**31)
-            self.tracer = Tracer(self.loop, keep_over=keep_over)
+            self.tracer = Tracer(
+                self.loop,
+                keep_over=keep_over,
+                # Leak reports name where each task was created.
+                task_details=self.full_trace or self.effective.leaks != "off",
+            )
             self.tracer.install()
             self._stack.callback(self.tracer.stop)
             self.output = self._stack.enter_context(capture_output(self.tracer))

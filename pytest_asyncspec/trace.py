@@ -250,9 +250,20 @@ class Tracer:
     cost of a full trace.  Tasks are recorded either way.  From ten kernel
     ticks up (40 ms at 250 Hz) the steps are then stamped with the coarse
     monotonic clock, so their real times are good to one tick.
+
+    ``task_details=False`` skips what only reports of tasks need (where each
+    was created, when, and its name read right after create_task named it):
+    the cheapest blocking gate, whose reports name the blocking task as the
+    watchdog saw it.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, keep_over: float | None = None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        keep_over: float | None = None,
+        task_details: bool = True,
+    ) -> None:
         self.loop = loop
         self._vloop = loop if isinstance(loop, VirtualClockLoop) else None
         #: The running step and the kept steps (see step_log).
@@ -266,6 +277,7 @@ class Tracer:
         #: What the tracer saw go wrong inside itself (never the test's business).
         self.internal_errors: list[str] = []
         self._table = TaskTable(self.log.endings)
+        self._task_details = task_details
         # Tasks whose coroutine is not our recorder (a factory chained after
         # ours wrapped it): their labels, for record_of and awaited tasks.
         self._labels: weakref.WeakKeyDictionary[asyncio.Future[Any], int] = (
@@ -364,7 +376,10 @@ class Tracer:
         name = getattr(coro, "__name__", None) or type(coro).__name__
         qualname = getattr(coro, "__qualname__", name)
         table = self._table
-        label = table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site())
+        if self._task_details:
+            label = table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site())
+        else:
+            label = table.add(qualname, self.log.current, 0, None)
         recorder = _StepRecorder(coro, self.log, label)
         recorder._tracer = self
         recorder.__name__ = name
@@ -383,9 +398,10 @@ class Tracer:
         # with nothing else referring to it: ``await create_task(...)``).
         # Names given later with set_name are read when the records are built
         # or refreshed, if the task still exists.
-        if not self._unnamed:
-            loop.call_soon(self._read_new_names)
-        self._unnamed.append((label, task))
+        if self._task_details:
+            if not self._unnamed:
+                loop.call_soon(self._read_new_names)
+            self._unnamed.append((label, task))
         return task
 
     # -- task life ---------------------------------------------------------
