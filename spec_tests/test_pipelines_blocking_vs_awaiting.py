@@ -145,3 +145,30 @@ async def test_control_order_of_blocking_and_awaiting_matters(
     starts, _, _ = await _starts_and_durations(asyncspec_clock, await_then_block, 2.5)
     with pytest.raises(TimingAssertionError, match="start times"):
         asyncspec_clock.assert_times(starts, [0.0, 2.5, 5.0, 7.5, 10.0], what="start times")
+
+
+@pytest.mark.claim("S0.1", source=SOURCE, kind="T,O", control=True)
+async def test_control_awaited_calls_do_not_add_up(asyncspec_clock: LoopClock) -> None:
+    """Negative control for S0.1: five gathered calls that await instead of
+    blocking overlap, so S0.1's 25 s total and its strict alternation both
+    reject them."""
+    starts, durations, total = await _starts_and_durations(asyncspec_clock, awaiting_job, 5)
+    with pytest.raises(TimingAssertionError, match=r"whole job: expected 25\.0 s, measured 5\.0"):
+        asyncspec_clock.assert_time(total, 25.0, what="whole job")
+    spans = [(start, start + duration) for start, duration in zip(starts, durations, strict=True)]
+    assert any(
+        next_start < previous_end
+        for (_, previous_end), (next_start, _) in itertools.pairwise(spans)
+    ), "the awaited calls should overlap, so the alternation check would reject them"
+
+
+@pytest.mark.claim("S0.3", source=SOURCE, kind="T,O", control=True)
+async def test_control_blocking_first_does_not_finish_staggered(
+    asyncspec_clock: LoopClock,
+) -> None:
+    """Negative control for S0.3: blocking first and awaiting after gives other
+    durations (12.5, 10, 7.5, 5, 5 s), so S0.3's staggered finish-time
+    assertion rejects that program."""
+    _, durations, _ = await _starts_and_durations(asyncspec_clock, block_then_await, 2.5)
+    with pytest.raises(TimingAssertionError, match="finish times"):
+        asyncspec_clock.assert_times(durations, [5.0, 7.5, 10.0, 12.5, 15.0], what="finish times")
