@@ -116,9 +116,15 @@ def asyncio_run_on(clock: str, main: Coroutine[Any, Any, T]) -> T:
 
 
 async def add_one_slowly(a: int) -> int:
-    print(f"started func 1: {a + 1}")
+    total = a + 1
+    announce(1, total)
     await asyncio.sleep(1)
-    return a + 1
+    return total
+
+
+def announce(number: int, value: int) -> None:
+    """The line each function of the document prints when it starts."""
+    print("started func", f"{number}:", value)
 
 
 @pytest.mark.claim("S2.1", source=SOURCE, kind="S")
@@ -141,15 +147,17 @@ async def pause() -> None:
 
 
 async def starter(number: int, a: int) -> int:
-    print(f"started func {number}: {a + number}")
+    value = a + number
+    announce(number, value)
     await pause()
-    return a + number
+    return value
 
 
 def blocking_starter(number: int, a: int) -> int:
-    print(f"started func {number}: {a + number}")
+    value = a + number
+    announce(number, value)
     time.sleep(1)
-    return a + number
+    return value
 
 
 async def four_gathered(numbers: Sequence[int] = (1, 2, 3, 4)) -> list[int]:

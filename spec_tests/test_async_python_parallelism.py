@@ -1262,14 +1262,11 @@ async def test_aiohttp_session_get_returns_status_and_body(loopback_http: Any) -
     body the server sent."""
     server = await loopback_http()
 
-    async def fetch(client: aiohttp.ClientSession) -> str:
-        async with client.get(server.url("/")) as response:
-            assert response.status == 200
-            return await response.text()
-
-    async with aiohttp.ClientSession() as client:
-        html = await fetch(client)
-    assert html == KNOWN_BODY
+    async with aiohttp.ClientSession() as session, session.get(server.url("/")) as response:
+        status = response.status
+        body = await response.text()
+    assert status == 200
+    assert body == KNOWN_BODY
     assert server.requests == 1
 
 
