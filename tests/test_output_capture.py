@@ -35,18 +35,18 @@ def traced_loop() -> Iterator[tuple[VirtualClockLoop, Tracer]]:
         loop.close()
 
 
-# "Async Processing in Python", async2.py: half the work awaited, half blocking.
-async def myproc() -> None:
+# "Async Processing in Python", async2: each job awaits half of its time and
+# blocks the other half, and prints a line when it starts and when it ends.
+async def half_awaited_job(half: float = 2.5) -> None:
+    began = time.perf_counter()
     print("myProc started ...")
-    t1 = time.perf_counter()
-    await asyncio.sleep(2.5)
-    time.sleep(2.5)
-    t = time.perf_counter() - t1
-    print(f" myProc finished in {t:0.5f} seconds.")
+    await asyncio.sleep(half)
+    time.sleep(half)
+    print(" myProc finished in %.5f seconds." % (time.perf_counter() - began))
 
 
 async def async2_main() -> None:
-    await asyncio.gather(myproc(), myproc(), myproc(), myproc(), myproc())
+    await asyncio.gather(*(half_awaited_job() for _ in range(5)))
 
 
 ASYNC2_TRANSCRIPT: list[tuple[float | None, str | re.Pattern[str]]] = [
@@ -90,7 +90,9 @@ def test_lines_name_the_task_that_printed_them(
     loop, tracer = traced_loop
     lines = run_captured(loop, tracer, async2_main)
 
-    workers = [record.label for record in tracer.tasks.values() if record.coroutine == "myproc"]
+    workers = [
+        record.label for record in tracer.tasks.values() if record.coroutine == "half_awaited_job"
+    ]
     assert len(workers) == 5
     # Each worker prints its start in creation order, then its finish in the
     # same order, 2.5 s apart.
