@@ -656,7 +656,31 @@ module_now_ns(PyObject *module, PyObject *unused)
     return PyLong_FromLongLong(now_ns());
 }
 
+/* On Python 3.10 and 3.11 a Python subclass does not inherit am_send from
+ * its C base (inherit_slots copies am_await, am_aiter and am_anext only), so
+ * asyncio's task would step it through tp_iternext: one more dispatch a step
+ * and a StopIteration object at each task's end.  Give the subclass the slot. */
+static PyObject *
+module_prepare_subclass(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &Recorder_Type)) {
+        PyErr_SetString(PyExc_TypeError, "prepare_subclass() takes a subclass of RecorderBase");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (type->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        PyHeapTypeObject *heap = (PyHeapTypeObject *)type;
+        if (type->tp_as_async == &heap->as_async && heap->as_async.am_send == NULL) {
+            heap->as_async.am_send = (sendfunc)recorder_am_send;
+            PyType_Modified(type);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"prepare_subclass", module_prepare_subclass, METH_O,
+     "Let a Python subclass of RecorderBase keep the C send slot."},
     {"now_ns", module_now_ns, METH_NOARGS,
      "Real nanoseconds on the clock the recorders stamp steps with."},
     {NULL},

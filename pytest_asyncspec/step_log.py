@@ -238,6 +238,11 @@ class PyRecorderBase:
         return self
 
 
+def _prepare_subclass(cls: type) -> None:
+    """Nothing to do for the Python types (the C module's version gives a
+    subclass the C send slot, which Python 3.10/3.11 do not inherit)."""
+
+
 def _accelerator() -> Any:
     if os.environ.get("PYTEST_ASYNCSPEC_PURE_PYTHON"):
         return None
@@ -256,11 +261,14 @@ if TYPE_CHECKING:  # the C types honour the same interface
     StepLog = PyStepLog
     RecorderBase = PyRecorderBase
     now_ns = _now_ns
+    prepare_subclass = _prepare_subclass
 elif _C is not None:
     StepLog = _C.StepLog
     RecorderBase = _C.RecorderBase
     now_ns = _C.now_ns
+    prepare_subclass = _C.prepare_subclass
 else:
     StepLog = PyStepLog
     RecorderBase = PyRecorderBase
     now_ns = _now_ns
+    prepare_subclass = _prepare_subclass

@@ -33,7 +33,7 @@ from .clock import VirtualClockLoop
 from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
 from .step_log import LABEL_SHIFT as _LABEL_SHIFT
 from .step_log import WORDS as _WORDS
-from .step_log import RecorderBase, StepLog, coarse_resolution_ns
+from .step_log import RecorderBase, StepLog, coarse_resolution_ns, prepare_subclass
 from .task_table import Mark, Site, TaskTable
 from .task_table import Outcome as Outcome
 from .task_table import TaskRecord as TaskRecord
@@ -184,6 +184,7 @@ class _StepRecorder(RecorderBase):
 
 
 Coroutine.register(_StepRecorder)
+prepare_subclass(_StepRecorder)
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
