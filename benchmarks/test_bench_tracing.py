@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import statistics
 import subprocess
 import sys
 import tracemalloc
@@ -226,13 +227,30 @@ class Rounds:
     factory: LoopFactory
     mode: Mode
     checked: list[Checked] = field(default_factory=list)
+    #: Seconds of an untraced round run just before each timed round (modes
+    #: other than untraced), for a ratio that load drift cannot skew.
+    baselines: list[float] = field(default_factory=list)
 
     def setup(self) -> tuple[tuple[Round], dict[str, Any]]:
+        if self.mode != "untraced":
+            baseline = new_round(self.factory, "untraced")
+            try:
+                run_round(baseline)
+            finally:
+                baseline.loop.close()
+            self.baselines.append(baseline.real_seconds)
         return (new_round(self.factory, self.mode),), {}
 
     def teardown(self, run: Round) -> None:
         run.loop.close()
         self.checked.append(check_round(run))
+
+    def paired_ratios(self) -> list[float]:
+        """Each timed round over the untraced round run right before it."""
+        return [
+            checked.real_seconds / baseline
+            for checked, baseline in zip(self.checked, self.baselines, strict=True)
+        ]
 
 
 # -- rounds --------------------------------------------------------------------
@@ -250,7 +268,12 @@ WARMUP_ROUNDS: dict[Mode, int] = {"untraced": 2, "traced": 2, "threshold": 2, "d
     "loop_name",
     [pytest.param("stock"), pytest.param("uvloop", marks=needs_uvloop)],
 )
-def test_tracing(benchmark: BenchmarkFixture, loop_name: LoopName, mode: Mode) -> None:
+def test_tracing(
+    benchmark: BenchmarkFixture,
+    loop_name: LoopName,
+    mode: Mode,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     benchmark.group = f"tracing-{loop_name}"
     rounds = Rounds(LOOPS[loop_name], mode)
     if benchmark.disabled:
@@ -276,6 +299,19 @@ def test_tracing(benchmark: BenchmarkFixture, loop_name: LoopName, mode: Mode) -
     benchmark.extra_info["steps_recorded"] = rounds.checked[-1].steps_recorded
     if mode == "threshold":
         benchmark.extra_info["watchdog_full_scans"] = sum(c.full_scan for c in rounds.checked)
+    if mode != "untraced":
+        # The groups' ratios compare minima taken minutes apart on a shared
+        # machine; these compare each round with an untraced one run just
+        # before it (the timed rounds only, not the warm-up).
+        ratios = sorted(rounds.paired_ratios()[WARMUP_ROUNDS[mode] :])
+        benchmark.extra_info["paired_ratio_min"] = ratios[0]
+        benchmark.extra_info["paired_ratio_median"] = statistics.median(ratios)
+        with capsys.disabled():
+            print(
+                f"\n[tracing overhead] {loop_name} {mode}: each round over an untraced round "
+                f"run just before it: min {ratios[0]:.3f}x, median "
+                f"{statistics.median(ratios):.3f}x ({len(ratios)} rounds)"
+            )
 
 
 # -- memory (not timed) --------------------------------------------------------
