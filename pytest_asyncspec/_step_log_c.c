@@ -551,15 +551,18 @@ recorder_throw(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "throw expected 1 to 3 arguments, got %zd", nargs);
         return NULL;
     }
-    PyObject *call[4];
-    call[0] = self->coro;
+    /* call[0] is spare: with PY_VECTORCALL_ARGUMENTS_OFFSET the callee may
+     * overwrite the slot before the first argument (here, the receiver). */
+    PyObject *call[5];
+    call[0] = NULL;
+    call[1] = self->coro;
     for (Py_ssize_t i = 0; i < nargs; i++) {
-        call[i + 1] = args[i];
+        call[i + 2] = args[i];
     }
     StepStart s;
     step_begin(self, &s);
     PyObject *result = PyObject_VectorcallMethod(
-        str_throw, call, (size_t)(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        str_throw, call + 1, (size_t)(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (result != NULL) {
         step_yielded(self, &s, result);
     }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import types
+import weakref
 from collections.abc import Generator
 from typing import Any
 
@@ -357,3 +359,40 @@ def test_coarse_stamps_need_a_threshold(types_: tuple[Any, Any]) -> None:
     log_type, _ = types_
     with pytest.raises(ValueError, match="coarse stamps are for keeping long steps only"):
         log_type(None, -1, True)
+
+
+def test_send_and_throw_hold_no_extra_references(types_: tuple[Any, Any]) -> None:
+    """Values sent, yielded and thrown through the recorder are not leaked."""
+    log_type, base = types_
+    log = log_type(None, -1)
+    sent = object()
+
+    class Thrown(ValueError):
+        """Weakly referenceable, unlike ValueError itself."""
+
+    async def resilient() -> None:
+        while True:
+            with contextlib.suppress(Thrown):
+                await _suspend(sent)
+
+    class Recorder(base):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+        def _yielded(self, result: Any) -> int:
+            return 2  # keeps nothing, unlike Calls
+
+    recorder = Recorder(resilient(), log, 1)
+    recorder.send(None)
+    before = sys.getrefcount(sent)
+    thrown = []
+    for _ in range(1_000):
+        assert recorder.send(sent) is sent
+        error = Thrown("thrown")
+        assert recorder.throw(error) is sent
+        # A fresh exception each time: re-raising one object would grow its
+        # traceback, which keeps the frames (and their values) alive.
+        thrown.append(weakref.ref(error))
+        del error
+    assert sys.getrefcount(sent) == before
+    assert not any(reference() is not None for reference in thrown)
+    recorder.close()
