@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import pytest
+from transcripts import FLOAT, Printed, assert_transcript, figure
 
 from pytest_asyncspec import (
     REAL_CLOCK_TOLERANCE,
@@ -34,7 +35,6 @@ from pytest_asyncspec import (
     OutputLine,
     TimingAssertionError,
     VirtualClockLoop,
-    compare_transcript,
 )
 from pytest_asyncspec.observation import TraceView
 from pytest_asyncspec.output import ExpectedLine
@@ -42,49 +42,8 @@ from pytest_asyncspec.settings import Effective
 from pytest_asyncspec.ticks import ticks_to_seconds
 
 SOURCE = "Achieving asynchronous behavior using asyncio in Python"
-FLOAT = r"(\d+\.\d+(?:e-\d+)?)"  # a printed float, as str(float) writes it
 COMPLETED = re.compile(f"Completed after: {FLOAT}")
 T = TypeVar("T")
-
-
-# -- transcripts ---------------------------------------------------------------
-
-
-def _loop_seconds() -> float:
-    """The running loop's time, read as the output recorder reads it."""
-    loop = asyncio.get_running_loop()
-    if isinstance(loop, VirtualClockLoop):
-        return ticks_to_seconds(loop.virtual_ticks())
-    return loop.time()
-
-
-class Printed:
-    """The lines printed from now on, with times relative to now."""
-
-    def __init__(self, trace: TraceView) -> None:
-        self._output = trace.output
-        self._first = len(self._output.lines)
-        self._origin = _loop_seconds()
-
-    def lines(self) -> list[OutputLine]:
-        return [
-            dataclasses.replace(line, time=line.time - self._origin)
-            for line in self._output.lines[self._first :]
-        ]
-
-
-def assert_transcript(
-    clock: LoopClock, lines: Sequence[OutputLine], expected: Sequence[ExpectedLine]
-) -> None:
-    """Fail unless every printed line has the expected text at the expected time."""
-    tolerance = None if clock.mode == "virtual" else clock.tolerance
-    problems = compare_transcript(lines, expected, tolerance=tolerance)
-    assert not problems, "transcript differs:\n  " + "\n  ".join(problems)
-
-
-def figure(line: OutputLine) -> float:
-    """The last number printed on a line."""
-    return float(re.findall(FLOAT, line.text)[-1])
 
 
 def asyncio_run_on(clock: str, main: Coroutine[Any, Any, T]) -> T:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import dataclasses
 import inspect
 import json
 import re
@@ -29,23 +28,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from typing import Any
 
 import pytest
+from transcripts import FLOAT, Printed, assert_transcript, figure
 
 from pytest_asyncspec import (
     LoopClock,
-    OutputLine,
     TimingAssertionError,
-    VirtualClockLoop,
-    compare_transcript,
 )
 from pytest_asyncspec.observation import TraceView
-from pytest_asyncspec.output import ExpectedLine
-from pytest_asyncspec.ticks import ticks_to_seconds
 
 SOURCE = "Python Asyncio - Using async with python!"
 FIRST = (10, 20, 40)
 SECOND = (50, 500, 5000)
 DOCUMENTED_RESULT = [[10, 20, 40], [50, 500, 5000]]
-FLOAT = r"(\d+\.\d+(?:e-\d+)?)"  # a printed float, as str(float) writes it
 
 
 # -- the programs --------------------------------------------------------------
@@ -98,46 +92,6 @@ async def timed_and_printed(program: Callable[[], Awaitable[Any]]) -> tuple[Any,
     elapsed = time.perf_counter() - began
     print(elapsed)
     return result, elapsed
-
-
-# -- transcripts ---------------------------------------------------------------
-
-
-def _loop_seconds() -> float:
-    """The running loop's time, read as the output recorder reads it."""
-    loop = asyncio.get_running_loop()
-    if isinstance(loop, VirtualClockLoop):
-        return ticks_to_seconds(loop.virtual_ticks())
-    return loop.time()
-
-
-class Printed:
-    """The lines printed from now on, with times relative to now."""
-
-    def __init__(self, trace: TraceView) -> None:
-        self._output = trace.output
-        self._first = len(self._output.lines)
-        self._origin = _loop_seconds()
-
-    def lines(self) -> list[OutputLine]:
-        return [
-            dataclasses.replace(line, time=line.time - self._origin)
-            for line in self._output.lines[self._first :]
-        ]
-
-
-def assert_transcript(
-    clock: LoopClock, lines: Sequence[OutputLine], expected: Sequence[ExpectedLine]
-) -> None:
-    """Fail unless every printed line has the expected text at the expected time."""
-    tolerance = None if clock.mode == "virtual" else clock.tolerance
-    problems = compare_transcript(lines, expected, tolerance=tolerance)
-    assert not problems, "transcript differs:\n  " + "\n  ".join(problems)
-
-
-def figure(line: OutputLine) -> float:
-    """The last number printed on a line."""
-    return float(re.findall(FLOAT, line.text)[-1])
 
 
 # -- S1.1 and S1.2: blocking generators vs async generators under gather -------

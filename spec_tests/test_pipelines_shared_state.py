@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from transcripts import assert_transcript, loop_seconds
 
-from pytest_asyncspec import LoopClock, OutputLine, VirtualClockLoop, compare_transcript
+from pytest_asyncspec import LoopClock, OutputLine
 from pytest_asyncspec.observation import TraceView
 from pytest_asyncspec.output import ExpectedLine
-from pytest_asyncspec.ticks import ticks_to_seconds
 
 SOURCE = "Async Processing in Python: Make Data Pipelines Scream"
 CALL_IDS = (1, 2, 3, 4, 5)
@@ -119,14 +119,6 @@ class Run:
     job: float
 
 
-def _loop_seconds() -> float:
-    """The running loop's time, read as the output recorder reads it."""
-    loop = asyncio.get_running_loop()
-    if isinstance(loop, VirtualClockLoop):
-        return ticks_to_seconds(loop.virtual_ticks())
-    return loop.time()
-
-
 async def run_pipeline(
     clock: LoopClock,
     trace: TraceView,
@@ -136,7 +128,7 @@ async def run_pipeline(
     """Gather one call of ``step`` per id in ``order``; keep what was printed."""
     output = trace.output
     first_line = len(output.lines)
-    origin = _loop_seconds()
+    origin = loop_seconds()
     shared = Shared()
     reports: list[Report] = []
     clock.reset()
@@ -160,15 +152,6 @@ def finished_line(call_id: int, count: int, trail: str) -> re.Pattern[str]:
         rf"myProc {call_id} finished in {FIGURE} seconds\. "
         rf"sum = {count} chain {re.escape(trail)}"
     )
-
-
-def assert_transcript(
-    clock: LoopClock, lines: Sequence[OutputLine], expected: Sequence[ExpectedLine]
-) -> None:
-    """Fail unless every printed line has the expected text at the expected time."""
-    tolerance = None if clock.mode == "virtual" else clock.tolerance
-    problems = compare_transcript(lines, expected, tolerance=tolerance)
-    assert not problems, "transcript differs:\n  " + "\n  ".join(problems)
 
 
 def printed_figures(lines: Sequence[OutputLine]) -> list[float]:

@@ -14,35 +14,18 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tracing_helpers import Main, run_traced_main
 
 from pytest_asyncspec.clock import VirtualClockLoop
 from pytest_asyncspec.timeline import MIN_WIDTH, render_timeline
-from pytest_asyncspec.trace import Trace, Tracer
+from pytest_asyncspec.trace import Tracer
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("ASYNCSPEC_UPDATE_GOLDEN") == "1"
-
-Main = Callable[[], Coroutine[Any, Any, None]]
-
-
-def run_traced(main: Main, *, eager: bool = False) -> Trace:
-    """Run ``main()`` (as a task named "main") on a traced virtual-clock loop."""
-    loop = VirtualClockLoop()
-    if eager:
-        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    tracer = Tracer(loop)
-    tracer.install()
-    try:
-        loop.run_until_complete(loop.create_task(main(), name="main"))
-    finally:
-        trace = tracer.stop()
-        loop.close()
-    return trace
 
 
 def assert_golden(name: str, text: str) -> None:
@@ -194,7 +177,7 @@ async def eager_children() -> None:
 
 
 def test_block_then_await_golden() -> None:
-    text = render_timeline(run_traced(block_then_await), blocking_threshold=1.0)
+    text = render_timeline(run_traced_main(block_then_await), blocking_threshold=1.0)
     # Independent of the golden file: each worker blocks for exactly ten
     # 0.25 s columns, one after the other.
     assert "1 column = 250 ms" in text
@@ -209,14 +192,14 @@ def test_block_then_await_golden() -> None:
 
 
 def test_block_then_await_without_threshold_draws_no_blocking_marks() -> None:
-    text = render_timeline(run_traced(block_then_await))
+    text = render_timeline(run_traced_main(block_then_await))
     assert "#" not in text
     assert row(text, "worker-2").count("=") == 10
     assert "blocking:" not in text
 
 
 def test_window_golden() -> None:
-    text = render_timeline(run_traced(block_then_await), window=(4.0, 9.0), width=72)
+    text = render_timeline(run_traced_main(block_then_await), window=(4.0, 9.0), width=72)
     assert "window 4 s to 9 s (trace: 0 s to 15 s)" in text
     # 100 ms columns from 4 s.  worker-1's step [2.5, 5) is clipped to its last
     # second; worker-2's [5, 7.5) is whole; worker-3's [7.5, 10) still runs at
@@ -231,7 +214,7 @@ def test_window_golden() -> None:
 
 
 def test_mixed_outcomes_golden() -> None:
-    text = render_timeline(run_traced(mixed_outcomes), blocking_threshold=0.2)
+    text = render_timeline(run_traced_main(mixed_outcomes), blocking_threshold=0.2)
     assert row(text, "fails").rstrip().endswith("X")
     assert "C" in row(text, "waits-forever")
     assert "#" in row(text, "producer")
@@ -242,7 +225,7 @@ def test_mixed_outcomes_golden() -> None:
 
 
 def test_single_instant_golden() -> None:
-    text = render_timeline(run_traced(all_at_once))
+    text = render_timeline(run_traced_main(all_at_once))
     assert "loop time 0 s to 0 s" in text
     assert "longest step: every step took no loop time" in text
     assert_fits(text, 100)
@@ -250,7 +233,7 @@ def test_single_instant_golden() -> None:
 
 
 def test_many_tasks_golden() -> None:
-    text = render_timeline(run_traced(many_tasks), blocking_threshold=0.15)
+    text = render_timeline(run_traced_main(many_tasks), blocking_threshold=0.15)
     assert len(task_rows(text)) == 40
     assert "... 61 more tasks not shown" in text
     # The tasks that held the loop are kept, whatever their position.
@@ -261,7 +244,7 @@ def test_many_tasks_golden() -> None:
 
 
 def test_nasty_names_golden() -> None:
-    text = render_timeline(run_traced(nasty_names), blocking_threshold=0.1)
+    text = render_timeline(run_traced_main(nasty_names), blocking_threshold=0.1)
     assert "\x1b" not in text
     assert "line one\\nline two" in text
     assert "\\x1b[31mred" in text
@@ -273,14 +256,14 @@ def test_nasty_names_golden() -> None:
 
 
 def test_narrow_golden() -> None:
-    text = render_timeline(run_traced(mixed_outcomes), width=MIN_WIDTH, blocking_threshold=0.2)
+    text = render_timeline(run_traced_main(mixed_outcomes), width=MIN_WIDTH, blocking_threshold=0.2)
     assert_fits(text, MIN_WIDTH)
     assert_golden("timeline_narrow.txt", text)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks arrived in Python 3.12")
 def test_eager_nested_steps_golden() -> None:
-    trace = run_traced(eager_children, eager=True)
+    trace = run_traced_main(eager_children, eager=True)
     nested = [step for step in trace.steps() if step.inside is not None]
     assert len(nested) == 1
     text = render_timeline(trace, blocking_threshold=0.75)
@@ -301,15 +284,15 @@ def test_eager_nested_steps_golden() -> None:
 @pytest.mark.parametrize("width", [MIN_WIDTH, 57, 80, 100, 137])
 @pytest.mark.parametrize("program", [block_then_await, mixed_outcomes, many_tasks, nasty_names])
 def test_every_line_fits_the_width(program: Main, width: int) -> None:
-    trace = run_traced(program)
+    trace = run_traced_main(program)
     for window in (None, (0.5, 1.25)):
         text = render_timeline(trace, width=width, blocking_threshold=0.2, window=window)
         assert_fits(text, width)
 
 
 def test_rendering_is_deterministic() -> None:
-    first = render_timeline(run_traced(mixed_outcomes), blocking_threshold=0.2)
-    second = render_timeline(run_traced(mixed_outcomes), blocking_threshold=0.2)
+    first = render_timeline(run_traced_main(mixed_outcomes), blocking_threshold=0.2)
+    second = render_timeline(run_traced_main(mixed_outcomes), blocking_threshold=0.2)
     assert first == second
 
 
@@ -323,7 +306,7 @@ def test_empty_trace() -> None:
 
 
 def test_window_with_nothing_in_it() -> None:
-    trace = run_traced(block_then_await)
+    trace = run_traced_main(block_then_await)
     text = render_timeline(trace, window=(100.0, 200.0))
     assert text == (
         "asyncspec timeline: nothing happened in window 100 s to 200 s "
@@ -361,7 +344,7 @@ def test_far_loop_times_label_the_axis_from_its_origin() -> None:
         time.sleep(2)
         await asyncio.sleep(1)
 
-    text = render_timeline(run_traced(late), window=(1e9, 1e9 + 4))
+    text = render_timeline(run_traced_main(late), window=(1e9, 1e9 + 4))
     assert "axis: +s after loop time 1000000000 s" in text
     assert "+0" in text
     assert "+2" in text
@@ -404,13 +387,13 @@ def test_real_loop_trace_renders() -> None:
     ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict[str, Any], message: str) -> None:
-    trace = run_traced(all_at_once)
+    trace = run_traced_main(all_at_once)
     with pytest.raises(ValueError, match=re.escape(message)):
         render_timeline(trace, **kwargs)
 
 
 def test_max_tasks_caps_rows() -> None:
-    text = render_timeline(run_traced(block_then_await), max_tasks=2, blocking_threshold=1)
+    text = render_timeline(run_traced_main(block_then_await), max_tasks=2, blocking_threshold=1)
     assert len(task_rows(text)) == 2
     assert "... 4 more tasks not shown" in text
     # worker-0 has the longest step (first of the equal 2.5 s ones).
@@ -418,7 +401,7 @@ def test_max_tasks_caps_rows() -> None:
 
 
 def test_window_of_one_instant() -> None:
-    text = render_timeline(run_traced(block_then_await), window=(12.5, 12.5))
+    text = render_timeline(run_traced_main(block_then_await), window=(12.5, 12.5))
     assert "window 12.5 s to 12.5 s" in text
     # Workers 0-3 finish at 12.5 s; worker-4's step [10, 12.5) ends there but
     # does not cover it, so worker-4 only waits.

@@ -9,37 +9,20 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tracing_helpers import run_traced_main
 
 from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.trace import Trace, Tracer
+from pytest_asyncspec.trace import Tracer
 from pytest_asyncspec.trace_events import (
     TRACE_FILE_SUFFIX,
     to_trace_events,
     trace_file_name,
     write_trace_events,
 )
-
-Main = Callable[[], Coroutine[Any, Any, None]]
-
-
-def run_traced(main: Main, *, eager: bool = False) -> Trace:
-    """Run ``main()`` (as a task named "main") on a traced virtual-clock loop."""
-    loop = VirtualClockLoop()
-    if eager:
-        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    tracer = Tracer(loop)
-    tracer.install()
-    try:
-        loop.run_until_complete(loop.create_task(main(), name="main"))
-    finally:
-        trace = tracer.stop()
-        loop.close()
-    return trace
 
 
 async def block_then_await() -> None:
@@ -123,7 +106,7 @@ def without_real_times(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_block_then_await_exports_loop_time_steps() -> None:
-    document = to_trace_events(run_traced(block_then_await), test_id="tests/t.py::test_x")
+    document = to_trace_events(run_traced_main(block_then_await), test_id="tests/t.py::test_x")
     validate_trace_events(json.loads(json.dumps(document)))
 
     names = {
@@ -161,7 +144,7 @@ def test_block_then_await_exports_loop_time_steps() -> None:
 
 
 def test_every_step_becomes_one_complete_event() -> None:
-    trace = run_traced(block_then_await)
+    trace = run_traced_main(block_then_await)
     events = complete_events(to_trace_events(trace))
     assert len(events) == len(trace)
     assert sorted(event["args"]["index"] for event in events) == list(range(len(trace)))
@@ -178,7 +161,7 @@ def test_created_and_ended_instants() -> None:
         with contextlib.suppress(ValueError):
             await task
 
-    document = to_trace_events(run_traced(main))
+    document = to_trace_events(run_traced_main(main))
     validate_trace_events(document)
     instants = [event for event in document["traceEvents"] if event["ph"] == "i"]
     created = {event["tid"]: event for event in instants if event["name"] == "created"}
@@ -198,7 +181,7 @@ def test_awaited_task_is_recorded() -> None:
 
         await asyncio.create_task(child(), name="child")
 
-    events = complete_events(to_trace_events(run_traced(main)))
+    events = complete_events(to_trace_events(run_traced_main(main)))
     main_steps = [event for event in events if event["tid"] == 1]
     assert main_steps[0]["args"]["awaits"] == "task"
     assert main_steps[0]["args"]["awaited_task"] == 2
@@ -215,7 +198,7 @@ def test_eager_step_records_the_step_it_ran_inside() -> None:
         task = asyncio.create_task(child(), name="child")
         await task
 
-    document = to_trace_events(run_traced(main, eager=True))
+    document = to_trace_events(run_traced_main(main, eager=True))
     validate_trace_events(document)
     first_child_step = next(event for event in complete_events(document) if event["tid"] == 2)
     assert first_child_step["args"]["inside"] == 1
@@ -223,8 +206,8 @@ def test_eager_step_records_the_step_it_ran_inside() -> None:
 
 
 def test_events_are_ordered_and_deterministic() -> None:
-    first = to_trace_events(run_traced(block_then_await))
-    second = to_trace_events(run_traced(block_then_await))
+    first = to_trace_events(run_traced_main(block_then_await))
+    second = to_trace_events(run_traced_main(block_then_await))
     assert without_real_times(first) == without_real_times(second)
     timestamps = [event["ts"] for event in first["traceEvents"] if event["ph"] != "M"]
     assert timestamps == sorted(timestamps)
@@ -278,7 +261,7 @@ def test_hostile_task_names_survive_as_data(tmp_path: Path) -> None:
             *(asyncio.create_task(asyncio.sleep(0), name=name) for name in HOSTILE_NAMES)
         )
 
-    trace = run_traced(main)
+    trace = run_traced_main(main)
     path = write_trace_events(trace, tmp_path / "hostile.trace.json", test_id="t[<b>\n]")
     raw = path.read_bytes()
     raw.decode("ascii")  # ensure_ascii: plain ASCII whatever the names
@@ -299,7 +282,7 @@ def test_lone_surrogates_are_escaped_not_emitted() -> None:
     async def main() -> None:
         await asyncio.create_task(asyncio.sleep(0), name="bad \udc80 byte")
 
-    document = to_trace_events(run_traced(main))
+    document = to_trace_events(run_traced_main(main))
     text = json.dumps(document, ensure_ascii=False)
     text.encode("utf-8")  # would raise on a lone surrogate
     names = [
@@ -314,7 +297,7 @@ def test_lone_surrogates_are_escaped_not_emitted() -> None:
 
 
 def test_write_creates_parents_and_returns_the_path(tmp_path: Path) -> None:
-    trace = run_traced(block_then_await)
+    trace = run_traced_main(block_then_await)
     target = tmp_path / "deep" / "er" / "x.trace.json"
     written = write_trace_events(trace, str(target), test_id="t")
     assert written == target
@@ -327,7 +310,7 @@ def test_write_creates_parents_and_returns_the_path(tmp_path: Path) -> None:
 def test_write_replaces_an_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "x.trace.json"
     target.write_text("old", encoding="utf-8")
-    write_trace_events(run_traced(block_then_await), target)
+    write_trace_events(run_traced_main(block_then_await), target)
     validate_trace_events(json.loads(target.read_text(encoding="utf-8")))
     assert [path.name for path in tmp_path.iterdir()] == ["x.trace.json"]
 
@@ -343,7 +326,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(
 
     monkeypatch.setattr(json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
-        write_trace_events(run_traced(block_then_await), target)
+        write_trace_events(run_traced_main(block_then_await), target)
     assert target.read_text(encoding="utf-8") == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["x.trace.json"]
 

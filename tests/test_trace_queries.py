@@ -19,25 +19,12 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import pytest
+from tracing_helpers import close_loop
 
 from pytest_asyncspec import VirtualClockLoop
 from pytest_asyncspec.trace import Awaits, Outcome, Trace, Tracer
 
 _T = TypeVar("_T")
-
-
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Tear a loop down as ``asyncio.Runner.close`` does (3.10 has no Runner)."""
-    try:
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
 
 
 def run_traced(

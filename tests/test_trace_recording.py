@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import pytest
+from tracing_helpers import close_loop
 
 from pytest_asyncspec import VirtualClockLoop
 from pytest_asyncspec.trace import Awaits, Outcome, Trace, Tracer
@@ -79,20 +80,6 @@ def describe_error(error: BaseException) -> object:
     if members is not None:
         return (type(error).__name__, sorted(str(describe_error(m)) for m in members))
     return (type(error).__name__, str(error))
-
-
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Tear a loop down as ``asyncio.Runner.close`` does (3.10 has no Runner)."""
-    try:
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
 
 
 def execute(
