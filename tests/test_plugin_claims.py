@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pytester_helpers import assert_usage_error, output_of
 
 import pytest_asyncspec
 from pytest_asyncspec.claims import (
@@ -215,10 +215,6 @@ def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
     pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
 
 
-def output_of(result: pytest.RunResult) -> str:
-    return "\n".join(result.outlines + result.errlines)
-
-
 def read_report(path: Path) -> dict[str, Any]:
     document = json.loads(path.read_text())
     assert isinstance(document, dict)
@@ -235,17 +231,6 @@ def section_lines(result: pytest.RunResult) -> list[str]:
     start = next(i for i, line in enumerate(lines) if "= asyncspec claims =" in line)
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("=", "asyncspec:")))
     return lines[start + 1 : end]
-
-
-def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
-    """Exit code 4, ``patterns`` on stderr, no test run and no traceback."""
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, output_of(result)
-    result.stderr.fnmatch_lines(list(patterns))
-    text = output_of(result)
-    assert "Traceback" not in text
-    assert "INTERNALERROR" not in text
-    assert "pytest_asyncspec/" not in text
-    assert not re.search(r"\d+ (passed|failed|skipped|error)", text), text
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import re
 import sys
 
 import pytest
+from pytester_helpers import output_of
 
 BASE_INI = """\
 [pytest]
@@ -27,10 +28,6 @@ FRAME_LINE = re.compile(r"^\S+\.py:\d+: in \S+", re.MULTILINE)
 
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
     pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
-
-
-def output_of(result: pytest.RunResult) -> str:
-    return "\n".join(result.outlines + result.errlines)
 
 
 def assert_no_traceback(result: pytest.RunResult) -> None:

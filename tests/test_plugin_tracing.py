@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytester_helpers import assert_usage_error, line_of, output_of
 
 # Inner runs are as strict as this project's own configuration.  looptime (a
 # peer plugin installed here for benchmarks) re-classes every loop it sees;
@@ -78,21 +79,6 @@ def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
     pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
 
 
-def output_of(result: pytest.RunResult) -> str:
-    return "\n".join(result.outlines + result.errlines)
-
-
-def line_of(path: Path, needle: str) -> int:
-    """The 1-based number of the only line of ``path`` containing ``needle``."""
-    numbers = [
-        number
-        for number, line in enumerate(path.read_text().splitlines(), start=1)
-        if needle in line
-    ]
-    assert len(numbers) == 1, (needle, numbers)
-    return numbers[0]
-
-
 _HEADING = re.compile(r"^[-_=]{3,} .* [-_=]{3,}$|^[_=]{10,}$")
 
 
@@ -145,17 +131,6 @@ def process_name(document: dict[str, Any]) -> str:
         if event.get("ph") == "M" and event.get("name") == "process_name"
     )
     return str(name)
-
-
-def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
-    """Exit code 4, ``patterns`` on stderr, no test run and no traceback."""
-    assert result.ret == pytest.ExitCode.USAGE_ERROR, output_of(result)
-    result.stderr.fnmatch_lines(list(patterns))
-    text = output_of(result)
-    assert "Traceback" not in text
-    assert "INTERNALERROR" not in text
-    assert "pytest_asyncspec/" not in text
-    assert not re.search(r"\d+ (passed|failed)", text), text
 
 
 # -- the ASCII timeline ---------------------------------------------------------

@@ -1,0 +1,35 @@
+"""Helpers shared by the pytester tests of the plugin (tests/test_plugin_*.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+
+def output_of(result: pytest.RunResult) -> str:
+    """Everything an inner run printed, stdout then stderr."""
+    return "\n".join(result.outlines + result.errlines)
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The 1-based number of the only line of ``path`` containing ``needle``."""
+    numbers = [
+        number
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if needle in line
+    ]
+    assert len(numbers) == 1, (needle, numbers)
+    return numbers[0]
+
+
+def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
+    """Exit code 4, ``patterns`` on stderr, no test run and no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output_of(result)
+    result.stderr.fnmatch_lines(list(patterns))
+    text = output_of(result)
+    assert "Traceback" not in text
+    assert "INTERNALERROR" not in text
+    assert "pytest_asyncspec/" not in text
+    assert not re.search(r"\d+ (passed|failed|skipped|error)", text), text
