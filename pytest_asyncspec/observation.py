@@ -85,6 +85,8 @@ class Observation:
             self._stack.close()
         except Exception:
             self.internal_errors.append(traceback.format_exc())
+        if self.tracer is not None:
+            self.internal_errors.extend(self.tracer.internal_errors)
         if self.watchdog is not None:
             self.internal_errors.extend(self.watchdog.watchdog_errors)
 

@@ -779,6 +779,38 @@ def test_tracer_crash_keeps_each_test_outcome_and_adds_a_section(
         assert TIMELINE not in output_of(result)
 
 
+def test_crash_inside_the_step_recorder_is_reported_not_lost(pytester: pytest.Pytester) -> None:
+    """When working out what a task awaits raises (inside the per-step
+    recorder), both tests keep their own outcome and each report gains an
+    ``asyncspec internal error`` section quoting the crash."""
+    make_project(pytester)
+    pytester.makeconftest(
+        """
+        from __future__ import annotations
+
+        import pytest
+
+        import pytest_asyncspec.trace
+
+
+        def explode(*args: object) -> None:
+            raise RuntimeError("classifier exploded")
+
+
+        @pytest.fixture(autouse=True)
+        def crash_the_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
+            monkeypatch.setattr(pytest_asyncspec.trace, "_awaited_kind", explode)
+        """
+    )
+    pytester.makepyfile(test_outcomes=OUTCOME_TESTS)
+    result = pytester.runpytest("-rA", "--asyncspec-trace=on")
+    result.assert_outcomes(passed=1, failed=1)
+    for occurrence in range(2):
+        crash = "\n".join(section(result, INTERNAL, occurrence))
+        assert "while classifying what a task awaits" in crash
+        assert "RuntimeError: classifier exploded" in crash
+
+
 def test_crash_while_describing_blocking_keeps_the_failing_test_message(
     pytester: pytest.Pytester,
 ) -> None:
