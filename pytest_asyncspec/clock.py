@@ -76,6 +76,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         "_children",
         "_deadlock_grace",
         "_epoch",
+        "_held",
         "_jobs_in_flight",
         "_real_mark",
         "_ticks",
@@ -98,6 +99,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        #: Ready callbacks a subclass holds outside ``_ready`` (the exploring
+        #: loop's pool): while any are held, time must not jump.
+        self._held = 0
         self._children: weakref.WeakSet[Any] = weakref.WeakSet()
         self._deadlock_grace = deadlock_grace
         # Real ns at which the current stretch of in-flight real work began
@@ -268,7 +272,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         if self._timer_cancelled_count:
             self._drop_cancelled_timers()
         heap = self._timer_heap
-        if self._ready or self._stopping or (heap and heap[0][0] <= self._ticks):  # type: ignore[attr-defined]
+        if (
+            self._ready  # type: ignore[attr-defined]
+            or self._held
+            or self._stopping  # type: ignore[attr-defined]
+            or (heap and heap[0][0] <= self._ticks)
+        ):
             self._poll(0)
         else:
             self._wait_or_jump()

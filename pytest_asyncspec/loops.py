@@ -1,9 +1,10 @@
 """Which event loop a test runs on: the loop implementation and its clock.
 
 The virtual clock is a property of :class:`~pytest_asyncspec.clock.VirtualClockLoop`,
-a subclass of asyncio's selector loop.  Loops whose clock lives in C
-(uvloop) cannot be virtualised; asking for that combination is an error that
-names the alternative instead of silently running on real time.
+a subclass of asyncio's selector loop; tests get its exploring subclass.
+Loops whose clock lives in C (uvloop) cannot be virtualised; asking for that
+combination is an error that names the alternative instead of silently
+running on real time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
-from .clock import VirtualClockLoop
+from .exploring_loop import ExploringLoop
 
 ClockChoice = Literal["virtual", "real"]
 LoopChoice = Literal["asyncio", "uvloop"]
@@ -68,5 +69,7 @@ def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
             )
         return _uvloop_factory()
     if clock == "virtual":
-        return VirtualClockLoop
+        # The virtual-clock loop that can also explore schedules; it runs in
+        # stock order unless a test asks for exploration.
+        return ExploringLoop
     return _policy_loop

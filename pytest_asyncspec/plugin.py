@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Generator, Mapping
+from typing import Any
 
 import pytest
 from pytest_asyncio import is_async_test
@@ -25,11 +26,24 @@ from .claims import (
     item_payload,
     timing_figures,
 )
+from .explored_tests import (
+    SECTION,
+    SUMMARY_ATTR,
+    ExploreRequest,
+    decode_replay,
+    request_for,
+    run_explored,
+    session_seed,
+    summary_line,
+)
+from .failure_store import FailureStore
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .observation import Observation, TraceView, current_loop, wants_observation
+from .replay_token import ReplayToken
 from .settings import (
     CLAIM_HELP,
     MARKER_HELP,
+    REPLAY,
     Effective,
     add_options,
     allow_blocking_rules,
@@ -49,6 +63,10 @@ CLAIM_KEY = pytest.StashKey[ClaimTag]()
 CLAIM_POSITION_KEY = pytest.StashKey[int]()
 CLOCK_KEY = pytest.StashKey[LoopClock]()
 RECORDER_KEY = pytest.StashKey[ClaimRecorder]()
+EXPLORE_KEY = pytest.StashKey[ExploreRequest]()
+REPLAY_KEY = pytest.StashKey[ReplayToken | None]()
+SEED_KEY = pytest.StashKey[int]()
+STORE_KEY = pytest.StashKey[FailureStore]()
 TRACE_FIXTURE = "asyncspec_trace"
 
 
@@ -67,18 +85,43 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
         ) from None
+    replay = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
+    config.stash[REPLAY_KEY] = (
+        decode_replay(str(replay), REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini)
+        if replay
+        else None
+    )
+    # xdist workers get the controller's seed, so every worker explores alike.
+    workerinput = getattr(config, "workerinput", {})
+    config.stash[SEED_KEY] = workerinput.get("asyncspec_seed", None) or session_seed()
+    config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
     if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ExplorationSummary(), "asyncspec-exploration")
         # Claims are aggregated where reports arrive: here, or on the xdist
         # controller; a worker only attaches each test's claim data to its reports.
         config.pluginmanager.register(ClaimsReport(report_path(config)), "asyncspec-claims")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: hand the run's exploration seed to each worker."""
+    node.workerinput["asyncspec_seed"] = node.config.stash[SEED_KEY]
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     effective = effective_global(config)
-    return (
+    header = (
         f"asyncspec: clock={effective.clock} ({effective.sources['clock']}), "
         f"loop={effective.loop} ({effective.sources['loop']})"
     )
+    if effective.schedules:
+        seed = effective.seed if effective.seed is not None else config.stash[SEED_KEY]
+        header += (
+            f", schedules={effective.schedules} ({effective.sources['schedules']}), "
+            f"strategy={effective.strategy}, seed={seed} "
+            f"(--asyncspec-seed={seed} explores the same schedules again)"
+        )
+    return header
 
 
 @pytest.hookimpl(trylast=True, optionalhook=True)
@@ -111,6 +154,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tag = claim_tag(item)
         if tag is not None:
             item.stash[CLAIM_KEY] = tag
+        request = request_for(
+            item,
+            effective,
+            is_async=is_async_test(item),
+            run_seed=config.stash[SEED_KEY],
+            replay=config.stash[REPLAY_KEY],
+        )
+        if request is not None:
+            item.stash[EXPLORE_KEY] = request
+    replay = config.stash[REPLAY_KEY]
+    if replay is not None and items and not any(item.name == replay.test for item in items):
+        raise pytest.UsageError(
+            f"--asyncspec-replay: the token replays a schedule of the test {replay.test!r}, "
+            "and no selected test has that name: select it, e.g. "
+            f"pytest 'path/to/test_file.py::{replay.test}' --asyncspec-replay=..."
+        )
     check_consistent(
         (item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash
     )
@@ -169,6 +228,41 @@ def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
     view = TraceView()
     request.node.stash[TRACE_VIEW_KEY] = view
     return view
+
+
+# -- exploring schedules -------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    request = pyfuncitem.stash.get(EXPLORE_KEY, None)
+    if request is None:
+        return None
+    run_explored(
+        pyfuncitem,
+        request,
+        pyfuncitem.config.stash[STORE_KEY],
+        lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
+    )
+    return True
+
+
+class ExplorationSummary:
+    """Collects explored tests' summaries from reports (here or from xdist workers)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        summary = getattr(report, SUMMARY_ATTR, None)
+        if report.when == "call" and isinstance(summary, dict):
+            self.lines.append(summary_line(report.nodeid, summary))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.lines:
+            terminalreporter.section("asyncspec exploration")
+            for line in self.lines:
+                terminalreporter.line(line)
 
 
 # -- observing async tests -----------------------------------------------------
@@ -240,6 +334,12 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     _attach_claim(item, report)
+    request = item.stash.get(EXPLORE_KEY, None)
+    if request is not None and call.when == "call":
+        if request.summary:
+            setattr(report, SUMMARY_ATTR, request.summary)
+        if request.report:
+            report.sections.append((SECTION, request.report))
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None or call.when != "call":
         return report

@@ -9,6 +9,7 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -19,6 +20,16 @@ from typing import Any, cast
 import pytest
 
 from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
+from .replay_token import ReplayToken, TokenError
+from .strategies import (
+    DEFAULT_DEPTH,
+    MAX_DEPTH,
+    STRATEGIES,
+    parse_depth,
+    parse_schedules,
+    parse_seed,
+    parse_strategy,
+)
 
 MARKER = "asyncspec"
 CLAIM_MARKER = "claim"
@@ -159,12 +170,67 @@ REPORT = Setting(
     "and documented vs measured figures) to PATH at the end of the run",
     per_test=False,
 )
-SETTINGS: tuple[Setting, ...] = (CLOCK, LOOP, MAX_BLOCKING, LEAKS, TRACE, TRACE_DIR, REPORT)
+SCHEDULES = Setting(
+    "schedules",
+    parse_schedules,
+    "0",
+    "N",
+    "run each async test under N task orders (schedules) to find shared-state races; "
+    "the first is stock asyncio's order; 0 runs each test once, as usual",
+)
+STRATEGY = Setting(
+    "strategy",
+    parse_strategy,
+    "mix",
+    "|".join(STRATEGIES),
+    "how exploration picks orders: 'random' (any ready task at each step), 'pct' "
+    "(random priorities with depth-1 change points), 'fifo' (stock order only) or "
+    "'mix' (random and PCT at depths 2 and 3 in turn)",
+)
+DEPTH = Setting(
+    "depth",
+    parse_depth,
+    str(DEFAULT_DEPTH),
+    f"1..{MAX_DEPTH}",
+    "PCT depth: how many ordering constraints the bugs looked for may need",
+)
+SEED = Setting(
+    "seed",
+    parse_seed,
+    "random",
+    "N|random",
+    "seed of exploration's schedules (the header prints the one used; 'random' picks "
+    "a fresh one per run)",
+)
+REPLAY = Setting(
+    "replay",
+    lambda value: value,
+    "",
+    "TOKEN",
+    "run the explored test the token names under exactly the schedule it records "
+    "(tokens are printed under failing explored tests)",
+    per_test=False,
+)
+SETTINGS: tuple[Setting, ...] = (
+    CLOCK,
+    LOOP,
+    MAX_BLOCKING,
+    LEAKS,
+    TRACE,
+    SCHEDULES,
+    STRATEGY,
+    DEPTH,
+    SEED,
+    TRACE_DIR,
+    REPORT,
+    REPLAY,
+)
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
-    "leaks='off'|'warn'|'error', trace=True|False): per-test pytest-asyncspec settings "
-    "(command-line flags still win)"
+    "leaks='off'|'warn'|'error', trace=True|False, schedules=N, "
+    "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
+    "pytest-asyncspec settings (command-line flags still win)"
 )
 ALLOW_BLOCKING_INI = "asyncspec_allow_blocking"
 ALLOW_BLOCKING_DEST = "asyncspec_allow_blocking"
@@ -180,6 +246,11 @@ class Effective:
     max_blocking: float | None = None
     leaks: str = "off"
     trace: bool = False
+    schedules: int = 0
+    strategy: str = "mix"
+    depth: int = DEFAULT_DEPTH
+    #: None: a fresh seed for the run (see exploration_seed).
+    seed: int | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -340,6 +411,10 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
         max_blocking=cast("float | None", chosen["max_blocking"]),
         leaks=cast(str, chosen["leaks"]),
         trace=cast(bool, chosen["trace"]),
+        schedules=cast(int, chosen["schedules"]),
+        strategy=cast(str, chosen["strategy"]),
+        depth=cast(int, chosen["depth"]),
+        seed=cast("int | None", chosen["seed"]),
         sources=sources,
     )
 
@@ -353,8 +428,27 @@ def effective_global(config: pytest.Config) -> Effective:
 
 
 def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
-    """Settings for one test: command line > marker > ini > default."""
-    return _resolve(config, marker_settings(item))
+    """Settings for one test: command line > marker > ini > default.
+
+    A test that explores schedules (or replays one) runs on the virtual
+    clock unless a clock was chosen explicitly: each schedule then costs
+    milliseconds, not the test's real duration.
+    """
+    effective = _resolve(config, marker_settings(item))
+    if effective.sources["clock"] == "default" and (effective.schedules or _replays(config, item)):
+        sources = {**effective.sources, "clock": "default for exploration"}
+        effective = dataclasses.replace(effective, clock="virtual", sources=sources)
+    return effective
+
+
+def _replays(config: pytest.Config, item: pytest.Item) -> bool:
+    text = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
+    if not text:
+        return False
+    try:
+        return ReplayToken.decode(str(text)).test == item.name
+    except TokenError:
+        return False  # reported as a usage error by the plugin
 
 
 def _virtual_uvloop_message(sources: dict[str, str]) -> str:

@@ -179,6 +179,13 @@ class LoopClock:
         loop = self._bound()
         return ticks_to_seconds(self._loop_ticks(loop) - self._origin)
 
+    def restart(self) -> None:
+        """Forget the loop, the origin and the checks: the test runs afresh
+        (exploration runs a test's body once per schedule)."""
+        self._loop = None
+        self._origin = 0
+        self.checks.clear()
+
     def reset(self) -> None:
         """Make the current instant t = 0."""
         self._origin = self._loop_ticks(self._bound())

@@ -1,0 +1,354 @@
+"""Running one test body under many schedules, and what happens when one fails.
+
+:class:`Explorer` runs a body (a callable that runs the test's coroutine to
+completion on an :class:`~pytest_asyncspec.exploring_loop.ExploringLoop`)
+once per schedule.  When a schedule fails it
+
+1. runs the same schedule again from its seed and compares the two runs'
+   picks (the determinism self-check): when they differ, something outside
+   the schedule decides the order, and no replay token is made;
+2. shrinks the schedule toward FIFO: drops deviations, in halves and then
+   one by one, keeping each drop after which the body still fails with the
+   same kind of error;
+3. runs the smallest failing schedule once more under a tracer, noting where
+   each task involved in a deviation was suspended, for the report.
+
+Nothing here imports pytest: :func:`explore` runs an async function under
+many schedules in a script as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exploring_loop import Candidate, Chooser, Deviation, DeviationListener, ExploringLoop
+from .replay_token import ReplayToken
+from .strategies import DEFAULT_DEPTH, Plan, ReplayChooser, ScheduleSpec, pct_bound
+from .suspension import describe_candidate
+from .timeline import render_timeline
+from .trace import Tracer
+
+#: Shrinking stops after this many runs and reports what it has.
+SHRINK_BUDGET = 400
+
+
+def failure_of_exception(error: BaseException) -> bool:
+    """The default: any Exception is a failure; KeyboardInterrupt and the
+    like end the exploration instead."""
+    return isinstance(error, Exception)
+
+
+@dataclass
+class ScheduleRun:
+    """What one run of the body under one schedule did."""
+
+    error: BaseException | None
+    picks: list[str]
+    deviations: list[Deviation]
+    real_waits: int
+    #: The schedule's task labels (kept only when asked for: it holds the tasks).
+    labels: dict[Any, str] = field(default_factory=dict)
+
+    def same_failure(self, other: ScheduleRun) -> bool:
+        return type(self.error) is type(other.error) and self.error is not None
+
+
+@dataclass
+class Failure:
+    """A failing schedule, shrunk, with what the report says about it."""
+
+    spec: ScheduleSpec
+    error: BaseException
+    deviations: tuple[Deviation, ...]
+    found_with: int  # deviations before shrinking
+    shrink_runs: int
+    token: ReplayToken | None
+    #: Why no token was made (the self-check failed), else None.
+    nondeterminism: str | None = None
+    #: One line per deviation: who ran instead of whom, and where both were.
+    sites: list[str] = field(default_factory=list)
+    timeline: str = ""
+    real_waits: int = 0
+
+
+@dataclass
+class Exploration:
+    """The outcome of exploring one body."""
+
+    schedules: int = 0
+    #: Different orders seen (runs whose sequences of picks differ).
+    distinct: int = 0
+    #: Picks of the FIFO run and labels it ran: PCT's k and n.
+    length: int = 0
+    labels: int = 0
+    depths: tuple[int, ...] = ()
+    failure: Failure | None = None
+    #: Replayed before exploring (stored failures, or --asyncspec-replay).
+    replayed: int = 0
+
+    def bounds(self) -> list[tuple[int, float]]:
+        """PCT's per-schedule lower bound for each depth used."""
+        return [(d, pct_bound(self.labels, self.length, d)) for d in self.depths]
+
+
+class Explorer:
+    """Runs ``body`` on ``loop`` under schedules; see the module docstring."""
+
+    def __init__(
+        self,
+        loop: ExploringLoop,
+        body: Callable[[], object],
+        *,
+        test: str,
+        is_failure: Callable[[BaseException], bool] = failure_of_exception,
+        shrink_budget: int = SHRINK_BUDGET,
+        trace_failures: bool = True,
+    ) -> None:
+        self.loop = loop
+        self.body = body
+        self.test = test
+        self.is_failure = is_failure
+        self.shrink_budget = shrink_budget
+        self.trace_failures = trace_failures
+        self._length = 0
+
+    # -- one schedule ----------------------------------------------------------
+
+    def run(
+        self,
+        chooser: Chooser,
+        listener: DeviationListener | None = None,
+        *,
+        keep_labels: bool = False,
+    ) -> ScheduleRun:
+        """Run the body once under ``chooser``; tasks it leaves are cancelled."""
+        loop = self.loop
+        before = asyncio.all_tasks(loop)
+        loop.begin_schedule(chooser)
+        loop.on_deviation = listener
+        error: BaseException | None = None
+        try:
+            try:
+                self.body()
+            except BaseException as raised:
+                if not self.is_failure(raised):
+                    raise
+                error = raised
+            self._cancel_leftovers(before)
+            labels = loop.task_labels() if keep_labels else {}
+            return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels)
+        finally:
+            loop.end_schedule()
+
+    def _cancel_leftovers(self, before: set[asyncio.Task[Any]]) -> None:
+        # Each schedule starts clean, as a fresh asyncio.run would: what the
+        # body left running is cancelled (inside the schedule, so in order).
+        left = asyncio.all_tasks(self.loop) - before
+        if not left:
+            return
+        for task in left:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
+    def run_spec(self, spec: ScheduleSpec) -> ScheduleRun:
+        return self.run(spec.chooser(self._length))
+
+    # -- many schedules --------------------------------------------------------
+
+    def explore(
+        self, plan: Plan, schedules: int, *, first: Sequence[ReplayToken] = ()
+    ) -> Exploration:
+        """Replay ``first``, then run schedules 0..schedules-1 of ``plan``;
+        stop at the first failure."""
+        outcome = Exploration()
+        for token in first:
+            outcome.replayed += 1
+            failure = self.replay(token)
+            if failure is not None:
+                outcome.failure = failure
+                return outcome
+        seen: set[int] = set()
+        depths = {plan.spec(n).depth for n in range(1, min(schedules, 4))}
+        outcome.depths = tuple(sorted(d for d in depths if d))
+        for number in range(schedules):
+            spec = plan.spec(number)
+            run = self.run_spec(spec)
+            if number == 0:
+                self._length = outcome.length = len(run.picks)
+                outcome.labels = len(set(run.picks))
+            outcome.schedules += 1
+            key = hash(tuple(run.picks))
+            if key not in seen:
+                seen.add(key)
+                outcome.distinct += 1
+            if run.error is not None:
+                outcome.failure = self._on_failure(spec, run)
+                break
+        return outcome
+
+    def replay(self, token: ReplayToken) -> Failure | None:
+        """Run the token's schedule; its failure (shrunk no further), or None."""
+        spec = _spec_of(token)
+        run = self.run(ReplayChooser(token.deviations))
+        if run.error is None:
+            return None
+        return self._report(spec, run, token.deviations, found_with=len(token.deviations))
+
+    # -- a failure -------------------------------------------------------------
+
+    def _on_failure(self, spec: ScheduleSpec, run: ScheduleRun) -> Failure:
+        again = self.run_spec(spec)
+        divergence = _divergence(run, again)
+        if divergence is not None:
+            return Failure(
+                spec=spec,
+                error=run.error,  # type: ignore[arg-type]
+                deviations=tuple(run.deviations),
+                found_with=len(run.deviations),
+                shrink_runs=0,
+                token=None,
+                nondeterminism=divergence,
+                real_waits=run.real_waits,
+            )
+        deviations, shrink_runs = self._shrink(run)
+        return self._report(spec, run, deviations, len(run.deviations), shrink_runs)
+
+    def _shrink(self, failing: ScheduleRun) -> tuple[tuple[Deviation, ...], int]:
+        current = list(failing.deviations)
+        runs = 0
+        chunk = max(len(current) // 2, 1)
+        while current and runs < self.shrink_budget:
+            start = 0
+            while start < len(current) and runs < self.shrink_budget:
+                trial = current[:start] + current[start + chunk :]
+                run = self.run(ReplayChooser(trial))
+                runs += 1
+                if run.same_failure(failing):
+                    # What actually deviated: a kept deviation may no longer apply.
+                    current = list(run.deviations)
+                else:
+                    start += chunk
+            if chunk == 1:
+                break
+            chunk = max(chunk // 2, 1)
+        return tuple(current), runs
+
+    def _report(
+        self,
+        spec: ScheduleSpec,
+        failing: ScheduleRun,
+        deviations: Sequence[Deviation],
+        found_with: int,
+        shrink_runs: int = 0,
+    ) -> Failure:
+        sites: list[str] = []
+
+        def note(oldest: Candidate, ran: Candidate) -> None:
+            step = self.loop.steps_taken().get(oldest.label, 0)
+            sites.append(describe_candidate(ran, oldest, step))
+
+        tracer = Tracer(self.loop) if self.trace_failures else None
+        if tracer is not None:
+            tracer.install()
+        try:
+            final = self.run(ReplayChooser(deviations), note, keep_labels=True)
+        finally:
+            trace = tracer.stop() if tracer is not None else None
+        if not final.same_failure(failing):
+            # The shrunk schedule passed when run again: report the run that failed.
+            return Failure(
+                spec=spec,
+                error=failing.error,  # type: ignore[arg-type]
+                deviations=tuple(deviations),
+                found_with=found_with,
+                shrink_runs=shrink_runs,
+                token=None,
+                nondeterminism=(
+                    "the smallest failing schedule passed when run once more, so the "
+                    "order alone does not decide the outcome"
+                ),
+                real_waits=failing.real_waits,
+            )
+        timeline = ""
+        if trace is not None and tracer is not None and len(trace):
+            # Name the rows by this schedule's labels, as the deviations are.
+            for number, record in trace.tasks.items():
+                label = final.labels.get(tracer.live_task(number))
+                if label is not None:
+                    record.name = label
+            timeline = render_timeline(trace)
+        assert final.error is not None
+        return Failure(
+            spec=spec,
+            error=final.error,
+            deviations=tuple(final.deviations),
+            found_with=found_with,
+            shrink_runs=shrink_runs,
+            token=ReplayToken(self.test, spec.name, spec.seed, tuple(final.deviations)),
+            sites=sites,
+            timeline=timeline,
+            real_waits=final.real_waits,
+        )
+
+
+def _spec_of(token: ReplayToken) -> ScheduleSpec:
+    strategy = token.strategy
+    depth = int(strategy[3:]) if strategy.startswith("pct") else 0
+    return ScheduleSpec(-1, "pct" if depth else strategy, token.seed, depth)
+
+
+def _divergence(first: ScheduleRun, second: ScheduleRun) -> str | None:
+    """How two runs of one seed differ, or None when they agree."""
+    for index, (one, two) in enumerate(zip(first.picks, second.picks, strict=False)):
+        if one != two:
+            return f"the same seed ran {one} at pick {index + 1} once and {two} the next time"
+    if len(first.picks) != len(second.picks):
+        shorter = min(len(first.picks), len(second.picks))
+        return (
+            f"the same seed made {len(first.picks)} picks once and {len(second.picks)} the "
+            f"next time (they agree on the first {shorter})"
+        )
+    if type(first.error) is not type(second.error):
+        return (
+            f"the same schedule ended with {_kind(first.error)} once and "
+            f"{_kind(second.error)} the next time"
+        )
+    return None
+
+
+def _kind(error: BaseException | None) -> str:
+    return "success" if error is None else type(error).__name__
+
+
+def explore(
+    function: Callable[[], Coroutine[Any, Any, object]],
+    *,
+    schedules: int = 1000,
+    strategy: str = "mix",
+    depth: int = DEFAULT_DEPTH,
+    seed: int | None = None,
+    name: str | None = None,
+) -> Exploration:
+    """Run ``function()`` under ``schedules`` schedules on a fresh
+    :class:`ExploringLoop`; the result says whether (and how) one failed.
+
+    For scripts and for tests that want the outcome of every schedule (have
+    ``function`` record it).  The pytest plugin does the same for a test
+    with ``--asyncspec-schedules=N``.
+    """
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(
+            loop,
+            lambda: loop.run_until_complete(function()),
+            test=name or str(getattr(function, "__qualname__", "explored")),
+        )
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**63)
+        return explorer.explore(Plan(strategy, depth, seed), schedules)
+    finally:
+        loop.close()

@@ -1,0 +1,268 @@
+"""Exploration inside pytest: which tests explore, running them, and their report.
+
+An explored test's fixtures are set up once; its body then runs once per
+schedule on the same loop (pytest-asyncio's), as a property-based test runs
+once per example.  Fixture state the body changes is therefore seen by the
+next schedule; state the body creates itself is fresh each time.  Tasks a
+schedule leaves behind are cancelled before the next one starts, and the
+``asyncspec_clock`` fixture starts again at t = 0 in every schedule.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .exploration import Exploration, Explorer, Failure
+from .exploring_loop import ExploringLoop
+from .failure_store import FailureStore
+from .observation import current_loop
+from .replay_token import ReplayToken, TokenError
+from .settings import Effective
+from .strategies import Plan
+from .timing import LoopClock
+
+#: Report attribute carrying a test's exploration summary (xdist serialises it).
+SUMMARY_ATTR = "asyncspec_exploration"
+SECTION = "asyncspec schedule"
+
+
+@dataclass
+class ExploreRequest:
+    """What to do with one test: explore a plan, or replay one token."""
+
+    plan: Plan | None
+    schedules: int
+    replay: ReplayToken | None = None
+    outcome: Exploration | None = None
+    report: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_replay(text: str, where: str) -> ReplayToken:
+    try:
+        return ReplayToken.decode(text)
+    except TokenError as error:
+        raise pytest.UsageError(f"{where}: {error}") from None
+
+
+def session_seed() -> int:
+    return random.SystemRandom().randrange(2**32)
+
+
+def request_for(
+    item: pytest.Item,
+    effective: Effective,
+    *,
+    is_async: bool,
+    run_seed: int,
+    replay: ReplayToken | None,
+) -> ExploreRequest | None:
+    """Whether and how ``item`` explores; a usage error for impossible asks."""
+    replaying = replay is not None and replay.test == item.name
+    if effective.schedules == 0 and not replaying:
+        return None
+    asked = "--asyncspec-replay" if replaying else _where(effective, "schedules")
+    if not is_async:
+        if not replaying and effective.sources.get("schedules") != "marker":
+            return None  # a run-wide setting applies to async tests only
+        raise pytest.UsageError(
+            f"{item.nodeid}: exploration ({asked}) reorders the tasks of an async test, "
+            "and this test is not async: make it `async def`, or drop the request"
+        )
+    if effective.clock != "virtual" or effective.loop != "asyncio":
+        raise pytest.UsageError(
+            f"{item.nodeid}: exploration ({asked}) runs on the virtual clock of the "
+            f"asyncio loop, and this test asks for clock={effective.clock} "
+            f"({effective.sources['clock']}), loop={effective.loop} "
+            f"({effective.sources['loop']}): drop that choice for this test, or "
+            "explore it with --asyncspec-clock=virtual"
+        )
+    seed = effective.seed if effective.seed is not None else run_seed
+    plan = Plan(effective.strategy, effective.depth, seed)
+    if replaying:
+        return ExploreRequest(plan=None, schedules=0, replay=replay)
+    return ExploreRequest(plan=plan, schedules=effective.schedules)
+
+
+def _where(effective: Effective, name: str) -> str:
+    return f"schedules={effective.schedules} from {effective.sources.get(name, 'default')}"
+
+
+def _is_test_failure(error: BaseException) -> bool:
+    # pytest.fail() raises a BaseException; skip and xfail end the test as
+    # they would without exploration.
+    if isinstance(error, (pytest.skip.Exception, pytest.xfail.Exception)):
+        return False
+    return isinstance(error, (Exception, pytest.fail.Exception))
+
+
+def run_explored(
+    item: pytest.Function,
+    request: ExploreRequest,
+    store: FailureStore,
+    clock: Callable[[], LoopClock | None],
+) -> None:
+    """Run ``item``'s body under its schedules; raise the failing run's error."""
+    loop = current_loop()
+    if not isinstance(loop, ExploringLoop):
+        pytest.fail(
+            f"{item.nodeid}: exploration needs the asyncspec virtual-clock loop, and this "
+            f"test runs on {type(loop).__name__}: a loop_factories hook or an "
+            "event_loop_policy of your own replaced it; let pytest-asyncspec provide the loop",
+            pytrace=False,
+        )
+    function = item.obj
+    arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+
+    def body() -> None:
+        test_clock = clock()
+        if test_clock is not None:
+            test_clock.restart()
+        function(**arguments)
+
+    explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)
+    if request.replay is not None:
+        outcome = Exploration(replayed=1)
+        outcome.failure = explorer.replay(request.replay)
+    else:
+        assert request.plan is not None
+        stored = _stored_tokens(store, item)
+        outcome = explorer.explore(request.plan, request.schedules, first=stored)
+        for token in stored:
+            found = outcome.failure.token if outcome.failure is not None else None
+            if found is None or found.encode() != token.encode():
+                store.discard(item.nodeid, token.encode())
+    request.outcome = outcome
+    request.summary = _summary(request, outcome)
+    failure = outcome.failure
+    if failure is None:
+        return
+    if failure.token is not None and request.replay is None:
+        store.add(item.nodeid, failure.token.encode())
+    request.report = describe_failure(item.nodeid, request, failure)
+    error = failure.error
+    if hasattr(error, "add_note") and failure.token is not None:
+        error.add_note(
+            f"asyncspec: this failure needs a task order stock asyncio did not run; replay it "
+            f"with: pytest '{item.nodeid}' --asyncspec-replay={failure.token.encode()}"
+            if failure.deviations
+            else "asyncspec: this failure happens in stock asyncio's own order (schedule 0)"
+        )
+    raise error
+
+
+def _stored_tokens(store: FailureStore, item: pytest.Item) -> list[ReplayToken]:
+    tokens = []
+    for text in store.tokens(item.nodeid):
+        try:
+            token = ReplayToken.decode(text)
+        except TokenError:
+            store.discard(item.nodeid, text)  # another version's: it cannot replay
+            continue
+        if token.test == item.name:
+            tokens.append(token)
+    return tokens
+
+
+def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "schedules": outcome.schedules,
+        "distinct": outcome.distinct,
+        "replayed": outcome.replayed,
+        "failed": outcome.failure is not None,
+    }
+    if request.plan is not None:
+        summary.update(
+            strategy=request.plan.strategy,
+            seed=request.plan.seed,
+            length=outcome.length,
+            labels=outcome.labels,
+            bounds=[[depth, bound] for depth, bound in outcome.bounds()],
+        )
+    return summary
+
+
+def describe_failure(nodeid: str, request: ExploreRequest, failure: Failure) -> str:
+    """The report section of a failing explored test."""
+    spec = failure.spec
+    lines: list[str] = []
+    if request.replay is not None:
+        lines.append(f"replayed schedule ({spec.name}, seed {spec.seed}) failed")
+    elif spec.number < 0:
+        lines.append(
+            f"a stored failing schedule ({spec.name}, seed {spec.seed}) failed again, "
+            "before any new schedule ran"
+        )
+    else:
+        lines.append(
+            f"schedule {spec.number + 1} of {request.schedules} failed "
+            f"({spec.name}, seed {spec.seed})"
+        )
+    if failure.nondeterminism is not None:
+        lines.append(
+            f"no replay token: this test does not run the same way twice under one "
+            f"schedule ({failure.nondeterminism}). Something besides the task order decides "
+            "what it does: threads, real I/O, time read from the wall clock, or unseeded "
+            "randomness. Make the body depend on the schedule alone to get a token."
+        )
+        return "\n".join(lines)
+    if not failure.deviations:
+        lines.append(
+            "it fails in stock asyncio's own order (FIFO), with no deviation: this is not a "
+            "scheduling race, the plain test fails"
+        )
+    else:
+        if failure.shrink_runs:
+            lines.append(
+                f"shrunk from {failure.found_with} deviations from stock order to "
+                f"{len(failure.deviations)} in {failure.shrink_runs} runs"
+            )
+        if failure.real_waits:
+            lines.append(
+                "this schedule waited on real work (threads or sockets outside the loop); "
+                "stock asyncio produces such orders when that work's timing differs"
+            )
+        else:
+            lines.append(
+                "stock asyncio never runs this in-memory code in this order (it always picks "
+                "the oldest ready callback); other latencies of real I/O, or another event "
+                "loop, can produce it"
+            )
+        lines.append("the deviations from stock order that make it fail:")
+        for number, site in enumerate(failure.sites, 1):
+            lines.append(f"  {number}. " + site.replace("\n", "\n     "))
+    assert failure.token is not None
+    lines.append(f"replay: pytest '{nodeid}' --asyncspec-replay={failure.token.encode()}")
+    if request.replay is None:
+        lines.append("(kept in .pytest_cache: the next run replays it first)")
+    if failure.timeline:
+        lines.extend(["", failure.timeline])
+    return "\n".join(lines)
+
+
+def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
+    """One line of the terminal summary for an explored test."""
+    if not summary.get("schedules"):
+        state = "failed" if summary.get("failed") else "passed"
+        return f"{nodeid}: replayed schedule {state}"
+    text = (
+        f"{nodeid}: {summary['schedules']} schedules, {summary['distinct']} distinct orders"
+        f" ({summary.get('strategy', '?')}, seed {summary.get('seed', '?')})"
+    )
+    bounds = summary.get("bounds") or []
+    if bounds:
+        parts = ", ".join(
+            f"depth {depth} >= 1/{round(1 / bound):,}" for depth, bound in bounds if bound
+        )
+        text += (
+            f"; PCT bound per schedule for {summary.get('labels')} labels and "
+            f"{summary.get('length')} steps: {parts}"
+        )
+    if summary.get("failed"):
+        text += "; FAILED"
+    return text

@@ -1,0 +1,289 @@
+"""A virtual-clock loop that lets a strategy choose which ready callback runs next.
+
+Stock asyncio runs ready callbacks in the order they became ready (FIFO).
+Here every ready callback waits in a *pool*, and at each pick a
+:class:`Chooser` picks one of the *candidates*:
+
+* a task's next step (each task is its own lane, so a task's steps keep
+  their order -- there is only ever one ready step per task anyway);
+* a timer that fired (timers due at the same instant are independent: they
+  may run in any order);
+* the head of the loop's own lane: every other callback (I/O callbacks,
+  future callbacks, ``call_soon`` from user code or from other threads) keeps
+  its FIFO order relative to the rest of that lane.  That keeps each I/O
+  stream in order (no data before its connection is made), at the price of
+  never reordering two such callbacks against each other.
+
+Per loop iteration as many picks are made as the pool held when the
+iteration began, then I/O is polled, as in asyncio's own loop; a callback
+made ready during the iteration may be picked in it.  With the FIFO chooser
+the picks are exactly stock asyncio's order (a test checks it).
+
+Each pick is logged under a *label* that does not depend on ``id()`` or on
+asyncio's global ``Task-N`` counter: a task is ``<name>-<k>`` (its name if
+the user gave one, else its coroutine's name; k counts tasks of that name in
+this schedule), a timer is ``<label of the task that set it>:t<k>``, and the
+loop's lane is ``loop``.  A deviation from FIFO is logged as "when X's step s
+was next, Y ran", which is what a replay needs and what shrinking removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
+
+LANE = "loop"
+_DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
+# The C task and the pure-Python one (used when the C accelerator is not).
+_TASK_TYPES: tuple[type, ...] = tuple(
+    {asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task)}
+)
+
+
+class Candidate(NamedTuple):
+    """A ready callback a chooser may pick: its arrival number and its label."""
+
+    seq: int
+    label: str
+    handle: asyncio.Handle
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """When ``instead_of``'s step number ``step`` (from 0) was the oldest
+    ready callback, ``ran`` was picked instead."""
+
+    instead_of: str
+    step: int
+    ran: str
+
+
+class Chooser(Protocol):
+    """Picks the next callback to run; one instance drives one schedule."""
+
+    #: True when it always picks the oldest candidate (the loop then takes a
+    #: fast path that logs the same picks without building candidates).
+    fifo: bool
+
+    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        """Index into ``candidates`` (oldest first; never empty) of the one to run.
+
+        ``pick`` counts the picks of this schedule so far; ``steps`` counts
+        how many steps each label has taken.
+        """
+        ...
+
+
+#: Called for each deviation while a schedule runs: (oldest, picked).
+DeviationListener = Callable[[Candidate, Candidate], None]
+
+
+class ExploringLoop(VirtualClockLoop):
+    """A :class:`VirtualClockLoop` whose ready callbacks are picked by a chooser.
+
+    Outside :meth:`begin_schedule` / :meth:`end_schedule` it behaves exactly
+    like its base class.
+    """
+
+    def __init__(self, *args: Any, deadlock_grace: float = DEFAULT_DEADLOCK_GRACE) -> None:
+        super().__init__(*args, deadlock_grace=deadlock_grace)
+        self._chooser: Chooser | None = None
+        self._reset_schedule_state()
+
+    def _reset_schedule_state(self) -> None:
+        #: The label of every pick of the current schedule, in order.
+        self.picks: list[str] = []
+        #: The picks that were not the oldest candidate.
+        self.deviations: list[Deviation] = []
+        self.on_deviation: DeviationListener | None = None
+        #: Times the schedule waited for real work (threads, outside sockets),
+        #: whose timing, not the chooser, may then decide an order.
+        self.real_waits = 0
+        self._steps: dict[str, int] = {}
+        self._task_labels: dict[asyncio.Future[Any], str] = {}
+        self._name_counts: dict[str, int] = {}
+        self._timer_counts: dict[str, int] = {}
+        # id() of a pending timer -> its label (timers define __eq__ on their
+        # contents, so two identical call_later's would share a dict key).
+        self._timer_labels: dict[int, str] = {}
+        # The pool: candidates sorted by arrival, and per label the callbacks
+        # queued behind its candidate.
+        self._candidates: list[Candidate] = []
+        self._queued: dict[str, deque[Candidate]] = {}
+        self._arrivals = 0
+
+    # -- schedules -----------------------------------------------------------
+
+    def begin_schedule(self, chooser: Chooser) -> None:
+        """Let ``chooser`` pick every callback from now on, with fresh labels."""
+        if self._chooser is not None:
+            raise RuntimeError("a schedule is already running on this loop; end it first")
+        self._reset_schedule_state()
+        self._chooser = chooser
+
+    def end_schedule(self) -> None:
+        """Back to stock order; callbacks still in the pool return to it, oldest first."""
+        self._chooser = None
+        pending = list(self._candidates)
+        for queue in self._queued.values():
+            pending.extend(queue)
+        pending.sort()
+        self._ready.extendleft(reversed([c.handle for c in pending]))  # type: ignore[attr-defined]
+        self._candidates.clear()
+        self._queued.clear()
+        self._held = 0
+        self._task_labels.clear()
+        self._timer_labels.clear()
+
+    @property
+    def exploring(self) -> bool:
+        return self._chooser is not None
+
+    def task_labels(self) -> dict[asyncio.Future[Any], str]:
+        """The labels of the tasks seen in the current schedule."""
+        return dict(self._task_labels)
+
+    def steps_taken(self) -> dict[str, int]:
+        """Picks per label in the current (or last) schedule."""
+        return dict(self._steps)
+
+    # -- labels --------------------------------------------------------------
+
+    def label_of_task(self, task: asyncio.Future[Any]) -> str:
+        """This schedule's label for ``task`` (given on first sight)."""
+        label = self._task_labels.get(task)
+        if label is None:
+            label = self._new_task_label(task)
+        return label
+
+    def _new_task_label(self, task: asyncio.Future[Any]) -> str:
+        name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
+        if not name or _DEFAULT_TASK_NAME.fullmatch(name):
+            # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash on
+            # one that finished eagerly); a ready task is not done.
+            coro = task.get_coro() if not task.done() else None  # type: ignore[attr-defined]
+            name = getattr(coro, "__qualname__", None) or type(coro).__name__
+            name = name.rsplit(".", 1)[-1]
+        count = self._name_counts.get(name, 0) + 1
+        self._name_counts[name] = count
+        label = f"{name}-{count}"
+        self._task_labels[task] = label
+        return label
+
+    def _label_of(self, handle: asyncio.Handle) -> str:
+        owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+        if owner is not None and isinstance(owner, _TASK_TYPES):
+            task: asyncio.Future[Any] = owner
+            label = self._task_labels.get(task)
+            return label if label is not None else self._new_task_label(task)
+        if type(handle) is asyncio.TimerHandle:
+            return self._timer_labels.pop(id(handle), LANE)
+        return LANE
+
+    def _schedule(self, due: int, callback: Any, args: Any, context: Any) -> asyncio.TimerHandle:
+        timer = super()._schedule(due, callback, args, context)
+        if self._chooser is not None:
+            task = asyncio.current_task(self)
+            creator = LANE if task is None else self.label_of_task(task)
+            count = self._timer_counts.get(creator, 0) + 1
+            self._timer_counts[creator] = count
+            self._timer_labels[id(timer)] = f"{creator}:t{count}"
+        return timer
+
+    # -- running callbacks -----------------------------------------------------
+
+    def _run_ready(self) -> None:
+        chooser = self._chooser
+        if chooser is None:
+            super()._run_ready()
+        elif chooser.fifo and not self._held:
+            self._run_ready_in_order()
+        else:
+            self._run_ready_chosen(chooser)
+
+    def _run_ready_in_order(self) -> None:
+        # The oldest first, as stock asyncio: only the labels are logged.
+        ready = self._ready  # type: ignore[attr-defined]
+        picks = self.picks
+        steps = self._steps
+        label_of = self._label_of
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            label = label_of(handle)
+            picks.append(label)
+            steps[label] = steps.get(label, 0) + 1
+            handle._run()
+
+    def _take_arrivals(self) -> None:
+        """Move newly ready callbacks from ``_ready`` into the pool."""
+        ready = self._ready  # type: ignore[attr-defined]
+        candidates = self._candidates
+        queued = self._queued
+        label_of = self._label_of
+        while ready:
+            handle = ready.popleft()
+            label = label_of(handle)
+            entry = Candidate(self._arrivals, label, handle)
+            self._arrivals += 1
+            self._held += 1
+            waiting = queued.get(label)
+            if waiting is None:
+                # Arrivals are the newest: appending keeps the pool sorted.
+                candidates.append(entry)
+                queued[label] = deque()
+            else:
+                waiting.append(entry)
+
+    def _run_ready_chosen(self, chooser: Chooser) -> None:
+        self._take_arrivals()
+        candidates = self._candidates
+        queued = self._queued
+        steps = self._steps
+        picks = self.picks
+        for _ in range(self._held):
+            if not candidates:
+                break
+            index = chooser.choose(candidates, len(picks), steps)
+            oldest = candidates[0]
+            entry = candidates.pop(index)
+            self._held -= 1
+            waiting = queued[entry.label]
+            if waiting:
+                bisect.insort(candidates, waiting.popleft())
+            else:
+                del queued[entry.label]
+            handle = entry.handle
+            if handle._cancelled:
+                continue
+            if index:
+                self.deviations.append(
+                    Deviation(oldest.label, steps.get(oldest.label, 0), entry.label)
+                )
+                listener = self.on_deviation
+                if listener is not None:
+                    listener(oldest, entry)
+            picks.append(entry.label)
+            steps[entry.label] = steps.get(entry.label, 0) + 1
+            handle._run()
+            if self._ready:  # type: ignore[attr-defined]
+                self._take_arrivals()
+
+    def _flow_in_real_time(self, due: int | None) -> None:
+        if self._chooser is not None:
+            self.real_waits += 1
+        super()._flow_in_real_time(due)
+
+    def close(self) -> None:
+        super().close()
+        self._candidates.clear()
+        self._queued.clear()
+        self._held = 0

@@ -1,0 +1,199 @@
+"""How schedules are chosen: FIFO, random, PCT, a mix of them, and replays.
+
+Every schedule has its own seed, derived from the run's seed and the
+schedule's number, so one schedule can be run again alone.  Schedule 0 of
+every exploration is FIFO: stock asyncio's own order, checked first, and the
+length of that run calibrates PCT.
+
+PCT (probabilistic concurrency testing; Burckhardt, Kothari, Musuvathi and
+Nagarakatte, ASPLOS 2010) gives every task a random priority, always runs
+the ready task with the highest, and at ``depth - 1`` randomly chosen steps
+drops the running task's priority below all others.  For a program of ``n``
+tasks and ``k`` steps it finds any bug of depth ``d`` (one that needs ``d``
+ordering constraints to show) with probability at least ``1 / (n k^(d-1))``
+per schedule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .exploring_loop import Candidate, Chooser, Deviation
+
+STRATEGIES = ("mix", "fifo", "random", "pct")
+DEFAULT_DEPTH = 3
+MAX_DEPTH = 10
+# The mix: after FIFO, random and PCT at depths 2 and 3 in turn.
+_MIX_CYCLE = (("random", 0), ("pct", 2), ("pct", 3))
+
+
+class FifoChooser:
+    """Always the oldest: stock asyncio's order."""
+
+    fifo = True
+
+    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        return 0
+
+
+class RandomChooser:
+    """Any candidate, uniformly, at every pick."""
+
+    fifo = False
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        return self._random.randrange(len(candidates))
+
+
+class PctChooser:
+    """PCT: random priorities per label, ``depth - 1`` priority-change points
+    spread over the first ``length`` picks."""
+
+    fifo = False
+
+    def __init__(self, seed: int, depth: int, length: int) -> None:
+        self._random = random.Random(seed)
+        self.depth = depth
+        span = max(length, depth)
+        points = self._random.sample(range(1, span + 1), depth - 1)
+        # The i-th change point (in time order) lowers to depth - i: below
+        # every initial priority (> depth) and below earlier changes.
+        self._lowered_to = {point: depth - rank for rank, point in enumerate(sorted(points), 1)}
+        self._priority: dict[str, float] = {}
+
+    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        priority = self._priority
+        best = 0
+        best_priority = -1.0
+        for index, candidate in enumerate(candidates):
+            value = priority.get(candidate.label)
+            if value is None:
+                value = priority[candidate.label] = self.depth + 1 + self._random.random()
+            if value > best_priority:
+                best, best_priority = index, value
+        lowered = self._lowered_to.get(pick + 1)
+        if lowered is not None:
+            # The step runs, then its task yields to everyone else.
+            priority[candidates[best].label] = lowered
+        return best
+
+
+class ReplayChooser:
+    """FIFO except where a recorded deviation says otherwise."""
+
+    def __init__(self, deviations: Sequence[Deviation]) -> None:
+        self.fifo = not deviations
+        self._pending: dict[tuple[str, int], deque[str]] = {}
+        for deviation in deviations:
+            key = (deviation.instead_of, deviation.step)
+            self._pending.setdefault(key, deque()).append(deviation.ran)
+
+    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        oldest = candidates[0].label
+        wanted = self._pending.get((oldest, steps.get(oldest, 0)))
+        if wanted:
+            for index, candidate in enumerate(candidates):
+                if candidate.label == wanted[0]:
+                    wanted.popleft()
+                    return index
+        return 0
+
+
+def schedule_seed(run_seed: int, number: int) -> int:
+    """The seed of schedule ``number`` of a run seeded ``run_seed`` (stable
+    across processes and Python versions)."""
+    digest = hashlib.blake2b(f"{run_seed}/{number}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One schedule: how its chooser is made, enough to make it again."""
+
+    number: int
+    strategy: str  # fifo, random or pct
+    seed: int
+    depth: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"pct{self.depth}" if self.strategy == "pct" else self.strategy
+
+    def chooser(self, length: int) -> Chooser:
+        """A fresh chooser; ``length`` is the FIFO run's pick count (for PCT)."""
+        if self.strategy == "fifo":
+            return FifoChooser()
+        if self.strategy == "random":
+            return RandomChooser(self.seed)
+        return PctChooser(self.seed, self.depth, length)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which strategy each schedule of an exploration uses."""
+
+    strategy: str
+    depth: int
+    seed: int
+
+    def spec(self, number: int) -> ScheduleSpec:
+        seed = schedule_seed(self.seed, number)
+        if number == 0 or self.strategy == "fifo":
+            return ScheduleSpec(number, "fifo", seed)
+        if self.strategy == "random":
+            return ScheduleSpec(number, "random", seed)
+        if self.strategy == "pct":
+            return ScheduleSpec(number, "pct", seed, self.depth)
+        strategy, depth = _MIX_CYCLE[(number - 1) % len(_MIX_CYCLE)]
+        return ScheduleSpec(number, strategy, seed, depth)
+
+
+def pct_bound(tasks: int, length: int, depth: int) -> float:
+    """PCT's guaranteed chance per schedule of hitting a given depth-``depth``
+    bug in a run of ``tasks`` tasks and ``length`` steps."""
+    return 1.0 / (max(tasks, 1) * float(max(length, 1)) ** (depth - 1))
+
+
+def parse_strategy(value: object) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(
+            f"invalid strategy {value!r}; expected one of "
+            f"{', '.join(repr(choice) for choice in STRATEGIES)}"
+        )
+    return str(value)
+
+
+def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value.strip())
+    if number is None or number < low or (high is not None and number > high):
+        limits = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ValueError(f"invalid {what} {value!r}; expected a whole number {limits} ({example})")
+    return number
+
+
+def parse_schedules(value: object) -> int:
+    return _whole_number(value, "schedules", 0, None, "0 turns exploration off")
+
+
+def parse_depth(value: object) -> int:
+    return _whole_number(
+        value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
+    )
+
+
+def parse_seed(value: object) -> int | None:
+    """A whole number, or 'random' (None: a fresh seed for each run)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "random"):
+        return None
+    return _whole_number(value, "seed", 0, 2**63 - 1, "or 'random'")
