@@ -35,7 +35,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 
@@ -180,7 +180,7 @@ class ExploringLoop(VirtualClockLoop):
     def _label_of(self, handle: asyncio.Handle) -> str:
         owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if owner is not None and isinstance(owner, _TASK_TYPES):
-            task: asyncio.Future[Any] = owner
+            task = cast("asyncio.Future[Any]", owner)
             label = self._task_labels.get(task)
             return label if label is not None else self._new_task_label(task)
         if type(handle) is asyncio.TimerHandle:
