@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from .blocking import AllowRule, BlockingEvent, BlockingWatchdog, parse_allow_rules
+from .claims import ClaimRecorder
 from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
+from .exploration import Exploration, Explorer, Failure, explore
+from .exploring_loop import Deviation, ExploringLoop
 from .hang import hang_report
 from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
 from .loops import UnsupportedLoopError, loop_factory
@@ -15,6 +18,7 @@ from .ordering import (
     nth_step,
 )
 from .output import OutputLine, TimedOutput, capture_output, compare_transcript
+from .replay_token import ReplayToken, TokenError
 from .ticks import TICKS_PER_SECOND
 from .timeline import render_timeline
 from .timing import (
@@ -38,7 +42,13 @@ __all__ = [
     "Awaits",
     "BlockingEvent",
     "BlockingWatchdog",
+    "ClaimRecorder",
     "DeadlockError",
+    "Deviation",
+    "Exploration",
+    "Explorer",
+    "ExploringLoop",
+    "Failure",
     "Finished",
     "LeakedTask",
     "LoopClock",
@@ -46,12 +56,14 @@ __all__ = [
     "OrderAssertionError",
     "Outcome",
     "OutputLine",
+    "ReplayToken",
     "Span",
     "Step",
     "TaskRecord",
     "TimedOutput",
     "TimingAssertionError",
     "TimingCheck",
+    "TokenError",
     "Tolerance",
     "Trace",
     "Tracer",
@@ -63,6 +75,7 @@ __all__ = [
     "assert_step_after",
     "capture_output",
     "compare_transcript",
+    "explore",
     "hang_report",
     "leak_report",
     "loop_factory",

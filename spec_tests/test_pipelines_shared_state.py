@@ -21,11 +21,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pytest
+from pipelines import (
+    CALL_IDS,
+    Report,
+    Shared,
+    Step,
+    update_after_await,
+    update_while_blocking,
+)
 from transcripts import assert_transcript, loop_seconds
 
 from pytest_asyncspec import LoopClock, OutputLine
@@ -33,8 +40,6 @@ from pytest_asyncspec.observation import TraceView
 from pytest_asyncspec.output import ExpectedLine
 
 SOURCE = "Async Processing in Python: Make Data Pipelines Scream"
-CALL_IDS = (1, 2, 3, 4, 5)
-HALF = 2.5  # each call waits 2.5 s and blocks 2.5 s
 FIGURE = r"(\d+\.\d{5})"  # the program prints its own timing with 5 decimals
 
 # The document's figures for the two programs.
@@ -46,69 +51,6 @@ DOCUMENTED_WHILE_BLOCKING_JOB = 15.01523
 AFTER_AWAIT_FINISHES = [5.0, 7.5, 10.0, 12.5, 15.0]
 WHILE_BLOCKING_STARTS = [0.0, 2.5, 5.0, 7.5, 10.0]
 WHILE_BLOCKING_DURATIONS = [12.5, 10.0, 7.5, 5.0, 5.0]
-
-
-# -- the programs --------------------------------------------------------------
-
-
-@dataclass
-class Shared:
-    """The state every call of one run updates: a count and a trail of call ids."""
-
-    count: int = 0
-    trail: str = ""
-    # count > 3, tested by each call the moment it has updated the state.
-    over_three_at_update: dict[int, bool] = field(default_factory=dict)
-
-    def update(self, call_id: int) -> None:
-        self.trail += f"->{call_id}"
-        self.count += 1
-        self.over_three_at_update[call_id] = self.count > 3
-
-
-@dataclass(frozen=True)
-class Report:
-    """What one call printed when it finished."""
-
-    call_id: int
-    seconds: float
-    count: int
-    trail: str
-
-
-Step = Callable[[Shared, int, list[Report]], Awaitable[None]]
-
-
-def _announce_start(call_id: int) -> float:
-    print(f"myProc {call_id} started ...")
-    return time.perf_counter()
-
-
-def _announce_finish(shared: Shared, call_id: int, began: float, reports: list[Report]) -> None:
-    seconds = time.perf_counter() - began
-    reports.append(Report(call_id, seconds, shared.count, shared.trail))
-    print(
-        f"myProc {call_id} finished in {seconds:0.5f} seconds. "
-        f"sum = {shared.count} chain {shared.trail}"
-    )
-
-
-async def update_after_await(shared: Shared, call_id: int, reports: list[Report]) -> None:
-    """Wait, then update the shared state, then block (the document's first variant)."""
-    began = _announce_start(call_id)
-    await asyncio.sleep(HALF)
-    shared.update(call_id)
-    time.sleep(HALF)
-    _announce_finish(shared, call_id, began, reports)
-
-
-async def update_while_blocking(shared: Shared, call_id: int, reports: list[Report]) -> None:
-    """Block and update the shared state, then wait (the document's second variant)."""
-    began = _announce_start(call_id)
-    time.sleep(HALF)
-    shared.update(call_id)
-    await asyncio.sleep(HALF)
-    _announce_finish(shared, call_id, began, reports)
 
 
 @dataclass
