@@ -1,0 +1,272 @@
+"""Exploring a body: strategies, replay tokens, shrinking and the self-check."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore
+from pytest_asyncspec.exploration import Explorer
+from pytest_asyncspec.replay_token import plugin_version
+from pytest_asyncspec.strategies import (
+    PctChooser,
+    Plan,
+    parse_depth,
+    parse_schedules,
+    parse_seed,
+    parse_strategy,
+    pct_bound,
+    schedule_seed,
+)
+
+Body = Callable[[], Coroutine[Any, Any, None]]
+
+
+def lost_update(parse_steps: tuple[int, ...] = (0, 1)) -> Body:
+    """Check-then-act across an await; stock order passes (see spec X0.1)."""
+
+    async def run() -> None:
+        state = {"left": 1, "sold": 0}
+
+        async def buy(steps: int) -> None:
+            await asyncio.sleep(0.01)
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            if state["left"] > 0:
+                await asyncio.sleep(0)
+                state["left"] -= 1
+                state["sold"] += 1
+
+        await asyncio.gather(*(buy(steps) for steps in parse_steps))
+        assert state["sold"] <= 1, f"sold {state['sold']}"
+
+    return run
+
+
+# -- plans and strategies --------------------------------------------------------
+
+
+def test_plan_starts_with_stock_order_then_mixes() -> None:
+    plan = Plan("mix", 3, seed=5)
+    names = [plan.spec(n).name for n in range(7)]
+    assert names == ["fifo", "random", "pct2", "pct3", "random", "pct2", "pct3"]
+    assert [Plan("pct", 4, 5).spec(n).name for n in range(3)] == ["fifo", "pct4", "pct4"]
+    assert {Plan("fifo", 3, 5).spec(n).name for n in range(5)} == {"fifo"}
+
+
+def test_schedule_seeds_are_stable_and_distinct() -> None:
+    assert schedule_seed(1, 2) == schedule_seed(1, 2)
+    seeds = {schedule_seed(run, number) for run in range(5) for number in range(50)}
+    assert len(seeds) == 250
+    # Fixed across processes and versions: a token's seed means the same thing.
+    assert schedule_seed(0, 0) == 1576848291327681832
+    assert schedule_seed(20261123, 7) == 3142155201385026217
+
+
+def test_pct_lowers_priorities_at_its_change_points() -> None:
+    chooser = PctChooser(seed=3, depth=3, length=40)
+    points = sorted(chooser._lowered_to)
+    assert len(points) == 2
+    assert all(1 <= point <= 40 for point in points)
+    assert [chooser._lowered_to[p] for p in points] == [2, 1]
+    assert PctChooser(seed=3, depth=1, length=40)._lowered_to == {}
+
+
+def test_pct_bound_is_one_over_n_k_to_the_d_minus_one() -> None:
+    assert pct_bound(4, 10, 1) == pytest.approx(1 / 4)
+    assert pct_bound(4, 10, 3) == pytest.approx(1 / 400)
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "message"),
+    [
+        (parse_strategy, "dfs", "expected one of 'mix', 'fifo', 'random', 'pct'"),
+        (parse_depth, 0, "expected a whole number from 1 to 10"),
+        (parse_depth, "11", "expected a whole number from 1 to 10"),
+        (parse_depth, 2.5, "expected a whole number"),
+        (parse_schedules, -1, "expected a whole number 0 or more"),
+        (parse_schedules, "many", "expected a whole number 0 or more"),
+        (parse_schedules, True, "expected a whole number"),
+        (parse_seed, "abc", "or 'random'"),
+    ],
+)
+def test_bad_exploration_values_name_what_is_accepted(
+    parse: Callable[[object], object], value: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(value)
+
+
+def test_good_exploration_values_parse() -> None:
+    assert parse_schedules("2000") == 2000
+    assert parse_depth(" 2 ") == 2
+    assert parse_seed("random") is None
+    assert parse_seed("17") == 17
+    assert parse_strategy("pct") == "pct"
+
+
+# -- tokens ------------------------------------------------------------------------
+
+
+def test_token_round_trips_awkward_labels_as_one_shell_word() -> None:
+    token = ReplayToken(
+        "test_x[a/b: c]",
+        "pct2",
+        123,
+        (Deviation("worker-1", 3, "odd name:t1"), Deviation("a@b=c,d", 0, "loop")),
+    )
+    text = token.encode()
+    assert all(ch.isalnum() or ch in ":%,@=-._~" for ch in text), text
+    decoded = ReplayToken.decode(text)
+    assert decoded.test == token.test
+    assert decoded.deviations == token.deviations
+    assert (decoded.strategy, decoded.seed, decoded.version) == ("pct2", 123, plugin_version())
+    empty = ReplayToken("t", "fifo", 0, ()).encode()
+    assert empty.endswith(":-")
+    assert ReplayToken.decode(empty).deviations == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hello", "not an asyncspec replay token"),
+        ("asyncspec1:x", "expected 6 ':'-separated fields"),
+        (f"asyncspec1:{plugin_version()}:t:zigzag:1:-", "should be fifo/random/pctN"),
+        (f"asyncspec1:{plugin_version()}:t:random:seed:-", "should be fifo/random/pctN"),
+        (f"asyncspec1:{plugin_version()}:t:random:1:a@b", "is not '<label>@<step>=<label>'"),
+        ("asyncspec1:0.0.1:t:random:1:-", "made by pytest-asyncspec 0.0.1"),
+    ],
+)
+def test_bad_tokens_are_refused_with_what_to_do(text: str, message: str) -> None:
+    with pytest.raises(TokenError, match=message):
+        ReplayToken.decode(text)
+
+
+def test_a_token_from_another_version_says_how_to_replay_it() -> None:
+    with pytest.raises(TokenError, match=r"Install pytest-asyncspec==0\.0\.1"):
+        ReplayToken.decode("asyncspec1:0.0.1:t:random:1:-")
+
+
+# -- exploring -----------------------------------------------------------------------
+
+
+def test_exploration_finds_shrinks_and_replays_a_race() -> None:
+    outcome = explore(lost_update(), schedules=500, seed=11, name="race")
+    failure = outcome.failure
+    assert failure is not None
+    assert failure.spec.number > 0
+    assert outcome.schedules == failure.spec.number + 1
+    assert len(failure.deviations) == 1
+    assert failure.found_with >= 1
+    assert failure.token is not None and failure.token.test == "race"
+    assert failure.sites and "ran ahead of" in failure.sites[0]
+    assert "suspended at" in failure.sites[0]
+    assert __file__.rsplit("/", 1)[-1] in failure.sites[0]
+    assert "buy-" in failure.timeline
+
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(lost_update()()), test="race")
+        again = explorer.replay(ReplayToken.decode(failure.token.encode()))
+        assert again is not None
+        assert isinstance(again.error, AssertionError)
+        assert again.deviations == failure.deviations
+    finally:
+        loop.close()
+
+
+def test_exploration_of_correct_code_runs_every_schedule() -> None:
+    async def correct() -> None:
+        lock = asyncio.Lock()
+        state = {"n": 0}
+
+        async def bump() -> None:
+            async with lock:
+                value = state["n"]
+                await asyncio.sleep(0)
+                state["n"] = value + 1
+
+        await asyncio.gather(*(bump() for _ in range(4)))
+        assert state["n"] == 4
+
+    outcome = explore(correct, schedules=300, seed=1)
+    assert outcome.failure is None
+    assert outcome.schedules == 300
+    assert outcome.distinct > 10
+    assert outcome.length > 0 and outcome.labels > 4
+    assert [d for d, _ in outcome.bounds()] == [2, 3]
+
+
+def test_fifo_strategy_never_finds_the_stock_passing_race() -> None:
+    outcome = explore(lost_update(), schedules=100, strategy="fifo", seed=1)
+    assert outcome.failure is None
+    assert outcome.distinct == 1
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_each_strategy_finds_the_race(strategy: str) -> None:
+    outcome = explore(lost_update(), schedules=2000, strategy=strategy, depth=2, seed=3)
+    assert outcome.failure is not None
+    assert outcome.failure.spec.strategy == strategy
+
+
+def test_a_failure_in_stock_order_is_reported_with_no_deviation() -> None:
+    outcome = explore(lost_update((0, 0)), schedules=50, seed=1)
+    failure = outcome.failure
+    assert failure is not None
+    assert failure.spec.number == 0
+    assert failure.deviations == ()
+    assert failure.token is not None
+
+
+def test_a_body_that_does_not_repeat_itself_gets_no_token() -> None:
+    runs = itertools.count()
+
+    async def flaky() -> None:
+        # Steps taken depend on how many runs came before: not on the schedule.
+        for _ in range(next(runs) % 3):
+            await asyncio.sleep(0)
+        raise AssertionError("always fails")
+
+    outcome = explore(flaky, schedules=10, seed=1)
+    failure = outcome.failure
+    assert failure is not None
+    assert failure.token is None
+    assert failure.nondeterminism is not None
+    assert "the same seed" in failure.nondeterminism
+
+
+def test_tasks_left_running_are_cancelled_between_schedules() -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def leaky() -> None:
+        async def forever(number: int) -> None:
+            started.append(number)
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.append(number)
+                raise
+
+        asyncio.ensure_future(forever(len(started)))
+        await asyncio.sleep(0)
+
+    outcome = explore(leaky, schedules=20, seed=1)
+    assert outcome.failure is None
+    # In some orders the body ends before its task's first step: that task
+    # is cancelled before it starts.  Every task that started was cancelled.
+    assert 0 < len(started) <= 20
+    assert sorted(cancelled) == sorted(started)
+
+
+def test_keyboard_interrupt_ends_exploration_instead_of_counting_as_failure() -> None:
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        explore(interrupted, schedules=5, seed=1)

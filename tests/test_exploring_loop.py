@@ -1,0 +1,321 @@
+"""The exploring loop: FIFO is stock order, choosers reorder, labels are stable."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import pytest
+
+from pytest_asyncspec import ExploringLoop, VirtualClockLoop
+from pytest_asyncspec.exploring_loop import LANE, Candidate, Chooser
+from pytest_asyncspec.strategies import FifoChooser, RandomChooser, ReplayChooser
+
+Program = Callable[[list[str]], Coroutine[Any, Any, None]]
+
+
+# -- programs whose event order is logged ---------------------------------------
+
+
+async def ping_pong(log: list[str]) -> None:
+    async def player(name: str) -> None:
+        for turn in range(4):
+            log.append(f"{name}{turn}")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(player("a"), player("b"), player("c"))
+
+
+async def same_instant_timers(log: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    for name in "pqrs":
+        loop.call_later(1.0, log.append, name)
+    await asyncio.gather(*(sleeper(log, name, 1.0) for name in "xyz"))
+    await asyncio.sleep(1.0)  # the timers have all fired by then, in any order
+
+
+async def sleeper(log: list[str], name: str, delay: float) -> None:
+    await asyncio.sleep(delay)
+    log.append(name)
+
+
+async def callbacks_and_futures(log: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+    for name in ("cb1", "cb2", "cb3"):
+        loop.call_soon(log.append, name)
+    future.add_done_callback(lambda f: log.append(f"done:{f.result()}"))
+
+    async def waiter(name: str) -> None:
+        log.append(f"{name} got {await future}")
+
+    tasks = [asyncio.ensure_future(waiter(n)) for n in ("w1", "w2")]
+    await asyncio.sleep(0)
+    future.set_result("v")
+    await asyncio.gather(*tasks)
+
+
+async def queue_pipeline(log: list[str]) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+
+    async def producer() -> None:
+        for item in range(5):
+            await queue.put(item)
+            log.append(f"put{item}")
+        await queue.join()
+        log.append("joined")
+
+    async def consumer(name: str) -> None:
+        while True:
+            item = await queue.get()
+            log.append(f"{name} took {item}")
+            queue.task_done()
+
+    consumers = [asyncio.ensure_future(consumer(n)) for n in ("c1", "c2")]
+    await producer()
+    for task in consumers:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+
+
+async def loopback_streams(log: list[str]) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readline()
+        log.append(f"server read {data!r}")
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def client(name: str) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{name}\n".encode())
+        await writer.drain()
+        log.append(f"{name} got {await reader.readline()!r}")
+        writer.close()
+        await writer.wait_closed()
+
+    await asyncio.gather(client("one"), client("two"))
+    server.close()
+    await server.wait_closed()
+
+
+PROGRAMS: list[Program] = [
+    ping_pong,
+    same_instant_timers,
+    callbacks_and_futures,
+    queue_pipeline,
+    loopback_streams,
+]
+
+
+def run_logged(
+    program: Program, make_loop: Callable[[], asyncio.AbstractEventLoop], chooser: Chooser | None
+) -> tuple[list[str], list[str]]:
+    """The program's event log, and the loop's picks when exploring."""
+    loop = make_loop()
+    log: list[str] = []
+    try:
+        if isinstance(loop, ExploringLoop) and chooser is not None:
+            loop.begin_schedule(chooser)
+            loop.run_until_complete(program(log))
+            picks = list(loop.picks)
+            loop.end_schedule()
+            return log, picks
+        loop.run_until_complete(program(log))
+        return log, []
+    finally:
+        loop.close()
+
+
+# -- FIFO is stock order --------------------------------------------------------
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
+def test_fifo_schedule_runs_exactly_stock_order(program: Program) -> None:
+    stock, _ = run_logged(program, VirtualClockLoop, None)
+    fifo, fifo_picks = run_logged(program, ExploringLoop, FifoChooser())
+    # A replay with no deviation takes the general path, not FIFO's fast one.
+    never = ReplayChooser([])
+    never.fifo = False
+    replay, replay_picks = run_logged(program, ExploringLoop, never)
+    assert stock
+    assert fifo == stock
+    assert replay == stock
+    assert replay_picks == fifo_picks
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.__name__)
+def test_without_a_schedule_the_loop_is_its_base_class(program: Program) -> None:
+    stock, _ = run_logged(program, VirtualClockLoop, None)
+    idle, _ = run_logged(program, ExploringLoop, None)
+    assert idle == stock
+
+
+# -- other orders ---------------------------------------------------------------
+
+
+def test_random_schedules_reorder_tasks_but_keep_each_tasks_steps_in_order() -> None:
+    logs = set()
+    for seed in range(60):
+        log, _ = run_logged(ping_pong, ExploringLoop, RandomChooser(seed))
+        for name in "abc":
+            assert [e for e in log if e[0] == name] == [f"{name}{t}" for t in range(4)]
+        logs.add(tuple(log))
+    assert len(logs) > 30
+
+
+def test_same_instant_timers_fire_in_other_orders() -> None:
+    # A sleeper needs two picks (its timer, then its wake-up) to log first,
+    # so it leads less often than a bare timer callback; 200 fixed seeds see all.
+    firsts = set()
+    for seed in range(200):
+        log, _ = run_logged(same_instant_timers, ExploringLoop, RandomChooser(seed))
+        assert sorted(log) == sorted("pqrsxyz")
+        firsts.add(log[0])
+    assert firsts == set("pqrsxyz")
+
+
+def test_loop_callbacks_keep_their_order_under_any_schedule() -> None:
+    # call_soon callbacks share the loop's lane: never reordered among themselves.
+    for seed in range(60):
+        log, _ = run_logged(callbacks_and_futures, ExploringLoop, RandomChooser(seed))
+        lane = [e for e in log if e.startswith(("cb", "done"))]
+        assert lane == ["cb1", "cb2", "cb3", "done:v"]
+        assert sorted(e for e in log if e.startswith("w")) == ["w1 got v", "w2 got v"]
+
+
+def test_io_streams_stay_in_order_under_random_schedules() -> None:
+    # Any impossible order (data before connection, a reply before its
+    # request) would break the protocol or hang; every schedule completes.
+    outcomes = set()
+    for seed in range(40):
+        log, _ = run_logged(loopback_streams, ExploringLoop, RandomChooser(seed))
+        assert sorted(log) == sorted(
+            [
+                "server read b'one\\n'",
+                "server read b'two\\n'",
+                "one got b'ONE\\n'",
+                "two got b'TWO\\n'",
+            ]
+        )
+        outcomes.add(tuple(log))
+    assert len(outcomes) > 1
+
+
+def test_queue_pipeline_is_correct_under_every_schedule_tried() -> None:
+    for seed in range(60):
+        log, _ = run_logged(queue_pipeline, ExploringLoop, RandomChooser(seed))
+        taken = sorted(int(e.rsplit(" ", 1)[1]) for e in log if " took " in e)
+        assert taken == [0, 1, 2, 3, 4]
+        assert log[-1] == "joined"
+
+
+# -- labels ---------------------------------------------------------------------
+
+
+def test_labels_are_per_schedule_names_not_global_task_numbers() -> None:
+    async def worker() -> None:
+        await asyncio.sleep(0.5)
+
+    async def main() -> None:
+        await asyncio.gather(
+            worker(), worker(), asyncio.ensure_future(worker()), named("billing")
+        )
+
+    async def named(name: str) -> None:
+        await asyncio.create_task(worker(), name=name)
+
+    loop = ExploringLoop()
+    try:
+        seen = []
+        for _ in range(2):
+            loop.begin_schedule(FifoChooser())
+            loop.run_until_complete(main())
+            seen.append(list(loop.picks))
+            loop.end_schedule()
+    finally:
+        loop.close()
+    assert seen[0] == seen[1]
+    labels = set(seen[0])
+    assert {"main-1", "worker-1", "worker-2", "worker-3", "named-1", "billing-1"} <= labels
+    assert {"worker-1:t1", "worker-2:t1"} <= labels  # the timers of their sleeps
+    assert not any(label.startswith("Task-") for label in labels)
+
+
+def test_chooser_sees_the_oldest_candidate_first() -> None:
+    orders: list[list[int]] = []
+
+    class Recording:
+        fifo = False
+
+        def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+            orders.append([c.seq for c in candidates])
+            return len(candidates) - 1  # always the newest
+
+    log, picks = run_logged(ping_pong, ExploringLoop, Recording())
+    assert all(order == sorted(order) for order in orders)
+    assert any(len(order) > 1 for order in orders)
+    assert sorted(log) == sorted(f"{n}{t}" for n in "abc" for t in range(4))
+    assert LANE in picks  # gather's callbacks run in the loop's lane
+
+
+def test_deviations_are_logged_with_the_step_they_preempted() -> None:
+    _, picks = run_logged(ping_pong, ExploringLoop, FifoChooser())
+    loop = ExploringLoop()
+    log: list[str] = []
+    try:
+        loop.begin_schedule(RandomChooser(7))
+        loop.run_until_complete(ping_pong(log))
+        deviations = list(loop.deviations)
+        random_picks = list(loop.picks)
+        loop.end_schedule()
+        assert deviations
+        # Replaying the deviations on FIFO gives the same picks again.
+        loop.begin_schedule(ReplayChooser(deviations))
+        loop.run_until_complete(ping_pong([]))
+        assert loop.picks == random_picks
+        assert loop.deviations == deviations
+        loop.end_schedule()
+    finally:
+        loop.close()
+    assert random_picks != picks
+
+
+def test_a_schedule_cannot_begin_inside_another() -> None:
+    loop = ExploringLoop()
+    try:
+        loop.begin_schedule(FifoChooser())
+        with pytest.raises(RuntimeError, match="already running"):
+            loop.begin_schedule(FifoChooser())
+        loop.end_schedule()
+    finally:
+        loop.close()
+
+
+def test_end_schedule_hands_pending_callbacks_back_in_arrival_order() -> None:
+    loop = ExploringLoop()
+    log: list[str] = []
+    try:
+        loop.begin_schedule(RandomChooser(1))
+        for name in "abcdef":
+            loop.call_soon(log.append, name)
+        loop.end_schedule()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert log == list("abcdef")
+
+
+def test_random_order_is_reproducible_from_its_seed() -> None:
+    first, first_picks = run_logged(ping_pong, ExploringLoop, RandomChooser(42))
+    second, second_picks = run_logged(ping_pong, ExploringLoop, RandomChooser(42))
+    assert (first, first_picks) == (second, second_picks)
+    others = {tuple(run_logged(ping_pong, ExploringLoop, RandomChooser(s))[0]) for s in range(5)}
+    assert len(others) > 1
+    random.seed(0)  # the chooser never touches the global generator
+    assert run_logged(ping_pong, ExploringLoop, RandomChooser(42))[0] == first
