@@ -24,6 +24,7 @@ from .observation import current_loop
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
 from .strategies import Plan
+from .suspension import is_timer_label
 from .timing import LoopClock
 
 #: Report attribute carrying a test's exploration summary (xdist serialises it).
@@ -144,7 +145,7 @@ def run_explored(
         return
     if failure.token is not None and request.replay is None:
         store.add(item.nodeid, failure.token.encode())
-    request.report = describe_failure(item.nodeid, request, failure)
+    request.report = describe_failure(item.nodeid, request, failure, stored=store.enabled)
     error = failure.error
     if hasattr(error, "add_note") and failure.token is not None:
         error.add_note(
@@ -187,7 +188,9 @@ def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
     return summary
 
 
-def describe_failure(nodeid: str, request: ExploreRequest, failure: Failure) -> str:
+def describe_failure(
+    nodeid: str, request: ExploreRequest, failure: Failure, *, stored: bool = False
+) -> str:
     """The report section of a failing explored test."""
     spec = failure.spec
     lines: list[str] = []
@@ -222,7 +225,13 @@ def describe_failure(nodeid: str, request: ExploreRequest, failure: Failure) -> 
                 f"shrunk from {failure.found_with} deviations from stock order to "
                 f"{len(failure.deviations)} in {failure.shrink_runs} runs"
             )
-        if failure.real_waits:
+        if all(is_timer_label(d.ran) and is_timer_label(d.instead_of) for d in failure.deviations):
+            lines.append(
+                "only timers due at the same instant run in another order: stock asyncio "
+                "fires them in the order they were set, and on the real clock, where their "
+                "due times differ by a hair, in any order"
+            )
+        elif failure.real_waits:
             lines.append(
                 "this schedule waited on real work (threads or sockets outside the loop); "
                 "stock asyncio produces such orders when that work's timing differs"
@@ -238,7 +247,7 @@ def describe_failure(nodeid: str, request: ExploreRequest, failure: Failure) -> 
             lines.append(f"  {number}. " + site.replace("\n", "\n     "))
     assert failure.token is not None
     lines.append(f"replay: pytest '{nodeid}' --asyncspec-replay={failure.token.encode()}")
-    if request.replay is None:
+    if request.replay is None and stored:
         lines.append("(kept in .pytest_cache: the next run replays it first)")
     if failure.timeline:
         lines.extend(["", failure.timeline])

@@ -23,6 +23,11 @@ class FailureStore:
     def __init__(self, cache: pytest.Cache | None) -> None:
         self._cache = cache
 
+    @property
+    def enabled(self) -> bool:
+        """False when pytest's cache is off (``-p no:cacheprovider``)."""
+        return self._cache is not None
+
     @staticmethod
     def _key(nodeid: str) -> str:
         # Test ids hold characters file names may not (':' on Windows).

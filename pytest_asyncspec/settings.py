@@ -421,7 +421,7 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
 
 def effective_global(config: pytest.Config) -> Effective:
     """Settings that apply to a test with no marker."""
-    effective = _resolve(config, {})
+    effective = _explore_on_virtual(_resolve(config, {}))
     if effective.clock == "virtual" and effective.loop == "uvloop":
         raise pytest.UsageError(_virtual_uvloop_message(effective.sources))
     return effective
@@ -434,10 +434,13 @@ def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
     clock unless a clock was chosen explicitly: each schedule then costs
     milliseconds, not the test's real duration.
     """
-    effective = _resolve(config, marker_settings(item))
-    if effective.sources["clock"] == "default" and (effective.schedules or _replays(config, item)):
+    return _explore_on_virtual(_resolve(config, marker_settings(item)), _replays(config, item))
+
+
+def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
+    if effective.sources["clock"] == "default" and (effective.schedules or replaying):
         sources = {**effective.sources, "clock": "default for exploration"}
-        effective = dataclasses.replace(effective, clock="virtual", sources=sources)
+        return dataclasses.replace(effective, clock="virtual", sources=sources)
     return effective
 
 

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import linecache
 import os
+import re
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,6 +20,7 @@ from .exploring_loop import LANE, Candidate
 
 _ASYNCIO_DIR = str(Path(asyncio.__file__).parent)
 _OWN_DIR = str(Path(__file__).parent)
+_TIMER_LABEL = re.compile(r":t\d+$")
 
 
 def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
@@ -26,14 +28,20 @@ def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
     from 0) had been ready longer; three lines, the first unindented."""
     waiting = where_ready(oldest)
     taken = where_ready(ran)
-    kind = ""
-    if ran.label != LANE and oldest.label != LANE and ":t" in ran.label + oldest.label:
-        kind = " (timers due at the same instant: the real clock fires either first)"
+    if is_timer_label(ran.label) and is_timer_label(oldest.label):
+        kind = " (timers due at the same instant: on the real clock either may fire first)"
+    else:
+        kind = f" (step {step + 1} of {oldest.label})"
     return (
-        f"{ran.label} ran ahead of {oldest.label} (step {step + 1} of {oldest.label}){kind}\n"
+        f"{ran.label} ran ahead of {oldest.label}{kind}\n"
         f"   {oldest.label} (ready first): {waiting}\n"
         f"   {ran.label} (ran instead): {taken}"
     )
+
+
+def is_timer_label(label: str) -> bool:
+    """Whether ``label`` names a timer (``<creator>:t<k>``)."""
+    return _TIMER_LABEL.search(label) is not None
 
 
 def where_ready(candidate: Candidate) -> str:

@@ -5,7 +5,7 @@ each update a shared count and trail of call ids, either after their await
 
 Shared by the claims about stock asyncio's order
 (``test_pipelines_shared_state.py``) and about the orders exploration
-reaches (``test_pipelines_explored.py``).
+reaches (``test_pipelines_shared_state_explored.py``).
 """
 
 from __future__ import annotations

@@ -162,8 +162,10 @@ def test_exploration_finds_shrinks_and_replays_a_race() -> None:
     assert outcome.schedules == failure.spec.number + 1
     assert len(failure.deviations) == 1
     assert failure.found_with >= 1
-    assert failure.token is not None and failure.token.test == "race"
-    assert failure.sites and "ran ahead of" in failure.sites[0]
+    assert failure.token is not None
+    assert failure.token.test == "race"
+    assert failure.sites
+    assert "ran ahead of" in failure.sites[0]
     assert "suspended at" in failure.sites[0]
     assert __file__.rsplit("/", 1)[-1] in failure.sites[0]
     assert "buy-" in failure.timeline
@@ -197,7 +199,8 @@ def test_exploration_of_correct_code_runs_every_schedule() -> None:
     assert outcome.failure is None
     assert outcome.schedules == 300
     assert outcome.distinct > 10
-    assert outcome.length > 0 and outcome.labels > 4
+    assert outcome.length > 0
+    assert outcome.labels > 4
     assert [d for d, _ in outcome.bounds()] == [2, 3]
 
 
@@ -243,6 +246,7 @@ def test_a_body_that_does_not_repeat_itself_gets_no_token() -> None:
 def test_tasks_left_running_are_cancelled_between_schedules() -> None:
     started: list[int] = []
     cancelled: list[int] = []
+    left_behind: list[asyncio.Future[None]] = []
 
     async def leaky() -> None:
         async def forever(number: int) -> None:
@@ -253,7 +257,7 @@ def test_tasks_left_running_are_cancelled_between_schedules() -> None:
                 cancelled.append(number)
                 raise
 
-        asyncio.ensure_future(forever(len(started)))
+        left_behind.append(asyncio.ensure_future(forever(len(started))))
         await asyncio.sleep(0)
 
     outcome = explore(leaky, schedules=20, seed=1)
@@ -262,6 +266,7 @@ def test_tasks_left_running_are_cancelled_between_schedules() -> None:
     # is cancelled before it starts.  Every task that started was cancelled.
     assert 0 < len(started) <= 20
     assert sorted(cancelled) == sorted(started)
+    assert all(task.cancelled() for task in left_behind)
 
 
 def test_keyboard_interrupt_ends_exploration_instead_of_counting_as_failure() -> None:

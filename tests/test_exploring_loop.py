@@ -223,9 +223,7 @@ def test_labels_are_per_schedule_names_not_global_task_numbers() -> None:
         await asyncio.sleep(0.5)
 
     async def main() -> None:
-        await asyncio.gather(
-            worker(), worker(), asyncio.ensure_future(worker()), named("billing")
-        )
+        await asyncio.gather(worker(), worker(), asyncio.ensure_future(worker()), named("billing"))
 
     async def named(name: str) -> None:
         await asyncio.create_task(worker(), name=name)

@@ -1,0 +1,374 @@
+"""Schedule exploration as a user meets it: markers and flags, the failure
+report, replay tokens, the failure store, the summary, xdist and bad input.
+
+Every test runs a small pytest session inside ``pytester``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+from pytester_helpers import assert_usage_error, output_of
+
+from pytest_asyncspec.replay_token import plugin_version
+
+# No clock is configured: exploring tests get the virtual clock by default.
+INI = """\
+[pytest]
+addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
+    -p no:looptime_chronometers
+filterwarnings = error
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+# A box office with one seat: buyers arrive together, one parses its request
+# one step longer.  Stock order sells one ticket; another order sells two.
+BOX_OFFICE = """\
+import asyncio
+
+import pytest
+
+LOCKED = {locked}
+
+
+class Office:
+    def __init__(self):
+        self.seats = 1
+        self.sold = 0
+        self.lock = asyncio.Lock()
+
+    async def buy(self, parse_steps):
+        await asyncio.sleep(0.01)
+        for _ in range(parse_steps):
+            await asyncio.sleep(0)
+        if LOCKED:
+            async with self.lock:
+                await self.check_then_take()
+        else:
+            await self.check_then_take()
+
+    async def check_then_take(self):
+        if self.seats > 0:
+            await asyncio.sleep(0)  # record the sale
+            self.seats -= 1
+            self.sold += 1
+
+
+@pytest.mark.asyncspec(schedules=300)
+async def test_one_seat_sold_once():
+    office = Office()
+    await asyncio.gather(office.buy(0), office.buy(1))
+    assert office.sold == 1
+"""
+
+TOKEN = re.compile(r"--asyncspec-replay=(asyncspec1:\S+)")
+
+
+def write_box_office(pytester: pytest.Pytester, *, locked: bool) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_office=BOX_OFFICE.format(locked=locked))
+
+
+def token_in(result: pytest.RunResult) -> str:
+    found = TOKEN.findall(output_of(result))
+    assert found, output_of(result)
+    assert len(set(found)) == 1, found
+    return str(found[0])
+
+
+# -- finding a race ---------------------------------------------------------------
+
+
+def test_a_race_fails_with_the_schedule_that_shows_it(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=False)
+    # This seed's failing schedule shrinks to a task deviation (others shrink
+    # to two timers swapped, or to two first steps swapped: all one deviation).
+    result = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*assert 2 == 1*",
+            "*- asyncspec schedule -*",
+            "schedule * of 300 failed (*, seed *)",
+            "stock asyncio never runs this in-memory code in this order*",
+            "the deviations from stock order that make it fail:",
+            "  1. buy-2 ran ahead of buy-1 (step * of buy-1)",
+            "*buy-1 (ready first): suspended at test_office.py:*",
+            "*buy-2 (ran instead): suspended at test_office.py:*",
+            "replay: pytest 'test_office.py::test_one_seat_sold_once' --asyncspec-replay=*",
+            "*asyncspec timeline*",
+            "*= asyncspec exploration =*",
+            "test_office.py::test_one_seat_sold_once: * schedules, * distinct orders"
+            " (mix, seed 2)*; FAILED",
+        ]
+    )
+    token = token_in(result)
+    assert token.startswith(f"asyncspec1:{plugin_version()}:test_one_seat_sold_once:")
+    if sys.version_info >= (3, 11):  # exception notes
+        result.stdout.fnmatch_lines(["E * asyncspec: this failure needs a task order*"])
+
+
+def test_the_token_replays_exactly_that_schedule(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=False)
+    found = pytester.runpytest("-p", "no:cacheprovider")
+    token = token_in(found)
+    deviations = [line for line in found.outlines if "ran ahead of" in line]
+    replayed = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(
+        ["*assert 2 == 1*", "replayed schedule (*) failed", "*: replayed schedule failed"]
+    )
+    assert [line for line in replayed.outlines if "ran ahead of" in line] == deviations
+    assert token_in(replayed) == token
+    assert " schedules, " not in output_of(replayed)  # nothing else was explored
+
+
+def test_the_same_seed_finds_the_same_schedule(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=False)
+    first = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=77")
+    second = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=77")
+    for result in (first, second):
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*(mix, seed 77)*"])
+    assert token_in(first) == token_in(second)
+
+
+def test_locked_code_passes_every_schedule(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=True)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=5")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec exploration =*",
+            "test_office.py::test_one_seat_sold_once: 300 schedules, * distinct orders "
+            "(mix, seed 5); PCT bound per schedule for * labels and * steps: "
+            "depth 2 >= 1/*, depth 3 >= 1/*",
+        ]
+    )
+
+
+# -- the failure store ------------------------------------------------------------
+
+
+def test_a_failing_schedule_is_replayed_first_next_time_until_fixed(
+    pytester: pytest.Pytester,
+) -> None:
+    write_box_office(pytester, locked=False)
+    found = pytester.runpytest()
+    found.assert_outcomes(failed=1)
+    found.stdout.fnmatch_lines(["(kept in .pytest_cache: the next run replays it first)"])
+    token = token_in(found)
+
+    again = pytester.runpytest()
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(
+        ["a stored failing schedule (*) failed again, before any new schedule ran"]
+    )
+    assert token_in(again) == token
+
+    write_box_office(pytester, locked=True)  # the fix
+    fixed = pytester.runpytest("--asyncspec-seed=1")
+    fixed.assert_outcomes(passed=1)
+    cache = pytester.path / ".pytest_cache"
+    stored = [p.read_text() for p in cache.rglob("*") if p.is_file()]
+    assert not any(token in text for text in stored)
+
+
+# -- which tests explore -----------------------------------------------------------
+
+
+def test_the_flag_explores_async_tests_and_runs_sync_tests_once(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_mixed="""
+        import asyncio
+
+        RUNS = {"async": 0, "sync": 0}
+
+        async def test_async():
+            RUNS["async"] += 1
+            await asyncio.sleep(0)
+
+        def test_sync():
+            RUNS["sync"] += 1
+
+        def test_counts():
+            assert RUNS == {"async": 25, "sync": 1}
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-schedules=25")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "asyncspec: clock=virtual (default for exploration)*, schedules=25 (command line), "
+            "strategy=mix, seed=* (--asyncspec-seed=* explores the same schedules again)",
+            "test_mixed.py::test_async: 25 schedules, * distinct orders*",
+        ]
+    )
+
+
+def test_fixtures_are_set_up_once_and_the_clock_restarts_each_schedule(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_fixtures="""
+        import asyncio
+        import pytest
+
+        SETUPS = []
+        BODIES = []
+
+        @pytest.fixture
+        async def resource():
+            SETUPS.append(1)
+            return {"uses": 0}
+
+        @pytest.mark.asyncspec(schedules=40)
+        async def test_body(resource, asyncspec_clock):
+            resource["uses"] += 1
+            BODIES.append(asyncspec_clock.now())
+            await asyncio.gather(asyncio.sleep(1), asyncio.sleep(2))
+            asyncspec_clock.assert_time(asyncspec_clock.now(), 2.0)
+
+        def test_after():
+            assert SETUPS == [1]
+            assert BODIES == [0.0] * 40
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_skip_and_fail_inside_an_explored_test(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_outcomes="""
+        import asyncio
+        import pytest
+
+        RUNS = []
+
+        @pytest.mark.asyncspec(schedules=30)
+        async def test_skips():
+            RUNS.append(1)
+            await asyncio.sleep(0)
+            pytest.skip("not here")
+
+        @pytest.mark.asyncspec(schedules=30)
+        async def test_fails():
+            await asyncio.sleep(0)
+            pytest.fail("plainly wrong")
+
+        def test_skip_stopped_at_once():
+            assert RUNS == [1]
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*plainly wrong*",
+            "schedule 1 of 30 failed (fifo, seed *)",
+            "it fails in stock asyncio's own order (FIFO), with no deviation*",
+        ]
+    )
+
+
+def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    write_box_office(pytester, locked=True)
+    pytester.makepyfile(
+        test_more="""
+        import asyncio
+        import pytest
+
+        @pytest.mark.asyncspec(schedules=50)
+        async def test_other():
+            await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--asyncspec-seed=9"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*= asyncspec exploration =*"])
+    text = output_of(result)
+    assert "test_office.py::test_one_seat_sold_once: 300 schedules" in text
+    assert "test_more.py::test_other: 50 schedules" in text
+
+
+# -- bad input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--asyncspec-strategy=dfs"],
+            "*--asyncspec-strategy: invalid strategy 'dfs'; expected one of 'mix', 'fifo',"
+            " 'random', 'pct'",
+        ),
+        (["--asyncspec-depth=0"], "*--asyncspec-depth: invalid depth '0'*from 1 to 10*"),
+        (["--asyncspec-schedules=-3"], "*invalid schedules '-3'; expected a whole number*"),
+        (["--asyncspec-seed=x"], "*invalid seed 'x'*"),
+        (["--asyncspec-replay=garbage"], "*not an asyncspec replay token*"),
+        (
+            ["--asyncspec-replay=asyncspec1:0.0.1:test_x:random:1:-"],
+            "*made by pytest-asyncspec 0.0.1*Install pytest-asyncspec==0.0.1*",
+        ),
+        (
+            [f"--asyncspec-replay=asyncspec1:{plugin_version()}:test_x:random:1:oops"],
+            "*deviation 'oops' is not '<label>@<step>=<label>'*",
+        ),
+    ],
+)
+def test_bad_flags_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    write_box_office(pytester, locked=True)
+    assert_usage_error(pytester.runpytest("-p", "no:cacheprovider", *args), message)
+
+
+@pytest.mark.parametrize(
+    ("test", "message"),
+    [
+        (
+            "@pytest.mark.asyncspec(strategy='bfs')\nasync def test_x():\n    pass",
+            "*test_x: @pytest.mark.asyncspec: invalid strategy 'bfs'*",
+        ),
+        (
+            "@pytest.mark.asyncspec(schedules=10, depth=20)\nasync def test_x():\n    pass",
+            "*invalid depth 20*",
+        ),
+        (
+            "@pytest.mark.asyncspec(schedules=10)\ndef test_x():\n    pass",
+            "*test_x: exploration (schedules=10 from marker) reorders the tasks of an async "
+            "test, and this test is not async*",
+        ),
+        (
+            "@pytest.mark.asyncspec(schedules=10, clock='real')\nasync def test_x():\n    pass",
+            "*test_x: exploration (*) runs on the virtual clock of the asyncio loop, and this "
+            "test asks for clock=real (marker)*",
+        ),
+    ],
+)
+def test_bad_markers_are_usage_errors(pytester: pytest.Pytester, test: str, message: str) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_bad="import pytest\n\n" + test + "\n")
+    assert_usage_error(pytester.runpytest("-p", "no:cacheprovider"), message)
+
+
+def test_a_token_for_a_test_not_selected_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=True)
+    token = f"asyncspec1:{plugin_version()}:test_elsewhere:random:1:-"
+    assert_usage_error(
+        pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-replay={token}"),
+        "*the token replays a schedule of the test 'test_elsewhere', and no selected test "
+        "has that name*",
+    )
