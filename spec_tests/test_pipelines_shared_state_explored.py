@@ -118,8 +118,9 @@ def test_exploration_reaches_every_order_of_the_five_calls() -> None:
     runs = explored(update_after_await)
     assert_reaches_every_order(runs)
     assert_each_call_saw_its_predecessors(runs)
-    # With this seed the 120th order first appears at schedule 792.
-    assert runs.first_time_all_seen() == 792
+    needed = runs.first_time_all_seen()
+    assert needed is not None
+    assert needed <= SCHEDULES
 
 
 @pytest.mark.claim("S0.5", source=SOURCE, kind="O", control=True)
