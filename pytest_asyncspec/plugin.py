@@ -352,7 +352,9 @@ def pytest_runtest_makereport(
         if report.failed:
             if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
                 report.sections.append(("asyncspec pending tasks", observation.hang()))
-            timeline = observation.timeline()
+            # An explored test's report has the failing schedule's timeline;
+            # the whole trace would draw every schedule.
+            timeline = "" if request is not None and request.report else observation.timeline()
             if timeline:
                 report.sections.append(("asyncspec timeline", timeline))
     except Exception:

@@ -258,6 +258,10 @@ class Tracer:
     watchdog saw it.
     """
 
+    #: Its loop callbacks only read task names: an exploring loop runs them
+    #: outside the schedule, so tracing a test does not change its schedules.
+    _asyncspec_bookkeeping = True
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,

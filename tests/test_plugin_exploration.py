@@ -372,3 +372,48 @@ def test_a_token_for_a_test_not_selected_is_a_usage_error(pytester: pytest.Pytes
         "*the token replays a schedule of the test 'test_elsewhere', and no selected test "
         "has that name*",
     )
+
+
+def test_a_test_that_does_not_repeat_itself_gets_no_token(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_flaky="""
+        import asyncio
+        import itertools
+        import pytest
+
+        RUNS = itertools.count()
+
+        @pytest.mark.asyncspec(schedules=20)
+        async def test_flaky():
+            # How many steps it takes depends on earlier runs, not on the schedule.
+            for _ in range(next(RUNS) % 3):
+                await asyncio.sleep(0)
+            assert False, "always fails"
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*always fails*",
+            "schedule 1 of 20 failed (fifo, seed *)",
+            "no replay token: this test does not run the same way twice under one schedule "
+            "(the same seed *). Something besides the task order decides what it does: "
+            "threads, real I/O, time read from the wall clock, or unseeded randomness.*",
+        ]
+    )
+    assert "--asyncspec-replay=" not in output_of(result)
+    cache = pytester.path / ".pytest_cache"
+    assert not any("asyncspec1:" in p.read_text() for p in cache.rglob("*") if p.is_file())
+
+
+def test_tracing_a_test_does_not_change_its_schedules(pytester: pytest.Pytester) -> None:
+    write_box_office(pytester, locked=False)
+    plain = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=2")
+    traced = pytester.runpytest(
+        "-p", "no:cacheprovider", "--asyncspec-seed=2", "--asyncspec-trace=on"
+    )
+    assert token_in(plain) == token_in(traced)
+    # One timeline, the failing schedule's, not a picture of every schedule.
+    assert output_of(traced).count("asyncspec timeline:") == 1
