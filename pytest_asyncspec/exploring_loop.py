@@ -169,7 +169,8 @@ class ExploringLoop(VirtualClockLoop):
 
     def _new_task_label(self, task: asyncio.Future[Any]) -> str:
         name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
-        if not name or _DEFAULT_TASK_NAME.fullmatch(name):
+        # CPython 3.13's eager task factory names unnamed tasks "None".
+        if not name or name == "None" or _DEFAULT_TASK_NAME.fullmatch(name):
             # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash on
             # one that finished eagerly); a ready task is not done.
             coro = task.get_coro() if not task.done() else None  # type: ignore[attr-defined]

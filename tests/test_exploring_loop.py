@@ -317,3 +317,29 @@ def test_random_order_is_reproducible_from_its_seed() -> None:
     assert len(others) > 1
     random.seed(0)  # the chooser never touches the global generator
     assert run_logged(ping_pong, ExploringLoop, RandomChooser(42))[0] == first
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="eager tasks are 3.12+")
+def test_eager_tasks_are_explored_from_their_first_suspension() -> None:
+    def eager_loop(make: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+        loop = make()
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        return loop
+
+    async def spawned(log: list[str]) -> None:
+        async def child(name: str) -> None:
+            log.append(f"{name} eager")
+            await asyncio.sleep(0)
+            log.append(f"{name} resumed")
+
+        await asyncio.gather(*(asyncio.create_task(child(n)) for n in "ab"))
+
+    stock, _ = run_logged(spawned, lambda: eager_loop(VirtualClockLoop), None)
+    fifo, picks = run_logged(spawned, lambda: eager_loop(ExploringLoop), FifoChooser())
+    assert fifo == stock == ["a eager", "b eager", "a resumed", "b resumed"]
+    assert "child-1" in picks
+    resumed_first = {
+        run_logged(spawned, lambda: eager_loop(ExploringLoop), RandomChooser(seed))[0][2]
+        for seed in range(30)
+    }
+    assert resumed_first == {"a resumed", "b resumed"}
