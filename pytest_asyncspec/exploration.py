@@ -351,4 +351,8 @@ def explore(
             seed = random.SystemRandom().randrange(2**63)
         return explorer.explore(Plan(strategy, depth, seed), schedules)
     finally:
-        loop.close()
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()

@@ -259,8 +259,10 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     if not summary.get("schedules"):
         state = "failed" if summary.get("failed") else "passed"
         return f"{nodeid}: replayed schedule {state}"
+    schedules, distinct = summary["schedules"], summary["distinct"]
     text = (
-        f"{nodeid}: {summary['schedules']} schedules, {summary['distinct']} distinct orders"
+        f"{nodeid}: {schedules} schedule{'s' if schedules != 1 else ''}, "
+        f"{distinct} distinct order{'s' if distinct != 1 else ''}"
         f" ({summary.get('strategy', '?')}, seed {summary.get('seed', '?')})"
     )
     bounds = summary.get("bounds") or []

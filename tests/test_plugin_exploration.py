@@ -207,7 +207,7 @@ def test_the_flag_explores_async_tests_and_runs_sync_tests_once(
         [
             "asyncspec: clock=virtual (default for exploration)*, schedules=25 (command line), "
             "strategy=mix, seed=* (--asyncspec-seed=* explores the same schedules again)",
-            "test_mixed.py::test_async: 25 schedules, * distinct orders*",
+            "test_mixed.py::test_async: 25 schedules, * distinct order*",
         ]
     )
 
