@@ -63,7 +63,12 @@ def request_for(
     run_seed: int,
     replay: ReplayToken | None,
 ) -> ExploreRequest | None:
-    """Whether and how ``item`` explores; a usage error for impossible asks."""
+    """Whether and how ``item`` explores; a usage error for impossible asks.
+
+    A run-wide request skips what cannot be explored -- sync tests, and tests
+    whose own marker asks for the real clock or uvloop (reported in the
+    summary); the same ask in a test's marker is an error.
+    """
     replaying = replay is not None and replay.test == item.name
     if effective.schedules == 0 and not replaying:
         return None
@@ -76,6 +81,19 @@ def request_for(
             "and this test is not async: make it `async def`, or drop the request"
         )
     if effective.clock != "virtual" or effective.loop != "asyncio":
+        run_wide = not replaying and effective.sources.get("schedules") != "marker"
+        own_choice = "marker" in (effective.sources["clock"], effective.sources["loop"])
+        if run_wide and own_choice:
+            # The test itself insists on another loop: run it once, and say so.
+            return ExploreRequest(
+                plan=None,
+                schedules=0,
+                summary={
+                    "unexplored": f"it asks for clock={effective.clock}, "
+                    f"loop={effective.loop} in its marker; exploration needs the "
+                    "virtual clock on the asyncio loop"
+                },
+            )
         raise pytest.UsageError(
             f"{item.nodeid}: exploration ({asked}) runs on the virtual clock of the "
             f"asyncio loop, and this test asks for clock={effective.clock} "
@@ -256,6 +274,8 @@ def describe_failure(
 
 def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     """One line of the terminal summary for an explored test."""
+    if "unexplored" in summary:
+        return f"{nodeid}: ran once, not explored: {summary['unexplored']}"
     if not summary.get("schedules"):
         state = "failed" if summary.get("failed") else "passed"
         return f"{nodeid}: replayed schedule {state}"

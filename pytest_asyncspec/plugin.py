@@ -236,7 +236,7 @@ def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     request = pyfuncitem.stash.get(EXPLORE_KEY, None)
-    if request is None:
+    if request is None or (request.plan is None and request.replay is None):
         return None
     run_explored(
         pyfuncitem,
