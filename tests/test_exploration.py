@@ -275,3 +275,25 @@ def test_keyboard_interrupt_ends_exploration_instead_of_counting_as_failure() ->
 
     with pytest.raises(KeyboardInterrupt):
         explore(interrupted, schedules=5, seed=1)
+
+
+def test_pct_changes_one_priority_per_change_point_even_over_a_cancelled_callback() -> None:
+    async def worker(steps: int) -> None:
+        for _ in range(steps):
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(worker(3)) for _ in range(3)]
+        asyncio.get_running_loop().call_soon(print, "never runs").cancel()
+        await asyncio.gather(*tasks)
+
+    loop = ExploringLoop()
+    chooser = PctChooser(seed=2, depth=2, length=20)  # one change point, at choice 2
+    try:
+        loop.begin_schedule(chooser)
+        loop.run_until_complete(main())
+        loop.end_schedule()
+    finally:
+        loop.close()
+    lowered = [label for label, value in chooser._priority.items() if value <= chooser.depth]
+    assert len(lowered) == 1
