@@ -14,6 +14,16 @@ Here every ready callback waits in a *pool*, and at each pick a
   stream in order (no data before its connection is made), at the price of
   never reordering two such callbacks against each other.
 
+A callback passed over :data:`FAIRNESS_BOUND` times in a row while it is the
+oldest runs next, whatever the chooser says: every schedule ends.
+
+A task step or a timer may run before older task steps and timers, but never
+before an older callback of the loop's lane: asyncio's internals rely on a
+future's earlier done callbacks running before the task it wakes resumes
+(``sock_connect`` removes its writer in one; a task that resumed first would
+already have built a transport on that socket).  The lane's head itself may
+run before older task steps.
+
 Per loop iteration as many picks are made as the pool held when the
 iteration began, then I/O is polled, as in asyncio's own loop; a callback
 made ready during the iteration may be picked in it.  With the FIFO chooser
@@ -40,6 +50,13 @@ from typing import Any, NamedTuple, Protocol, cast
 from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 
 LANE = "loop"
+#: Picks in a row that may pass over the oldest ready callback before it runs
+#: regardless of the chooser.  Without a bound, a strategy that favours a
+#: task or I/O callback that is always ready (an I/O callback re-armed by
+#: every poll, a task spinning on ``sleep(0)``) starves the rest forever and
+#: the schedule never ends; stock asyncio is fair.  64 keeps deviations that
+#: delay a callback by dozens of steps.
+FAIRNESS_BOUND = 64
 #: The label of the plugin's own bookkeeping callbacks (a tracer reading task
 #: names): run as they arrive, never picked, logged or counted, so that
 #: observing a test does not change the schedules it is explored under.
@@ -76,8 +93,15 @@ class Chooser(Protocol):
     #: fast path that logs the same picks without building candidates).
     fifo: bool
 
-    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
-        """Index into ``candidates`` (oldest first; never empty) of the one to run.
+    def arrive(self, candidate: Candidate) -> None:
+        """``candidate`` joined the pool (called once for each candidate)."""
+        ...
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
+        """Index of the one to run among the first ``eligible`` of ``candidates``
+        (the pool, oldest first; ``eligible`` is at least 1).
 
         ``pick`` counts this schedule's earlier calls of ``choose``; ``steps``
         counts how many steps each label has taken.
@@ -104,8 +128,11 @@ class ExploringLoop(VirtualClockLoop):
         "_candidates",
         "_choices",
         "_chooser",
+        "_lane_seq",
         "_name_counts",
+        "_passed_over",
         "_queued",
+        "_starving",
         "_steps",
         "_task_labels",
         "_timer_counts",
@@ -142,6 +169,12 @@ class ExploringLoop(VirtualClockLoop):
         self._candidates: list[Candidate] = []
         self._queued: dict[str, deque[Candidate]] = {}
         self._arrivals = 0
+        # Arrival number of the loop lane's candidate, if it has one.
+        self._lane_seq: int | None = None
+        # How many picks in a row passed over the oldest candidate (arrival
+        # number _starving); see FAIRNESS_BOUND.
+        self._starving = -1
+        self._passed_over = 0
         # Calls of the chooser: each gets its own number, even when the
         # callback it picked turns out to be cancelled (PCT's change points
         # count choices).
@@ -166,6 +199,7 @@ class ExploringLoop(VirtualClockLoop):
         self._ready.extendleft(reversed([c.handle for c in pending]))  # type: ignore[attr-defined]
         self._candidates.clear()
         self._queued.clear()
+        self._lane_seq = None
         self._held = 0
         self._task_labels.clear()
         self._timer_labels.clear()
@@ -261,6 +295,7 @@ class ExploringLoop(VirtualClockLoop):
         candidates = self._candidates
         queued = self._queued
         label_of = self._label_of
+        arrive = self._chooser.arrive  # type: ignore[union-attr]
         while ready:
             handle = ready.popleft()
             label = label_of(handle)
@@ -276,6 +311,9 @@ class ExploringLoop(VirtualClockLoop):
                 # Arrivals are the newest: appending keeps the pool sorted.
                 candidates.append(entry)
                 queued[label] = deque()
+                if label == LANE:
+                    self._lane_seq = entry.seq
+                arrive(entry)
             else:
                 waiting.append(entry)
 
@@ -288,16 +326,38 @@ class ExploringLoop(VirtualClockLoop):
         for _ in range(self._held):
             if not candidates:
                 break
-            index = chooser.choose(candidates, self._choices, steps)
-            self._choices += 1
+            # Nothing overtakes a loop callback that was ready before it: the
+            # loop's own callbacks (a socket's done callback, say) must run
+            # before a task they came before resumes, as asyncio's internals
+            # assume.  Candidates up to the lane's are eligible.
+            eligible = len(candidates)
+            if self._lane_seq is not None:
+                eligible = bisect.bisect_right(candidates, self._lane_seq, key=_arrival)
             oldest = candidates[0]
+            if self._passed_over < FAIRNESS_BOUND:
+                index = chooser.choose(candidates, eligible, self._choices, steps)
+                self._choices += 1
+            else:
+                index = 0  # the oldest has waited long enough
+            if index:
+                if oldest.seq != self._starving:
+                    self._starving, self._passed_over = oldest.seq, 0
+                self._passed_over += 1
+            else:
+                self._passed_over = 0
             entry = candidates.pop(index)
             self._held -= 1
             waiting = queued[entry.label]
             if waiting:
-                bisect.insort(candidates, waiting.popleft())
+                successor = waiting.popleft()
+                bisect.insort(candidates, successor)
+                if entry.label == LANE:
+                    self._lane_seq = successor.seq
+                chooser.arrive(successor)
             else:
                 del queued[entry.label]
+                if entry.label == LANE:
+                    self._lane_seq = None
             handle = entry.handle
             if handle._cancelled:
                 continue
@@ -324,3 +384,7 @@ class ExploringLoop(VirtualClockLoop):
         self._candidates.clear()
         self._queued.clear()
         self._held = 0
+
+
+def _arrival(candidate: Candidate) -> int:
+    return candidate.seq

@@ -16,7 +16,9 @@ per schedule.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -36,25 +38,39 @@ class FifoChooser:
 
     fifo = True
 
-    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+    def arrive(self, candidate: Candidate) -> None:
+        pass
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
         return 0
 
 
 class RandomChooser:
-    """Any candidate, uniformly, at every pick."""
+    """Any eligible candidate, uniformly, at every pick."""
 
     fifo = False
 
     def __init__(self, seed: int) -> None:
         self._random = random.Random(seed)
 
-    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
-        return self._random.randrange(len(candidates))
+    def arrive(self, candidate: Candidate) -> None:
+        pass
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
+        return self._random.randrange(eligible)
 
 
 class PctChooser:
     """PCT: random priorities per label, ``depth - 1`` priority-change points
-    spread over the first ``length`` picks."""
+    spread over the first ``length`` picks.
+
+    Candidates wait in a heap by priority, so a pick costs O(log n) however
+    many callbacks are ready (ten thousand gathered tasks, say).
+    """
 
     fifo = False
 
@@ -67,22 +83,43 @@ class PctChooser:
         # every initial priority (> depth) and below earlier changes.
         self._lowered_to = {point: depth - rank for rank, point in enumerate(sorted(points), 1)}
         self._priority: dict[str, float] = {}
+        # (-priority, arrival number): entries of candidates that have run
+        # since are dropped when they reach the top.
+        self._heap: list[tuple[float, int]] = []
+        # (arrival number, -priority) of candidates held back behind an older
+        # loop callback; the lane only moves forward, so each is released once.
+        self._held_back: list[tuple[int, float]] = []
 
-    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
-        priority = self._priority
-        best = 0
-        best_priority = -1.0
-        for index, candidate in enumerate(candidates):
-            value = priority.get(candidate.label)
-            if value is None:
-                value = priority[candidate.label] = self.depth + 1 + self._random.random()
-            if value > best_priority:
-                best, best_priority = index, value
+    def arrive(self, candidate: Candidate) -> None:
+        value = self._priority.get(candidate.label)
+        if value is None:
+            value = self._priority[candidate.label] = self.depth + 1 + self._random.random()
+        heapq.heappush(self._heap, (-value, candidate.seq))
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
+        heap = self._heap
+        held_back = self._held_back
+        last_eligible = candidates[eligible - 1].seq
+        while held_back and held_back[0][0] <= last_eligible:
+            seq, negative = heapq.heappop(held_back)
+            heapq.heappush(heap, (negative, seq))
+        while True:
+            negative, seq = heap[0]
+            index = bisect.bisect_left(candidates, seq, key=_arrival)
+            if index == len(candidates) or candidates[index].seq != seq:
+                heapq.heappop(heap)  # it ran already
+            elif seq > last_eligible:
+                heapq.heappop(heap)
+                heapq.heappush(held_back, (seq, negative))
+            else:
+                break
         lowered = self._lowered_to.get(pick + 1)
         if lowered is not None:
             # The step runs, then its task yields to everyone else.
-            priority[candidates[best].label] = lowered
-        return best
+            self._priority[candidates[index].label] = lowered
+        return index
 
 
 class ReplayChooser:
@@ -95,15 +132,24 @@ class ReplayChooser:
             key = (deviation.instead_of, deviation.step)
             self._pending.setdefault(key, deque()).append(deviation.ran)
 
-    def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+    def arrive(self, candidate: Candidate) -> None:
+        pass
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
         oldest = candidates[0].label
         wanted = self._pending.get((oldest, steps.get(oldest, 0)))
         if wanted:
-            for index, candidate in enumerate(candidates):
-                if candidate.label == wanted[0]:
+            for index in range(eligible):
+                if candidates[index].label == wanted[0]:
                     wanted.popleft()
                     return index
         return 0
+
+
+def _arrival(candidate: Candidate) -> int:
+    return candidate.seq
 
 
 def schedule_seed(run_seed: int, number: int) -> int:

@@ -247,16 +247,23 @@ def test_labels_are_per_schedule_names_not_global_task_numbers() -> None:
 
 def test_chooser_sees_the_oldest_candidate_first() -> None:
     orders: list[list[int]] = []
+    arrivals: list[int] = []
 
     class Recording:
         fifo = False
 
-        def choose(self, candidates: Sequence[Candidate], pick: int, steps: dict[str, int]) -> int:
+        def arrive(self, candidate: Candidate) -> None:
+            arrivals.append(candidate.seq)
+
+        def choose(
+            self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+        ) -> int:
             orders.append([c.seq for c in candidates])
-            return len(candidates) - 1  # always the newest
+            return eligible - 1  # always the newest eligible
 
     log, picks = run_logged(ping_pong, ExploringLoop, Recording())
     assert all(order == sorted(order) for order in orders)
+    assert len(arrivals) == len(set(arrivals))
     assert any(len(order) > 1 for order in orders)
     assert sorted(log) == sorted(f"{n}{t}" for n in "abc" for t in range(4))
     assert LANE in picks  # gather's callbacks run in the loop's lane
