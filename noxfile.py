@@ -1,0 +1,72 @@
+"""The version matrix: ``nox`` runs the plugin's tests and the spec suite on
+every supported Python, the uvloop run, and the lint and type gates.
+
+    pip install nox
+    nox                      # everything
+    nox -s tests-3.12        # one interpreter
+    nox -s uvloop lint       # the uvloop run and the gates
+
+Interpreters are found on PATH as ``python3.10`` ... ``python3.13``; when
+pyenv is installed, its versions are added to PATH first, so a machine with
+``pyenv install 3.10 3.11 3.12 3.13`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+nox.options.sessions = ["tests", "uvloop", "lint"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _pyenv_bins() -> list[str]:
+    """bin directories of pyenv's interpreters, newest patch release first."""
+    try:
+        root = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    versions = Path(root) / "versions"
+    found = []
+    for minor in PYTHONS:
+        candidates = sorted(versions.glob(f"{minor}.*"), reverse=True)
+        found.extend(str(path / "bin") for path in candidates[:1] if (path / "bin").is_dir())
+    return found
+
+
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The README's test command: spec suite and plugin tests, on the virtual clock."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "2", *session.posargs)
+
+
+@nox.session(python="3.11")
+def uvloop(session: nox.Session) -> None:
+    """The asyncio claims of the parallelism document on uvloop (real clock)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "spec_tests/test_async_python_parallelism.py",
+        "--asyncspec-loop=uvloop",
+        "--asyncspec-clock=real",
+        *session.posargs,
+    )
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy --strict."""
+    session.install("-e", ".[test]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "--strict")
