@@ -332,7 +332,9 @@ class ExploringLoop(VirtualClockLoop):
             # assume.  Candidates up to the lane's are eligible.
             eligible = len(candidates)
             if self._lane_seq is not None:
-                eligible = bisect.bisect_right(candidates, self._lane_seq, key=_arrival)
+                # Tuples compare by arrival first (unique): (seq, _LAST) sorts
+                # right after the candidate of that arrival, in C.
+                eligible = bisect.bisect_right(candidates, (self._lane_seq, _LAST))
             oldest = candidates[0]
             if self._passed_over < FAIRNESS_BOUND:
                 index = chooser.choose(candidates, eligible, self._choices, steps)
@@ -386,5 +388,5 @@ class ExploringLoop(VirtualClockLoop):
         self._held = 0
 
 
-def _arrival(candidate: Candidate) -> int:
-    return candidate.seq
+#: Greater than any label, for searching the pool by arrival number.
+_LAST = "\U0010ffff"

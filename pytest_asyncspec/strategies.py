@@ -107,7 +107,8 @@ class PctChooser:
             heapq.heappush(heap, (negative, seq))
         while True:
             negative, seq = heap[0]
-            index = bisect.bisect_left(candidates, seq, key=_arrival)
+            # (seq,) sorts just before the candidate of that arrival, if any.
+            index = bisect.bisect_left(candidates, (seq,))
             if index == len(candidates) or candidates[index].seq != seq:
                 heapq.heappop(heap)  # it ran already
             elif seq > last_eligible:
@@ -146,10 +147,6 @@ class ReplayChooser:
                     wanted.popleft()
                     return index
         return 0
-
-
-def _arrival(candidate: Candidate) -> int:
-    return candidate.seq
 
 
 def schedule_seed(run_seed: int, number: int) -> int:
