@@ -68,6 +68,9 @@ REPLAY_KEY = pytest.StashKey[ReplayToken | None]()
 SEED_KEY = pytest.StashKey[int]()
 STORE_KEY = pytest.StashKey[FailureStore]()
 TRACE_FIXTURE = "asyncspec_trace"
+#: Report attribute: allow-list rules that have fired so far in this process
+#: (so an xdist controller knows which rules its workers used).
+RULES_USED_ATTR = "asyncspec_rules_used"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,6 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ExplorationSummary(), "asyncspec-exploration")
+        config.pluginmanager.register(
+            AllowRuleUsage(config.stash[ALLOW_RULES_KEY]), "asyncspec-allow-rules"
+        )
         # Claims are aggregated where reports arrive: here, or on the xdist
         # controller; a worker only attaches each test's claim data to its reports.
         config.pluginmanager.register(ClaimsReport(report_path(config)), "asyncspec-claims")
@@ -334,6 +340,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     _attach_claim(item, report)
+    rules = item.config.stash.get(ALLOW_RULES_KEY, [])
+    if rules and call.when == "call":
+        setattr(report, RULES_USED_ATTR, [rule.text for rule in rules if rule.used])
     request = item.stash.get(EXPLORE_KEY, None)
     if request is not None and call.when == "call":
         if request.summary:
@@ -389,10 +398,20 @@ def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
     setattr(report, PAYLOAD_ATTR, payload)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    rules = terminalreporter.config.stash.get(ALLOW_RULES_KEY, [])
-    unused = [rule for rule in rules if not rule.used]
-    if unused:
-        terminalreporter.section("asyncspec: allow-list rules that never fired")
-        for rule in unused:
-            terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+class AllowRuleUsage:
+    """Which allow-list rules fired anywhere in the run: here, or in an xdist
+    worker (whose reports carry the rules it has used)."""
+
+    def __init__(self, rules: list[AllowRule]) -> None:
+        self.rules = rules
+        self.used: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.used.update(getattr(report, RULES_USED_ATTR, None) or ())
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        unused = [rule for rule in self.rules if not rule.used and rule.text not in self.used]
+        if unused:
+            terminalreporter.section("asyncspec: allow-list rules that never fired")
+            for rule in unused:
+                terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")

@@ -452,6 +452,32 @@ def test_allow_list_from_ini_and_flag_lets_the_suite_pass(pytester: pytest.Pytes
     assert f"test_jobs.py:{job}" not in summary
 
 
+def test_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -> None:
+    """With ``-n 2`` the rules fire in the workers; the controller still lists
+    only the rule that matched nothing, as a serial run does."""
+    pytest.importorskip("xdist")
+    paths = make_gated_suite(
+        pytester,
+        "asyncspec_allow_blocking =",
+        "    helpers.py",
+        "    legacy/*.py",
+    )
+    job = line_of(paths["test_jobs"], "# job blocks")
+    summaries = []
+    for extra in ([], ["-n", "2"]):
+        result = pytester.runpytest_subprocess(
+            f"--asyncspec-allow-blocking=test_jobs.py:{job}", *extra
+        )
+        result.assert_outcomes(passed=4)
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "rules that never fired" in line)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+        summaries.append([line for line in lines[start + 1 : end] if line.strip()])
+    assert (
+        summaries[0] == summaries[1] == ["legacy/*.py  (no blocking step matched it; remove it?)"]
+    )
+
+
 @pytest.mark.parametrize(
     "rule",
     [
