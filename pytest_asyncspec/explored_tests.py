@@ -13,19 +13,20 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .exploration import Exploration, Explorer, Failure
 from .exploring_loop import ExploringLoop
 from .failure_store import FailureStore
-from .observation import current_loop
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
 from .strategies import Plan
-from .suspension import is_timer_label
 from .timing import LoopClock
+
+if TYPE_CHECKING:
+    # Running an exploration loads these (run_explored); collection does not.
+    from .exploration import Exploration, Failure
 
 #: Report attribute carrying a test's exploration summary (xdist serialises it).
 SUMMARY_ATTR = "asyncspec_exploration"
@@ -127,6 +128,9 @@ def run_explored(
     clock: Callable[[], LoopClock | None],
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error."""
+    from .exploration import Exploration, Explorer
+    from .observation import current_loop
+
     loop = current_loop()
     if not isinstance(loop, ExploringLoop):
         pytest.fail(
@@ -210,6 +214,8 @@ def describe_failure(
     nodeid: str, request: ExploreRequest, failure: Failure, *, stored: bool = False
 ) -> str:
     """The report section of a failing explored test."""
+    from .suspension import is_timer_label
+
     spec = failure.spec
     lines: list[str] = []
     if request.replay is not None:

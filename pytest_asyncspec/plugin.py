@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pytest_asyncio import is_async_test
 
-from .blocking import AllowRule, parse_allow_rules
 from .claims import (
     PAYLOAD_ATTR,
     ClaimRecorder,
@@ -32,13 +31,11 @@ from .explored_tests import (
     ExploreRequest,
     decode_replay,
     request_for,
-    run_explored,
     session_seed,
     summary_line,
 )
 from .failure_store import FailureStore
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
-from .observation import Observation, TraceView, current_loop, wants_observation
 from .replay_token import ReplayToken
 from .settings import (
     CLAIM_HELP,
@@ -55,10 +52,16 @@ from .settings import (
 )
 from .timing import LoopClock
 
+if TYPE_CHECKING:
+    # Loaded when a test needs them (see _start_observation and the hooks
+    # below): a run that never traces or explores never imports them.
+    from .blocking import AllowRule
+    from .observation import Observation, TraceView
+
 SETTINGS_KEY = pytest.StashKey[Effective]()
-OBSERVATION_KEY = pytest.StashKey[Observation]()
-TRACE_VIEW_KEY = pytest.StashKey[TraceView]()
-ALLOW_RULES_KEY = pytest.StashKey[list[AllowRule]]()
+OBSERVATION_KEY = pytest.StashKey["Observation"]()
+TRACE_VIEW_KEY = pytest.StashKey["TraceView"]()
+ALLOW_RULES_KEY = pytest.StashKey["list[AllowRule]"]()
 CLAIM_KEY = pytest.StashKey[ClaimTag]()
 CLAIM_POSITION_KEY = pytest.StashKey[int]()
 CLOCK_KEY = pytest.StashKey[LoopClock]()
@@ -83,7 +86,8 @@ def pytest_configure(config: pytest.Config) -> None:
     validate_config(config)
     try:
         # One list for the whole run, so a rule used by any test counts as used.
-        config.stash[ALLOW_RULES_KEY] = parse_allow_rules(allow_blocking_rules(config))
+        rules = allow_blocking_rules(config)
+        config.stash[ALLOW_RULES_KEY] = _parse_allow_rules(rules) if rules else []
     except ValueError as error:
         raise pytest.UsageError(
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
@@ -112,6 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist: hand the run's exploration seed to each worker."""
     node.workerinput["asyncspec_seed"] = node.config.stash[SEED_KEY]
+
+
+def _parse_allow_rules(rules: list[str]) -> list[AllowRule]:
+    from .blocking import parse_allow_rules
+
+    return parse_allow_rules(rules)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -231,6 +241,8 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
 @pytest.fixture
 def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
     """The task steps of this test, recorded as it runs (queries, timed output)."""
+    from .observation import TraceView
+
     view = TraceView()
     request.node.stash[TRACE_VIEW_KEY] = view
     return view
@@ -244,6 +256,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     request = pyfuncitem.stash.get(EXPLORE_KEY, None)
     if request is None or (request.plan is None and request.replay is None):
         return None
+    from .explored_tests import run_explored
+
     run_explored(
         pyfuncitem,
         request,
@@ -309,6 +323,8 @@ def _start_observation(item: pytest.Item) -> Observation | None:
     effective = item.stash[SETTINGS_KEY]
     directory = trace_dir(item.config)
     uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
+    from .observation import Observation, current_loop, wants_observation
+
     if not wants_observation(effective, uses_fixture, directory):
         return None
     loop = current_loop()

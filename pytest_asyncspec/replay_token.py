@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import metadata
 from urllib.parse import quote, unquote
 
 from .exploring_loop import Deviation
@@ -28,6 +27,9 @@ _STRATEGY = re.compile(r"fifo|random|pct\d+")
 
 
 def plugin_version() -> str:
+    # Imported here: importlib.metadata costs milliseconds at pytest start-up.
+    from importlib import metadata
+
     try:
         return metadata.version("pytest-asyncspec")
     except metadata.PackageNotFoundError:  # running from a source tree
