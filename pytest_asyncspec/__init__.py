@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from .blocking import AllowRule, BlockingEvent, BlockingWatchdog, parse_allow_rules
     from .claims import ClaimRecorder
     from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
+    from .deviation import Deviation
     from .exploration import Exploration, Explorer, Failure, explore
-    from .exploring_loop import Deviation, ExploringLoop
+    from .exploring_loop import ExploringLoop
     from .hang import hang_report
     from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
     from .loops import UnsupportedLoopError, loop_factory
@@ -58,7 +59,7 @@ _HOMES = {
     "Explorer": "exploration",
     "Failure": "exploration",
     "explore": "exploration",
-    "Deviation": "exploring_loop",
+    "Deviation": "deviation",
     "ExploringLoop": "exploring_loop",
     "hang_report": "hang",
     "LeakedTask": "leaks",

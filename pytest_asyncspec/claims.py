@@ -22,20 +22,19 @@ carries unchanged.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import pytest
 
 from .settings import CLAIM_MARKER, Effective
-from .timing import LoopClock
+
+if TYPE_CHECKING:
+    from .timing import LoopClock
 
 #: The kind letters of a claim (see the spec inventory).
 KINDS = {
@@ -245,7 +244,7 @@ class Figure:
 
 def _json_value(value: object, what: str, name: str) -> JsonValue:
     try:
-        return cast(JsonValue, json.loads(json.dumps(value, allow_nan=False)))
+        return cast(JsonValue, _json().loads(_json().dumps(value, allow_nan=False)))
     except (TypeError, ValueError):
         raise TypeError(
             f"asyncspec_claim.record({what!r}): {name}={value!r} cannot go into the JSON "
@@ -330,7 +329,7 @@ def item_payload(
         "position": position,
         "clock": effective.clock,
         "loop": effective.loop,
-        "python": platform.python_version(),
+        "python": _python_version(),
         "figures": [figure.to_json() for figure in figures],
         "reason": report_reason(report),
     }
@@ -477,7 +476,7 @@ def summary(claims: Sequence[JsonDict], tests: Sequence[_TestResult]) -> JsonDic
         "tests": len(tests),
         "controls": sum(1 for test in tests if test.control),
         "python": _one_or_list(
-            [cast(str, t.payload["python"]) for t in tests] or [platform.python_version()]
+            [cast(str, t.payload["python"]) for t in tests] or [_python_version()]
         ),
         "clock": _one_or_list(cast(str, t.payload["clock"]) for t in tests) if tests else None,
         "loop": _one_or_list(cast(str, t.payload["loop"]) for t in tests) if tests else None,
@@ -492,6 +491,8 @@ def summary(claims: Sequence[JsonDict], tests: Sequence[_TestResult]) -> JsonDic
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    import tempfile
+
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -513,7 +514,7 @@ def format_value(value: JsonValue, unit: str | None) -> str:
     elif isinstance(value, (bool, int, str)):
         text = str(value)
     else:
-        text = json.dumps(value)
+        text = _json().dumps(value)
     return f"{text} {unit}" if unit else text
 
 
@@ -595,7 +596,7 @@ class ClaimsReport:
         if self.path is None or exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
         try:
-            write_atomically(self.path, json.dumps(document, indent=2) + "\n")
+            write_atomically(self.path, _json().dumps(document, indent=2) + "\n")
             self.written = True
         except OSError as error:
             self.write_error = f"{self.path}: {error.strerror or error}"
@@ -617,3 +618,16 @@ class ClaimsReport:
             )
         elif self.written:
             terminalreporter.line(f"asyncspec: claims report written to {self.path}")
+
+
+# The report's modules load when a report is written, not at pytest start-up.
+def _python_version() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def _json() -> Any:
+    import json
+
+    return json

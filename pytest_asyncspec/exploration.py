@@ -25,7 +25,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exploring_loop import Candidate, Chooser, Deviation, DeviationListener, ExploringLoop
+from .deviation import Deviation
+from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
 from .replay_token import ReplayToken
 from .strategies import DEFAULT_DEPTH, Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate

@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .exploring_loop import ExploringLoop
 from .failure_store import FailureStore
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
 from .strategies import Plan
-from .timing import LoopClock
 
 if TYPE_CHECKING:
     # Running an exploration loads these (run_explored); collection does not.
     from .exploration import Exploration, Failure
+    from .timing import LoopClock
 
 #: Report attribute carrying a test's exploration summary (xdist serialises it).
 SUMMARY_ATTR = "asyncspec_exploration"
@@ -129,6 +128,7 @@ def run_explored(
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error."""
     from .exploration import Exploration, Explorer
+    from .exploring_loop import ExploringLoop
     from .observation import current_loop
 
     loop = current_loop()

@@ -44,10 +44,10 @@ import bisect
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, cast
 
 from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
+from .deviation import Deviation
 
 LANE = "loop"
 #: Picks in a row that may pass over the oldest ready callback before it runs
@@ -74,16 +74,6 @@ class Candidate(NamedTuple):
     seq: int
     label: str
     handle: asyncio.Handle
-
-
-@dataclass(frozen=True)
-class Deviation:
-    """When ``instead_of``'s step number ``step`` (from 0) was the oldest
-    ready callback, ``ran`` was picked instead."""
-
-    instead_of: str
-    step: int
-    ran: str
 
 
 class Chooser(Protocol):

@@ -10,8 +10,6 @@ turns it off) and holds plain text only.
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 _PREFIX = "asyncspec/failing-schedules/"
@@ -31,6 +29,8 @@ class FailureStore:
     @staticmethod
     def _key(nodeid: str) -> str:
         # Test ids hold characters file names may not (':' on Windows).
+        import hashlib  # here: hashlib costs milliseconds at pytest start-up
+
         return _PREFIX + hashlib.sha256(nodeid.encode()).hexdigest()[:20]
 
     def tokens(self, nodeid: str) -> list[str]:

@@ -13,8 +13,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Literal
 
-from .exploring_loop import ExploringLoop
-
 ClockChoice = Literal["virtual", "real"]
 LoopChoice = Literal["asyncio", "uvloop"]
 CLOCK_CHOICES: tuple[ClockChoice, ...] = ("virtual", "real")
@@ -71,5 +69,7 @@ def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
     if clock == "virtual":
         # The virtual-clock loop that can also explore schedules; it runs in
         # stock order unless a test asks for exploration.
+        from .exploring_loop import ExploringLoop
+
         return ExploringLoop
     return _policy_loop

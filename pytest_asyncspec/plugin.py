@@ -39,6 +39,7 @@ from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .replay_token import ReplayToken
 from .settings import (
     CLAIM_HELP,
+    MARKER,
     MARKER_HELP,
     REPLAY,
     Effective,
@@ -50,13 +51,13 @@ from .settings import (
     trace_dir,
     validate_config,
 )
-from .timing import LoopClock
 
 if TYPE_CHECKING:
     # Loaded when a test needs them (see _start_observation and the hooks
     # below): a run that never traces or explores never imports them.
     from .blocking import AllowRule
     from .observation import Observation, TraceView
+    from .timing import LoopClock
 
 SETTINGS_KEY = pytest.StashKey[Effective]()
 OBSERVATION_KEY = pytest.StashKey["Observation"]()
@@ -64,7 +65,7 @@ TRACE_VIEW_KEY = pytest.StashKey["TraceView"]()
 ALLOW_RULES_KEY = pytest.StashKey["list[AllowRule]"]()
 CLAIM_KEY = pytest.StashKey[ClaimTag]()
 CLAIM_POSITION_KEY = pytest.StashKey[int]()
-CLOCK_KEY = pytest.StashKey[LoopClock]()
+CLOCK_KEY = pytest.StashKey["LoopClock"]()
 RECORDER_KEY = pytest.StashKey[ClaimRecorder]()
 EXPLORE_KEY = pytest.StashKey[ExploreRequest]()
 REPLAY_KEY = pytest.StashKey[ReplayToken | None]()
@@ -92,7 +93,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
         ) from None
+    global_settings = effective_global(config)
+    if global_settings.clock != "real" or global_settings.loop != "asyncio":
+        _need_loop_factories(config)
     replay = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
+    if replay:
+        _need_loop_factories(config)
     config.stash[REPLAY_KEY] = (
         decode_replay(str(replay), REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini)
         if replay
@@ -140,22 +146,51 @@ def pytest_report_header(config: pytest.Config) -> str:
     return header
 
 
-@pytest.hookimpl(trylast=True, optionalhook=True)
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, LoopFactory]:
-    """Give pytest-asyncio the loop this test asked for (trylast: a user's own
-    hook implementation takes precedence)."""
-    try:
-        effective = effective_for(config, item)
-        factory = loop_factory(effective.clock, effective.loop)
-    except (pytest.UsageError, UnsupportedLoopError):
-        # pytest-asyncio calls this hook mid-collection, where an exception
-        # becomes a collection traceback.  The same check runs again in
-        # pytest_collection_modifyitems and reports a clean usage error there.
-        effective = effective_global(config)
-        factory = loop_factory(effective.clock, effective.loop)
-    return {f"{effective.loop}-{effective.clock}": factory}
+class LoopFactories:
+    """pytest-asyncio's loop-factory hook, registered only once some test may
+    need a loop other than pytest-asyncio's own (see _need_loop_factories):
+    while any implementation of the hook exists, pytest-asyncio parametrizes
+    every async test with a loop factory, a cost a suite that has not opted
+    in should not pay."""
+
+    @pytest.hookimpl(trylast=True, optionalhook=True)
+    def pytest_asyncio_loop_factories(
+        self, config: pytest.Config, item: pytest.Item
+    ) -> Mapping[str, LoopFactory]:
+        """Give pytest-asyncio the loop this test asked for (trylast: a user's
+        own hook implementation takes precedence)."""
+        try:
+            effective = effective_for(config, item)
+            factory = loop_factory(effective.clock, effective.loop)
+        except (pytest.UsageError, UnsupportedLoopError):
+            # pytest-asyncio calls this hook mid-collection, where an exception
+            # becomes a collection traceback.  The same check runs again in
+            # pytest_collection_modifyitems and reports a clean usage error there.
+            effective = effective_global(config)
+            factory = loop_factory(effective.clock, effective.loop)
+        return {f"{effective.loop}-{effective.clock}": factory}
+
+
+LOOP_FACTORIES = "asyncspec-loop-factories"
+
+
+def _need_loop_factories(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(LOOP_FACTORIES):
+        config.pluginmanager.register(LoopFactories(), LOOP_FACTORIES)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # A test (or its class or module) with an asyncspec marker may ask for
+    # the virtual clock or uvloop: the loop-factory hook must exist before
+    # pytest-asyncio parametrizes it, which happens as this item is made.
+    if collector.config.pluginmanager.has_plugin(LOOP_FACTORIES):
+        return
+    marks = getattr(obj, "pytestmark", None) or ()
+    if any(getattr(mark, "name", None) == MARKER for mark in marks) or (
+        collector.get_closest_marker(MARKER) is not None
+    ):
+        _need_loop_factories(collector.config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -215,6 +250,8 @@ def asyncspec_clock(request: pytest.FixtureRequest) -> LoopClock:
     assertions accept :data:`~pytest_asyncspec.timing.REAL_CLOCK_TOLERANCE`.
     In a claim test, its checks given ``documented=`` are the claim's figures.
     """
+    from .timing import LoopClock
+
     clock = LoopClock()
     request.node.stash[CLOCK_KEY] = clock
     return clock

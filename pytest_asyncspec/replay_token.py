@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from .exploring_loop import Deviation
+from .deviation import Deviation
 
 FORMAT = "asyncspec1"
 _SAFE = ""  # quote everything but letters, digits and _.-~

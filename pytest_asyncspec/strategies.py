@@ -17,14 +17,17 @@ per schedule.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import heapq
 import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .exploring_loop import Candidate, Chooser, Deviation
+from .deviation import Deviation
+
+if TYPE_CHECKING:
+    from .exploring_loop import Candidate, Chooser
 
 STRATEGIES = ("mix", "fifo", "random", "pct")
 DEFAULT_DEPTH = 3
@@ -152,6 +155,8 @@ class ReplayChooser:
 def schedule_seed(run_seed: int, number: int) -> int:
     """The seed of schedule ``number`` of a run seeded ``run_seed`` (stable
     across processes and Python versions)."""
+    import hashlib  # here: hashlib costs milliseconds at pytest start-up
+
     digest = hashlib.blake2b(f"{run_seed}/{number}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 

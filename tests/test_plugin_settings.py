@@ -342,6 +342,48 @@ def test_closest_marker_wins_over_module_marker(pytester: pytest.Pytester) -> No
     assert_real(observed(pytester, "test_own_marker"))
 
 
+def test_markers_anywhere_in_a_real_clock_suite_get_their_loop(
+    pytester: pytest.Pytester,
+) -> None:
+    """In a suite that never opts in globally, the plugin hands pytest-asyncio
+    its loop factories only once a marker appears (so unmarked suites are not
+    parametrized); tests collected before the first marker keep the stock loop,
+    and a marked test after them, a marked class and a later module each get
+    the virtual clock."""
+    make_project(pytester)
+    first = probe_module(
+        probe_test("test_plain_first"), probe_test("test_marked", "clock='virtual'")
+    )
+    pytester.makepyfile(test_a_first=first)
+    marked_class = probe_module().replace(
+        "from probe import observe\n",
+        "from probe import observe\n\n\n@pytest.mark.asyncspec(clock='virtual')\n"
+        "class TestMarked:\n"
+        "    async def test_in_class(self, request, asyncspec_settings):\n"
+        "        await observe(request, asyncspec_settings, 0.1)\n",
+    )
+    pytester.makepyfile(test_b_class=marked_class)
+    pytester.makepyfile(test_c_plain=probe_module(probe_test("test_plain_later")))
+    pytester.runpytest(*NO_LOOPTIME).assert_outcomes(passed=4)
+    assert_real(observed(pytester, "test_plain_first"))
+    assert_virtual(observed(pytester, "test_marked"))
+    assert_virtual(observed(pytester, "test_in_class"))
+    assert_real(observed(pytester, "test_plain_later"))
+
+
+def test_an_unmarked_suite_is_not_parametrized_by_loop(pytester: pytest.Pytester) -> None:
+    """With nothing asking for another loop, pytest-asyncio sees no loop-factory
+    hook: its tests are not parametrized by loop factory."""
+    make_project(pytester)
+    pytester.makepyfile(
+        test_plain="""
+        async def test_plain(request):
+            assert not hasattr(request.node, "callspec")
+        """
+    )
+    pytester.runpytest(*NO_LOOPTIME).assert_outcomes(passed=1)
+
+
 def test_ini_override_option_counts_as_ini(pytester: pytest.Pytester) -> None:
     """``-o asyncspec_clock=virtual`` behaves like the ini key."""
     make_project(pytester)
