@@ -193,14 +193,18 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
         _need_loop_factories(collector.config)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Validates every marker, sync tests included, before anything runs.
+    # Validates every marker, sync tests included, before anything runs
+    # (trylast: after other plugins and conftests have added theirs).
     for item in items:
         effective = effective_for(config, item)
         try:
             loop_factory(effective.clock, effective.loop)
         except UnsupportedLoopError as error:
             raise pytest.UsageError(f"{item.nodeid}: {error}") from None
+        if (effective.clock, effective.loop) != ("real", "asyncio") and is_async_test(item):
+            _check_loop_was_chosen(item, effective)
         item.stash[SETTINGS_KEY] = effective
         tag = claim_tag(item)
         if tag is not None:
@@ -224,6 +228,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     check_consistent(
         (item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash
     )
+
+
+def _check_loop_was_chosen(item: pytest.Item, effective: Effective) -> None:
+    """pytest-asyncio picks a test's loop while the test is collected; a
+    marker added later (by a hook) cannot change it any more."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "_asyncio_loop_factory" not in callspec.params:
+        raise pytest.UsageError(
+            f"{item.nodeid}: asks for clock={effective.clock}, loop={effective.loop}, but its "
+            "asyncspec marker arrived after the test was collected (added by a hook or "
+            "plugin), when pytest-asyncio had already chosen the stock loop. Put the marker "
+            "on the test, its class or its module (pytestmark), or set asyncspec_clock / "
+            "asyncspec_loop in the ini file."
+        )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -634,3 +634,29 @@ def test_xdist_workers_get_the_same_settings(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=4)
     for name in ("test_cli_0", "test_cli_1", "test_cli_2", "test_marker_loses"):
         assert_virtual(observed(pytester, name))
+
+
+def test_a_marker_added_after_collection_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    """A conftest hook that adds ``asyncspec(clock='virtual')`` once the tests
+    are collected is too late for pytest-asyncio's choice of loop: a usage
+    error says so and where to put the marker instead, rather than running the
+    test on the stock loop while it believes it has the virtual clock."""
+    make_project(pytester)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item.add_marker(pytest.mark.asyncspec(clock="virtual"))
+        """
+    )
+    pytester.makepyfile(test_late="async def test_late():\n    pass\n")
+    result = pytester.runpytest(*NO_LOOPTIME)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*test_late.py::test_late: asks for clock=virtual, loop=asyncio, but its asyncspec "
+            "marker arrived after the test was collected*pytestmark*"
+        ]
+    )
