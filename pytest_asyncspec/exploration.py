@@ -35,6 +35,8 @@ from .trace import Tracer
 
 #: Shrinking stops after this many runs and reports what it has.
 SHRINK_BUDGET = 400
+#: Loop iterations a schedule's leftover callbacks get to run out.
+SETTLE_ROUNDS = 100
 
 
 def failure_of_exception(error: BaseException) -> bool:
@@ -140,6 +142,7 @@ class Explorer:
                     raise
                 error = raised
             self._cancel_leftovers(before)
+            self._settle()
             labels = loop.task_labels() if keep_labels else {}
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels)
         finally:
@@ -154,6 +157,23 @@ class Explorer:
         for task in left:
             task.cancel()
         self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
+    def _settle(self) -> None:
+        # Nothing of this schedule may spill into the next: its pending timers
+        # are cancelled, and the callbacks still queued (a connection's cleanup
+        # after its task ended, say) run now.  Otherwise they would run at
+        # the start of the next schedule, which then differs from the same
+        # schedule replayed after another one.
+        loop = self.loop
+        loop.cancel_schedule_timers()
+
+        async def until_quiet() -> None:
+            for _ in range(SETTLE_ROUNDS):
+                if not loop.has_ready():
+                    return
+                await asyncio.sleep(0)
+
+        loop.run_until_complete(until_quiet())
 
     def run_spec(self, spec: ScheduleSpec) -> ScheduleRun:
         return self.run(spec.chooser(self._length))

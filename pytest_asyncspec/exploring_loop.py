@@ -122,6 +122,7 @@ class ExploringLoop(VirtualClockLoop):
         "_name_counts",
         "_passed_over",
         "_queued",
+        "_schedule_timers",
         "_starving",
         "_steps",
         "_task_labels",
@@ -154,6 +155,8 @@ class ExploringLoop(VirtualClockLoop):
         # id() of a pending timer -> its label (timers define __eq__ on their
         # contents, so two identical call_later's would share a dict key).
         self._timer_labels: dict[int, str] = {}
+        # Timers set during the schedule (cancelled if pending at its end).
+        self._schedule_timers: list[asyncio.TimerHandle] = []
         # The pool: candidates sorted by arrival, and per label the callbacks
         # queued behind its candidate.
         self._candidates: list[Candidate] = []
@@ -250,7 +253,21 @@ class ExploringLoop(VirtualClockLoop):
             count = self._timer_counts.get(creator, 0) + 1
             self._timer_counts[creator] = count
             self._timer_labels[id(timer)] = f"{creator}:t{count}"
+            self._schedule_timers.append(timer)
         return timer
+
+    def cancel_schedule_timers(self) -> int:
+        """Cancel the timers set during this schedule that have not fired;
+        how many there were."""
+        pending = [timer for timer in self._schedule_timers if timer._scheduled]  # type: ignore[attr-defined]
+        for timer in pending:
+            timer.cancel()
+        self._schedule_timers.clear()
+        return len(pending)
+
+    def has_ready(self) -> bool:
+        """Whether any callback is ready (waiting in asyncio's queue or the pool)."""
+        return bool(self._ready) or self._held > 0  # type: ignore[attr-defined]
 
     # -- running callbacks -----------------------------------------------------
 
