@@ -35,6 +35,7 @@ from .explored_tests import (
     summary_line,
 )
 from .failure_store import FailureStore
+from .html_report import TIMELINE_ATTR, HtmlReport, timeline_payload
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .replay_token import ReplayToken
 from .settings import (
@@ -47,6 +48,7 @@ from .settings import (
     allow_blocking_rules,
     effective_for,
     effective_global,
+    html_path,
     report_path,
     trace_dir,
     validate_config,
@@ -71,6 +73,8 @@ EXPLORE_KEY = pytest.StashKey[ExploreRequest]()
 REPLAY_KEY = pytest.StashKey[ReplayToken | None]()
 SEED_KEY = pytest.StashKey[int]()
 STORE_KEY = pytest.StashKey[FailureStore]()
+#: Whether traced tests carry their timeline on their reports (--asyncspec-html).
+HTML_KEY = pytest.StashKey[bool]()
 TRACE_FIXTURE = "asyncspec_trace"
 #: Report attribute: allow-list rules that have fired so far in this process
 #: (so an xdist controller knows which rules its workers used).
@@ -108,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", {})
     config.stash[SEED_KEY] = workerinput.get("asyncspec_seed", None) or session_seed()
     config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
+    config.stash[HTML_KEY] = html_path(config) is not None
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ExplorationSummary(), "asyncspec-exploration")
         config.pluginmanager.register(
@@ -115,7 +120,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         # Claims are aggregated where reports arrive: here, or on the xdist
         # controller; a worker only attaches each test's claim data to its reports.
-        config.pluginmanager.register(ClaimsReport(report_path(config)), "asyncspec-claims")
+        claims = ClaimsReport(report_path(config))
+        config.pluginmanager.register(claims, "asyncspec-claims")
+        page = html_path(config)
+        if page is not None:
+            config.pluginmanager.register(HtmlReport(page, claims), "asyncspec-html")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -425,6 +434,7 @@ def pytest_runtest_makereport(
         return report
     try:
         observation.write_trace_file()
+        _attach_timeline(item, report, observation)
         if observation.trace_file is not None:
             report.user_properties.append(("asyncspec_trace_file", str(observation.trace_file)))
         if observation.blocking_report:
@@ -467,6 +477,24 @@ def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
         figures=figures,
     )
     setattr(report, PAYLOAD_ATTR, payload)
+
+
+def _attach_timeline(
+    item: pytest.Item, report: pytest.TestReport, observation: Observation
+) -> None:
+    """Carry a traced test's timeline on its report, for the HTML page (only
+    when one is asked for: building it decodes up to MAX_STEPS steps)."""
+    trace = observation.trace
+    if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
+        return
+    payload = timeline_payload(
+        trace,
+        test=item.nodeid,
+        outcome=report.outcome,
+        position=item.stash.get(CLAIM_POSITION_KEY, 0),
+        virtual=trace.virtual,
+    )
+    setattr(report, TIMELINE_ATTR, payload)
 
 
 class AllowRuleUsage:

@@ -170,6 +170,15 @@ REPORT = Setting(
     "and documented vs measured figures) to PATH at the end of the run",
     per_test=False,
 )
+HTML = Setting(
+    "html",
+    lambda value: value,
+    "",
+    "PATH",
+    "write a self-contained HTML page to PATH at the end of the run: the claims table "
+    "and a timeline picture of every traced test",
+    per_test=False,
+)
 SCHEDULES = Setting(
     "schedules",
     parse_schedules,
@@ -223,6 +232,7 @@ SETTINGS: tuple[Setting, ...] = (
     SEED,
     TRACE_DIR,
     REPORT,
+    HTML,
     REPLAY,
 )
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
@@ -301,13 +311,17 @@ def validate_config(config: pytest.Config) -> None:
     report = report_path(config)
     if report is not None:
         where = REPORT.flag if config.getoption(REPORT.dest) else f"ini key {REPORT.ini}"
-        _check_report_path(report, where)
+        _check_report_path(report, where, "a JSON file")
+    page = html_path(config)
+    if page is not None:
+        where = HTML.flag if config.getoption(HTML.dest) else f"ini key {HTML.ini}"
+        _check_report_path(page, where, "an HTML file")
 
 
-def _check_report_path(path: Path, where: str) -> None:
+def _check_report_path(path: Path, where: str, what: str) -> None:
     if path.is_dir():
         raise pytest.UsageError(
-            f"{where}: {str(path)!r} is a directory; give the path of a JSON file to write"
+            f"{where}: {str(path)!r} is a directory; give the path of {what} to write"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,6 +369,11 @@ def trace_dir(config: pytest.Config) -> Path | None:
 def report_path(config: pytest.Config) -> Path | None:
     """Where the claims report goes (flag > ini), relative to the invocation directory."""
     return _run_path(config, REPORT)
+
+
+def html_path(config: pytest.Config) -> Path | None:
+    """Where the HTML report goes (flag > ini), relative to the invocation directory."""
+    return _run_path(config, HTML)
 
 
 def allow_blocking_rules(config: pytest.Config) -> list[str]:
