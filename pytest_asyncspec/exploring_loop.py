@@ -368,15 +368,18 @@ class ExploringLoop(VirtualClockLoop):
                 if entry.label == LANE:
                     self._lane_seq = None
             handle = entry.handle
-            if handle._cancelled:
-                continue
             if index:
+                # Recorded even when the pick is a cancelled callback: taking
+                # it out of the pool early moves its lane on, which a replay
+                # must do at the same moment.
                 self.deviations.append(
                     Deviation(oldest.label, steps.get(oldest.label, 0), entry.label)
                 )
                 listener = self.on_deviation
-                if listener is not None:
+                if listener is not None and not handle._cancelled:
                     listener(oldest, entry)
+            if handle._cancelled:
+                continue
             picks.append(entry.label)
             steps[entry.label] = steps.get(entry.label, 0) + 1
             handle._run()
