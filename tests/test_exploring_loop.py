@@ -11,7 +11,7 @@ import pytest
 
 from pytest_asyncspec import ExploringLoop, VirtualClockLoop
 from pytest_asyncspec.exploring_loop import LANE, Candidate, Chooser
-from pytest_asyncspec.strategies import FifoChooser, RandomChooser, ReplayChooser
+from pytest_asyncspec.strategies import FifoChooser, PctChooser, RandomChooser, ReplayChooser
 
 Program = Callable[[list[str]], Coroutine[Any, Any, None]]
 
@@ -350,3 +350,43 @@ def test_eager_tasks_are_explored_from_their_first_suspension() -> None:
         for seed in range(30)
     }
     assert resumed_first == {"a resumed", "b resumed"}
+
+
+async def cancelled_callbacks(log: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def worker(name: str) -> None:
+        for step in range(3):
+            log.append(f"{name}{step}")
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.ensure_future(worker(n)) for n in "ab"]
+    for number in range(6):
+        handle = loop.call_soon(log.append, f"cb{number}")
+        if number % 2:
+            handle.cancel()  # stays in the pool until picked, then skipped
+    timer = loop.call_later(0, log.append, "timer")
+    timer.cancel()
+    await asyncio.gather(*tasks)
+
+
+@pytest.mark.parametrize("program", [*PROGRAMS, cancelled_callbacks], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("make_chooser", [RandomChooser, lambda seed: PctChooser(seed, 3, 40)])
+def test_recorded_deviations_replay_every_schedule_exactly(
+    program: Program, make_chooser: Callable[[int], Chooser]
+) -> None:
+    """The deviations a schedule records are all a replay needs: over many
+    random and PCT schedules (cancelled callbacks included), replaying them
+    gives the same picks and the same events."""
+    for seed in range(25):
+        loop = ExploringLoop()
+        try:
+            first: list[str] = []
+            loop.begin_schedule(make_chooser(seed))
+            loop.run_until_complete(program(first))
+            picks, deviations = list(loop.picks), list(loop.deviations)
+            loop.end_schedule()
+        finally:
+            loop.close()
+        again, again_picks = run_logged(program, ExploringLoop, ReplayChooser(deviations))
+        assert (again, again_picks) == (first, picks), seed
