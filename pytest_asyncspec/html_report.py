@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -71,7 +70,6 @@ _NAME_CHARS = 30
 
 #: asyncio's name for a task nobody named: its number counts tasks process-wide,
 #: so it differs between a serial run and an xdist worker.
-_DEFAULT_NAME = re.compile(r"Task-\d+")
 
 _OUTCOME_CLASSES = {"passed", "failed", "skipped", "error"}
 _TASK_OUTCOMES = {"returned", "raised", "cancelled", "pending"}
@@ -111,11 +109,7 @@ def timeline_payload(
             # An unnamed task is shown by its coroutine's name (as the tracer's
             # labels replace Task-N), so the page is the same however tests
             # are spread over processes; the tooltip has the qualified name.
-            "name": (
-                record.coroutine.rsplit(".", 1)[-1]
-                if _DEFAULT_NAME.fullmatch(record.name) and record.coroutine
-                else record.name
-            ),
+            "name": record.shown_name,
             "coroutine": record.coroutine,
             "created": record.created_at,
             "created_where": record.created_where,

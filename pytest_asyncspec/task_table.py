@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
+_DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
+
+
 @dataclass
 class TaskRecord:
     """One traced task: who it is, who made it, how it ended."""
@@ -48,6 +52,16 @@ class TaskRecord:
     created_where: str
     outcome: Outcome = Outcome.PENDING
     error: str | None = None
+
+    @property
+    def shown_name(self) -> str:
+        """The name to show in files and pages: the task's own name if it was
+        given one, else its coroutine's.  asyncio's ``Task-N`` counts tasks
+        across the whole process, so the same test shows different numbers
+        after other tests, or in another pytest-xdist worker."""
+        if _DEFAULT_TASK_NAME.fullmatch(self.name) and self.coroutine:
+            return self.coroutine.rsplit(".", 1)[-1]
+        return self.name
 
 
 #: A point in a table's history: (tasks created, endings seen).

@@ -61,7 +61,7 @@ def to_trace_events(trace: Trace, *, test_id: str | None = None) -> dict[str, An
         _metadata("process_name", 0, {"name": _text(process)}),
     ]
     for label, record in sorted(trace.tasks.items()):
-        events.append(_metadata("thread_name", label, {"name": _text(record.name)}))
+        events.append(_metadata("thread_name", label, {"name": _text(record.shown_name)}))
         # Without a sort index viewers order tracks by first event or name;
         # the label order is creation order, which reads best.
         events.append(_metadata("thread_sort_index", label, {"sort_index": label}))
