@@ -31,7 +31,7 @@ from .replay_token import ReplayToken
 from .strategies import DEFAULT_DEPTH, Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate
 from .timeline import render_timeline
-from .trace import Tracer
+from .trace import Trace, Tracer
 
 #: Shrinking stops after this many runs and reports what it has.
 SHRINK_BUDGET = 400
@@ -55,6 +55,8 @@ class ScheduleRun:
     real_waits: int
     #: The schedule's task labels (kept only when asked for: it holds the tasks).
     labels: dict[Any, str] = field(default_factory=dict)
+    #: What the tracer given to Explorer.run recorded, if one was.
+    trace: Trace | None = None
 
     def same_failure(self, other: ScheduleRun) -> bool:
         return type(self.error) is type(other.error) and self.error is not None
@@ -127,8 +129,13 @@ class Explorer:
         listener: DeviationListener | None = None,
         *,
         keep_labels: bool = False,
+        tracer: Tracer | None = None,
     ) -> ScheduleRun:
-        """Run the body once under ``chooser``; tasks it leaves are cancelled."""
+        """Run the body once under ``chooser``; tasks it leaves are cancelled.
+
+        ``tracer`` (installed) is stopped once the body's tasks are done, before
+        the explorer's own clean-up runs, so its trace shows the test alone.
+        """
         loop = self.loop
         before = asyncio.all_tasks(loop)
         loop.begin_schedule(chooser)
@@ -142,9 +149,10 @@ class Explorer:
                     raise
                 error = raised
             self._cancel_leftovers(before)
+            trace = tracer.stop() if tracer is not None else None
             self._settle()
             labels = loop.task_labels() if keep_labels else {}
-            return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels)
+            return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)
         finally:
             loop.end_schedule()
 
@@ -276,9 +284,11 @@ class Explorer:
         if tracer is not None:
             tracer.install()
         try:
-            final = self.run(ReplayChooser(deviations), note, keep_labels=True)
+            final = self.run(ReplayChooser(deviations), note, keep_labels=True, tracer=tracer)
         finally:
-            trace = tracer.stop() if tracer is not None else None
+            if tracer is not None:
+                tracer.stop()  # when the body raised past the explorer
+        trace = final.trace
         if not final.same_failure(failing):
             # The shrunk schedule passed when run again: report the run that failed.
             return Failure(

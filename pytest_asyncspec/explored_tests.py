@@ -219,16 +219,16 @@ def describe_failure(
     spec = failure.spec
     lines: list[str] = []
     if request.replay is not None:
-        lines.append(f"replayed schedule ({spec.name}, seed {spec.seed}) failed")
+        lines.append(f"replayed schedule ({spec.name}, schedule seed {spec.seed}) failed")
     elif spec.number < 0:
         lines.append(
-            f"a stored failing schedule ({spec.name}, seed {spec.seed}) failed again, "
+            f"a stored failing schedule ({spec.name}, schedule seed {spec.seed}) failed again, "
             "before any new schedule ran"
         )
     else:
         lines.append(
             f"schedule {spec.number + 1} of {request.schedules} failed "
-            f"({spec.name}, seed {spec.seed})"
+            f"({spec.name}, schedule seed {spec.seed})"
         )
     if failure.nondeterminism is not None:
         lines.append(
@@ -289,7 +289,7 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     text = (
         f"{nodeid}: {schedules} schedule{'s' if schedules != 1 else ''}, "
         f"{distinct} distinct order{'s' if distinct != 1 else ''}"
-        f" ({summary.get('strategy', '?')}, seed {summary.get('seed', '?')})"
+        f" ({summary.get('strategy', '?')}, run seed {summary.get('seed', '?')})"
     )
     bounds = summary.get("bounds") or []
     if bounds:

@@ -45,7 +45,7 @@ def example(pytester: pytest.Pytester) -> Path:
 def test_the_fixed_app_passes_every_test(pytester: pytest.Pytester, example: Path) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider", SEED)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([f"{RACE_TEST}: 500 schedules, * (mix, seed 5)*"])
+    result.stdout.fnmatch_lines([f"{RACE_TEST}: 500 schedules, * (mix, run seed 5)*"])
 
 
 def test_the_buggy_app_fails_with_one_diagnosis_per_bug(

@@ -92,7 +92,7 @@ def test_a_race_fails_with_the_schedule_that_shows_it(pytester: pytest.Pytester)
         [
             "*assert 2 == 1*",
             "*- asyncspec schedule -*",
-            "schedule * of 300 failed (*, seed *)",
+            "schedule * of 300 failed (*, schedule seed *)",
             "stock asyncio never runs this in-memory code in this order*",
             "the deviations from stock order that make it fail:",
             "  1. buy-2 ran ahead of buy-1 (step * of buy-1)",
@@ -102,7 +102,7 @@ def test_a_race_fails_with_the_schedule_that_shows_it(pytester: pytest.Pytester)
             "*asyncspec timeline*",
             "*= asyncspec exploration =*",
             "test_office.py::test_one_seat_sold_once: * schedules, * distinct orders"
-            " (mix, seed 2)*; FAILED",
+            " (mix, run seed 2)*; FAILED",
         ]
     )
     token = token_in(result)
@@ -132,7 +132,7 @@ def test_the_same_seed_finds_the_same_schedule(pytester: pytest.Pytester) -> Non
     second = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=77")
     for result in (first, second):
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["*(mix, seed 77)*"])
+        result.stdout.fnmatch_lines(["*(mix, run seed 77)*"])
     assert token_in(first) == token_in(second)
 
 
@@ -144,7 +144,7 @@ def test_locked_code_passes_every_schedule(pytester: pytest.Pytester) -> None:
         [
             "*= asyncspec exploration =*",
             "test_office.py::test_one_seat_sold_once: 300 schedules, * distinct orders "
-            "(mix, seed 5); PCT bound per schedule for * labels and * steps: "
+            "(mix, run seed 5); PCT bound per schedule for * labels and * steps: "
             "depth 2 >= 1/*, depth 3 >= 1/*",
         ]
     )
@@ -274,7 +274,7 @@ def test_skip_and_fail_inside_an_explored_test(pytester: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(
         [
             "*plainly wrong*",
-            "schedule 1 of 30 failed (fifo, seed *)",
+            "schedule 1 of 30 failed (fifo, schedule seed *)",
             "it fails in stock asyncio's own order (FIFO), with no deviation*",
         ]
     )
@@ -397,7 +397,7 @@ def test_a_test_that_does_not_repeat_itself_gets_no_token(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(
         [
             "*always fails*",
-            "schedule 1 of 20 failed (fifo, seed *)",
+            "schedule 1 of 20 failed (fifo, schedule seed *)",
             "no replay token: this test does not run the same way twice under one schedule "
             "(the same seed *). Something besides the task order decides what it does: "
             "threads, real I/O, time read from the wall clock, or unseeded randomness.*",
