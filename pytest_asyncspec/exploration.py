@@ -150,11 +150,12 @@ class Explorer:
                 error = raised
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
-            self._settle()
             labels = loop.task_labels() if keep_labels else {}
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)
         finally:
+            loop.cancel_schedule_timers()
             loop.end_schedule()
+            self._settle()
 
     def _cancel_leftovers(self, before: set[asyncio.Task[Any]]) -> None:
         # Each schedule starts clean, as a fresh asyncio.run would: what the
@@ -167,13 +168,13 @@ class Explorer:
         self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
     def _settle(self) -> None:
-        # Nothing of this schedule may spill into the next: its pending timers
-        # are cancelled, and the callbacks still queued (a connection's cleanup
-        # after its task ended, say) run now.  Otherwise they would run at
+        # Nothing of a schedule may spill into the next: its pending timers
+        # are cancelled (by run), and the callbacks still queued (a
+        # connection's cleanup after its task ended, say) run out now, in
+        # stock order and outside the schedule.  Otherwise they would run at
         # the start of the next schedule, which then differs from the same
         # schedule replayed after another one.
         loop = self.loop
-        loop.cancel_schedule_timers()
 
         async def until_quiet() -> None:
             for _ in range(SETTLE_ROUNDS):
