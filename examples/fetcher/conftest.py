@@ -11,8 +11,14 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
+# httpx imports its transport (httpcore) on the first client it builds, and
+# anyio its asyncio backend on the first request; were that inside a test, the
+# imports would block the loop for 10-20 ms on a cold interpreter, and the
+# blocking gate of test_pricing_never_blocks_the_loop would rightly report it.
+# Import them with the test session instead.
 import catalogue_server
 import httpx
+import httpx._transports.default
 import pytest
 
 

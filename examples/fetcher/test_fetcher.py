@@ -32,10 +32,12 @@ async def test_crawl_prices_every_item(app: ModuleType, new_client: NewClient) -
     assert set(report.lookups) == set(CATEGORIES)
 
 
-# max_blocking: fail if any task step holds the loop longer than 10 ms.  On
+# max_blocking: fail if any task step holds the loop longer than 30 ms.  On
 # the virtual clock a blocking time.sleep() costs virtual time, not real time,
-# and is reported with its exact length.
-@pytest.mark.asyncspec(clock="virtual", max_blocking=0.01)
+# and is reported with its exact length.  Steps of plain Python are measured
+# in real time; 30 ms leaves room for a cold interpreter's first steps (first
+# use of a library, bytecode not yet cached) on a slow machine.
+@pytest.mark.asyncspec(clock="virtual", max_blocking=0.03)
 async def test_pricing_never_blocks_the_loop(app: ModuleType, new_client: NewClient) -> None:
     """Sixteen items in all eight categories: more look-ups than the
     throttle's burst, so the throttle has to wait -- without blocking."""
