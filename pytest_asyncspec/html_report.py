@@ -29,12 +29,14 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from .claims import ClaimsReport, JsonDict, JsonValue, format_value, write_atomically
-from .trace import Trace
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 __all__ = [
     "MAX_STEPS",

@@ -35,7 +35,6 @@ from .explored_tests import (
     summary_line,
 )
 from .failure_store import FailureStore
-from .html_report import TIMELINE_ATTR, HtmlReport, timeline_payload
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .replay_token import ReplayToken
 from .settings import (
@@ -124,6 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(claims, "asyncspec-claims")
         page = html_path(config)
         if page is not None:
+            from .html_report import HtmlReport
+
             config.pluginmanager.register(HtmlReport(page, claims), "asyncspec-html")
 
 
@@ -484,6 +485,8 @@ def _attach_timeline(
 ) -> None:
     """Carry a traced test's timeline on its report, for the HTML page (only
     when one is asked for: building it decodes up to MAX_STEPS steps)."""
+    from .html_report import TIMELINE_ATTR, timeline_payload
+
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
