@@ -453,7 +453,18 @@ def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
     clock unless a clock was chosen explicitly: each schedule then costs
     milliseconds, not the test's real duration.
     """
-    return _explore_on_virtual(_resolve(config, marker_settings(item)), _replays(config, item))
+    marked = marker_settings(item)
+    replaying = _replays(config, item)
+    if marked or replaying:
+        return _explore_on_virtual(_resolve(config, marked), replaying)
+    # Most tests have no marker: resolve the run-wide settings once.
+    unmarked = config.stash.get(_UNMARKED_KEY, None)
+    if unmarked is None:
+        unmarked = config.stash[_UNMARKED_KEY] = _explore_on_virtual(_resolve(config, {}))
+    return unmarked
+
+
+_UNMARKED_KEY = pytest.StashKey[Effective]()
 
 
 def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
