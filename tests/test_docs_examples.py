@@ -1,0 +1,161 @@
+"""The how-to guides (docs/how-to/*.md) show real files, and those files do what
+the guides say.
+
+Every code block of a guide that shows a file is preceded by
+``<!-- file: examples/<guide>/<name> -->`` and must be that file, byte for
+byte; every ```python block must show a file.  Each example directory then
+runs in an inner pytest session, with the outcome its guide describes.  The
+root configuration does not collect docs/, so this is where they run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from pytester_helpers import line_of, output_of
+
+HOW_TO = Path(__file__).resolve().parent.parent / "docs" / "how-to"
+EXAMPLES = HOW_TO / "examples"
+GUIDES = sorted(HOW_TO.glob("*.md"))
+
+QUOTED = re.compile(r"<!-- file: (\S+) -->\n```(\w+)\n(.*?)```\n", re.S)
+# The peer plugin installed for benchmarks; kept out as tests/test_readme.py does.
+NO_LOOPTIME = ("-p", "no:looptime_plugin", "-p", "no:looptime_timeproxies")
+NO_LOOPTIME += ("-p", "no:looptime_chronometers", "-p", "no:anyio")
+
+
+def test_there_is_a_guide_for_each_example_directory() -> None:
+    assert [guide.stem for guide in GUIDES] == sorted(p.name for p in EXAMPLES.iterdir())
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda guide: guide.name)
+def test_every_code_block_is_the_file_it_names(guide: Path) -> None:
+    text = guide.read_text()
+    quoted = QUOTED.findall(text)
+    assert quoted, f"{guide.name} quotes no example file"
+    assert len(re.findall(r"^```python$", text, re.M)) == sum(
+        language == "python" for _, language, _ in quoted
+    ), f"a ```python block of {guide.name} has no <!-- file: ... --> line"
+    for name, _, body in quoted:
+        assert name.startswith(f"examples/{guide.stem}/"), name
+        assert body == (HOW_TO / name).read_text(), f"{guide.name} shows an old {name}"
+    # The guide links the index, and the index links the guide.
+    assert f"how-to/{guide.name}" in (HOW_TO.parent / "index.md").read_text()
+
+
+def copy_example(pytester: pytest.Pytester, name: str) -> Path:
+    for source in sorted((EXAMPLES / name).iterdir()):
+        if source.is_file() and source.suffix in {".py", ".ini"}:
+            shutil.copy(source, pytester.path / source.name)
+    return pytester.path
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # A fresh process each run: the examples import ``app``, which some runs
+    # replace with ``app_fixed.py``; an in-process run would reuse the module.
+    return pytester.runpytest_subprocess(*NO_LOOPTIME, *args)
+
+
+def test_blocking_gate(pytester: pytest.Pytester) -> None:
+    path = copy_example(pytester, "blocking-gate")
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    checksum = line_of(path / "app.py", "time.sleep(0.2)")
+    result.stdout.fnmatch_lines(
+        [
+            "Task * (test_handle_returns_a_checksum) blocked the event loop for 0.2* s "
+            "(real time; threshold 0.05 s).",
+            f"Blocking call: */app.py:{checksum} in checksum",
+            "*asyncspec: allow-list rules that never fired*",
+            "app.load_legacy_index  (no blocking step matched it; remove it?)",
+        ]
+    )
+    # The allowed start-up code is not reported.
+    assert "warm_up_cache" not in output_of(result)
+
+    shutil.copy(path / "app_fixed.py", path / "app.py")
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert "blocked the event loop" not in output_of(result)
+
+
+#: The line that replaces the gather in the guide's "what a failure looks like".
+SEQUENTIAL = "    rows = [await parse(item) for item in items]\n"
+
+
+def test_pipeline_timing(pytester: pytest.Pytester) -> None:
+    path = copy_example(pytester, "pipeline-timing")
+    run(pytester, "-p", "no:cacheprovider").assert_outcomes(passed=2)
+    result = run(pytester, "-p", "no:cacheprovider", "--asyncspec-clock=real")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["asyncspec: clock=real (command line)*"])
+
+    # The mistake the guide shows: parsing the items one at a time.
+    assert f"`{SEQUENTIAL.strip()}`" in (HOW_TO / "pipeline-timing.md").read_text()
+    app = path / "app.py"
+    concurrent = "    rows = list(await asyncio.gather(*(parse(item) for item in items)))\n"
+    assert concurrent in app.read_text()
+    app.write_text(app.read_text().replace(concurrent, SEQUENTIAL))
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["E * pipeline of 10 items: expected 0.6 s, measured 3.3 s (virtual clock, exact to 1 ns)"]
+    )
+
+
+def test_find_a_race(pytester: pytest.Pytester) -> None:
+    path = copy_example(pytester, "find-a-race")
+    # With the cache on: the failing schedule is stored.
+    result = run(pytester, "--asyncspec-seed=1")
+    result.assert_outcomes(failed=1)
+    text = output_of(result)
+    assert "withdraw-2 ran ahead of withdraw-1" in text
+    ledger = line_of(path / "app.py", "# write the ledger entry")
+    assert f"suspended at app.py:{ledger} `await asyncio.sleep(0.01)" in text
+    tokens = set(re.findall(r"--asyncspec-replay=(\S+)", text))
+    assert len(tokens) == 1, tokens
+    (token,) = tokens
+
+    # The next run replays the stored schedule before exploring anything new.
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    assert "a stored failing schedule (" in output_of(result)
+
+    # The token alone, without the store, reproduces the failure.
+    replay = ("-p", "no:cacheprovider", f"--asyncspec-replay={token}")
+    result = run(pytester, *replay)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*: replayed schedule failed"])
+
+    # The Lock fixes it: the replay and a fresh exploration pass.
+    shutil.copy(path / "app_fixed.py", path / "app.py")
+    result = run(pytester, *replay)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*: replayed schedule passed"])
+    result = run(pytester, "--asyncspec-seed=1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*: 200 schedules, * (mix, run seed 1)*"])
+
+
+def test_perfetto(pytester: pytest.Pytester) -> None:
+    path = copy_example(pytester, "perfetto")
+    result = run(pytester, "-p", "no:cacheprovider", "--asyncspec-trace-dir=traces")
+    result.assert_outcomes(passed=1)
+    (trace,) = (path / "traces").iterdir()
+    assert trace.name.startswith("test_breakfast.py__test_breakfast_is_ready_in_three_seconds-")
+    events = json.loads(trace.read_text())["traceEvents"]
+    tracks = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert tracks == {1: "test_breakfast_is_ready_in_three_seconds", 2: "kettle", 3: "toaster"}
+    slices = [(e["tid"], e["name"], e["ts"], e["dur"]) for e in events if e["ph"] == "X"]
+    # The only slice with a length: the toaster's blocking step, 1 s in, 0.5 s long.
+    assert [s for s in slices if s[3]] == [(3, "toast_bread", 1_000_000, 500_000)]
+    ended = [(e["tid"], e["ts"], e["args"]["outcome"]) for e in events if e["name"] == "ended"]
+    assert sorted(ended) == [
+        (1, 3_000_000, "returned"),
+        (2, 3_000_000, "returned"),
+        (3, 2_500_000, "returned"),
+    ]
