@@ -60,6 +60,7 @@ class TestGroup:
 """
 
 PAIRS: list[tuple[float, float]] = []
+PAIR_ROUNDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_paired_ratio(project: Path) -> None:
     """Alternating pairs, each ratio with/without; the median is printed."""
     collect(project)
     ratios = []
-    for _ in range(15):
+    for _ in range(PAIR_ROUNDS):
         without, tests_without = collect(project, "-p", "no:asyncspec")
         with_plugin, tests_with = collect(project)
         assert tests_with == tests_without
