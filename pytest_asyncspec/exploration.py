@@ -253,6 +253,7 @@ class Explorer:
         chunk = max(len(current) // 2, 1)
         while current and runs < self.shrink_budget:
             start = 0
+            dropped = False
             while start < len(current) and runs < self.shrink_budget:
                 trial = current[:start] + current[start + chunk :]
                 run = self.run(ReplayChooser(trial))
@@ -260,10 +261,11 @@ class Explorer:
                 if run.same_failure(failing):
                     # What actually deviated: a kept deviation may no longer apply.
                     current = list(run.deviations)
+                    dropped = True
                 else:
                     start += chunk
-            if chunk == 1:
-                break
+            if chunk == 1 and not dropped:
+                break  # a whole pass of single drops changed nothing: minimal
             chunk = max(chunk // 2, 1)
         return tuple(current), runs
 
