@@ -222,7 +222,7 @@ class Explorer:
 
     def replay(self, token: ReplayToken) -> Failure | None:
         """Run the token's schedule; its failure (shrunk no further), or None."""
-        spec = _spec_of(token)
+        spec = ScheduleSpec.from_name(token.strategy, token.seed)
         run = self.run(ReplayChooser(token.deviations))
         if run.error is None:
             return None
@@ -327,12 +327,6 @@ class Explorer:
             timeline=timeline,
             real_waits=final.real_waits,
         )
-
-
-def _spec_of(token: ReplayToken) -> ScheduleSpec:
-    strategy = token.strategy
-    depth = int(strategy[3:]) if strategy.startswith("pct") else 0
-    return ScheduleSpec(-1, "pct" if depth else strategy, token.seed, depth)
 
 
 def _divergence(first: ScheduleRun, second: ScheduleRun) -> str | None:

@@ -39,7 +39,6 @@ class ExploreRequest:
     plan: Plan | None
     schedules: int
     replay: ReplayToken | None = None
-    outcome: Exploration | None = None
     report: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -160,7 +159,6 @@ def run_explored(
             found = outcome.failure.token if outcome.failure is not None else None
             if found is None or found.encode() != token.encode():
                 store.discard(item.nodeid, token.encode())
-    request.outcome = outcome
     request.summary = _summary(request, outcome)
     failure = outcome.failure
     if failure is None:
@@ -214,7 +212,7 @@ def describe_failure(
     nodeid: str, request: ExploreRequest, failure: Failure, *, stored: bool = False
 ) -> str:
     """The report section of a failing explored test."""
-    from .suspension import is_timer_label
+    from .exploring_loop import is_timer_label
 
     spec = failure.spec
     lines: list[str] = []

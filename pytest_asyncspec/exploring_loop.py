@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from .deviation import Deviation
+from .task_table import shown_task_name
 
 LANE = "loop"
 #: Picks in a row that may pass over the oldest ready callback before it runs
@@ -61,7 +62,15 @@ FAIRNESS_BOUND = 64
 #: names): run as they arrive, never picked, logged or counted, so that
 #: observing a test does not change the schedules it is explored under.
 BOOKKEEPING = "asyncspec"
-_DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
+_TIMER_LABEL = re.compile(r":t\d+$")
+
+
+def is_timer_label(label: str) -> bool:
+    """Whether ``label`` names a timer (``<creator>:t<k>``, as ExploringLoop
+    labels them)."""
+    return _TIMER_LABEL.search(label) is not None
+
+
 # The C task and the pure-Python one (used when the C accelerator is not).
 _TASK_TYPES: tuple[type, ...] = tuple(
     {asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task)}
@@ -197,10 +206,6 @@ class ExploringLoop(VirtualClockLoop):
         self._task_labels.clear()
         self._timer_labels.clear()
 
-    @property
-    def exploring(self) -> bool:
-        return self._chooser is not None
-
     def task_labels(self) -> dict[asyncio.Future[Any], str]:
         """The labels of the tasks seen in the current schedule."""
         return dict(self._task_labels)
@@ -220,13 +225,10 @@ class ExploringLoop(VirtualClockLoop):
 
     def _new_task_label(self, task: asyncio.Future[Any]) -> str:
         name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
-        # CPython 3.13's eager task factory names unnamed tasks "None".
-        if not name or name == "None" or _DEFAULT_TASK_NAME.fullmatch(name):
-            # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash on
-            # one that finished eagerly); a ready task is not done.
-            coro = task.get_coro() if not task.done() else None  # type: ignore[attr-defined]
-            name = getattr(coro, "__qualname__", None) or type(coro).__name__
-            name = name.rsplit(".", 1)[-1]
+        # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash on one
+        # that finished eagerly); a ready task is not done.
+        coro = task.get_coro() if not task.done() else None  # type: ignore[attr-defined]
+        name = shown_task_name(name, getattr(coro, "__qualname__", None) or type(coro).__name__)
         count = self._name_counts.get(name, 0) + 1
         self._name_counts[name] = count
         label = f"{name}-{count}"
@@ -252,18 +254,16 @@ class ExploringLoop(VirtualClockLoop):
             creator = LANE if task is None else self.label_of_task(task)
             count = self._timer_counts.get(creator, 0) + 1
             self._timer_counts[creator] = count
-            self._timer_labels[id(timer)] = f"{creator}:t{count}"
+            self._timer_labels[id(timer)] = f"{creator}:t{count}"  # see is_timer_label
             self._schedule_timers.append(timer)
         return timer
 
-    def cancel_schedule_timers(self) -> int:
-        """Cancel the timers set during this schedule that have not fired;
-        how many there were."""
-        pending = [timer for timer in self._schedule_timers if timer._scheduled]  # type: ignore[attr-defined]
-        for timer in pending:
-            timer.cancel()
+    def cancel_schedule_timers(self) -> None:
+        """Cancel the timers set during this schedule that have not fired."""
+        for timer in self._schedule_timers:
+            if timer._scheduled:  # type: ignore[attr-defined]
+                timer.cancel()
         self._schedule_timers.clear()
-        return len(pending)
 
     def has_ready(self) -> bool:
         """Whether any callback is ready (waiting in asyncio's queue or the pool)."""

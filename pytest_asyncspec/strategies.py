@@ -172,7 +172,15 @@ class ScheduleSpec:
 
     @property
     def name(self) -> str:
+        """``fifo``, ``random`` or ``pct<depth>``, as replay tokens carry it."""
         return f"pct{self.depth}" if self.strategy == "pct" else self.strategy
+
+    @classmethod
+    def from_name(cls, name: str, seed: int, number: int = -1) -> ScheduleSpec:
+        """The spec a token's strategy name and seed stand for."""
+        if name.startswith("pct"):
+            return cls(number, "pct", seed, int(name[3:]))
+        return cls(number, name, seed)
 
     def chooser(self, length: int) -> Chooser:
         """A fresh chooser; ``length`` is the FIFO run's pick count (for PCT)."""

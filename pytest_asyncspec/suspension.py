@@ -11,16 +11,14 @@ import asyncio
 import inspect
 import linecache
 import os
-import re
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .exploring_loop import LANE, Candidate
+from .exploring_loop import LANE, Candidate, is_timer_label
 
 _ASYNCIO_DIR = str(Path(asyncio.__file__).parent)
 _OWN_DIR = str(Path(__file__).parent)
-_TIMER_LABEL = re.compile(r":t\d+$")
 
 
 def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
@@ -37,11 +35,6 @@ def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
         f"   {oldest.label} (ready first): {waiting}\n"
         f"   {ran.label} (ran instead): {taken}"
     )
-
-
-def is_timer_label(label: str) -> bool:
-    """Whether ``label`` names a timer (``<creator>:t<k>``)."""
-    return _TIMER_LABEL.search(label) is not None
 
 
 def where_ready(candidate: Candidate) -> str:

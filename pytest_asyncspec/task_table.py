@@ -40,6 +40,18 @@ class Outcome(enum.Enum):
 _DEFAULT_TASK_NAME = re.compile(r"Task-\d+")
 
 
+def shown_task_name(name: str, coroutine: str) -> str:
+    """A task's own name if it was given one, else its coroutine's (last part
+    of the qualified name).  asyncio's ``Task-N`` counts tasks across the whole
+    process, so it differs after other tests, in another pytest-xdist worker,
+    or in another schedule; CPython 3.13's eager task factory names unnamed
+    tasks "None"."""
+    unnamed = not name or name == "None" or _DEFAULT_TASK_NAME.fullmatch(name)
+    if unnamed and coroutine:
+        return coroutine.rsplit(".", 1)[-1]
+    return name
+
+
 @dataclass
 class TaskRecord:
     """One traced task: who it is, who made it, how it ended."""
@@ -55,13 +67,8 @@ class TaskRecord:
 
     @property
     def shown_name(self) -> str:
-        """The name to show in files and pages: the task's own name if it was
-        given one, else its coroutine's.  asyncio's ``Task-N`` counts tasks
-        across the whole process, so the same test shows different numbers
-        after other tests, or in another pytest-xdist worker."""
-        if _DEFAULT_TASK_NAME.fullmatch(self.name) and self.coroutine:
-            return self.coroutine.rsplit(".", 1)[-1]
-        return self.name
+        """The name to show in files and pages (see :func:`shown_task_name`)."""
+        return shown_task_name(self.name, self.coroutine)
 
 
 #: A point in a table's history: (tasks created, endings seen).
