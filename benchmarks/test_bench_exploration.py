@@ -59,6 +59,7 @@ from typing import Any, Literal
 
 import pct_probability
 import pytest
+from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from pytest_asyncspec import time_patch
@@ -205,24 +206,16 @@ def test_schedules(
 ) -> None:
     benchmark.group = "schedules"
     rounds = RaceRounds(strategy)
-    if benchmark.disabled:
-        # --benchmark-disable: pedantic runs the function once and skips the
-        # teardown; run one checked round instead.
-        def run_checked(run: RaceRound) -> None:
-            run_race_round(run)
-            rounds.teardown(run)
-
-        benchmark.pedantic(run_checked, setup=rounds.setup, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    if not run_checked_rounds(
+        benchmark,
+        run_race_round,
+        rounds.setup,
+        rounds.teardown,
+        rounds=RACE_ROUNDS,
+        warmup=RACE_WARMUP,
+    ):
         assert len(rounds.seconds) == 1
         return
-    benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
-        run_race_round,
-        setup=rounds.setup,
-        teardown=rounds.teardown,
-        rounds=RACE_ROUNDS,
-        warmup_rounds=RACE_WARMUP,
-        iterations=1,
-    )
     assert len(rounds.seconds) == RACE_ROUNDS + RACE_WARMUP
     timed = rounds.seconds[RACE_WARMUP:]
     best = RACE_SCHEDULES / min(timed)
@@ -355,23 +348,16 @@ def test_fifo_vs_stock(
 ) -> None:
     benchmark.group = "fifo_vs_stock"
     rounds = LoopRounds(mode)
-    if benchmark.disabled:
-
-        def run_checked(run: LoopRound) -> None:
-            run_loop_round(run)
-            rounds.teardown(run)
-
-        benchmark.pedantic(run_checked, setup=rounds.setup, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    if not run_checked_rounds(
+        benchmark,
+        run_loop_round,
+        rounds.setup,
+        rounds.teardown,
+        rounds=LOOP_ROUNDS[mode],
+        warmup=LOOP_WARMUP[mode],
+    ):
         assert len(rounds.seconds) == 1
         return
-    benchmark.pedantic(  # type: ignore[no-untyped-call]
-        run_loop_round,
-        setup=rounds.setup,
-        teardown=rounds.teardown,
-        rounds=LOOP_ROUNDS[mode],
-        warmup_rounds=LOOP_WARMUP[mode],
-        iterations=1,
-    )
     assert len(rounds.seconds) == LOOP_ROUNDS[mode] + LOOP_WARMUP[mode]
     benchmark.extra_info["callbacks"] = CALLBACKS
     if mode == "stock":
@@ -519,23 +505,16 @@ def test_many_ready(
 ) -> None:
     benchmark.group = "many_ready"
     rounds = ManyRounds(mode)
-    if benchmark.disabled:
-
-        def run_checked(run: ManyRound) -> None:
-            run_many_round(run)
-            rounds.teardown(run)
-
-        benchmark.pedantic(run_checked, setup=rounds.setup, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    if not run_checked_rounds(
+        benchmark,
+        run_many_round,
+        rounds.setup,
+        rounds.teardown,
+        rounds=MANY_ROUNDS,
+        warmup=MANY_WARMUP,
+    ):
         assert len(rounds.seconds) == 1
         return
-    benchmark.pedantic(  # type: ignore[no-untyped-call]
-        run_many_round,
-        setup=rounds.setup,
-        teardown=rounds.teardown,
-        rounds=MANY_ROUNDS,
-        warmup_rounds=MANY_WARMUP,
-        iterations=1,
-    )
     assert len(rounds.seconds) == MANY_ROUNDS + MANY_WARMUP
     timed = rounds.seconds[MANY_WARMUP:]
     typical = statistics.median(timed)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from pytest_asyncspec import time_patch
@@ -276,24 +277,16 @@ def test_tracing(
 ) -> None:
     benchmark.group = f"tracing-{loop_name}"
     rounds = Rounds(LOOPS[loop_name], mode)
-    if benchmark.disabled:
-        # --benchmark-disable: pedantic then runs the function once and skips
-        # the teardown (the checks, closing the loop); run one checked round.
-        def run_checked(run: Round) -> None:
-            run_round(run)
-            rounds.teardown(run)
-
-        benchmark.pedantic(run_checked, setup=rounds.setup, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    if not run_checked_rounds(
+        benchmark,
+        run_round,
+        rounds.setup,
+        rounds.teardown,
+        rounds=ROUNDS[mode],
+        warmup=WARMUP_ROUNDS[mode],
+    ):
         assert len(rounds.checked) == 1
         return
-    benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
-        run_round,
-        setup=rounds.setup,
-        teardown=rounds.teardown,
-        rounds=ROUNDS[mode],
-        warmup_rounds=WARMUP_ROUNDS[mode],
-        iterations=1,
-    )
     assert len(rounds.checked) == ROUNDS[mode] + WARMUP_ROUNDS[mode]
     benchmark.extra_info["awaits"] = TASKS * AWAITS
     benchmark.extra_info["steps_recorded"] = rounds.checked[-1].steps_recorded
