@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pytester_helpers import assert_usage_error, output_of
+from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
 from conftest import RunVirtual
@@ -39,15 +39,6 @@ from pytest_asyncspec.trace import Trace, Tracer
 
 EVIL = "<script>alert(1)</script>"
 
-BASE_INI = """\
-[pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
-filterwarnings = error
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-asyncspec_clock = virtual
-"""
 
 # Three claims (one failing, one with markup in its title), two traced async
 # tests and one that is untraced only because it is synchronous.
@@ -96,7 +87,7 @@ TRACED = ("test_suite.py::test_workers", "test_suite.py::test_fails")
 
 
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
-    pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
+    pytester.makeini(VIRTUAL_INI + "".join(f"{line}\n" for line in ini_lines))
     pytester.makepyfile(test_suite=SUITE)
 
 
@@ -344,7 +335,7 @@ def test_flag_writes_the_page(pytester: pytest.Pytester) -> None:
 def test_ini_key_and_the_fixture_trace(pytester: pytest.Pytester) -> None:
     """The ini key works like the flag; a test traced through the
     asyncspec_trace fixture alone gets its timeline."""
-    pytester.makeini(BASE_INI + "asyncspec_html = page.html\n")
+    pytester.makeini(VIRTUAL_INI + "asyncspec_html = page.html\n")
     pytester.makepyfile(
         test_fixture="""
         import asyncio
@@ -381,7 +372,7 @@ def test_a_directory_is_a_usage_error(pytester: pytest.Pytester) -> None:
         f"ERROR: --asyncspec-html: '{pytester.path / 'out'}' is a directory; give the path "
         "of an HTML file to write",
     )
-    pytester.makeini(BASE_INI + "asyncspec_html = out\n")
+    pytester.makeini(VIRTUAL_INI + "asyncspec_html = out\n")
     assert_usage_error(pytester.runpytest(), "ERROR: ini key asyncspec_html: *is a directory*")
 
 

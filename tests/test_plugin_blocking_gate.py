@@ -14,19 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pytester_helpers import assert_usage_error, line_of, output_of
-
-# Inner runs are as strict as this project's own configuration.  looptime (a
-# peer plugin installed here for benchmarks) re-classes every loop it sees;
-# it is kept out of inner runs, as in the outer suite.
-BASE_INI = """\
-[pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
-filterwarnings = error
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-"""
+from pytester_helpers import STRICT_INI, assert_usage_error, line_of, output_of
 
 #: Seconds a blocking call holds the loop in these tests, and the threshold.
 BLOCK = 0.3
@@ -80,7 +68,7 @@ async def test_clean() -> None:
 
 
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
-    pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
+    pytester.makeini(STRICT_INI + "".join(f"{line}\n" for line in ini_lines))
 
 
 def real_durations(result: pytest.RunResult, task: str) -> list[float]:

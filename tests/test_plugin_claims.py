@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytester_helpers import assert_usage_error, output_of
+from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
 from pytest_asyncspec.claims import (
@@ -25,18 +25,6 @@ from pytest_asyncspec.claims import (
     natural_key,
     write_atomically,
 )
-
-# Inner runs are as strict as this project's own configuration; looptime (a
-# peer plugin installed for benchmarks) is kept out, as in the outer suite.
-BASE_INI = """\
-[pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
-filterwarnings = error
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-asyncspec_clock = virtual
-"""
 
 PYTHON = platform.python_version()
 SECTION = "*= asyncspec claims =*"
@@ -212,7 +200,7 @@ EXPECTED_OUTCOMES = {
 
 
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
-    pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
+    pytester.makeini(VIRTUAL_INI + "".join(f"{line}\n" for line in ini_lines))
 
 
 def read_report(path: Path) -> dict[str, Any]:

@@ -10,19 +10,9 @@ import re
 import sys
 
 import pytest
-from pytester_helpers import assert_usage_error, output_of
+from pytester_helpers import STRICT_INI, assert_usage_error, output_of
 
 from pytest_asyncspec.replay_token import plugin_version
-
-# No clock is configured: exploring tests get the virtual clock by default.
-INI = """\
-[pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
-filterwarnings = error
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-"""
 
 # A box office with one seat: buyers arrive together, one parses its request
 # one step longer.  Stock order sells one ticket; another order sells two.
@@ -67,8 +57,9 @@ async def test_one_seat_sold_once():
 TOKEN = re.compile(r"--asyncspec-replay=(asyncspec1:\S+)")
 
 
+# No clock is configured (STRICT_INI): exploring tests get the virtual clock by default.
 def write_box_office(pytester: pytest.Pytester, *, locked: bool) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(test_office=BOX_OFFICE.format(locked=locked))
 
 
@@ -183,7 +174,7 @@ def test_a_failing_schedule_is_replayed_first_next_time_until_fixed(
 def test_the_flag_explores_async_tests_and_runs_sync_tests_once(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(
         test_mixed="""
         import asyncio
@@ -215,7 +206,7 @@ def test_the_flag_explores_async_tests_and_runs_sync_tests_once(
 def test_fixtures_are_set_up_once_and_the_clock_restarts_each_schedule(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(
         test_fixtures="""
         import asyncio
@@ -246,7 +237,7 @@ def test_fixtures_are_set_up_once_and_the_clock_restarts_each_schedule(
 
 
 def test_skip_and_fail_inside_an_explored_test(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(
         test_outcomes="""
         import asyncio
@@ -359,7 +350,7 @@ def test_bad_flags_are_usage_errors(
     ],
 )
 def test_bad_markers_are_usage_errors(pytester: pytest.Pytester, test: str, message: str) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(test_bad="import pytest\n\n" + test + "\n")
     assert_usage_error(pytester.runpytest("-p", "no:cacheprovider"), message)
 
@@ -375,7 +366,7 @@ def test_a_token_for_a_test_not_selected_is_a_usage_error(pytester: pytest.Pytes
 
 
 def test_a_test_that_does_not_repeat_itself_gets_no_token(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(STRICT_INI)
     pytester.makepyfile(
         test_flaky="""
         import asyncio

@@ -19,19 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytester_helpers import assert_usage_error, line_of, output_of
-
-# Inner runs are as strict as this project's own configuration.  looptime (a
-# peer plugin installed here for benchmarks) re-classes every loop it sees;
-# it is kept out of inner runs, as in the outer suite.
-BASE_INI = """\
-[pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
-filterwarnings = error
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-"""
+from pytester_helpers import STRICT_INI, assert_usage_error, line_of, output_of
 
 TIMELINE = "asyncspec timeline"
 PENDING = "asyncspec pending tasks"
@@ -76,7 +64,7 @@ async def slow(hold: float) -> None:
 
 
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
-    pytester.makeini(BASE_INI + "".join(f"{line}\n" for line in ini_lines))
+    pytester.makeini(STRICT_INI + "".join(f"{line}\n" for line in ini_lines))
 
 
 _HEADING = re.compile(r"^[-_=]{3,} .* [-_=]{3,}$|^[_=]{10,}$")

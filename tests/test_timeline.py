@@ -360,14 +360,7 @@ def test_real_loop_trace_renders() -> None:
 
         await asyncio.gather(asyncio.create_task(napper(), name="napper"))
 
-    loop = asyncio.new_event_loop()
-    tracer = Tracer(loop)
-    tracer.install()
-    try:
-        loop.run_until_complete(loop.create_task(main(), name="main"))
-    finally:
-        trace = tracer.stop()
-        loop.close()
+    trace = run_traced_main(main, loop_factory=asyncio.new_event_loop)
     text = render_timeline(trace, blocking_threshold=0.01)
     assert_fits(text, 100)
     assert "#" in row(text, "napper")
@@ -421,14 +414,7 @@ def test_uvloop_trace_renders() -> None:
 
         await asyncio.gather(asyncio.create_task(napper(), name="napper"))
 
-    loop = uvloop.new_event_loop()
-    tracer = Tracer(loop)
-    tracer.install()
-    try:
-        loop.run_until_complete(loop.create_task(main(), name="main"))
-    finally:
-        trace = tracer.stop()
-        loop.close()
+    trace = run_traced_main(main, loop_factory=uvloop.new_event_loop)
     text = render_timeline(trace, blocking_threshold=0.005)
     assert_fits(text, 100)
     assert "#" in row(text, "napper")

@@ -26,9 +26,15 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def run_traced_main(main: Main, *, eager: bool = False) -> Trace:
-    """Run ``main()`` (as a task named "main") on a traced virtual-clock loop."""
-    loop = VirtualClockLoop()
+def run_traced_main(
+    main: Main,
+    *,
+    eager: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = VirtualClockLoop,
+) -> Trace:
+    """Run ``main()`` (as a task named "main") on a traced loop, by default
+    one on the virtual clock."""
+    loop = loop_factory()
     if eager:
         loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
     tracer = Tracer(loop)
