@@ -16,8 +16,8 @@ This module
 
 Per-test data travels from the process that ran the test to the one that
 aggregates as a plain JSON-able dict in the report attribute
-:data:`PAYLOAD_ATTR`, which pytest's report serialisation (and so xdist)
-carries unchanged.
+:data:`.report_fields.CLAIM`, which pytest's report serialisation (and so
+xdist) carries unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import pytest
 
+from . import report_fields
 from .settings import CLAIM_MARKER, Effective
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ KINDS = {
 }
 #: Keywords the claim marker accepts besides its positional ID.
 CLAIM_KEYWORDS = ("source", "kind", "title", "control")
-#: Report attribute that carries a test's claim data (a JSON-able dict).
-PAYLOAD_ATTR = "asyncspec_claim"
 #: Version of the JSON report's layout.
 SCHEMA_VERSION = 1
 #: Width of the terminal table.
@@ -574,7 +573,7 @@ class ClaimsReport:
         self.claims: list[JsonDict] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, PAYLOAD_ATTR, None)
+        payload = getattr(report, report_fields.CLAIM, None)
         if not isinstance(payload, dict):
             return
         result = self.results.setdefault(report.nodeid, _TestResult(report.nodeid, payload))

@@ -28,7 +28,8 @@ from typing import Any
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
 from .replay_token import ReplayToken
-from .strategies import DEFAULT_DEPTH, Plan, ReplayChooser, ScheduleSpec, pct_bound
+from .settings import DEFAULT_DEPTH
+from .strategies import Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate
 from .timeline import render_timeline
 from .trace import Trace, Tracer

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from .exploration import Exploration, Failure
     from .timing import LoopClock
 
-#: Report attribute carrying a test's exploration summary (xdist serialises it).
-SUMMARY_ATTR = "asyncspec_exploration"
 SECTION = "asyncspec schedule"
 
 

@@ -12,7 +12,7 @@ The page is drawn from plain, JSON-able data only:
 
 * the aggregated claims of :class:`~pytest_asyncspec.claims.ClaimsReport`;
 * one *timeline payload* per traced test (:func:`timeline_payload`), built
-  where the test ran and carried on its call report in :data:`TIMELINE_ATTR`,
+  where the test ran and carried on its call report in :data:`.report_fields.TIMELINE`,
   so that a pytest-xdist controller receives the same data a serial run
   collects.  A payload keeps at most :data:`MAX_TASKS` tasks and
   :data:`MAX_STEPS` steps; the page says when a timeline was clipped.
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
+from . import report_fields
 from .claims import ClaimsReport, JsonDict, JsonValue, format_value, write_atomically
 
 if TYPE_CHECKING:
@@ -41,14 +42,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_STEPS",
     "MAX_TASKS",
-    "TIMELINE_ATTR",
     "HtmlReport",
     "render_page",
     "timeline_payload",
 ]
 
-#: Report attribute that carries a traced test's timeline payload.
-TIMELINE_ATTR = "asyncspec_timeline"
 #: Most tasks one test's timeline keeps (the first ones created).  Beyond a
 #: few hundred rows a picture is no longer read, only scrolled.
 MAX_TASKS = 200
@@ -482,7 +480,7 @@ class HtmlReport:
         self.written = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, TIMELINE_ATTR, None)
+        payload = getattr(report, report_fields.TIMELINE, None)
         if report.when == "call" and isinstance(payload, dict):
             self.timelines[report.nodeid] = payload
 

@@ -15,30 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pytest_asyncio import is_async_test
 
-from .claims import (
-    PAYLOAD_ATTR,
-    ClaimRecorder,
-    ClaimsReport,
-    ClaimTag,
-    check_consistent,
-    claim_tag,
-    item_payload,
-    timing_figures,
-)
-from .explored_tests import (
-    SECTION,
-    SUMMARY_ATTR,
-    ExploreRequest,
-    decode_replay,
-    request_for,
-    session_seed,
-    summary_line,
-)
-from .failure_store import FailureStore
+from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
-from .replay_token import ReplayToken
+from .run_summary import RunSummary
 from .settings import (
     CLAIM_HELP,
+    CLAIM_MARKER,
     MARKER,
     MARKER_HELP,
     REPLAY,
@@ -48,36 +30,39 @@ from .settings import (
     effective_for,
     effective_global,
     html_path,
+    replayed_test,
     report_path,
     trace_dir,
     validate_config,
 )
 
 if TYPE_CHECKING:
-    # Loaded when a test needs them (see _start_observation and the hooks
-    # below): a run that never traces or explores never imports them.
+    # Loaded when a run or a test needs them (claims when a test is tagged
+    # with one, exploration when one explores, tracing when one is traced):
+    # pytest starts as fast with the plugin installed as without it.
     from .blocking import AllowRule
+    from .claims import ClaimRecorder, ClaimTag
+    from .explored_tests import ExploreRequest
+    from .failure_store import FailureStore
     from .observation import Observation, TraceView
+    from .replay_token import ReplayToken
     from .timing import LoopClock
 
 SETTINGS_KEY = pytest.StashKey[Effective]()
-OBSERVATION_KEY = pytest.StashKey["Observation"]()
-TRACE_VIEW_KEY = pytest.StashKey["TraceView"]()
-ALLOW_RULES_KEY = pytest.StashKey["list[AllowRule]"]()
-CLAIM_KEY = pytest.StashKey[ClaimTag]()
+OBSERVATION_KEY: pytest.StashKey[Observation] = pytest.StashKey()
+TRACE_VIEW_KEY: pytest.StashKey[TraceView] = pytest.StashKey()
+ALLOW_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
+CLAIM_KEY: pytest.StashKey[ClaimTag] = pytest.StashKey()
 CLAIM_POSITION_KEY = pytest.StashKey[int]()
-CLOCK_KEY = pytest.StashKey["LoopClock"]()
-RECORDER_KEY = pytest.StashKey[ClaimRecorder]()
-EXPLORE_KEY = pytest.StashKey[ExploreRequest]()
-REPLAY_KEY = pytest.StashKey[ReplayToken | None]()
+CLOCK_KEY: pytest.StashKey[LoopClock] = pytest.StashKey()
+RECORDER_KEY: pytest.StashKey[ClaimRecorder] = pytest.StashKey()
+EXPLORE_KEY: pytest.StashKey[ExploreRequest] = pytest.StashKey()
+REPLAY_KEY: pytest.StashKey[ReplayToken | None] = pytest.StashKey()
 SEED_KEY = pytest.StashKey[int]()
-STORE_KEY = pytest.StashKey[FailureStore]()
+STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
 HTML_KEY = pytest.StashKey[bool]()
 TRACE_FIXTURE = "asyncspec_trace"
-#: Report attribute: allow-list rules that have fired so far in this process
-#: (so an xdist controller knows which rules its workers used).
-RULES_USED_ATTR = "asyncspec_rules_used"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,38 +85,53 @@ def pytest_configure(config: pytest.Config) -> None:
     if global_settings.clock != "real" or global_settings.loop != "asyncio":
         _need_loop_factories(config)
     replay = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
+    config.stash[REPLAY_KEY] = None
     if replay:
+        from .explored_tests import decode_replay
+
         _need_loop_factories(config)
-    config.stash[REPLAY_KEY] = (
-        decode_replay(str(replay), REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini)
-        if replay
-        else None
-    )
-    # xdist workers get the controller's seed, so every worker explores alike.
-    workerinput = getattr(config, "workerinput", {})
-    config.stash[SEED_KEY] = workerinput.get("asyncspec_seed", None) or session_seed()
-    config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
+        where = REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini
+        config.stash[REPLAY_KEY] = decode_replay(str(replay), where)
     config.stash[HTML_KEY] = html_path(config) is not None
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ExplorationSummary(), "asyncspec-exploration")
-        config.pluginmanager.register(
-            AllowRuleUsage(config.stash[ALLOW_RULES_KEY]), "asyncspec-allow-rules"
-        )
-        # Claims are aggregated where reports arrive: here, or on the xdist
-        # controller; a worker only attaches each test's claim data to its reports.
-        claims = ClaimsReport(report_path(config))
-        config.pluginmanager.register(claims, "asyncspec-claims")
+        # Claims, explored tests' summaries and fired allow-list rules are
+        # gathered where reports arrive: here, or on the xdist controller; a
+        # worker only attaches each test's data to its reports.
+        summary = RunSummary(report_path(config), config.stash[ALLOW_RULES_KEY])
+        config.pluginmanager.register(summary, "asyncspec-summary")
         page = html_path(config)
         if page is not None:
             from .html_report import HtmlReport
 
-            config.pluginmanager.register(HtmlReport(page, claims), "asyncspec-html")
+            config.pluginmanager.register(HtmlReport(page, summary.claims()), "asyncspec-html")
+
+
+def run_seed(config: pytest.Config) -> int:
+    """The run's exploration seed, drawn on first use; an xdist worker takes
+    its controller's, so every worker explores alike."""
+    seed = config.stash.get(SEED_KEY, None)
+    if seed is None:
+        from .explored_tests import session_seed
+
+        workerinput = getattr(config, "workerinput", {})
+        seed = config.stash[SEED_KEY] = workerinput.get("asyncspec_seed", None) or session_seed()
+    return seed
+
+
+def failure_store(config: pytest.Config) -> FailureStore:
+    """Where failing schedules are kept between runs (pytest's cache)."""
+    store = config.stash.get(STORE_KEY, None)
+    if store is None:
+        from .failure_store import FailureStore
+
+        store = config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
+    return store
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist: hand the run's exploration seed to each worker."""
-    node.workerinput["asyncspec_seed"] = node.config.stash[SEED_KEY]
+    node.workerinput["asyncspec_seed"] = run_seed(node.config)
 
 
 def _parse_allow_rules(rules: list[str]) -> list[AllowRule]:
@@ -147,7 +147,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         f"loop={effective.loop} ({effective.sources['loop']})"
     )
     if effective.schedules:
-        seed = effective.seed if effective.seed is not None else config.stash[SEED_KEY]
+        seed = effective.seed if effective.seed is not None else run_seed(config)
         header += (
             f", schedules={effective.schedules} ({effective.sources['schedules']}), "
             f"strategy={effective.strategy}, seed={seed} "
@@ -189,45 +189,54 @@ def _need_loop_factories(config: pytest.Config) -> None:
         config.pluginmanager.register(LoopFactories(), LOOP_FACTORIES)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, None]:
     # A test (or its class or module) with an asyncspec marker may ask for
     # the virtual clock or uvloop: the loop-factory hook must exist before
-    # pytest-asyncio parametrizes it, which happens as this item is made.
-    if collector.config.pluginmanager.has_plugin(LOOP_FACTORIES):
-        return
-    marks = getattr(obj, "pytestmark", None) or ()
-    if any(getattr(mark, "name", None) == MARKER for mark in marks) or (
-        collector.get_closest_marker(MARKER) is not None
-    ):
-        _need_loop_factories(collector.config)
+    # pytest-asyncio parametrizes the test, which it does in its own
+    # pytest_generate_tests (a wrapper runs before every plain implementation).
+    marked = metafunc.definition.get_closest_marker(MARKER) is not None
+    if marked and not metafunc.config.pluginmanager.has_plugin(LOOP_FACTORIES):
+        _need_loop_factories(metafunc.config)
+    return (yield)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Validates every marker, sync tests included, before anything runs
     # (trylast: after other plugins and conftests have added theirs).
+    unmarked = effective_global(config)
+    opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
+    replayed = replayed_test(config)
     for item in items:
-        effective = effective_for(config, item)
-        try:
-            loop_factory(effective.clock, effective.loop)
-        except UnsupportedLoopError as error:
-            raise pytest.UsageError(f"{item.nodeid}: {error}") from None
-        if (effective.clock, effective.loop) != ("real", "asyncio") and is_async_test(item):
-            _check_loop_was_chosen(item, effective)
+        # One walk over the markers of the test, its class and module: most
+        # tests have neither an asyncspec nor a claim marker.
+        marks = {mark.name for mark in item.iter_markers()}
+        effective = unmarked
+        if MARKER in marks or item.name == replayed:
+            effective = effective_for(config, item)
+        if opted_in or effective is not unmarked:
+            _check_loop(item, effective)
         item.stash[SETTINGS_KEY] = effective
-        tag = claim_tag(item)
-        if tag is not None:
-            item.stash[CLAIM_KEY] = tag
-        request = request_for(
-            item,
-            effective,
-            is_async=is_async_test(item),
-            run_seed=config.stash[SEED_KEY],
-            replay=config.stash[REPLAY_KEY],
-        )
-        if request is not None:
-            item.stash[EXPLORE_KEY] = request
+        if CLAIM_MARKER in marks:
+            from .claims import claim_tag
+
+            tag = claim_tag(item)
+            if tag is not None:
+                item.stash[CLAIM_KEY] = tag
+        replay = config.stash[REPLAY_KEY]
+        if effective.schedules or replay is not None:
+            from .explored_tests import request_for
+
+            request = request_for(
+                item,
+                effective,
+                is_async=is_async_test(item),
+                run_seed=run_seed(config),
+                replay=replay,
+            )
+            if request is not None:
+                item.stash[EXPLORE_KEY] = request
     replay = config.stash[REPLAY_KEY]
     if replay is not None and items and not any(item.name == replay.test for item in items):
         raise pytest.UsageError(
@@ -235,9 +244,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "and no selected test has that name: select it, e.g. "
             f"pytest 'path/to/test_file.py::{replay.test}' --asyncspec-replay=..."
         )
-    check_consistent(
-        (item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash
-    )
+    tagged = [(item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash]
+    if tagged:
+        from .claims import check_consistent
+
+        check_consistent(tagged)
+
+
+def _check_loop(item: pytest.Item, effective: Effective) -> None:
+    try:
+        loop_factory(effective.clock, effective.loop)
+    except UnsupportedLoopError as error:
+        raise pytest.UsageError(f"{item.nodeid}: {error}") from None
+    if (effective.clock, effective.loop) != ("real", "asyncio") and is_async_test(item):
+        _check_loop_was_chosen(item, effective)
 
 
 def _check_loop_was_chosen(item: pytest.Item, effective: Effective) -> None:
@@ -298,6 +318,8 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
             "@pytest.mark.claim('<ID>', ...) or drop the fixture",
             pytrace=False,
         )
+    from .claims import ClaimRecorder
+
     recorder = ClaimRecorder(claim_id=tag.id, control=tag.control)
     node.stash[RECORDER_KEY] = recorder
     return recorder
@@ -326,28 +348,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     run_explored(
         pyfuncitem,
         request,
-        pyfuncitem.config.stash[STORE_KEY],
+        failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
     )
     return True
-
-
-class ExplorationSummary:
-    """Collects explored tests' summaries from reports (here or from xdist workers)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        summary = getattr(report, SUMMARY_ATTR, None)
-        if report.when == "call" and isinstance(summary, dict):
-            self.lines.append(summary_line(report.nodeid, summary))
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.lines:
-            terminalreporter.section("asyncspec exploration")
-            for line in self.lines:
-                terminalreporter.line(line)
 
 
 # -- observing async tests -----------------------------------------------------
@@ -423,12 +427,14 @@ def pytest_runtest_makereport(
     _attach_claim(item, report)
     rules = item.config.stash.get(ALLOW_RULES_KEY, [])
     if rules and call.when == "call":
-        setattr(report, RULES_USED_ATTR, [rule.text for rule in rules if rule.used])
+        setattr(report, report_fields.RULES_USED, [rule.text for rule in rules if rule.used])
     request = item.stash.get(EXPLORE_KEY, None)
     if request is not None and call.when == "call":
         if request.summary:
-            setattr(report, SUMMARY_ATTR, request.summary)
+            setattr(report, report_fields.EXPLORATION_SUMMARY, request.summary)
         if request.report:
+            from .explored_tests import SECTION
+
             report.sections.append((SECTION, request.report))
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None or call.when != "call":
@@ -465,6 +471,8 @@ def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
     tag = item.stash.get(CLAIM_KEY, None)
     if tag is None:
         return
+    from .claims import item_payload, timing_figures
+
     recorder = item.stash.get(RECORDER_KEY, None)
     figures = [] if tag.control else timing_figures(item.stash.get(CLOCK_KEY, None))
     if recorder is not None and not tag.control:
@@ -477,7 +485,7 @@ def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         figures=figures,
     )
-    setattr(report, PAYLOAD_ATTR, payload)
+    setattr(report, report_fields.CLAIM, payload)
 
 
 def _attach_timeline(
@@ -485,7 +493,7 @@ def _attach_timeline(
 ) -> None:
     """Carry a traced test's timeline on its report, for the HTML page (only
     when one is asked for: building it decodes up to MAX_STEPS steps)."""
-    from .html_report import TIMELINE_ATTR, timeline_payload
+    from .html_report import timeline_payload
 
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
@@ -497,23 +505,4 @@ def _attach_timeline(
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
     )
-    setattr(report, TIMELINE_ATTR, payload)
-
-
-class AllowRuleUsage:
-    """Which allow-list rules fired anywhere in the run: here, or in an xdist
-    worker (whose reports carry the rules it has used)."""
-
-    def __init__(self, rules: list[AllowRule]) -> None:
-        self.rules = rules
-        self.used: set[str] = set()
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.used.update(getattr(report, RULES_USED_ATTR, None) or ())
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        unused = [rule for rule in self.rules if not rule.used and rule.text not in self.used]
-        if unused:
-            terminalreporter.section("asyncspec: allow-list rules that never fired")
-            for rule in unused:
-                terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+    setattr(report, report_fields.TIMELINE, payload)

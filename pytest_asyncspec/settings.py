@@ -9,27 +9,15 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pytest
 
 from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
-from .replay_token import ReplayToken, TokenError
-from .strategies import (
-    DEFAULT_DEPTH,
-    MAX_DEPTH,
-    STRATEGIES,
-    parse_depth,
-    parse_schedules,
-    parse_seed,
-    parse_strategy,
-)
 
 MARKER = "asyncspec"
 CLAIM_MARKER = "claim"
@@ -84,8 +72,53 @@ def parse_on_off(value: object) -> bool:
     raise ValueError(f"invalid trace {value!r}; expected on or off (True or False in a marker)")
 
 
-@dataclass(frozen=True)
-class Setting:
+STRATEGIES = ("mix", "fifo", "random", "pct")
+DEFAULT_DEPTH = 3
+MAX_DEPTH = 10
+
+
+def parse_strategy(value: object) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(
+            f"invalid strategy {value!r}; expected one of "
+            f"{', '.join(repr(choice) for choice in STRATEGIES)}"
+        )
+    return str(value)
+
+
+def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value.strip())
+    if number is None or number < low or (high is not None and number > high):
+        limits = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ValueError(f"invalid {what} {value!r}; expected a whole number {limits} ({example})")
+    return number
+
+
+def parse_schedules(value: object) -> int:
+    return _whole_number(value, "schedules", 0, None, "0 turns exploration off")
+
+
+def parse_depth(value: object) -> int:
+    return _whole_number(
+        value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
+    )
+
+
+def parse_seed(value: object) -> int | None:
+    """A whole number, or 'random' (None: a fresh seed for each run)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "random"):
+        return None
+    return _whole_number(value, "seed", 0, 2**63 - 1, "or 'random'")
+
+
+# Named tuples rather than dataclasses: this module loads at every pytest
+# start-up, and creating a frozen dataclass costs about 0.6 ms (its methods
+# are generated and compiled), a named tuple about 0.1 ms.
+class Setting(NamedTuple):
     name: str
     parse: Callable[[object], object]
     default: str
@@ -246,8 +279,7 @@ ALLOW_BLOCKING_INI = "asyncspec_allow_blocking"
 ALLOW_BLOCKING_DEST = "asyncspec_allow_blocking"
 
 
-@dataclass(frozen=True)
-class Effective:
+class Effective(NamedTuple):
     """The settings one test runs with, and where each came from."""
 
     clock: ClockChoice
@@ -439,10 +471,13 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
 
 
 def effective_global(config: pytest.Config) -> Effective:
-    """Settings that apply to a test with no marker."""
-    effective = _explore_on_virtual(_resolve(config, {}))
-    if effective.clock == "virtual" and effective.loop == "uvloop":
-        raise pytest.UsageError(_virtual_uvloop_message(effective.sources))
+    """Settings that apply to a test with no marker (resolved once per run)."""
+    effective = config.stash.get(_GLOBAL_KEY, None)
+    if effective is None:
+        effective = _explore_on_virtual(_resolve(config, {}))
+        if effective.clock == "virtual" and effective.loop == "uvloop":
+            raise pytest.UsageError(_virtual_uvloop_message(effective.sources))
+        config.stash[_GLOBAL_KEY] = effective
     return effective
 
 
@@ -451,37 +486,41 @@ def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
 
     A test that explores schedules (or replays one) runs on the virtual
     clock unless a clock was chosen explicitly: each schedule then costs
-    milliseconds, not the test's real duration.
+    milliseconds, not the test's real duration.  A test with no marker
+    gets the very object :func:`effective_global` returns.
     """
     marked = marker_settings(item)
-    replaying = _replays(config, item)
+    replaying = item.name == replayed_test(config)
     if marked or replaying:
         return _explore_on_virtual(_resolve(config, marked), replaying)
-    # Most tests have no marker: resolve the run-wide settings once.
-    unmarked = config.stash.get(_UNMARKED_KEY, None)
-    if unmarked is None:
-        unmarked = config.stash[_UNMARKED_KEY] = _explore_on_virtual(_resolve(config, {}))
-    return unmarked
+    return effective_global(config)
 
 
-_UNMARKED_KEY = pytest.StashKey[Effective]()
+_GLOBAL_KEY = pytest.StashKey[Effective]()
+_REPLAYED_KEY = pytest.StashKey[str | None]()
 
 
 def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
     if effective.sources["clock"] == "default" and (effective.schedules or replaying):
         sources = {**effective.sources, "clock": "default for exploration"}
-        return dataclasses.replace(effective, clock="virtual", sources=sources)
+        return effective._replace(clock="virtual", sources=sources)
     return effective
 
 
-def _replays(config: pytest.Config, item: pytest.Item) -> bool:
-    text = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
-    if not text:
-        return False
-    try:
-        return ReplayToken.decode(str(text)).test == item.name
-    except TokenError:
-        return False  # reported as a usage error by the plugin
+def replayed_test(config: pytest.Config) -> str | None:
+    """The name of the test a replay token (flag or ini key) replays, if any."""
+    if _REPLAYED_KEY not in config.stash:
+        test = None
+        text = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
+        if text:
+            from .replay_token import ReplayToken, TokenError
+
+            try:
+                test = ReplayToken.decode(str(text)).test
+            except TokenError:
+                test = None  # the plugin reports it as a usage error at start-up
+        config.stash[_REPLAYED_KEY] = test
+    return config.stash[_REPLAYED_KEY]
 
 
 def _virtual_uvloop_message(sources: dict[str, str]) -> str:

@@ -29,9 +29,6 @@ from .deviation import Deviation
 if TYPE_CHECKING:
     from .exploring_loop import Candidate, Chooser
 
-STRATEGIES = ("mix", "fifo", "random", "pct")
-DEFAULT_DEPTH = 3
-MAX_DEPTH = 10
 # The mix: after FIFO, random and PCT at depths 2 and 3 in turn.
 _MIX_CYCLE = (("random", 0), ("pct", 2), ("pct", 3))
 
@@ -215,41 +212,3 @@ def pct_bound(tasks: int, length: int, depth: int) -> float:
     """PCT's guaranteed chance per schedule of hitting a given depth-``depth``
     bug in a run of ``tasks`` tasks and ``length`` steps."""
     return 1.0 / (max(tasks, 1) * float(max(length, 1)) ** (depth - 1))
-
-
-def parse_strategy(value: object) -> str:
-    if value not in STRATEGIES:
-        raise ValueError(
-            f"invalid strategy {value!r}; expected one of "
-            f"{', '.join(repr(choice) for choice in STRATEGIES)}"
-        )
-    return str(value)
-
-
-def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        number = int(value.strip())
-    if number is None or number < low or (high is not None and number > high):
-        limits = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ValueError(f"invalid {what} {value!r}; expected a whole number {limits} ({example})")
-    return number
-
-
-def parse_schedules(value: object) -> int:
-    return _whole_number(value, "schedules", 0, None, "0 turns exploration off")
-
-
-def parse_depth(value: object) -> int:
-    return _whole_number(
-        value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
-    )
-
-
-def parse_seed(value: object) -> int | None:
-    """A whole number, or 'random' (None: a fresh seed for each run)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "random"):
-        return None
-    return _whole_number(value, "seed", 0, 2**63 - 1, "or 'random'")

@@ -12,16 +12,8 @@ import pytest
 from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore
 from pytest_asyncspec.exploration import Explorer
 from pytest_asyncspec.replay_token import plugin_version
-from pytest_asyncspec.strategies import (
-    PctChooser,
-    Plan,
-    parse_depth,
-    parse_schedules,
-    parse_seed,
-    parse_strategy,
-    pct_bound,
-    schedule_seed,
-)
+from pytest_asyncspec.settings import parse_depth, parse_schedules, parse_seed, parse_strategy
+from pytest_asyncspec.strategies import PctChooser, Plan, pct_bound, schedule_seed
 
 Body = Callable[[], Coroutine[Any, Any, None]]
 

@@ -26,12 +26,12 @@ from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
 from conftest import RunVirtual
+from pytest_asyncspec import report_fields
 from pytest_asyncspec.claims import JsonDict
 from pytest_asyncspec.clock import VirtualClockLoop
 from pytest_asyncspec.html_report import (
     MAX_STEPS,
     MAX_TASKS,
-    TIMELINE_ATTR,
     render_page,
     timeline_payload,
 )
@@ -360,7 +360,7 @@ def test_reports_carry_no_timeline_without_the_option(pytester: pytest.Pytester)
     recorder = pytester.inline_run("--asyncspec-trace=on")
     reports = recorder.getreports("pytest_runtest_logreport")
     assert [r for r in reports if r.when == "call"]
-    assert not any(hasattr(report, TIMELINE_ATTR) for report in reports)
+    assert not any(hasattr(report, report_fields.TIMELINE) for report in reports)
 
 
 def test_a_directory_is_a_usage_error(pytester: pytest.Pytester) -> None:

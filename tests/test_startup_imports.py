@@ -1,40 +1,68 @@
-"""pytest with the plugin installed starts nearly as fast as without it: the
-plugin module loads only what every run needs (benchmarks/test_bench_startup.py
-measures the time; this guards the cause)."""
+"""pytest with the plugin installed starts as fast as without it: loading the
+plugin, and collecting a suite that does not use it, load only the few small
+modules every run needs (benchmarks/test_bench_startup.py measures the time;
+this guards the cause)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-# Loaded only when a test traces, checks blocking, explores or writes a page.
-HEAVY = (
-    "pytest_asyncspec.trace",
-    "pytest_asyncspec.step_log",
-    "pytest_asyncspec.observation",
-    "pytest_asyncspec.blocking",
-    "pytest_asyncspec.timeline",
-    "pytest_asyncspec.exploration",
-    "pytest_asyncspec.exploring_loop",
-    "pytest_asyncspec.html_report",
-    "pytest_asyncspec.suspension",
-    "importlib.metadata",
-)
+#: What every run loads: the entry point, its settings table, the loop
+#: choices and the names of report fields.  Everything else (claims,
+#: exploration, tracing, blocking checks, the HTML page, replay tokens)
+#: loads when a test or an option asks for it.
+EVERY_RUN = {
+    "pytest_asyncspec",
+    "pytest_asyncspec.plugin",
+    "pytest_asyncspec.settings",
+    "pytest_asyncspec.loops",
+    "pytest_asyncspec.report_fields",
+    "pytest_asyncspec.run_summary",
+}
 
 
-def test_loading_the_plugin_leaves_the_heavy_modules_unloaded() -> None:
+def loaded_by(code: str, cwd: Path | None = None) -> set[str]:
     probe = (
         "import json, sys\n"
         "import pytest, pytest_asyncio.plugin\n"
         "before = set(sys.modules)\n"
-        "import pytest_asyncspec.plugin\n"
-        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+        f"{code}\n"
+        "new = set(sys.modules) - before\n"
+        "print(json.dumps(sorted(m for m in new if m.startswith('pytest_asyncspec'))))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    loaded = set(json.loads(done.stdout))
-    assert "pytest_asyncspec.plugin" in loaded
-    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_loading_the_plugin_loads_only_what_every_run_needs() -> None:
+    assert loaded_by("import pytest_asyncspec.plugin") == EVERY_RUN
+
+
+def test_collecting_a_suite_that_does_not_use_the_plugin_loads_nothing_more(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    (tmp_path / "test_app.py").write_text(
+        "import asyncio\n\n\n"
+        "async def test_sleeps():\n    await asyncio.sleep(0)\n\n\n"
+        "def test_sync():\n    assert True\n"
+    )
+    run = "pytest.main(['--co', '-q', '-p', 'no:cacheprovider'])"
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN
+
+
+def test_a_claim_marker_loads_the_claims_module(tmp_path: Path) -> None:
+    # The control: the probe does see a module that a used feature loads.
+    (tmp_path / "test_claim.py").write_text(
+        "import pytest\n\n\n@pytest.mark.claim('A1')\ndef test_tagged():\n    assert True\n"
+    )
+    run = "pytest.main(['-q', '-p', 'no:cacheprovider'])"
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {"pytest_asyncspec.claims"}
 
 
 def test_public_names_still_import_on_first_use() -> None:

@@ -1,0 +1,74 @@
+"""What the reporting process gathers from test reports, and prints at the end.
+
+Tests leave their asyncspec data on their reports (:mod:`.report_fields`),
+so whichever process receives the reports, a serial run or a pytest-xdist
+controller, sees the same data: each claim's figures, each explored test's
+summary and the allow-list rules that fired.  One plugin object gathers all
+three, so a run that uses none of them pays for one registration; the
+claims report module loads only when the first claim's data arrives (or a
+report file is asked for).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from . import report_fields
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .blocking import AllowRule
+    from .claims import ClaimsReport
+
+
+class RunSummary:
+    """Registered in the process that reports (never on an xdist worker)."""
+
+    def __init__(self, report_path: Path | None, allow_rules: list[AllowRule]) -> None:
+        self.report_path = report_path
+        self._claims: ClaimsReport | None = None
+        self.exploration_lines: list[str] = []
+        self.allow_rules = allow_rules
+        #: Texts of allow-list rules that fired in any process.
+        self.rules_used: set[str] = set()
+
+    def claims(self) -> ClaimsReport:
+        if self._claims is None:
+            from .claims import ClaimsReport
+
+            self._claims = ClaimsReport(self.report_path)
+        return self._claims
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if hasattr(report, report_fields.CLAIM):
+            self.claims().pytest_runtest_logreport(report)
+        summary = getattr(report, report_fields.EXPLORATION_SUMMARY, None)
+        if report.when == "call" and isinstance(summary, dict):
+            from .explored_tests import summary_line
+
+            self.exploration_lines.append(summary_line(report.nodeid, summary))
+        self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # A report file asked for is written even when no test is a claim.
+        if self._claims is not None or self.report_path is not None:
+            self.claims().pytest_sessionfinish(session, exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self._claims is not None:
+            self._claims.pytest_terminal_summary(terminalreporter)
+        unused = [
+            rule for rule in self.allow_rules if not rule.used and rule.text not in self.rules_used
+        ]
+        if unused:
+            terminalreporter.section("asyncspec: allow-list rules that never fired")
+            for rule in unused:
+                terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+        if self.exploration_lines:
+            terminalreporter.section("asyncspec exploration")
+            for line in self.exploration_lines:
+                terminalreporter.line(line)
