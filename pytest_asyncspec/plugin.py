@@ -48,20 +48,22 @@ if TYPE_CHECKING:
     from .replay_token import ReplayToken
     from .timing import LoopClock
 
-SETTINGS_KEY = pytest.StashKey[Effective]()
+# Annotated, not subscripted (pytest.StashKey[T]()): annotations are not
+# evaluated, and a subscripted generic costs tens of microseconds to create.
+SETTINGS_KEY: pytest.StashKey[Effective] = pytest.StashKey()
 OBSERVATION_KEY: pytest.StashKey[Observation] = pytest.StashKey()
 TRACE_VIEW_KEY: pytest.StashKey[TraceView] = pytest.StashKey()
 ALLOW_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
 CLAIM_KEY: pytest.StashKey[ClaimTag] = pytest.StashKey()
-CLAIM_POSITION_KEY = pytest.StashKey[int]()
+CLAIM_POSITION_KEY: pytest.StashKey[int] = pytest.StashKey()
 CLOCK_KEY: pytest.StashKey[LoopClock] = pytest.StashKey()
 RECORDER_KEY: pytest.StashKey[ClaimRecorder] = pytest.StashKey()
 EXPLORE_KEY: pytest.StashKey[ExploreRequest] = pytest.StashKey()
 REPLAY_KEY: pytest.StashKey[ReplayToken | None] = pytest.StashKey()
-SEED_KEY = pytest.StashKey[int]()
+SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
-HTML_KEY = pytest.StashKey[bool]()
+HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
 TRACE_FIXTURE = "asyncspec_trace"
 
 
