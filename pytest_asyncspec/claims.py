@@ -267,7 +267,7 @@ class ClaimRecorder:
 
     claim_id: str
     control: bool = False
-    figures: list[Figure] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list, init=False)
 
     def record(
         self,

@@ -142,9 +142,10 @@ class LoopClock:
     """
 
     tolerance: Tolerance = REAL_CLOCK_TOLERANCE
-    checks: list[TimingCheck] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _origin: int = 0
+    #: Every comparison made so far (a claim test's figures come from here).
+    checks: list[TimingCheck] = field(default_factory=list, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+    _origin: int = field(default=0, init=False)
 
     # -- reading the clock -------------------------------------------------
 
