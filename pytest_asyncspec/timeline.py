@@ -432,13 +432,13 @@ class _Renderer:
     def _label_width(self, labels: Sequence[int]) -> int:
         digits = len(str(max(labels)))
         longest = max(
-            digits + 1 + len(_printable(self.trace.tasks[label].name)) for label in labels
+            digits + 1 + len(_printable(self.trace.tasks[label].shown_name)) for label in labels
         )
         cap = max(12, min(30, self.width // 4))
         return max(len("task"), min(longest, cap))
 
     def _row_label(self, record: TaskRecord, digits: int, label_width: int) -> str:
-        text = f"{record.label:>{digits}} {_printable(record.name)}"
+        text = f"{record.label:>{digits}} {_printable(record.shown_name)}"
         return _clip(text, label_width).ljust(label_width)
 
     def _axis(self, label_width: int, origin: int, resolution: int, columns: int) -> list[str]:
@@ -501,7 +501,7 @@ class _Renderer:
                 lines.append("longest step: every step took no loop time")
             else:
                 record = self.trace.tasks.get(longest.task)
-                name = _clip(_printable(record.name), 40) if record else "?"
+                name = _clip(_printable(record.shown_name), 40) if record else "?"
                 lines.append(
                     f"longest step: {name} (task {longest.task}) {_duration(longest.ticks)} "
                     f"at {_instant(longest.start)}"

@@ -1,11 +1,15 @@
-"""The how-to guides (docs/how-to/*.md) show real files, and those files do what
-the guides say.
+"""Every example in the documentation is a real file, and does what the page
+says it does.
 
-Every code block of a guide that shows a file is preceded by
-``<!-- file: examples/<guide>/<name> -->`` and must be that file, byte for
-byte; every ```python block must show a file.  Each example directory then
-runs in an inner pytest session, with the outcome its guide describes.  The
-root configuration does not collect docs/, so this is where they run.
+Every code block of a page that shows a file is preceded by
+``<!-- file: examples/<page>/<name> -->`` and must be that file, byte for
+byte; every ```python block must show a file, and every file of an example
+directory must be shown.  A script's printed output, where a page shows it
+(``<!-- output: examples/<page>/<script>.py -->`` before a ```text block),
+must be what the script prints now.  Each how-to guide's directory runs in
+an inner pytest session with the outcome its guide describes; each concept
+page's test files must pass.  The root configuration does not collect
+docs/, so this is where they run.
 """
 
 from __future__ import annotations
@@ -13,16 +17,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pytester_helpers import line_of, output_of
 
-HOW_TO = Path(__file__).resolve().parent.parent / "docs" / "how-to"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+HOW_TO = DOCS / "how-to"
 EXAMPLES = HOW_TO / "examples"
 GUIDES = sorted(HOW_TO.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md"))
+#: Example directories of the concept pages (docs/examples/<page>/).
+CONCEPT_EXAMPLES = sorted(path for path in (DOCS / "examples").iterdir() if path.is_dir())
 
 QUOTED = re.compile(r"<!-- file: (\S+) -->\n```(\w+)\n(.*?)```\n", re.S)
+PRINTED = re.compile(r"<!-- output: (\S+) -->\n```text\n(.*?)```\n", re.S)
 # The peer plugin installed for benchmarks; kept out as tests/test_readme.py does.
 NO_LOOPTIME = ("-p", "no:looptime_plugin", "-p", "no:looptime_timeproxies")
 NO_LOOPTIME += ("-p", "no:looptime_chronometers", "-p", "no:anyio")
@@ -32,19 +43,75 @@ def test_there_is_a_guide_for_each_example_directory() -> None:
     assert [guide.stem for guide in GUIDES] == sorted(p.name for p in EXAMPLES.iterdir())
 
 
-@pytest.mark.parametrize("guide", GUIDES, ids=lambda guide: guide.name)
-def test_every_code_block_is_the_file_it_names(guide: Path) -> None:
-    text = guide.read_text()
+def test_there_is_a_page_for_each_concept_example_directory() -> None:
+    assert {path.name for path in CONCEPT_EXAMPLES} <= {page.stem for page in PAGES}
+
+
+def check_quotes(page: Path) -> list[str]:
+    """Check the page's quoted files; return their paths (relative to the page)."""
+    text = page.read_text()
     quoted = QUOTED.findall(text)
-    assert quoted, f"{guide.name} quotes no example file"
     assert len(re.findall(r"^```python$", text, re.M)) == sum(
         language == "python" for _, language, _ in quoted
-    ), f"a ```python block of {guide.name} has no <!-- file: ... --> line"
+    ), f"a ```python block of {page.name} has no <!-- file: ... --> line"
     for name, _, body in quoted:
-        assert name.startswith(f"examples/{guide.stem}/"), name
-        assert body == (HOW_TO / name).read_text(), f"{guide.name} shows an old {name}"
+        assert name.startswith(f"examples/{page.stem}/"), name
+        assert body == (page.parent / name).read_text(), f"{page.name} shows an old {name}"
+    return [name for name, _, _ in quoted]
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda guide: guide.name)
+def test_every_code_block_of_a_guide_is_the_file_it_names(guide: Path) -> None:
+    assert check_quotes(guide), f"{guide.name} quotes no example file"
     # The guide links the index, and the index links the guide.
-    assert f"how-to/{guide.name}" in (HOW_TO.parent / "index.md").read_text()
+    assert f"how-to/{guide.name}" in (DOCS / "index.md").read_text()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_code_block_of_a_page_is_the_file_it_names(page: Path) -> None:
+    shown = set(check_quotes(page))
+    directory = DOCS / "examples" / page.stem
+    if directory.is_dir():
+        files = {f"examples/{page.stem}/{path.name}" for path in directory.glob("*.py")}
+        assert files <= shown, f"{page.name} does not show {sorted(files - shown)}"
+
+
+def printed_outputs() -> list[tuple[Path, str, str]]:
+    found = []
+    for page in PAGES + GUIDES:
+        for name, text in PRINTED.findall(page.read_text()):
+            found.append((page, name, text))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("page", "script", "expected"),
+    printed_outputs(),
+    ids=[f"{page.name}:{script}" for page, script, _ in printed_outputs()],
+)
+def test_a_printed_output_is_what_the_script_prints(page: Path, script: str, expected: str) -> None:
+    path = page.parent / script
+    assert script in {name for name, _, _ in QUOTED.findall(page.read_text())}
+    done = subprocess.run(
+        [sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [path for path in CONCEPT_EXAMPLES if any(path.glob("test_*.py"))],
+    ids=lambda path: path.name,
+)
+def test_the_tests_of_a_concept_page_pass(pytester: pytest.Pytester, directory: Path) -> None:
+    for source in directory.iterdir():
+        if source.suffix in {".py", ".ini"}:
+            shutil.copy(source, pytester.path / source.name)
+    result = pytester.runpytest_subprocess(*NO_LOOPTIME, "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= len(list(directory.glob("test_*.py"))), output_of(result)
+    assert set(outcomes) <= {"passed", "seconds"}, output_of(result)
 
 
 def copy_example(pytester: pytest.Pytester, name: str) -> Path:
