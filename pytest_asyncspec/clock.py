@@ -151,7 +151,14 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
-        return self._schedule(seconds_to_ticks(when), callback, args, context)
+        due = seconds_to_ticks(when)
+        if due <= self._ticks and when > self._ticks / TICKS_PER_SECOND:
+            # A moment after now that rounds to now (a deadline a few ulps
+            # ahead of loop.time()) fires one tick later: at now, a loop such
+            # as ``while loop.time() < deadline: await sleep(deadline -
+            # loop.time())`` would never see time move.
+            due = self._ticks + 1
+        return self._schedule(due, callback, args, context)
 
     def call_later(  # type: ignore[override]
         self,
@@ -162,8 +169,14 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        # Adding integer ticks keeps long chains of short delays exact.
-        return self._schedule(self._ticks + seconds_to_ticks(delay), callback, args, context)
+        # Adding integer ticks keeps long chains of short delays exact.  A
+        # positive delay under half a tick still takes one: rounded to none,
+        # a sleep in a loop (a token bucket refilling 1e-17 s short) would
+        # never let time move.
+        ticks = seconds_to_ticks(delay)
+        if ticks <= 0 < delay:
+            ticks = 1
+        return self._schedule(self._ticks + ticks, callback, args, context)
 
     def _schedule(
         self,

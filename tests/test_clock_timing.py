@@ -196,6 +196,60 @@ def test_short_sleeps_add_up_without_float_drift(run_virtual: RunVirtual) -> Non
     ]
 
 
+def test_a_positive_delay_under_half_a_tick_still_moves_time(run_virtual: RunVirtual) -> None:
+    """A token bucket 1e-17 s short sleeps that long; rounded to no tick, the
+    sleep would wake at the same instant and the loop spin forever."""
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        start = loop.virtual_ticks()
+        await asyncio.sleep(2.2e-17)
+        after_sleep = loop.virtual_ticks() - start
+        await asyncio.sleep(0)  # zero stays zero: a plain yield
+        return after_sleep, loop.virtual_ticks() - start
+
+    assert run_virtual(main) == (1, 1)
+
+
+def test_sleeping_until_a_deadline_ulps_ahead_of_now_ends(run_virtual: RunVirtual) -> None:
+    """``while loop.time() < deadline: await sleep(deadline - loop.time())``
+    with deadlines such as 8.700000000000001 (the float sum of short steps)
+    just ahead of loop.time() == 8.7: each deadline is passed in one tick."""
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        passes = []
+        deadline = 0.0
+        for _ in range(200):
+            deadline += 0.1  # drifts from the tick grid, as float sums do
+            count = 0
+            while loop.time() < deadline:
+                count += 1
+                assert count < 10, f"time stuck at {loop.time()}, deadline {deadline}"
+                await asyncio.sleep(deadline - loop.time())
+            passes.append(count)
+        return passes
+
+    passes = run_virtual(main)
+    assert set(passes) <= {1, 2}
+    assert passes.count(2) > 0  # the drift did put deadlines between ticks
+
+
+def test_a_deadline_between_now_and_the_next_tick_fires_at_the_next_tick() -> None:
+    loop = VirtualClockLoop()
+    try:
+        loop.advance(8.7)
+        fired: list[int] = []
+        loop.call_at(8.700000000000001, lambda: fired.append(loop.virtual_ticks()))
+        loop.call_at(8.7, lambda: fired.append(loop.virtual_ticks()))  # now: stays now
+        loop.run_until_complete(asyncio.sleep(1e-9))
+        assert fired == [8_700_000_000, 8_700_000_001]
+    finally:
+        loop.close()
+
+
 # -- ordering --------------------------------------------------------------------
 
 
