@@ -8,6 +8,7 @@ watched during a test in :mod:`.observation`, and claims and their report in
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,11 @@ def pytest_configure(config: pytest.Config) -> None:
         ) from None
     global_settings = effective_global(config)
     if global_settings.clock != "real" or global_settings.loop != "asyncio":
+        try:
+            loop_factory(global_settings.clock, global_settings.loop)
+        except UnsupportedLoopError as error:
+            chosen = f"loop={global_settings.loop} (from {global_settings.sources['loop']})"
+            raise pytest.UsageError(f"{chosen}: {error}") from None
         _need_loop_factories(config)
     replay = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
     config.stash[REPLAY_KEY] = None
@@ -217,6 +223,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         effective = unmarked
         if MARKER in marks or item.name == replayed:
             effective = effective_for(config, item)
+        if (MARKER in marks or _uses_loop_fixtures(item)) and not is_async_test(item):
+            _check_marked_test_is_run_by_pytest_asyncio(item)
         if opted_in or effective is not unmarked:
             _check_loop(item, effective)
         item.stash[SETTINGS_KEY] = effective
@@ -251,6 +259,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from .claims import check_consistent
 
         check_consistent(tagged)
+
+
+#: Fixtures that read the running loop of an async test.
+LOOP_FIXTURES = ("asyncspec_clock", TRACE_FIXTURE)
+
+
+def _uses_loop_fixtures(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in LOOP_FIXTURES)
+
+
+def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
+    """The asyncspec marker and loop fixtures act on async tests that
+    pytest-asyncio runs; on any other test they would be silently ignored, or
+    fail with pytest's own "async def functions are not natively supported"."""
+    function = getattr(item, "obj", None)
+    if inspect.iscoroutinefunction(function):
+        raise pytest.UsageError(
+            f"{item.nodeid}: pytest-asyncio does not run this async test (strict mode), so "
+            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: add "
+            "@pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
+        )
+    # A sync test under a class or module marker is simply not affected; its
+    # own marker asks for something that cannot happen.  (A sync test may use
+    # the fixtures: they explain themselves when read outside a loop.)
+    if any(mark.name == MARKER for mark in item.own_markers):
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.{MARKER} acts on async tests (their loop, clock, "
+            "trace and schedules), and this test is not async: make it `async def`, or "
+            "drop the marker"
+        )
 
 
 def _check_loop(item: pytest.Item, effective: Effective) -> None:

@@ -370,3 +370,63 @@ def test_uvloop_with_real_clock_runs_timing_assertions(pytester: pytest.Pytester
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+# -- tests the plugin cannot act on --------------------------------------------
+
+
+def test_missing_uvloop_asked_for_the_whole_run_is_one_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without uvloop, --asyncspec-loop=uvloop stops the run at start-up with one
+    message naming the cure, not a collection traceback per module."""
+    make_project(pytester)
+    # The conftest hides the installed uvloop (a subprocess keeps it hidden there only).
+    pytester.makeconftest("import sys\n\nsys.modules['uvloop'] = None\n")
+    pytester.makepyfile(test_a=ASYNC_TEST, test_b=ASYNC_TEST)
+    result = pytester.runpytest_subprocess("--asyncspec-loop=uvloop")
+    assert_usage_error(
+        result,
+        "ERROR: loop=uvloop (from command line): *uvloop is not installed*pip install uvloop*",
+    )
+
+
+def test_an_async_test_pytest_asyncio_does_not_run_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    """In strict mode, an async test without @pytest.mark.asyncio that carries
+    the asyncspec marker (or uses a loop fixture) is not run by pytest-asyncio:
+    the error says so, not that the test is not async."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_marked="import pytest\n\n\n@pytest.mark.asyncspec(clock='virtual')\n" + ASYNC_TEST,
+        test_fixture="async def test_clock(asyncspec_clock):\n    pass\n",
+    )
+    for path in ("test_marked.py", "test_fixture.py"):
+        result = pytester.runpytest(path)
+        assert_usage_error(
+            result,
+            "ERROR: *: pytest-asyncio does not run this async test (strict mode)*"
+            "add @pytest.mark.asyncio to it, or set asyncio_mode = auto*",
+        )
+
+
+def test_the_marker_on_a_sync_test_is_an_error_but_a_module_marker_is_not(
+    pytester: pytest.Pytester,
+) -> None:
+    """A sync test's own asyncspec marker would be silently ignored, so it is an
+    error; a module-wide marker applies to the module's async tests and leaves
+    its sync tests alone."""
+    make_project(pytester)
+    pytester.makepyfile(
+        test_own="import pytest\n\n\n@pytest.mark.asyncspec(max_blocking=0.01)\n" + SYNC_TEST,
+        test_module=(
+            "import pytest\n\npytestmark = pytest.mark.asyncspec(clock='virtual')\n\n\n"
+            + SYNC_TEST
+            + "\n\n"
+            + ASYNC_TEST.replace("test_it", "test_async")
+        ),
+    )
+    result = pytester.runpytest("test_own.py")
+    assert_usage_error(result, "ERROR: test_own.py::test_it: *this test is not async*")
+    pytester.runpytest("test_module.py").assert_outcomes(passed=2)

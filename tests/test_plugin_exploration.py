@@ -339,8 +339,8 @@ def test_bad_flags_are_usage_errors(
         ),
         (
             "@pytest.mark.asyncspec(schedules=10)\ndef test_x():\n    pass",
-            "*test_x: exploration (schedules=10 from marker) reorders the tasks of an async "
-            "test, and this test is not async*",
+            "*test_x: @pytest.mark.asyncspec acts on async tests (their loop, clock, trace "
+            "and schedules), and this test is not async*",
         ),
         (
             "@pytest.mark.asyncspec(schedules=10, clock='real')\nasync def test_x():\n    pass",
