@@ -494,6 +494,11 @@ def write_atomically(path: Path, text: str) -> None:
 
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); a report is for others to read
+        # (CI artifacts), so it gets the mode a plain open() would give.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(temporary, path)
@@ -599,6 +604,7 @@ class ClaimsReport:
             self.written = True
         except OSError as error:
             self.write_error = f"{self.path}: {error.strerror or error}"
+            fail_the_run(session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.claims:
@@ -617,6 +623,13 @@ class ClaimsReport:
             )
         elif self.written:
             terminalreporter.line(f"asyncspec: claims report written to {self.path}")
+
+
+def fail_the_run(session: pytest.Session) -> None:
+    """A report asked for and not written fails an otherwise green run: a CI
+    job must not pass without the file it publishes."""
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 # The report's modules load when a report is written, not at pytest start-up.

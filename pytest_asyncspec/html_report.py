@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from . import report_fields
-from .claims import ClaimsReport, JsonDict, JsonValue, format_value, write_atomically
+from .claims import (
+    ClaimsReport,
+    JsonDict,
+    JsonValue,
+    fail_the_run,
+    format_value,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     from .trace import Trace
@@ -505,6 +512,7 @@ class HtmlReport:
             self.written = True
         except OSError as error:
             self.write_error = f"{self.path}: {error.strerror or error}"
+            fail_the_run(session)
 
     @pytest.hookimpl(trylast=True)  # after the claims table
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -10,7 +10,6 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -412,33 +411,26 @@ def _check_report_path(path: Path, where: str, what: str) -> None:
         raise pytest.UsageError(
             f"{where}: {str(path)!r} is a directory; give the path of {what} to write"
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise pytest.UsageError(
-            f"{where}: cannot create the directory {str(path.parent)!r} ({error.strerror}); "
-            "give a file path in a directory you can write to"
-        ) from None
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
-        raise pytest.UsageError(
-            f"{where}: cannot write {str(path)!r} (its directory is not writable); "
-            "give a file path in a directory you can write to"
-        )
+    _check_writable(path.parent, where)
 
 
 def _check_writable(directory: Path, where: str) -> None:
+    """Create ``directory`` if needed and write a file in it: permission bits
+    alone say nothing for root, or on a read-only or virtual file system."""
+    fix = "give a path in a directory you can write to"
+    existing = next((path for path in (directory, *directory.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{where}: {str(existing)!r} is a file, not a directory; {fix}")
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=directory, prefix=".asyncspec-probe-"):
+            pass
     except OSError as error:
         raise pytest.UsageError(
-            f"{where}: cannot create {str(directory)!r} ({error.strerror}); "
-            "give a directory you can write to"
+            f"{where}: cannot write in {str(directory)!r} ({error.strerror or error}); {fix}"
         ) from None
-    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
-        raise pytest.UsageError(
-            f"{where}: {str(directory)!r} is not a writable directory; "
-            "give a directory you can write to"
-        )
 
 
 def _run_path(config: pytest.Config, setting: Setting) -> Path | None:

@@ -826,11 +826,11 @@ def test_report_path_under_a_file_is_a_usage_error(pytester: pytest.Pytester) ->
     result = pytester.runpytest()
     assert_usage_error(
         result,
-        f"ERROR: ini key asyncspec_report: cannot create the directory "
-        f"'{pytester.path / 'afile'}' (*); give a file path in a directory you can write to",
+        f"ERROR: ini key asyncspec_report: '{pytester.path / 'afile'}' is a file, not a "
+        "directory; give a path in a directory you can write to",
     )
     result = pytester.runpytest(f"--asyncspec-report={pytester.path / 'afile' / 'r.json'}")
-    assert_usage_error(result, "ERROR: --asyncspec-report: cannot create the directory *")
+    assert_usage_error(result, "ERROR: --asyncspec-report: '*afile' is a file, not a directory*")
 
 
 @pytest.mark.skipif(
@@ -848,5 +848,38 @@ def test_report_in_a_read_only_directory_is_a_usage_error(pytester: pytest.Pytes
     finally:
         target.chmod(0o700)
     assert_usage_error(
-        result, f"ERROR: --asyncspec-report: cannot write '{target / 'r.json'}' (its directory*"
+        result, f"ERROR: --asyncspec-report: cannot write in '{target}' (Permission denied)*"
     )
+
+
+@pytest.mark.parametrize("option", ["--asyncspec-report", "--asyncspec-html"])
+def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(
+    pytester: pytest.Pytester, option: str
+) -> None:
+    """The directory passes the start-up check, then is gone when the run ends:
+    the run says so and does not exit 0 (a CI job must not pass without the
+    file it publishes)."""
+    make_project(pytester)
+    out = pytester.path / "out"
+    pytester.makepyfile(
+        test_a=f"import shutil\n\n\ndef test_a():\n    shutil.rmtree({str(out)!r})\n"
+    )
+    result = pytester.runpytest(f"{option}={out / 'report'}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([f"asyncspec: could not write the * report {out / 'report'}: *"])
+
+
+def test_reports_are_readable_by_others_as_plain_files_are(pytester: pytest.Pytester) -> None:
+    """Written through a private temporary file, a report still gets the mode a
+    plain open() gives (0644 under umask 022), so CI artifact servers can read it."""
+    make_project(pytester)
+    pytester.makepyfile(test_a="def test_a():\n    pass\n")
+    previous = os.umask(0o022)
+    try:
+        result = pytester.runpytest("--asyncspec-report=r.json", "--asyncspec-html=r.html")
+    finally:
+        os.umask(previous)
+    assert result.ret == pytest.ExitCode.OK
+    for name in ("r.json", "r.html"):
+        assert (pytester.path / name).stat().st_mode & 0o777 == 0o644, name

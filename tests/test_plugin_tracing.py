@@ -1023,8 +1023,8 @@ def test_trace_dir_under_a_regular_file_is_a_usage_error(pytester: pytest.Pytest
     result = pytester.runpytest(f"--asyncspec-trace-dir={target}")
     assert_usage_error(
         result,
-        f"ERROR: --asyncspec-trace-dir: cannot create '{target}' (Not a directory); "
-        "give a directory you can write to",
+        f"ERROR: --asyncspec-trace-dir: '{pytester.path / 'afile'}' is a file, not a directory; "
+        "give a path in a directory you can write to",
     )
 
 
@@ -1036,7 +1036,9 @@ def test_trace_dir_that_is_a_regular_file_is_a_usage_error(pytester: pytest.Pyte
     target = pytester.path / "afile"
     target.write_text("not a directory")
     result = pytester.runpytest(f"--asyncspec-trace-dir={target}")
-    assert_usage_error(result, f"ERROR: --asyncspec-trace-dir: *'{target}'*")
+    assert_usage_error(
+        result, f"ERROR: --asyncspec-trace-dir: '{target}' is a file, not a directory*"
+    )
     assert target.read_text() == "not a directory"
 
 
@@ -1058,8 +1060,8 @@ def test_read_only_trace_dir_is_a_usage_error(pytester: pytest.Pytester) -> None
         target.chmod(0o700)
     assert_usage_error(
         result,
-        f"ERROR: --asyncspec-trace-dir: '{target}' is not a writable directory; "
-        "give a directory you can write to",
+        f"ERROR: --asyncspec-trace-dir: cannot write in '{target}' (Permission denied); "
+        "give a path in a directory you can write to",
     )
 
 
@@ -1070,7 +1072,7 @@ def test_trace_dir_from_the_ini_is_checked_too(pytester: pytest.Pytester) -> Non
     pytester.makepyfile(test_a="async def test_a():\n    pass\n")
     (pytester.path / "afile").write_text("not a directory")
     result = pytester.runpytest()
-    assert_usage_error(result, f"ERROR: *cannot create '{pytester.path / 'afile' / 'traces'}'*")
+    assert_usage_error(result, f"ERROR: *'{pytester.path / 'afile'}' is a file, not a directory*")
 
 
 def test_trace_dir_error_names_the_ini_key_it_came_from(pytester: pytest.Pytester) -> None:
