@@ -34,6 +34,7 @@ class RunSummary:
         self.allow_rules = allow_rules
         #: Texts of allow-list rules that fired in any process.
         self.rules_used: set[str] = set()
+        self.tests_ran = False
 
     def claims(self) -> ClaimsReport:
         if self._claims is None:
@@ -51,6 +52,7 @@ class RunSummary:
 
             self.exploration_lines.append(summary_line(report.nodeid, summary))
         self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
+        self.tests_ran = self.tests_ran or report.when == "call"
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

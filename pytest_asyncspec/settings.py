@@ -478,8 +478,12 @@ def marker_settings(item: pytest.Item) -> dict[str, object]:
     for key, value in marker.kwargs.items():
         setting = MARKER_KEYWORDS.get(key)
         if setting is None:
+            import difflib
+
+            close = difflib.get_close_matches(key, MARKER_KEYWORDS, n=1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
             raise pytest.UsageError(
-                f"{where}: unknown keyword {key!r}; accepted keywords are "
+                f"{where}: unknown keyword {key!r}; {guess}accepted keywords are "
                 f"{', '.join(MARKER_KEYWORDS)}"
             )
         values[key] = setting.check(value, where)

@@ -143,9 +143,9 @@ class LoopClock:
 
     tolerance: Tolerance = REAL_CLOCK_TOLERANCE
     #: Every comparison made so far (a claim test's figures come from here).
-    checks: list[TimingCheck] = field(default_factory=list, init=False)
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
-    _origin: int = field(default=0, init=False)
+    checks: list[TimingCheck] = field(default_factory=list, init=False, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _origin: int = field(default=0, init=False, repr=False)
 
     # -- reading the clock -------------------------------------------------
 
@@ -229,7 +229,12 @@ class LoopClock:
         if mode == "virtual":
             passed = seconds_to_ticks(measured) == seconds_to_ticks(expected)
             low = high = expected
-            rule = "exact to 1 ns"
+            # A tolerance is for the real clock's noise; the virtual clock has none.
+            rule = (
+                "exact to 1 ns"
+                if tolerance is None
+                else "exact to 1 ns; tolerance= is for the real clock"
+            )
         else:
             window = tolerance or self.tolerance
             low, high = window.window(expected)

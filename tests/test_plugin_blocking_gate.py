@@ -440,6 +440,18 @@ def test_allow_list_from_ini_and_flag_lets_the_suite_pass(pytester: pytest.Pytes
     assert f"test_jobs.py:{job}" not in summary
 
 
+def test_no_never_fired_list_when_no_test_ran(pytester: pytest.Pytester) -> None:
+    """A run stopped by a usage error, or that selected no test, says nothing
+    about rules never firing: no step had a chance to match them."""
+    make_gated_suite(pytester, "asyncspec_allow_blocking =", "    legacy/*.py")
+    stopped = pytester.runpytest("--asyncspec-leaks=sometimes")
+    assert stopped.ret == pytest.ExitCode.USAGE_ERROR
+    nothing = pytester.runpytest("-k", "no_such_test")
+    assert nothing.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    for result in (stopped, nothing):
+        assert "never fired" not in output_of(result)
+
+
 def test_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -> None:
     """With ``-n 2`` the rules fire in the workers; the controller still lists
     only the rule that matched nothing, as a serial run does."""
@@ -645,7 +657,8 @@ def test_misspelt_marker_keyword_is_a_clean_error(pytester: pytest.Pytester) -> 
     assert_clean_test_error(
         result,
         "*test_marked.py::test_it: @pytest.mark.asyncspec: unknown keyword 'max_blockng'; "
-        "accepted keywords are clock, loop, max_blocking, leaks, trace*",
+        "did you mean 'max_blocking'? accepted keywords are clock, loop, max_blocking, leaks, "
+        "trace*",
     )
 
 

@@ -171,7 +171,7 @@ MARKER_CASES = [
     pytest.param(
         "clok='virtual'",
         "*test_marked.py::test_it: @pytest.mark.asyncspec: unknown keyword 'clok'; "
-        "accepted keywords are clock, loop*",
+        "did you mean 'clock'? accepted keywords are clock, loop*",
         id="unknown-keyword",
     ),
     pytest.param(

@@ -81,6 +81,25 @@ def test_failure_message_shows_expected_measured_and_the_virtual_rule(
     )
 
 
+def test_a_tolerance_given_on_the_virtual_clock_is_named_as_unused(
+    run_virtual: RunVirtual,
+) -> None:
+    """The virtual clock compares exactly even when a tolerance is passed (the
+    same assertion then holds on the real clock); the message says the
+    tolerance was not used, so nobody wonders why it did not help."""
+
+    async def main() -> str:
+        clock = LoopClock()
+        with pytest.raises(TimingAssertionError) as excinfo:
+            clock.assert_time(0.200001, 0.2, what="refill", tolerance=Tolerance(late=0.01))
+        return str(excinfo.value)
+
+    assert run_virtual(main) == (
+        "refill: expected 0.2 s, measured 0.200001 s "
+        "(virtual clock, exact to 1 ns; tolerance= is for the real clock)"
+    )
+
+
 def test_documented_figure_is_shown_next_to_the_expected_one(run_virtual: RunVirtual) -> None:
     """``check`` compares without raising, keeps the record, and the message quotes
     the figure the source documents."""
