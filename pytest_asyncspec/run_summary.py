@@ -60,11 +60,20 @@ class RunSummary:
         if self._claims is not None or self.report_path is not None:
             self.claims().pytest_sessionfinish(session, exitstatus)
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int
+    ) -> None:
         if self._claims is not None:
             self._claims.pytest_terminal_summary(terminalreporter)
+        # "Never fired" only means something once tests ran to the end.
+        finished = self.tests_ran and exitstatus not in (
+            pytest.ExitCode.USAGE_ERROR,
+            pytest.ExitCode.INTERRUPTED,
+        )
         unused = [
-            rule for rule in self.allow_rules if not rule.used and rule.text not in self.rules_used
+            rule
+            for rule in self.allow_rules
+            if finished and not rule.used and rule.text not in self.rules_used
         ]
         if unused:
             terminalreporter.section("asyncspec: allow-list rules that never fired")
