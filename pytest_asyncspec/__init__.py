@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .claims import ClaimRecorder
     from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
     from .deviation import Deviation
-    from .exploration import Exploration, Explorer, Failure, explore
+    from .exploration import Exploration, Explorer, Failure, ReplayMismatchError, explore
     from .exploring_loop import ExploringLoop
     from .hang import hang_report
     from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
@@ -58,6 +58,7 @@ _HOMES = {
     "Exploration": "exploration",
     "Explorer": "exploration",
     "Failure": "exploration",
+    "ReplayMismatchError": "exploration",
     "explore": "exploration",
     "Deviation": "deviation",
     "ExploringLoop": "exploring_loop",
@@ -123,6 +124,7 @@ __all__ = [
     "OrderAssertionError",
     "Outcome",
     "OutputLine",
+    "ReplayMismatchError",
     "ReplayToken",
     "Span",
     "Step",

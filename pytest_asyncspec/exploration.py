@@ -27,7 +27,7 @@ from typing import Any
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
-from .replay_token import ReplayToken
+from .replay_token import ReplayToken, TokenError
 from .settings import DEFAULT_DEPTH
 from .strategies import Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate
@@ -44,6 +44,69 @@ def failure_of_exception(error: BaseException) -> bool:
     """The default: any Exception is a failure; KeyboardInterrupt and the
     like end the exploration instead."""
     return isinstance(error, Exception)
+
+
+class ReplayMismatchError(TokenError):
+    """A replay token some of whose deviations never applied: when the run
+    reached them, the label to run was not ready, or their step never came
+    up as the oldest ready callback.  The schedule that ran is then not the
+    one the token records (the test's tasks or code changed since the token
+    was made, or the token was mistyped or cut short)."""
+
+    def __init__(
+        self,
+        token: ReplayToken,
+        unapplied: Sequence[tuple[Deviation, bool]],
+        labels: Sequence[str],
+        *,
+        passed: bool,
+    ) -> None:
+        self.token = token
+        #: The deviations that did not apply, in the token's order.
+        self.unapplied = tuple(deviation for deviation, _ in unapplied)
+        self._came_up = tuple(came_up for _, came_up in unapplied)
+        #: The labels of the tasks and timers the replay ran, in order of first pick.
+        self.labels = tuple(labels)
+        #: Whether the replay passed (it fails otherwise, on its own).
+        self.passed = passed
+        super().__init__(self.describe())
+
+    def describe(
+        self,
+        explore_again: str = "explore the test again, without the token, to find the failure "
+        "afresh",
+    ) -> str:
+        """What went wrong and what to do; ``explore_again`` says how to explore."""
+        total = len(self.token.deviations)
+        count = len(self.unapplied)
+        outcome = "passed" if self.passed else "failed"
+        which = f"{count} of its {total} deviations" if total != 1 else "its one deviation"
+        lines = [
+            f"the replay token's schedule did not replay: {which} from stock order never "
+            f"applied, so the run that {outcome} is not the schedule the token records:"
+        ]
+        for deviation, came_up in zip(self.unapplied, self._came_up, strict=True):
+            text = f"{deviation.instead_of}@{deviation.step}={deviation.ran}"
+            if came_up:
+                why = (
+                    f"{deviation.instead_of}'s step {deviation.step} came up as the oldest "
+                    f"ready callback, but {deviation.ran} was not ready to run instead"
+                )
+            else:
+                why = (
+                    f"{deviation.instead_of}'s step {deviation.step} never came up as the "
+                    "oldest ready callback"
+                )
+            lines.append(f"  {text}: {why}")
+        shown = ", ".join(self.labels[:12]) + (", ..." if len(self.labels) > 12 else "")
+        lines.append(f"the labels this run picked: {shown or 'none'}")
+        lines.append(
+            "A token names tasks and timers by label and step as they ran when it was made: "
+            "the test's tasks or code changed since then, or the token was not copied whole. "
+            f"{explore_again[:1].upper()}{explore_again[1:]}, or check that the token was "
+            "copied whole from the failure report."
+        )
+        return "\n".join(lines)
 
 
 @dataclass
@@ -79,6 +142,13 @@ class Failure:
     sites: list[str] = field(default_factory=list)
     timeline: str = ""
     real_waits: int = 0
+    #: The schedule shrank to stock order, which passed as this exploration's
+    #: first schedule: what fails is state carried over from earlier
+    #: schedules, not the order (no token is made: it would replay a pass).
+    carried_over: bool = False
+    #: A replayed token whose deviations did not all apply: the run that
+    #: failed is not exactly the schedule the token records.
+    mismatch: ReplayMismatchError | None = None
 
 
 @dataclass
@@ -198,8 +268,12 @@ class Explorer:
         outcome = Exploration()
         for token in first:
             outcome.replayed += 1
-            failure = self.replay(token)
+            # A stored token that no longer applies and passes is a schedule
+            # that no longer fails: dropped, as the failure store drops it.  One
+            # that fails reports the schedule that did run (its token).
+            failure, _ = self._replay(token)
             if failure is not None:
+                failure.mismatch = None
                 outcome.failure = failure
                 return outcome
         seen: set[int] = set()
@@ -217,17 +291,42 @@ class Explorer:
                 seen.add(key)
                 outcome.distinct += 1
             if run.error is not None:
-                outcome.failure = self._on_failure(spec, run)
+                failure = outcome.failure = self._on_failure(spec, run)
+                if number > 0 and failure.token is not None and not failure.deviations:
+                    # Stock order failed here and passed as schedule 0: the
+                    # order is not what fails.
+                    failure.carried_over = True
+                    failure.token = None
                 break
         return outcome
 
     def replay(self, token: ReplayToken) -> Failure | None:
-        """Run the token's schedule; its failure (shrunk no further), or None."""
+        """Run the token's schedule; its failure (shrunk no further), or None.
+
+        Raises :class:`ReplayMismatchError` when the run passed and some of the
+        token's deviations never applied: it did not replay the schedule the
+        token records, so its passing says nothing.  When such a run fails, the
+        failure's ``mismatch`` says which did not apply.
+        """
+        failure, mismatch = self._replay(token)
+        if failure is None and mismatch is not None:
+            raise mismatch
+        return failure
+
+    def _replay(self, token: ReplayToken) -> tuple[Failure | None, ReplayMismatchError | None]:
         spec = ScheduleSpec.from_name(token.strategy, token.seed)
-        run = self.run(ReplayChooser(token.deviations))
+        chooser = ReplayChooser(token.deviations)
+        run = self.run(chooser)
+        unapplied = chooser.unapplied()
+        mismatch = None
+        if unapplied:
+            labels = list(dict.fromkeys(run.picks))
+            mismatch = ReplayMismatchError(token, unapplied, labels, passed=run.error is None)
         if run.error is None:
-            return None
-        return self._report(spec, run, token.deviations, found_with=len(token.deviations))
+            return None, mismatch
+        failure = self._report(spec, run, token.deviations, found_with=len(token.deviations))
+        failure.mismatch = mismatch
+        return failure, mismatch
 
     # -- a failure -------------------------------------------------------------
 

@@ -64,7 +64,10 @@ def request_for(
 
     A run-wide request skips what cannot be explored -- sync tests, and tests
     whose own marker asks for the real clock or uvloop (reported in the
-    summary); the same ask in a test's marker is an error.
+    summary); the same ask in a test's marker is an error.  The real clock or
+    uvloop asked for on the command line wins over schedules from a marker or
+    the ini file: the test runs once on that loop (reported in the summary);
+    the command line asking for both is an error.
     """
     replaying = replay is not None and replay.test == item.name
     if effective.schedules == 0 and not replaying:
@@ -78,18 +81,33 @@ def request_for(
             "and this test is not async: make it `async def`, or drop the request"
         )
     if effective.clock != "virtual" or effective.loop != "asyncio":
-        run_wide = not replaying and effective.sources.get("schedules") != "marker"
-        own_choice = "marker" in (effective.sources["clock"], effective.sources["loop"])
-        if run_wide and own_choice:
+        asked_from = effective.sources.get("schedules")
+        # Where the choices exploration cannot run on come from.
+        against = {
+            effective.sources[name]
+            for name, fits in (
+                ("clock", effective.clock == "virtual"),
+                ("loop", effective.loop == "asyncio"),
+            )
+            if not fits
+        } - {"default"}
+        if not replaying and asked_from != "marker" and "marker" in against:
             # The test itself insists on another loop: run it once, and say so.
-            return ExploreRequest(
-                plan=None,
-                schedules=0,
-                summary={
-                    "unexplored": f"it asks for clock={effective.clock}, "
-                    f"loop={effective.loop} in its marker; exploration needs the "
-                    "virtual clock on the asyncio loop"
-                },
+            return _unexplored(
+                f"it asks for clock={effective.clock}, loop={effective.loop} in its marker; "
+                "exploration needs the virtual clock on the asyncio loop"
+            )
+        if not replaying and asked_from != "command line" and against == {"command line"}:
+            # This run asks for another loop (--asyncspec-clock=real re-runs a
+            # suite on the real clock): the test runs once on it, and says so.
+            flags = " ".join(
+                f"--asyncspec-{name}={value}"
+                for name, value in (("clock", effective.clock), ("loop", effective.loop))
+                if effective.sources[name] == "command line"
+            )
+            return _unexplored(
+                f"the command line asks for {flags}, over {_where(effective, 'schedules')}; "
+                "exploration needs the virtual clock on the asyncio loop"
             )
         raise pytest.UsageError(
             f"{item.nodeid}: exploration ({asked}) runs on the virtual clock of the "
@@ -103,6 +121,10 @@ def request_for(
     if replaying:
         return ExploreRequest(plan=None, schedules=0, replay=replay)
     return ExploreRequest(plan=plan, schedules=effective.schedules)
+
+
+def _unexplored(reason: str) -> ExploreRequest:
+    return ExploreRequest(plan=None, schedules=0, summary={"unexplored": reason})
 
 
 def _where(effective: Effective, name: str) -> str:
@@ -124,7 +146,7 @@ def run_explored(
     clock: Callable[[], LoopClock | None],
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error."""
-    from .exploration import Exploration, Explorer
+    from .exploration import Exploration, Explorer, ReplayMismatchError
     from .exploring_loop import ExploringLoop
     from .observation import current_loop
 
@@ -148,7 +170,15 @@ def run_explored(
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)
     if request.replay is not None:
         outcome = Exploration(replayed=1)
-        outcome.failure = explorer.replay(request.replay)
+        mismatch: ReplayMismatchError | None = None
+        try:
+            outcome.failure = explorer.replay(request.replay)
+        except ReplayMismatchError as stale:
+            mismatch = stale
+        if mismatch is not None:
+            # It passed, but not under the token's schedule: no green from it.
+            request.summary = {**_summary(request, outcome), "failed": True, "mismatch": True}
+            pytest.fail(f"--asyncspec-replay: {mismatch.describe(EXPLORE_AGAIN)}", pytrace=False)
     else:
         assert request.plan is not None
         stored = _stored_tokens(store, item)
@@ -165,14 +195,36 @@ def run_explored(
         store.add(item.nodeid, failure.token.encode())
     request.report = describe_failure(item.nodeid, request, failure, stored=store.enabled)
     error = failure.error
-    if hasattr(error, "add_note") and failure.token is not None:
-        error.add_note(
-            f"asyncspec: this failure needs a task order stock asyncio did not run; replay it "
-            f"with: pytest '{item.nodeid}' --asyncspec-replay={failure.token.encode()}"
-            if failure.deviations
-            else "asyncspec: this failure happens in stock asyncio's own order (schedule 0)"
-        )
+    note = _note(item.nodeid, failure)
+    if hasattr(error, "add_note") and note:
+        error.add_note(note)
     raise error
+
+
+#: What to do about a token that did not apply, under pytest.
+EXPLORE_AGAIN = (
+    "explore the test again without --asyncspec-replay (its marker's schedules, or "
+    "--asyncspec-schedules=N) to find the failure afresh"
+)
+
+
+def _note(nodeid: str, failure: Failure) -> str:
+    """The line added under the failing test's error, if any."""
+    if failure.carried_over:
+        return (
+            "asyncspec: this failure does not come from the task order: stock order passed "
+            f"on the first schedule and failed on schedule {failure.spec.number + 1}, with "
+            "state carried over from the schedules before it (see the asyncspec schedule "
+            "section)"
+        )
+    if failure.token is None:
+        return ""
+    if failure.deviations:
+        return (
+            f"asyncspec: this failure needs a task order stock asyncio did not run; replay it "
+            f"with: pytest '{nodeid}' --asyncspec-replay={failure.token.encode()}"
+        )
+    return "asyncspec: this failure happens in stock asyncio's own order (schedule 0)"
 
 
 def _stored_tokens(store: FailureStore, item: pytest.Item) -> list[ReplayToken]:
@@ -226,6 +278,8 @@ def describe_failure(
             f"schedule {spec.number + 1} of {request.schedules} failed "
             f"({spec.name}, schedule seed {spec.seed})"
         )
+    if failure.mismatch is not None:
+        lines.append(failure.mismatch.describe(EXPLORE_AGAIN))
     if failure.nondeterminism is not None:
         lines.append(
             f"no replay token: this test does not run the same way twice under one "
@@ -233,6 +287,19 @@ def describe_failure(
             "what it does: threads, real I/O, time read from the wall clock, or unseeded "
             "randomness. Make the body depend on the schedule alone to get a token."
         )
+        return "\n".join(lines)
+    if failure.carried_over:
+        lines.append(
+            "this failure does not come from the task order: it shrank to stock asyncio's "
+            "own order (FIFO), with no deviation, and that same order passed as the first "
+            "schedule of this exploration. What differs is state carried over from earlier "
+            "schedules: fixtures are set up once per test, not once per schedule, and module "
+            "globals and files the test writes keep what earlier schedules left. Build that state "
+            "inside the test body (a fresh object, file or directory per run), or reset it "
+            "at the start of the body. (No replay token: replayed alone, stock order passes.)"
+        )
+        if failure.timeline:
+            lines.extend(["", failure.timeline])
         return "\n".join(lines)
     if not failure.deviations:
         lines.append(
@@ -278,6 +345,8 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     """One line of the terminal summary for an explored test."""
     if "unexplored" in summary:
         return f"{nodeid}: ran once, not explored: {summary['unexplored']}"
+    if summary.get("mismatch"):
+        return f"{nodeid}: replayed schedule FAILED: the token's deviations did not all apply"
     if not summary.get("schedules"):
         state = "failed" if summary.get("failed") else "passed"
         return f"{nodeid}: replayed schedule {state}"

@@ -554,6 +554,10 @@ _REPLAYED_KEY: pytest.StashKey[str | None] = pytest.StashKey()
 
 
 def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
+    if effective.loop != "asyncio" and effective.sources["loop"] == "command line":
+        # uvloop asked for on the command line wins over exploration, which
+        # then does not run (see explored_tests.request_for).
+        return effective
     if effective.sources["clock"] == "default" and (effective.schedules or replaying):
         sources = {**effective.sources, "clock": "default for exploration"}
         return effective.replace(clock="virtual", sources=sources)

@@ -124,14 +124,24 @@ class PctChooser:
 
 
 class ReplayChooser:
-    """FIFO except where a recorded deviation says otherwise."""
+    """FIFO except where a recorded deviation says otherwise.
+
+    A deviation applies when its label's step comes up as the oldest ready
+    callback while the label it names is ready to run instead;
+    :meth:`unapplied` lists the ones that never did (a stale or mistyped
+    token: the schedule run was not the one it records).
+    """
 
     def __init__(self, deviations: Sequence[Deviation]) -> None:
         self.fifo = not deviations
+        self._deviations = tuple(deviations)
         self._pending: dict[tuple[str, int], deque[str]] = {}
         for deviation in deviations:
             key = (deviation.instead_of, deviation.step)
             self._pending.setdefault(key, deque()).append(deviation.ran)
+        self._given = {key: len(waiting) for key, waiting in self._pending.items()}
+        # Keys of pending deviations whose step came up as the oldest.
+        self._came_up: set[tuple[str, int]] = set()
 
     def arrive(self, candidate: Candidate) -> None:
         pass
@@ -140,13 +150,29 @@ class ReplayChooser:
         self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
     ) -> int:
         oldest = candidates[0].label
-        wanted = self._pending.get((oldest, steps.get(oldest, 0)))
+        key = (oldest, steps.get(oldest, 0))
+        wanted = self._pending.get(key)
         if wanted:
+            self._came_up.add(key)
             for index in range(eligible):
                 if candidates[index].label == wanted[0]:
                     wanted.popleft()
                     return index
         return 0
+
+    def unapplied(self) -> list[tuple[Deviation, bool]]:
+        """The deviations that never applied, each with whether its step came
+        up as the oldest (then the label to run instead was not ready)."""
+        # A key's deviations apply in token order: the last len(waiting) did not.
+        skip = {key: self._given[key] - len(waiting) for key, waiting in self._pending.items()}
+        result = []
+        for deviation in self._deviations:
+            key = (deviation.instead_of, deviation.step)
+            if skip[key]:
+                skip[key] -= 1
+            else:
+                result.append((deviation, key in self._came_up))
+        return result
 
 
 def schedule_seed(run_seed: int, number: int) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore
-from pytest_asyncspec.exploration import Explorer
+from pytest_asyncspec.exploration import Explorer, ReplayMismatchError
 from pytest_asyncspec.replay_token import plugin_version
 from pytest_asyncspec.settings import parse_depth, parse_schedules, parse_seed, parse_strategy
 from pytest_asyncspec.strategies import PctChooser, Plan, pct_bound, schedule_seed
@@ -173,6 +173,66 @@ def test_exploration_finds_shrinks_and_replays_a_race() -> None:
         loop.close()
 
 
+def replay_on_a_fresh_loop(body: Body, token: ReplayToken) -> Any:
+    loop = ExploringLoop()
+    try:
+        return Explorer(loop, lambda: loop.run_until_complete(body()), test=token.test).replay(
+            token
+        )
+    finally:
+        loop.close()
+
+
+def test_a_token_whose_deviations_never_apply_does_not_pass_its_replay() -> None:
+    failure = explore(lost_update(), schedules=500, seed=11, name="race").failure
+    assert failure is not None
+    assert failure.token is not None
+    (real,) = failure.token.deviations
+    ghost = Deviation("nobody-1", 0, "ghost-9")  # no such task: a mistyped token
+    not_ready = Deviation(real.instead_of, real.step, "ghost-9")  # its step does come up
+    for deviation, why in [
+        (ghost, "nobody-1's step 0 never came up as the oldest ready callback"),
+        (not_ready, "came up as the oldest ready callback, but ghost-9 was not ready"),
+    ]:
+        token = ReplayToken("race", "random", 1, (deviation,))
+        with pytest.raises(ReplayMismatchError) as raised:
+            replay_on_a_fresh_loop(lost_update(), token)
+        assert isinstance(raised.value, TokenError)
+        assert raised.value.unapplied == (deviation,)
+        assert raised.value.passed
+        message = str(raised.value)
+        assert "its one deviation from stock order never applied" in message
+        assert why in message
+        assert "the test's tasks or code changed since then" in message
+        assert "copied whole" in message
+
+    # A token whose real deviation applies fails as it should; the one that did
+    # not apply is named on the failure.
+    mixed = ReplayToken("race", "random", 1, (ghost, real))
+    again = replay_on_a_fresh_loop(lost_update(), mixed)
+    assert again is not None
+    assert isinstance(again.error, AssertionError)
+    assert again.deviations == (real,)
+    assert again.mismatch is not None
+    assert again.mismatch.unapplied == (ghost,)
+    assert not again.mismatch.passed
+    assert "1 of its 2 deviations from stock order never applied" in str(again.mismatch)
+
+
+def test_a_stored_token_that_no_longer_applies_is_passed_over_by_explore() -> None:
+    # The failure store replays tokens first; a stale one is dropped, not an error.
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(lost_update()()), test="race")
+        stale = ReplayToken("race", "random", 1, (Deviation("nobody-1", 0, "ghost-9"),))
+        outcome = explorer.explore(Plan("fifo", 3, 1), 3, first=[stale])
+    finally:
+        loop.close()
+    assert outcome.replayed == 1
+    assert outcome.failure is None
+    assert outcome.schedules == 3
+
+
 def test_exploration_of_correct_code_runs_every_schedule() -> None:
     async def correct() -> None:
         lock = asyncio.Lock()
@@ -216,6 +276,25 @@ def test_a_failure_in_stock_order_is_reported_with_no_deviation() -> None:
     assert failure.spec.number == 0
     assert failure.deviations == ()
     assert failure.token is not None
+    assert not failure.carried_over
+
+
+def test_state_carried_across_schedules_is_not_blamed_on_stock_order() -> None:
+    runs: list[int] = []  # outlives every schedule, like a module global or a file
+
+    async def accumulates() -> None:
+        runs.append(1)
+        await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+        assert len(runs) == 1, f"{len(runs)} runs recorded"
+
+    outcome = explore(accumulates, schedules=50, seed=1)
+    failure = outcome.failure
+    assert failure is not None
+    assert failure.spec.number == 1  # schedule 0, stock order, passed
+    assert failure.deviations == ()  # every schedule fails from then on
+    assert failure.carried_over
+    assert failure.token is None  # replayed alone, stock order passes
+    assert failure.nondeterminism is None
 
 
 def test_a_body_that_does_not_repeat_itself_gets_no_token() -> None:

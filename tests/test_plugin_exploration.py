@@ -117,6 +117,49 @@ def test_the_token_replays_exactly_that_schedule(pytester: pytest.Pytester) -> N
     assert " schedules, " not in output_of(replayed)  # nothing else was explored
 
 
+def test_a_token_that_does_not_apply_fails_instead_of_passing(pytester: pytest.Pytester) -> None:
+    # The locked office passes in every order: a passing replay would be green.
+    write_box_office(pytester, locked=True)
+    token = f"asyncspec1:{plugin_version()}:test_one_seat_sold_once:random:1:nobody-1@0=ghost-9"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-replay={token}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*--asyncspec-replay: the replay token's schedule did not replay: its one "
+            "deviation from stock order never applied, so the run that passed is not the "
+            "schedule the token records:",
+            "  nobody-1@0=ghost-9: nobody-1's step 0 never came up as the oldest ready callback",
+            "the labels this run picked: test_one_seat_sold_once-1, *",
+            "*the test's tasks or code changed since then, or the token was not copied whole. "
+            "Explore the test again without --asyncspec-replay*",
+            "*= asyncspec exploration =*",
+            "test_office.py::test_one_seat_sold_once: replayed schedule FAILED: the token's "
+            "deviations did not all apply",
+        ]
+    )
+    assert "replayed schedule passed" not in output_of(result)
+
+
+def test_a_failing_replay_names_the_deviations_that_did_not_apply(
+    pytester: pytest.Pytester,
+) -> None:
+    write_box_office(pytester, locked=False)
+    token = token_in(pytester.runpytest("-p", "no:cacheprovider"))
+    stale = token + ",nobody-1@0=ghost-9"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-replay={stale}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*assert 2 == 1*",
+            "replayed schedule (*) failed",
+            "the replay token's schedule did not replay: 1 of its 2 deviations from stock "
+            "order never applied, so the run that failed is not the schedule the token records:",
+            "  nobody-1@0=ghost-9: nobody-1's step 0 never came up as the oldest ready callback",
+        ]
+    )
+    assert token_in(result) == token  # the schedule that did run
+
+
 def test_the_same_seed_finds_the_same_schedule(pytester: pytest.Pytester) -> None:
     write_box_office(pytester, locked=False)
     first = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-seed=77")
@@ -271,6 +314,113 @@ def test_skip_and_fail_inside_an_explored_test(pytester: pytest.Pytester) -> Non
     )
 
 
+def test_state_carried_across_schedules_is_not_blamed_on_stock_order(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(
+        test_audit="""
+        import asyncio
+
+        async def test_audit(tmp_path):
+            # tmp_path is set up once: every schedule appends to the same file.
+            log = tmp_path / "audit.log"
+            with log.open("a") as out:
+                out.write("job\\n")
+            await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+            assert len(log.read_text().splitlines()) == 1
+        """
+    )
+    result = pytester.runpytest("--asyncspec-schedules=50", "--asyncspec-seed=3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E * asyncspec: this failure does not come from the task order: stock order passed "
+            "on the first schedule and failed on schedule 2*",
+            "schedule 2 of 50 failed (*)",
+            "this failure does not come from the task order: it shrank to stock asyncio's own "
+            "order (FIFO), with no deviation, and that same order passed as the first schedule "
+            "of this exploration. What differs is state carried over from earlier schedules: "
+            "fixtures are set up once per test, not once per schedule, and module globals and "
+            "files the test writes keep what earlier schedules left. Build that state inside "
+            "the test body*",
+        ]
+    )
+    text = output_of(result)
+    assert "the plain test fails" not in text
+    assert "stock asyncio's own order (schedule 0)" not in text
+    assert "--asyncspec-replay=" not in text  # replayed alone, stock order passes
+    cache = pytester.path / ".pytest_cache"
+    assert not any("asyncspec1:" in p.read_text() for p in cache.rglob("*") if p.is_file())
+
+
+# -- the real clock or uvloop from the command line ---------------------------------
+
+REAL_RUN = """
+import asyncio
+
+import pytest
+
+LOOPS = []
+
+
+@pytest.mark.asyncspec(schedules=30)
+async def test_marked():
+    LOOPS.append(type(asyncio.get_running_loop()).__name__)
+    await asyncio.gather(asyncio.sleep(0.01), asyncio.sleep(0))
+
+
+async def test_run_wide():
+    LOOPS.append(type(asyncio.get_running_loop()).__name__)
+    await asyncio.sleep(0)
+
+
+def test_each_ran_once_unexplored():
+    assert len(LOOPS) == 2
+    assert "ExploringLoop" not in LOOPS
+"""
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(("--asyncspec-clock=real",), id="real"),
+        pytest.param(("--asyncspec-loop=uvloop",), id="uvloop"),
+        pytest.param(("--asyncspec-clock=real", "--asyncspec-loop=uvloop"), id="real+uvloop"),
+    ],
+)
+def test_the_real_clock_from_the_command_line_runs_explored_tests_once(
+    pytester: pytest.Pytester, flags: tuple[str, ...]
+) -> None:
+    if any("uvloop" in flag for flag in flags):
+        pytest.importorskip("uvloop")
+    pytester.makeini(STRICT_INI + "asyncspec_schedules = 10\n")
+    pytester.makepyfile(test_real=REAL_RUN)
+    result = pytester.runpytest("-p", "no:cacheprovider", *flags)
+    result.assert_outcomes(passed=3)
+    asked = " ".join(flags)
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec exploration =*",
+            f"test_real.py::test_marked: ran once, not explored: the command line asks for "
+            f"{asked}, over schedules=30 from marker; exploration needs the virtual clock on "
+            "the asyncio loop",
+            f"test_real.py::test_run_wide: ran once, not explored: the command line asks for "
+            f"{asked}, over schedules=10 from ini; exploration needs the virtual clock on "
+            "the asyncio loop",
+        ]
+    )
+    # Without the flag, both explore.
+    explored = pytester.runpytest("-p", "no:cacheprovider", "-k", "not each_ran_once")
+    explored.assert_outcomes(passed=2)
+    explored.stdout.fnmatch_lines(
+        [
+            "test_real.py::test_marked: 30 schedules, *",
+            "test_real.py::test_run_wide: 10 schedules, *",
+        ]
+    )
+
+
 def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     write_box_office(pytester, locked=True)
@@ -309,6 +459,11 @@ def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pyte
         (["--asyncspec-schedules=-3"], "*invalid schedules '-3'; expected a whole number*"),
         (["--asyncspec-seed=x"], "*invalid seed 'x'*"),
         (["--asyncspec-replay=garbage"], "*not an asyncspec replay token*"),
+        (
+            ["--asyncspec-schedules=5", "--asyncspec-clock=real"],
+            "*test_one_seat_sold_once: exploration (schedules=5 from command line) runs on the "
+            "virtual clock of the asyncio loop, and this test asks for clock=real (command line)*",
+        ),
         (
             ["--asyncspec-replay=asyncspec1:0.0.1:test_x:random:1:-"],
             "*made by pytest-asyncspec 0.0.1*Install pytest-asyncspec==0.0.1*",
