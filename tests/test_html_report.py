@@ -20,12 +20,12 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
-from conftest import RunVirtual
 from pytest_asyncspec import report_fields
 from pytest_asyncspec.claims import JsonDict
 from pytest_asyncspec.clock import VirtualClockLoop
@@ -36,6 +36,11 @@ from pytest_asyncspec.html_report import (
     timeline_payload,
 )
 from pytest_asyncspec.trace import Trace, Tracer
+
+if TYPE_CHECKING:
+    # Only a type: at run time "conftest" is whichever conftest.py pytest
+    # imported last (spec_tests' when run as "pytest tests spec_tests").
+    from conftest import RunVirtual
 
 EVIL = "<script>alert(1)</script>"
 
