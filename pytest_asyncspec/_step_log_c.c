@@ -4,8 +4,8 @@
  * pytest_asyncspec/step_log.py holds the reference implementation in Python
  * and the contract; this file implements the same two types faster:
  *
- *   StepLog      the running step (label and real start, read by the
- *                blocking watchdog from its own thread) and the packed step
+ *   StepLog      the running step (label, real start and serial number, read
+ *                by the blocking watchdog) and the packed step
  *                records (six int64 words a step, kept in an array('q')).
  *   RecorderBase stands in for a task's coroutine: each send/throw into it
  *                runs one step of the real coroutine and records it.
@@ -66,6 +66,10 @@ typedef struct {
     PyObject_HEAD
     long long current;
     long long step_started_ns;
+    /* Serial number of the running step (the value of steps when it began;
+     * 0: none).  Unlike step_started_ns it tells two steps apart whatever
+     * the clock's resolution. */
+    long long step_serial;
     /* Steps whose real duration is at most this are not kept; -1 keeps all. */
     long long keep_over_ns;
     /* CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE (a fifth of the cost, to
@@ -179,6 +183,7 @@ steplog_init(StepLog *self, PyObject *args, PyObject *kwds)
     self->clock = coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC;
     self->current = 0;
     self->step_started_ns = 0;
+    self->step_serial = 0;
     self->steps = 0;
     self->used = 0;
     return 0;
@@ -262,6 +267,8 @@ static PyMemberDef steplog_members[] = {
      "Label of the task whose step is running (0: none)."},
     {"step_started_ns", T_LONGLONG, offsetof(StepLog, step_started_ns), 0,
      "Real ns at which the running step started."},
+    {"step_serial", T_LONGLONG, offsetof(StepLog, step_serial), 0,
+     "Serial number of the running step (steps when it began; 0: none)."},
     {"keep_over_ns", T_LONGLONG, offsetof(StepLog, keep_over_ns), READONLY,
      "Steps at most this long (real ns) are not kept; -1 keeps every step."},
     {"coarse", T_INT, offsetof(StepLog, coarse), READONLY,
@@ -378,6 +385,7 @@ recorder_ready(Recorder *self)
 typedef struct {
     long long outer;
     long long outer_started;
+    long long outer_serial;
     long long loop_start;
     long long start;
 } StepStart;
@@ -388,6 +396,7 @@ step_begin(Recorder *self, StepStart *s)
     StepLog *log = self->log;
     s->outer = log->current;
     s->outer_started = log->step_started_ns;
+    s->outer_serial = log->step_serial;
     s->loop_start = steplog_loop_ns(log);
     s->start = read_clock(log->clock);
     /* Start first, then the label: a watchdog reading the pair between the
@@ -395,7 +404,7 @@ step_begin(Recorder *self, StepStart *s)
      * can only make it late, never wrong. */
     log->step_started_ns = s->start;
     log->current = self->label;
-    log->steps++;
+    log->step_serial = ++log->steps;
 }
 
 static inline void
@@ -404,6 +413,7 @@ step_restore(StepLog *log, const StepStart *s)
     /* Back to the step this one ran inside (an eager task's first step). */
     log->current = s->outer;
     log->step_started_ns = s->outer_started;
+    log->step_serial = s->outer_serial;
 }
 
 static inline int

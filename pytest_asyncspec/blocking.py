@@ -454,8 +454,15 @@ class _SleepTally:
     """The blocking sleeps of one step on a virtual clock."""
 
     label: int
+    #: The step's serial number (``Tracer.step_serial``): what tells the
+    #: step apart.  Its real start is no use for that: a virtual clock's
+    #: steps are microseconds apart in real time, so several share a stamp of
+    #: the coarse clock that threshold-only recording uses.
+    serial: int
     started_ns: int
-    seen_ns: int
+    #: Loop time (ticks) just after the latest sleep: inside the step, which
+    #: is how the step is found in the trace.
+    loop_ns: int = 0
     ticks: int = 0
     calls: int = 0
     largest: int = -1
@@ -698,15 +705,19 @@ class BlockingWatchdog:
         label = tracer.current
         if not label:
             return  # not inside a traced task's step
-        started = tracer.step_started_ns
+        serial = tracer.step_serial
         tally = self._open_tally
-        if tally is None or tally.label != label or tally.started_ns != started:
+        if tally is None or tally.label != label or tally.serial != serial:
             self._close_tally()
-            tally = self._open_tally = _SleepTally(label, started, self._clock())
+            tally = self._open_tally = _SleepTally(label, serial, tracer.step_started_ns)
             tracer.remember_name(label)
         ticks = seconds_to_ticks(seconds)
         tally.ticks += ticks
         tally.calls += 1
+        vloop = self._vloop
+        if vloop is not None:
+            # The loop has already counted the sleep.
+            tally.loop_ns = vloop.virtual_ticks()
         # The longest sleep names the step's blocking line; frames are walked
         # only when a sleep beats the step's longest so far.
         if ticks > tally.largest:
@@ -840,28 +851,34 @@ class BlockingWatchdog:
             events.append(
                 self._event(label, started, now - started, "real", (), None, finished=False)
             )
-        events.extend(self._virtual_events(tallies, step_of, running))
+        events.extend(self._virtual_events(tallies, by_label))
         events.sort(key=lambda event: (event.started_ns, event.clock))
         return events
 
     def _virtual_events(
-        self,
-        tallies: list[_SleepTally],
-        step_of: Callable[[int, int, int], Step | None],
-        running: tuple[int, int],
+        self, tallies: list[_SleepTally], by_label: dict[int, list[Step]]
     ) -> list[BlockingEvent]:
         # Several tallies can belong to one step (an eager child ran in the
         # middle of it): they add up.
-        merged: dict[tuple[int, int], tuple[Step | None, list[_SleepTally]]] = {}
+        merged: dict[tuple[int, int], list[_SleepTally]] = {}
         for tally in tallies:
-            step = step_of(tally.label, tally.started_ns, tally.seen_ns)
-            key = (tally.label, step.index if step is not None else -tally.started_ns)
-            merged.setdefault(key, (step, []))[1].append(tally)
+            merged.setdefault((tally.label, tally.serial), []).append(tally)
+        tracer = self.tracer
+        running = (tracer.current, tracer.step_serial)
         events = []
-        for (label, _), (step, parts) in merged.items():
+        for (label, serial), parts in merged.items():
             ticks = sum(part.ticks for part in parts)
             longest = max(parts, key=lambda part: part.largest)
-            unfinished = step is None and running == (label, parts[0].started_ns)
+            # The step in the trace, if kept (threshold-only recording keeps
+            # steps long in real time): the task's one step whose loop time
+            # holds the sleeps.  A task's steps never overlap, and the sleeps
+            # moved the clock past the step's start.
+            now = parts[-1].loop_ns / TICKS_PER_SECOND
+            step = next(
+                (each for each in by_label.get(label, ()) if each.start < now <= each.end),
+                None,
+            )
+            unfinished = step is None and running == (label, serial)
             event = self._event(
                 label,
                 step.real_start_ns if step is not None else parts[0].started_ns,

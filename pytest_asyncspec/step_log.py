@@ -3,9 +3,9 @@
 Two small types carry everything the tracer does once per task step:
 
 :class:`StepLog`
-    the label and real start of the step running now (read by the blocking
-    watchdog from its own thread) and the kept steps, six ``int64`` words
-    each, in an ``array('q')``.
+    the label, real start and serial number of the step running now (read
+    by the blocking watchdog) and the kept steps, six ``int64`` words each,
+    in an ``array('q')``.
 :class:`RecorderBase`
     stands in for a task's coroutine; each ``send``/``throw`` into it runs one
     step of the real coroutine and records it in its log.  A subclass supplies
@@ -69,6 +69,7 @@ class PyStepLog:
         "endings",
         "keep_over_ns",
         "records",
+        "step_serial",
         "step_started_ns",
         "steps",
         "vloop",
@@ -83,6 +84,11 @@ class PyStepLog:
         self.current = 0
         #: Real ns at which the running step started.
         self.step_started_ns = 0
+        #: Serial number of the running step: the value of :attr:`steps` when
+        #: it began (0: none).  Unlike the start stamp (coarse, or on a
+        #: virtual clock taken by steps microseconds apart) it tells any two
+        #: steps apart.
+        self.step_serial = 0
         #: Steps run through recorders of this log, kept or not.
         self.steps = 0
         self.keep_over_ns = keep_over_ns
@@ -140,6 +146,7 @@ class PyRecorderBase:
         log = self._log
         outer = log.current
         outer_started = log.step_started_ns
+        outer_serial = log.step_serial
         vloop = log.vloop
         loop_start = 0 if vloop is None else vloop._ticks
         start = log._now()
@@ -149,12 +156,13 @@ class PyRecorderBase:
         log.step_started_ns = start
         log.current = self._label
         log.steps += 1
+        log.step_serial = log.steps
         try:
             result = self._coro.send(value)
         except BaseException as error:
-            self._finish(start, loop_start, outer, outer_started, error)
+            self._finish(start, loop_start, outer, outer_started, outer_serial, error)
             raise
-        self._record(start, loop_start, outer, outer_started, result)
+        self._record(start, loop_start, outer, outer_started, outer_serial, result)
         return result
 
     # asyncio's C task steps a coroutine that is not a native one through
@@ -166,22 +174,30 @@ class PyRecorderBase:
         log = self._log
         outer = log.current
         outer_started = log.step_started_ns
+        outer_serial = log.step_serial
         vloop = log.vloop
         loop_start = 0 if vloop is None else vloop._ticks
         start = log._now()
         log.step_started_ns = start
         log.current = self._label
         log.steps += 1
+        log.step_serial = log.steps
         try:
             result = self._coro.throw(*exc_info)
         except BaseException as error:
-            self._finish(start, loop_start, outer, outer_started, error)
+            self._finish(start, loop_start, outer, outer_started, outer_serial, error)
             raise
-        self._record(start, loop_start, outer, outer_started, result)
+        self._record(start, loop_start, outer, outer_started, outer_serial, result)
         return result
 
     def _record(
-        self, start: int, loop_start: int, outer: int, outer_started: int, result: Any
+        self,
+        start: int,
+        loop_start: int,
+        outer: int,
+        outer_started: int,
+        outer_serial: int,
+        result: Any,
     ) -> None:
         log = self._log
         end = log._now()
@@ -205,9 +221,16 @@ class PyRecorderBase:
         # Back to the step this one ran inside (an eager task's first step).
         log.current = outer
         log.step_started_ns = outer_started
+        log.step_serial = outer_serial
 
     def _finish(
-        self, start: int, loop_start: int, outer: int, outer_started: int, error: BaseException
+        self,
+        start: int,
+        loop_start: int,
+        outer: int,
+        outer_started: int,
+        outer_serial: int,
+        error: BaseException,
     ) -> None:
         log = self._log
         end = log._now()
@@ -224,6 +247,7 @@ class PyRecorderBase:
             )
         log.current = outer
         log.step_started_ns = outer_started
+        log.step_serial = outer_serial
         log.endings.append((self._label, error))
 
     def close(self) -> None:

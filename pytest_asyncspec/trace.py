@@ -313,6 +313,12 @@ class Tracer:
         return self.log.step_started_ns
 
     @property
+    def step_serial(self) -> int:
+        """Serial number of the running step (0: none); unlike its start
+        stamp, never the same for two steps."""
+        return self.log.step_serial
+
+    @property
     def tasks(self) -> dict[int, TaskRecord]:
         """Every traced task by label (records are built on first read)."""
         return self._table.records()

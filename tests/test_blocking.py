@@ -58,10 +58,19 @@ def run_watched(
     loop: asyncio.AbstractEventLoop,
     main: Main,
     threshold: float = THRESHOLD,
+    *,
+    threshold_only: bool = False,
     **options: Any,
 ) -> tuple[BlockingWatchdog, Any]:
-    """Run ``main()`` traced and watched on ``loop``, close the loop, return both."""
-    tracer = Tracer(loop)
+    """Run ``main()`` traced and watched on ``loop``, close the loop, return both.
+
+    ``threshold_only`` records as the plugin does for ``max_blocking`` alone:
+    only steps over the threshold, no task details.
+    """
+    if threshold_only:
+        tracer = Tracer(loop, keep_over=threshold, task_details=False)
+    else:
+        tracer = Tracer(loop)
     tracer.install()
     try:
         with BlockingWatchdog(tracer, threshold, **options) as watchdog:
@@ -342,6 +351,34 @@ def test_the_blocking_sleeps_of_one_step_add_up_exactly() -> None:
     event = only_event(watchdog)
     assert event.duration == 1.0
     assert event.sleep_calls == 10
+
+
+@pytest.mark.parametrize("threshold_only", [False, True], ids=["full-trace", "threshold-only"])
+def test_the_blocking_sleeps_of_separate_steps_stay_separate(threshold_only: bool) -> None:
+    """Each step of a task is its own event, however close in real time the
+    steps are: recording only long steps stamps them with the coarse clock,
+    whose tick (1-4 ms) is far longer than these virtual-clock steps take, so
+    a task's steps often share a start stamp.  They used to be merged into
+    one event (0.2 s "in 2 blocking time.sleep() calls"), differently from
+    run to run; the report must be the full trace's, every time."""
+
+    async def worker() -> None:
+        for _ in range(4):
+            time.sleep(0.1)
+            await asyncio.sleep(0)  # the step ends here
+
+    async def main() -> None:
+        await asyncio.gather(*(asyncio.create_task(worker(), name=f"w{i}") for i in range(3)))
+
+    watchdog, _ = run_watched(
+        VirtualClockLoop(), main, threshold=0.05, threshold_only=threshold_only
+    )
+    events = watchdog.events()
+    assert [(event.task_name, event.duration, event.sleep_calls) for event in events] == [
+        (f"w{i}", 0.1, 1) for _ in range(4) for i in range(3)
+    ], "\n\n".join(event.describe() for event in events)
+    assert all(event.finished for event in events)
+    assert watchdog.watchdog_errors == []
 
 
 def test_virtual_sleeps_under_the_threshold_are_not_reported() -> None:

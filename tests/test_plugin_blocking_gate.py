@@ -243,6 +243,51 @@ def test_virtual_clock_sleep_is_reported_with_its_virtual_duration(
     assert "test_short) blocked" not in output_of(result)
 
 
+def test_virtual_clock_report_is_the_full_traces_with_the_threshold_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    """With only ``max_blocking`` set the plugin records only long steps,
+    stamped with the coarse clock: on the virtual clock a worker's steps
+    then often share a start stamp, and its sleeps were merged into one
+    event ("0.2 s ... in 2 blocking time.sleep() calls"), differently from
+    run to run.  The report must be exactly the full trace's: one event per
+    step, each 0.1 s."""
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.05")
+    pytester.makepyfile(
+        test_workers="""
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+
+        async def work() -> None:
+            for _ in range(3):
+                time.sleep(0.1)  # the audit write
+                await asyncio.sleep(0.1)
+
+
+        async def test_workers() -> None:
+            await asyncio.gather(
+                *(asyncio.create_task(work(), name=f"worker-{i}") for i in range(3))
+            )
+        """
+    )
+
+    def failure(*args: str) -> str:
+        result = pytester.runpytest(*args)
+        result.assert_outcomes(failed=1)
+        text = output_of(result)
+        return text[text.index("9 task step(s)") : text.index("short test summary info")]
+
+    threshold_only = failure()
+    assert threshold_only.count("blocked the event loop for 0.1 s (virtual time, in 1 ") == 9
+    assert "blocked the event loop for 0.2 s" not in threshold_only
+    full = failure("--asyncspec-trace=on")
+    full = full[: full.index("asyncspec timeline")]
+    assert threshold_only.rstrip(" -=\n") == full.rstrip(" -=\n")
+
+
 @pytest.mark.parametrize(
     ("ini_lines", "args", "marker"),
     [

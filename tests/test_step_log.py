@@ -88,7 +88,7 @@ def test_send_records_each_step_and_passes_values_through(types_: tuple[Any, Any
     assert label == 5
     assert error is None or isinstance(error, StopIteration)
     assert log.steps == 3
-    assert (log.current, log.step_started_ns) == (0, 0)
+    assert (log.current, log.step_started_ns, log.step_serial) == (0, 0, 0)
 
 
 def test_next_is_a_step_with_none(types_: tuple[Any, Any]) -> None:
@@ -177,21 +177,22 @@ def test_keep_over_keeps_only_long_steps(types_: tuple[Any, Any]) -> None:
 
 def test_nested_steps_restore_the_outer_step(types_: tuple[Any, Any]) -> None:
     """An eager task's first step runs inside its creator's: the log shows the
-    inner step while it runs and the outer one again after it."""
+    inner step while it runs and the outer one again after it.  Each step has
+    its own serial number, the outer one's back after the inner step."""
     log_type, base = types_
     log = log_type(None, -1)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     cls = recorder_class(base, Calls())
 
     async def inner() -> None:
-        seen.append((log.current, log.step_started_ns))
+        seen.append((log.current, log.step_started_ns, log.step_serial))
 
     async def outer() -> None:
-        before = (log.current, log.step_started_ns)
+        before = (log.current, log.step_started_ns, log.step_serial)
         with pytest.raises(StopIteration):
             cls(inner(), log, 2).send(None)
         seen.append(before)
-        seen.append((log.current, log.step_started_ns))
+        seen.append((log.current, log.step_started_ns, log.step_serial))
 
     with pytest.raises(StopIteration):
         cls(outer(), log, 1).send(None)
@@ -199,6 +200,8 @@ def test_nested_steps_restore_the_outer_step(types_: tuple[Any, Any]) -> None:
     assert inner_now[0] == 2
     assert outer_before == outer_after
     assert outer_before[0] == 1
+    assert (outer_before[2], inner_now[2]) == (1, 2)
+    assert log.step_serial == 0
     inner_step, outer_step = words(log)
     assert inner_step[5] & 0xFFFFFFFF == 1  # ran inside task 1's step
     assert outer_step[5] & 0xFFFFFFFF == 0
