@@ -25,6 +25,7 @@ from .strategies import Plan
 if TYPE_CHECKING:
     # Running an exploration loads these (run_explored); collection does not.
     from .exploration import Exploration, Failure
+    from .observation import TraceView
     from .timing import LoopClock
 
 SECTION = "asyncspec schedule"
@@ -144,8 +145,12 @@ def run_explored(
     request: ExploreRequest,
     store: FailureStore,
     clock: Callable[[], LoopClock | None],
+    trace_view: Callable[[], TraceView | None] = lambda: None,
 ) -> None:
-    """Run ``item``'s body under its schedules; raise the failing run's error."""
+    """Run ``item``'s body under its schedules; raise the failing run's error.
+
+    Before each run of the body, the test's clock restarts and its
+    ``asyncspec_trace`` view moves to the new schedule."""
     from .exploration import Exploration, Explorer, ReplayMismatchError
     from .exploring_loop import ExploringLoop
     from .observation import current_loop
@@ -165,6 +170,9 @@ def run_explored(
         test_clock = clock()
         if test_clock is not None:
             test_clock.restart()
+        view = trace_view()
+        if view is not None:
+            view._begin_schedule()
         function(**arguments)
 
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)

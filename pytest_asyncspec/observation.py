@@ -195,9 +195,21 @@ class TraceView:
 
     def __init__(self) -> None:
         self._observation: Observation | None = None
+        #: Set in an explored test: where the current schedule's recording
+        #: began, and its first line of output.
+        self._window: tuple[int, int] | None = None
+        self._first_line = 0
 
     def _attach(self, observation: Observation) -> None:
         self._observation = observation
+
+    def _begin_schedule(self) -> None:
+        """From now on show only what this schedule does (an explored test's
+        body runs once per schedule; each run makes its own tasks)."""
+        observation = self._current()
+        assert observation.tracer is not None
+        self._window = observation.tracer.position()
+        self._first_line = 0 if observation.output is None else len(observation.output.lines)
 
     def _current(self) -> Observation:
         if self._observation is None or self._observation.tracer is None:
@@ -211,12 +223,12 @@ class TraceView:
     def output(self) -> TimedOutput:
         output = self._current().output
         assert output is not None
-        return output
+        return output if not self._first_line else TimedOutput(output.lines[self._first_line :])
 
     def snapshot(self) -> Trace:
-        trace = self._current().trace
-        assert trace is not None
-        return trace
+        tracer = self._current().tracer
+        assert tracer is not None
+        return tracer.trace() if self._window is None else tracer.trace_since(self._window)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.snapshot(), name)

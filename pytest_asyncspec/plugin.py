@@ -391,6 +391,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         request,
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
+        lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
     )
     return True
 

@@ -453,6 +453,18 @@ class Tracer:
         self._table.refresh_names()
         return Trace(self)
 
+    def position(self) -> tuple[int, int]:
+        """Where the recording stands: (steps recorded, label of the next task)."""
+        return len(self.records) // _WORDS, len(self._table) + 1
+
+    def trace_since(self, position: tuple[int, int]) -> Trace:
+        """The live trace from ``position`` on: the steps recorded since, and
+        the tasks made since or stepping since (an exploration reads one
+        schedule's tasks this way, each schedule making its own)."""
+        trace = self.trace()
+        trace._first, trace._first_label = position
+        return trace
+
 
 class Trace:
     """A read-only view of what a :class:`Tracer` recorded."""
@@ -467,14 +479,29 @@ class Trace:
         self._tasks: dict[int, TaskRecord] | None = None
         # (steps covered, label -> step indexes): rebuilt when steps are added.
         self._index: tuple[int, dict[int, list[int]]] = (0, {})
+        #: A window (Tracer.trace_since): the first step shown, and the first
+        #: label of the tasks made in it.
+        self._first = 0
+        self._first_label = 1
 
     @property
     def tasks(self) -> dict[int, TaskRecord]:
         if self._mark is None:
-            return self._tracer.tasks
-        if self._tasks is None:
-            self._tasks = self._tracer._table.records_at(self._mark)
-        return self._tasks
+            every = self._tracer.tasks
+        else:
+            if self._tasks is None:
+                self._tasks = self._tracer._table.records_at(self._mark)
+            every = self._tasks
+        if self._first == 0 and self._first_label <= 1:
+            return every
+        # A task made before the window still belongs to it if it stepped in it
+        # (a server a fixture started, serving this schedule's requests).
+        stepped = self._steps_by_task()
+        return {
+            label: record
+            for label, record in every.items()
+            if label >= self._first_label or label in stepped
+        }
 
     @property
     def virtual(self) -> bool:
@@ -483,12 +510,14 @@ class Trace:
 
     def __len__(self) -> int:
         recorded = len(self._tracer.records) // _WORDS
-        return recorded if self._end is None else min(self._end, recorded)
+        shown = recorded if self._end is None else min(self._end, recorded)
+        return max(shown - self._first, 0)
 
     def step(self, index: int) -> Step:
         if not 0 <= index < len(self):
             raise IndexError(f"step {index} is outside the trace (steps 0..{len(self) - 1})")
-        words = self._tracer.records[index * _WORDS : (index + 1) * _WORDS]
+        at = self._first + index
+        words = self._tracer.records[at * _WORDS : (at + 1) * _WORDS]
         key, real_start, real_end, loop_start, loop_end, links = words
         if self._tracer._vloop is None:
             loop_start = real_start + self._tracer._real_to_loop
@@ -545,7 +574,10 @@ class Trace:
         covered, index = self._index
         if covered != count:
             index = {label: list(steps) for label, steps in index.items()}
-            keys = self._tracer.records[covered * _WORDS : count * _WORDS : _WORDS]
+            first = self._first
+            keys = self._tracer.records[
+                (first + covered) * _WORDS : (first + count) * _WORDS : _WORDS
+            ]
             for offset, key in enumerate(keys, start=covered):
                 index.setdefault(key >> _LABEL_SHIFT, []).append(offset)
             self._index = (count, index)

@@ -563,3 +563,48 @@ def test_tracing_a_test_does_not_change_its_schedules(pytester: pytest.Pytester)
     assert token_in(plain) == token_in(traced)
     # One timeline, the failing schedule's, not a picture of every schedule.
     assert output_of(traced).count("asyncspec timeline:") == 1
+
+
+TRACED_SCHEDULES = """
+import asyncio
+
+import pytest
+
+SEEN = []
+
+
+async def work(name):
+    print(f"{name} started")
+    await asyncio.sleep(1)
+
+
+@pytest.mark.asyncspec(schedules=20, seed=1)
+async def test_each_schedule_sees_its_own_tasks(asyncspec_trace):
+    await asyncio.gather(
+        asyncio.create_task(work("a"), name="a"), asyncio.create_task(work("b"), name="b")
+    )
+    names = sorted(record.shown_name for record in asyncspec_trace.tasks.values())
+    SEEN.append(names)
+    assert asyncspec_trace.every_start_before_any_finish("a", "b")
+    assert asyncspec_trace.finish_of("a") - asyncspec_trace.start_of("a") == 1.0
+    assert sorted(line.text for line in asyncspec_trace.output.lines) == [
+        "a started",
+        "b started",
+    ]
+
+
+def test_every_schedule_saw_the_same_tasks():
+    assert len(SEEN) == 20
+    assert all(names == ["a", "b", "test_each_schedule_sees_its_own_tasks"] for names in SEEN)
+"""
+
+
+def test_the_trace_fixture_shows_the_current_schedule(pytester: pytest.Pytester) -> None:
+    """In an explored test the body runs once per schedule, and each run makes
+    its own tasks: ``asyncspec_trace`` shows the current schedule's, so a
+    query by name finds one task, not one per schedule, and ``output`` holds
+    this schedule's lines."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_traced=TRACED_SCHEDULES)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
