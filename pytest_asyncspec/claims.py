@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 import pytest
 
 from . import report_fields
-from .settings import CLAIM_MARKER, Effective
+from .settings import CLAIM_MARKER, Effective, did_you_mean
 
 if TYPE_CHECKING:
     from .timing import LoopClock
@@ -101,7 +101,8 @@ def _tag_from_mark(mark: pytest.Mark, where: str) -> ClaimTag:
         raise _usage(
             where,
             f"unknown keyword {unknown[0]!r}",
-            f"accepted keywords are {', '.join(CLAIM_KEYWORDS)}",
+            f"{did_you_mean(unknown[0], CLAIM_KEYWORDS)}accepted keywords are "
+            f"{', '.join(CLAIM_KEYWORDS)}",
         )
     source = mark.kwargs.get("source")
     title = mark.kwargs.get("title")

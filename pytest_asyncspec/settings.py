@@ -10,7 +10,7 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -465,29 +465,38 @@ def allow_blocking_rules(config: pytest.Config) -> list[str]:
 
 
 def marker_settings(item: pytest.Item) -> dict[str, object]:
-    """The validated keywords of the closest ``asyncspec`` marker."""
-    marker = item.get_closest_marker(MARKER)
-    if marker is None:
-        return {}
-    where = f"{item.nodeid}: @pytest.mark.{MARKER}"
-    if marker.args:
-        raise pytest.UsageError(
-            f"{where} takes keywords only (e.g. clock='virtual'), got positional {marker.args!r}"
-        )
-    values: dict[str, object] = {}
-    for key, value in marker.kwargs.items():
-        setting = MARKER_KEYWORDS.get(key)
-        if setting is None:
-            import difflib
+    """The validated keywords of the ``asyncspec`` markers that reach ``item``.
 
-            close = difflib.get_close_matches(key, MARKER_KEYWORDS, n=1)
-            guess = f"did you mean {close[0]!r}? " if close else ""
+    Markers on the test, its class and its module merge keyword by keyword,
+    the nearest winning: a module's ``schedules=`` still applies to a test
+    whose own marker sets only ``max_blocking=``.
+    """
+    values: dict[str, object] = {}
+    for marker in item.iter_markers(MARKER):  # nearest first
+        where = f"{item.nodeid}: @pytest.mark.{MARKER}"
+        if marker.args:
             raise pytest.UsageError(
-                f"{where}: unknown keyword {key!r}; {guess}accepted keywords are "
-                f"{', '.join(MARKER_KEYWORDS)}"
+                f"{where} takes keywords only (e.g. clock='virtual'), "
+                f"got positional {marker.args!r}"
             )
-        values[key] = setting.check(value, where)
+        for key, value in marker.kwargs.items():
+            setting = MARKER_KEYWORDS.get(key)
+            if setting is None:
+                raise pytest.UsageError(
+                    f"{where}: unknown keyword {key!r}; {did_you_mean(key, MARKER_KEYWORDS)}"
+                    f"accepted keywords are {', '.join(MARKER_KEYWORDS)}"
+                )
+            checked = setting.check(value, where)
+            values.setdefault(key, checked)
     return values
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for a close known word, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:

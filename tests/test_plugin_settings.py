@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pytester_helpers import STRICT_INI
 
 # Inner runs are as strict as this project's own configuration.
 BASE_INI = """\
@@ -660,3 +661,29 @@ def test_a_marker_added_after_collection_is_a_clear_error(pytester: pytest.Pytes
             "marker arrived after the test was collected*pytestmark*"
         ]
     )
+
+
+def test_markers_merge_keyword_by_keyword_the_nearest_winning(pytester: pytest.Pytester) -> None:
+    """A test's own marker setting one keyword keeps the module marker's others
+    (it used to replace the module marker whole: exploration and the leak
+    check silently went away for that test)."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(
+        test_merge="""
+        import pytest
+
+        pytestmark = pytest.mark.asyncspec(clock="virtual", leaks="error", max_blocking=1.0)
+
+
+        @pytest.mark.asyncspec(max_blocking=0.1)
+        async def test_own(asyncspec_settings):
+            s = asyncspec_settings
+            assert (s.clock, s.leaks, s.max_blocking) == ("virtual", "error", 0.1)
+            assert s.sources["leaks"] == s.sources["max_blocking"] == "marker"
+
+
+        async def test_module_only(asyncspec_settings):
+            assert asyncspec_settings.max_blocking == 1.0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
