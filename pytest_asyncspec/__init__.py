@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from .claims import ClaimRecorder
     from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
     from .deviation import Deviation
-    from .exploration import Exploration, Explorer, Failure, ReplayMismatchError, explore
+    from .exploration import (
+        Exploration,
+        Explorer,
+        Failure,
+        ReplayMismatchError,
+        explore,
+        replay,
+    )
     from .exploring_loop import ExploringLoop
     from .hang import hang_report
     from .leaks import LeakedTask, UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
@@ -60,6 +67,7 @@ _HOMES = {
     "Failure": "exploration",
     "ReplayMismatchError": "exploration",
     "explore": "exploration",
+    "replay": "exploration",
     "Deviation": "deviation",
     "ExploringLoop": "exploring_loop",
     "hang_report": "hang",
@@ -152,6 +160,7 @@ __all__ = [
     "parse_allow_rules",
     "pending_tasks",
     "render_timeline",
+    "replay",
     "to_trace_events",
     "trace_file_name",
     "track_unawaited",

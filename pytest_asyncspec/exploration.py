@@ -20,15 +20,17 @@ many schedules in a script as well.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
 from .replay_token import ReplayToken, TokenError
-from .settings import DEFAULT_DEPTH
+from .settings import DEFAULT_DEPTH, parse_depth, parse_schedules, parse_seed, parse_strategy
 from .strategies import Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate
 from .timeline import render_timeline
@@ -300,14 +302,17 @@ class Explorer:
                 break
         return outcome
 
-    def replay(self, token: ReplayToken) -> Failure | None:
+    def replay(self, token: ReplayToken | str) -> Failure | None:
         """Run the token's schedule; its failure (shrunk no further), or None.
+        ``token`` is a :class:`ReplayToken` or its text (decoded here).
 
         Raises :class:`ReplayMismatchError` when the run passed and some of the
         token's deviations never applied: it did not replay the schedule the
         token records, so its passing says nothing.  When such a run fails, the
         failure's ``mismatch`` says which did not apply.
         """
+        if isinstance(token, str):
+            token = ReplayToken.decode(token)
         failure, mismatch = self._replay(token)
         if failure is None and mismatch is not None:
             raise mismatch
@@ -466,21 +471,76 @@ def explore(
 
     For scripts and for tests that want the outcome of every schedule (have
     ``function`` record it).  The pytest plugin does the same for a test
-    with ``--asyncspec-schedules=N``.
+    with ``--asyncspec-schedules=N``.  The arguments are checked as the
+    marker's are: a bad one raises ``ValueError`` or ``TypeError`` at once.
     """
-    loop = ExploringLoop()
-    try:
+    _check_async_function(function, "explore")
+    schedules = parse_schedules(schedules)
+    strategy = parse_strategy(strategy)
+    depth = parse_depth(depth)
+    chosen = parse_seed(seed)
+    if chosen is None:
+        chosen = random.SystemRandom().randrange(2**63)
+    with _fresh_loop() as loop:
         explorer = Explorer(
             loop,
             lambda: loop.run_until_complete(function()),
             test=name or str(getattr(function, "__qualname__", "explored")),
         )
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**63)
-        return explorer.explore(Plan(strategy, depth, seed), schedules)
+        return explorer.explore(Plan(strategy, depth, chosen), schedules)
+
+
+def replay(
+    function: Callable[[], Coroutine[Any, Any, object]],
+    token: ReplayToken | str,
+) -> Failure | None:
+    """Run ``function()`` once under the schedule ``token`` records (the text
+    :func:`explore` or the plugin printed, or a decoded :class:`ReplayToken`);
+    its failure, or None when it passes.
+
+    Raises :class:`TokenError` for a malformed token or one from another
+    version, and :class:`ReplayMismatchError` when the run passed without the
+    token's deviations all applying (the code or its tasks changed since).
+    """
+    _check_async_function(function, "replay")
+    with _fresh_loop() as loop:
+        explorer = Explorer(
+            loop,
+            lambda: loop.run_until_complete(function()),
+            test=str(getattr(function, "__qualname__", "explored")),
+        )
+        return explorer.replay(token)
+
+
+@contextmanager
+def _fresh_loop() -> Iterator[ExploringLoop]:
+    loop = ExploringLoop()
+    try:
+        yield loop
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
+
+
+def _check_async_function(function: object, caller: str) -> None:
+    """``function`` must make a fresh coroutine each call: it runs once per schedule."""
+    if inspect.iscoroutine(function):
+        function.close()
+        raise TypeError(
+            f"{caller}() takes an async function, called once per schedule, and got a "
+            "coroutine object: pass main, not main()"
+        )
+    if not callable(function):
+        raise TypeError(f"{caller}() takes an async function, got {function!r}")
+    probe = function()
+    if not inspect.isawaitable(probe):
+        raise TypeError(
+            f"{caller}() takes an async function (async def, or a callable returning a "
+            f"coroutine), and {getattr(function, '__qualname__', function)!r} returned "
+            f"{type(probe).__name__}"
+        )
+    if inspect.iscoroutine(probe):
+        probe.close()  # made to look at, never run

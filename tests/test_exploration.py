@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore
+from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore, replay
 from pytest_asyncspec.exploration import Explorer, ReplayMismatchError
 from pytest_asyncspec.replay_token import plugin_version
 from pytest_asyncspec.settings import parse_depth, parse_schedules, parse_seed, parse_strategy
@@ -368,3 +369,52 @@ def test_pct_changes_one_priority_per_change_point_even_over_a_cancelled_callbac
         loop.close()
     lowered = [label for label, value in chooser._priority.items() if value <= chooser.depth]
     assert len(lowered) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"strategy": "banana"}, "invalid strategy 'banana'; expected one of 'mix'"),
+        ({"depth": 99}, "invalid depth 99; expected a whole number from 1 to 10"),
+        ({"schedules": -3}, "invalid schedules -3; expected a whole number 0 or more"),
+        ({"seed": -1}, "invalid seed -1; expected a whole number from 0"),
+    ],
+)
+def test_explore_checks_its_arguments_as_the_marker_does(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        explore(lost_update(), **arguments)
+
+
+def test_explore_wants_an_async_function_not_a_coroutine_or_a_plain_function() -> None:
+    async def main() -> None:
+        await asyncio.sleep(0)
+
+    coroutine = main()
+    with pytest.raises(TypeError, match=r"got a coroutine object: pass main, not main\(\)"):
+        explore(coroutine)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="returned NoneType"):
+        explore(lambda: None)  # type: ignore[arg-type,return-value]
+
+
+def test_replay_takes_the_printed_token_text() -> None:
+    """``replay(function, text)`` reruns the failing schedule ``explore`` found,
+    from the token's text alone; ``Explorer.replay`` takes the text too."""
+    body = lost_update()
+    found = explore(body, schedules=200, seed=7)
+    assert found.failure is not None
+    assert found.failure.token is not None
+    text = found.failure.token.encode()
+    again = replay(body, text)
+    assert again is not None
+    assert type(again.error) is type(found.failure.error)
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(body()), test="main")
+        failure = explorer.replay(text)
+        assert failure is not None
+    finally:
+        loop.close()
+    with pytest.raises(TokenError):
+        replay(body, "asyncspec1:nonsense")

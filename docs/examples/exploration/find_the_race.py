@@ -2,7 +2,7 @@
 
 import asyncio
 
-from pytest_asyncspec import explore
+from pytest_asyncspec import explore, replay
 
 
 async def main() -> None:
@@ -25,4 +25,8 @@ failure = outcome.failure
 if failure is not None:
     print(f"failed: {failure.error!r}")
     print(f"deviations from stock order: {len(failure.deviations)}")
-    print(f"replay token: {failure.token.encode() if failure.token else None}")
+    assert failure.token is not None
+    token = failure.token.encode()  # one shell word: keep it in a bug report
+    print(f"replay token: {token}")
+    again = replay(main, token)  # the same schedule, from the text alone
+    print(f"replayed: {again.error!r}" if again else "replayed: passed")
