@@ -211,8 +211,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, No
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Validates every marker, sync tests included, before anything runs
-    # (trylast: after other plugins and conftests have added theirs).
+    # trylast: after other plugins and conftests have added their markers.
+    try:
+        _prepare_items(config, items)
+    except pytest.UsageError as error:
+        if not hasattr(config, "workerinput"):
+            raise
+        # In a pytest-xdist worker a usage error becomes the controller's
+        # INTERNALERROR, which hides the message: report it as the error of
+        # one test instead (every worker keeps the same one, as xdist needs).
+        config.stash[WORKER_USAGE_ERROR_KEY] = str(error)
+        config.hook.pytest_deselected(items=items[1:])
+        del items[1:]
+
+
+#: A usage error found while an xdist worker collected (see above).
+WORKER_USAGE_ERROR_KEY: pytest.StashKey[str] = pytest.StashKey()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
+    if error is not None:
+        pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+
+
+def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate every marker, sync tests included, before anything runs, and
+    note on each test the settings, claim and exploration it runs with."""
     unmarked = effective_global(config)
     opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
     replayed = replayed_test(config)

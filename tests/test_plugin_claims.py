@@ -883,3 +883,20 @@ def test_reports_are_readable_by_others_as_plain_files_are(pytester: pytest.Pyte
     assert result.ret == pytest.ExitCode.OK
     for name in ("r.json", "r.html"):
         assert (pytester.path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_bad_claim_marker_under_xdist_shows_its_message(pytester: pytest.Pytester) -> None:
+    """Under -n 2 a usage error found while the workers collect is one test's
+    error with the message, not an INTERNALERROR from pytest-xdist."""
+    make_project(pytester)
+    pytester.makepyfile(
+        test_bad="import pytest\n\n\n@pytest.mark.claim('A1', kind='T,X')\n"
+        "def test_x():\n    pass\n\n\ndef test_y():\n    pass\n"
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    text = output_of(result)
+    assert "INTERNALERROR" not in text
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["ERROR *::test_* - Failed: usage error, no test was run: *invalid kind 'T,X'*"]
+    )
