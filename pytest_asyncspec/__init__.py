@@ -12,7 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .blocking import AllowRule, BlockingEvent, BlockingWatchdog, parse_allow_rules
+    from .allow_rules import AllowRule, parse_allow_rules
+    from .blocking import BlockingEvent, BlockingWatchdog
     from .claims import ClaimRecorder
     from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
     from .deviation import Deviation
@@ -54,10 +55,10 @@ if TYPE_CHECKING:
 
 #: Public name -> the module that defines it.
 _HOMES = {
-    "AllowRule": "blocking",
+    "AllowRule": "allow_rules",
     "BlockingEvent": "blocking",
     "BlockingWatchdog": "blocking",
-    "parse_allow_rules": "blocking",
+    "parse_allow_rules": "allow_rules",
     "ClaimRecorder": "claims",
     "DEFAULT_DEADLOCK_GRACE": "clock",
     "DeadlockError": "clock",

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .blocking import AllowRule, BlockingWatchdog
+from .allow_rules import AllowRule
+from .blocking import BlockingWatchdog
 from .hang import hang_report
 from .leaks import UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
 from .output import TimedOutput, capture_output

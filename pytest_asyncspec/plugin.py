@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     # Loaded when a run or a test needs them (claims when a test is tagged
     # with one, exploration when one explores, tracing when one is traced):
     # pytest starts as fast with the plugin installed as without it.
-    from .blocking import AllowRule
+    from .allow_rules import AllowRule
     from .claims import ClaimRecorder, ClaimTag
     from .explored_tests import ExploreRequest
     from .failure_store import FailureStore
@@ -85,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
         ) from None
     global_settings = effective_global(config)
+    _check_exploration_flags(global_settings)
     if global_settings.clock != "real" or global_settings.loop != "asyncio":
         try:
             loop_factory(global_settings.clock, global_settings.loop)
@@ -112,6 +113,35 @@ def pytest_configure(config: pytest.Config) -> None:
             from .html_report import HtmlReport
 
             config.pluginmanager.register(HtmlReport(page, summary.claims()), "asyncspec-html")
+
+
+def _check_exploration_flags(settings: Effective) -> None:
+    """Exploring on another clock or loop, both asked on the command line, is
+    a contradiction of the whole run (a marker or ini asking for schedules
+    gives way to the command line's clock instead: the test runs once)."""
+    sources = settings.sources
+    if not settings.schedules or sources["schedules"] != "command line":
+        return
+    other = [
+        flag
+        for flag, asked in (
+            (
+                "--asyncspec-clock=real",
+                settings.clock == "real" and sources["clock"] == "command line",
+            ),
+            (
+                "--asyncspec-loop=uvloop",
+                settings.loop == "uvloop" and sources["loop"] == "command line",
+            ),
+        )
+        if asked
+    ]
+    if other:
+        raise pytest.UsageError(
+            f"--asyncspec-schedules={settings.schedules} explores schedules on the virtual "
+            f"clock of the asyncio loop, and {' '.join(other)} asks for another: give one "
+            "of the two (a real-clock run of an explored suite: --asyncspec-schedules=0)"
+        )
 
 
 def run_seed(config: pytest.Config) -> int:
@@ -143,7 +173,7 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def _parse_allow_rules(rules: list[str]) -> list[AllowRule]:
-    from .blocking import parse_allow_rules
+    from .allow_rules import parse_allow_rules
 
     return parse_allow_rules(rules)
 

@@ -20,7 +20,7 @@ from . import report_fields
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .blocking import AllowRule
+    from .allow_rules import AllowRule
     from .claims import ClaimsReport
 
 

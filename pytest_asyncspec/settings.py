@@ -156,7 +156,14 @@ class Setting:
         try:
             return self.parse(value)
         except ValueError as error:
-            raise pytest.UsageError(f"{where}: {error}") from None
+            raise pytest.UsageError(f"{where}: {error}{_quote_hint(value)}") from None
+
+
+def _quote_hint(value: object) -> str:
+    """A value pasted with its TOML quotes into pytest.ini keeps them."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] in "'\"":
+        return f" (remove the quotes: pytest.ini takes {value[1:-1]}, unquoted)"
+    return ""
 
 
 CLOCK = Setting(
@@ -458,9 +465,14 @@ def html_path(config: pytest.Config) -> Path | None:
 
 
 def allow_blocking_rules(config: pytest.Config) -> list[str]:
-    """Allow-list rules from the ini file, then from the command line."""
+    """Allow-list rules from the ini file, then from the command line
+    (``ValueError`` for an empty one given on the command line)."""
     rules = [str(rule) for rule in config.getini(ALLOW_BLOCKING_INI)]
-    rules.extend(config.getoption(ALLOW_BLOCKING_DEST) or [])
+    given = config.getoption(ALLOW_BLOCKING_DEST) or []
+    if any(not rule.strip() for rule in given):
+        # A blank line of the ini list is nothing; an empty flag is a slip.
+        raise ValueError("an empty rule was given; give a rule, or leave the flag out")
+    rules.extend(given)
     return [rule for rule in (r.strip() for r in rules) if rule]
 
 

@@ -14,6 +14,7 @@ Nothing here imports pytest; :class:`LoopClock` works in any coroutine.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,7 +122,10 @@ class Span:
     @property
     def elapsed(self) -> float:
         if self.end is None:
-            raise RuntimeError("the measured block has not finished yet")
+            raise RuntimeError(
+                "the measured block has not finished yet: read span.elapsed after the "
+                "`with clock.measure() as span:` block"
+            )
         return ticks_to_seconds(seconds_to_ticks(self.end) - seconds_to_ticks(self.start))
 
 
@@ -202,6 +206,10 @@ class LoopClock:
 
     async def finish_times(self, *awaitables: Awaitable[Any]) -> Finished:
         """Run the awaitables together (like ``gather``) and note when each ended."""
+        for awaitable in awaitables:
+            if not inspect.isawaitable(awaitable):
+                hint = " (call it: job(), not job)" if callable(awaitable) else ""
+                raise TypeError(f"finish_times() takes awaitables, got {awaitable!r}{hint}")
         times: list[float] = [0.0] * len(awaitables)
 
         async def timed(index: int, awaitable: Awaitable[Any]) -> Any:

@@ -553,6 +553,8 @@ class Trace:
                     f"no traced task has label {which}; labels run 1..{len(self.tasks)}"
                 ) from None
         matches = [record for record in self.tasks.values() if record.name == which]
+        if not matches:  # the name timelines and trace files show an unnamed task by
+            matches = [record for record in self.tasks.values() if record.shown_name == which]
         if len(matches) != 1:
             known = ", ".join(sorted({record.name for record in self.tasks.values()}))
             problem = "no traced task is" if not matches else f"{len(matches)} tasks are"

@@ -21,12 +21,11 @@ import blocking_helpers.chain as chain
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop, blocking
+from pytest_asyncspec.allow_rules import AllowRule, parse_allow_rules
 from pytest_asyncspec.blocking import (
-    AllowRule,
     BlockingEvent,
     BlockingWatchdog,
     FrameSite,
-    parse_allow_rules,
     validate_threshold,
 )
 from pytest_asyncspec.time_patch import real_perf_counter

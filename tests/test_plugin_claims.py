@@ -688,7 +688,8 @@ def test_xdist_gives_the_same_report_as_a_serial_run(pytester: pytest.Pytester) 
         ),
         pytest.param(
             "claim('S0.1', sorce='A Document')",
-            "unknown keyword 'sorce'; accepted keywords are source, kind, title, control",
+            "unknown keyword 'sorce'; did you mean 'source'? accepted keywords are source, kind, "
+            "title, control",
             id="unknown-keyword",
         ),
         pytest.param(

@@ -430,3 +430,27 @@ def test_the_marker_on_a_sync_test_is_an_error_but_a_module_marker_is_not(
     result = pytester.runpytest("test_own.py")
     assert_usage_error(result, "ERROR: test_own.py::test_it: *this test is not async*")
     pytester.runpytest("test_module.py").assert_outcomes(passed=2)
+
+
+def test_a_value_pasted_with_toml_quotes_says_to_remove_them(pytester: pytest.Pytester) -> None:
+    make_project(pytester, 'asyncspec_clock = "virtual"')
+    pytester.makepyfile(test_a=ASYNC_TEST)
+    assert_usage_error(
+        pytester.runpytest(),
+        "ERROR: ini key asyncspec_clock: invalid clock '\"virtual\"'*"
+        "(remove the quotes: pytest.ini takes virtual, unquoted)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("", "*an empty rule was given; give a rule, or leave the flag out"),
+        ("chat.broker:hash_password", "*did you mean 'chat.broker.hash_password'?*"),
+    ],
+    ids=["empty", "entry-point-style"],
+)
+def test_allow_rule_slips_are_explained(pytester: pytest.Pytester, rule: str, message: str) -> None:
+    make_project(pytester)
+    pytester.makepyfile(test_a=ASYNC_TEST)
+    assert_usage_error(pytester.runpytest(f"--asyncspec-allow-blocking={rule}"), message)

@@ -469,8 +469,8 @@ def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pyte
         (["--asyncspec-replay=garbage"], "*not an asyncspec replay token*"),
         (
             ["--asyncspec-schedules=5", "--asyncspec-clock=real"],
-            "*test_one_seat_sold_once: exploration (schedules=5 from command line) runs on the "
-            "virtual clock of the asyncio loop, and this test asks for clock=real (command line)*",
+            "ERROR: --asyncspec-schedules=5 explores schedules on the virtual clock of the "
+            "asyncio loop, and --asyncspec-clock=real asks for another: give one of the two*",
         ),
         (
             ["--asyncspec-replay=asyncspec1:0.0.1:test_x:random:1:-"],

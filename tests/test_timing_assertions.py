@@ -284,3 +284,21 @@ def test_tolerance_rejects_nan() -> None:
     """NaN is not a non-negative number of seconds: Tolerance refuses it."""
     with pytest.raises(ValueError, match="non-negative"):
         Tolerance(late=math.nan)
+
+
+def test_misuses_of_measure_and_finish_times_say_what_to_do(run_virtual: RunVirtual) -> None:
+    async def job() -> int:
+        return 1
+
+    async def main() -> tuple[str, str]:
+        clock = LoopClock()
+        with clock.measure() as span, pytest.raises(RuntimeError) as early:
+            span.elapsed  # noqa: B018  (read inside the block)
+        with pytest.raises(TypeError) as uncalled:
+            await clock.finish_times(job)  # type: ignore[arg-type]
+        return str(early.value), str(uncalled.value)
+
+    early, uncalled = run_virtual(main)
+    assert early.endswith("read span.elapsed after the `with clock.measure() as span:` block")
+    assert uncalled.startswith("finish_times() takes awaitables, got <function")
+    assert uncalled.endswith("(call it: job(), not job)")

@@ -112,6 +112,15 @@ def test_task_by_label_and_by_name(known: Trace) -> None:
     assert known.task(1).coroutine == "known_program"
 
 
+def test_an_unnamed_task_is_found_by_the_name_timelines_show(known: Trace) -> None:
+    """The main task has asyncio's Task-N name; timelines and trace files show
+    it by its coroutine, and a query by that shown name finds it."""
+    main = known.task(1)
+    assert main.name.startswith("Task-")
+    assert main.shown_name == "known_program"
+    assert known.task("known_program") is main
+
+
 def test_unknown_label_is_a_lookup_error_saying_the_range(known: Trace) -> None:
     """An unknown label names the valid range."""
     with pytest.raises(LookupError, match=r"no traced task has label 9; labels run 1\.\.3"):
