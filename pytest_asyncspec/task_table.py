@@ -171,7 +171,7 @@ class TaskTable:
                 coroutine=coroutine,
                 parent=parent or None,
                 created_at=created_ns / TICKS_PER_SECOND,
-                created_where="<unknown>" if site is None else f"{site[0]}:{site[1]}",
+                created_where=_shown_site(site),
             )
 
 
@@ -187,3 +187,10 @@ def _apply_ending(record: TaskRecord, error: BaseException | None) -> None:
 
 def _not_yet() -> None:
     return None
+
+
+def _shown_site(site: Site | None) -> str:
+    """``file:line``; a site with no line (a description) shows as it is."""
+    if site is None:
+        return "<unknown>"
+    return site[0] if site[1] == 0 else f"{site[0]}:{site[1]}"

@@ -223,18 +223,29 @@ def _creation_site() -> Site | None:
     # task: which files are ours is remembered, not recomputed.
     frame: Any = sys._getframe(2)
     internal = _INTERNAL_FILES
+    callee: Any = None
     while frame is not None:
-        filename = frame.f_code.co_filename
+        code = frame.f_code
+        filename = code.co_filename
         inside = internal.get(filename)
         if inside is None:
             inside = internal[filename] = filename.startswith((_ASYNCIO_DIR, _PACKAGE_DIR))
         if not inside:
             return (filename, frame.f_lineno)
+        if code is _HANDLE_RUN and callee is not None:
+            # Made by a callback the loop ran, inside asyncio (start_server's
+            # connection handler, say): the frames further out only drive the
+            # loop (pytest-asyncio's runner), so they would mislead.
+            name = getattr(callee.f_code, "co_qualname", callee.f_code.co_name)
+            return (f"<asyncio's {name}, a loop callback>", 0)
+        callee = frame
         frame = frame.f_back
     return None
 
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0]
+#: The code of the function through which the loop runs every callback.
+_HANDLE_RUN = asyncio.Handle._run.__code__
 _PACKAGE_DIR = __file__.rsplit("/", 1)[0]
 _INTERNAL_FILES: dict[str, bool] = {}
 

@@ -323,6 +323,33 @@ def test_names_qualnames_parents_and_creation_sites_are_recorded() -> None:
     assert [r.label for r in trace.tasks.values()] == list(range(1, len(trace.tasks) + 1))
 
 
+def test_a_task_asyncio_makes_in_a_loop_callback_names_that_callback() -> None:
+    """start_server's handler task is made by asyncio's protocol callback; the
+    frames further out only run the loop (pytest-asyncio's runner in a test),
+    so the creation site names the callback instead of pointing there."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hi")
+        await writer.drain()
+        writer.close()
+        await asyncio.sleep(0.1)
+        server.close()
+        await server.wait_closed()
+
+    run = execute(main)
+    assert run.error is None
+    (handler,) = [r for r in run.traced.tasks.values() if r.coroutine.endswith("handle")]
+    assert handler.created_where.startswith("<asyncio's ")
+    assert handler.created_where.endswith("connection_made, a loop callback>")
+
+
 # -- what a step awaits --------------------------------------------------------------
 
 
