@@ -271,9 +271,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     # -- the iteration -----------------------------------------------------
 
     def run_forever(self) -> None:
+        __tracebackhide__ = True  # a deadlock's traceback ends at the user's code
         time_patch.enter(self)
         try:
             super().run_forever()
+        except DeadlockError as error:
+            # The loop's own frames below this one say nothing to the reader.
+            raise error.with_traceback(None) from None
         finally:
             time_patch.leave()
 

@@ -213,6 +213,7 @@ class TraceView:
         self._first_line = 0 if observation.output is None else len(observation.output.lines)
 
     def _current(self) -> Observation:
+        __tracebackhide__ = True
         if self._observation is None or self._observation.tracer is None:
             raise RuntimeError(
                 "asyncspec_trace records the test's own coroutine: read it inside the "

@@ -457,6 +457,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    __tracebackhide__ = True  # the test's own error is shown from the test down
     observation = _start_observation(item)
     if observation is None:
         return (yield)

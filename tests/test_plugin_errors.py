@@ -454,3 +454,23 @@ def test_allow_rule_slips_are_explained(pytester: pytest.Pytester, rule: str, me
     make_project(pytester)
     pytester.makepyfile(test_a=ASYNC_TEST)
     assert_usage_error(pytester.runpytest(f"--asyncspec-allow-blocking={rule}"), message)
+
+
+def test_a_deadlock_report_shows_no_frames_of_the_plugin(pytester: pytest.Pytester) -> None:
+    """The deadlock message is what matters; the loop's and the plugin's own
+    frames used to come first, with the source of their functions."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    pytester.makepyfile(
+        test_stuck="""
+        import asyncio
+
+        async def test_waits_for_nothing():
+            await asyncio.get_running_loop().create_future()
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    text = output_of(result)
+    assert "DeadlockError" in text
+    assert not [line for line in FRAME_LINE.findall(text) if "pytest_asyncspec" in line]
+    assert "pytest_asyncspec/clock.py" not in text
