@@ -18,7 +18,7 @@ from pytest_asyncio import is_async_test
 
 from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
-from .run_summary import RunSummary
+from .run_summary import TRACE_FILE_PROPERTY, RunSummary
 from .settings import (
     CLAIM_HELP,
     CLAIM_MARKER,
@@ -106,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Claims, explored tests' summaries and fired allow-list rules are
         # gathered where reports arrive: here, or on the xdist controller; a
         # worker only attaches each test's data to its reports.
-        summary = RunSummary(report_path(config), config.stash[ALLOW_RULES_KEY])
+        summary = RunSummary(report_path(config), config.stash[ALLOW_RULES_KEY], trace_dir(config))
         config.pluginmanager.register(summary, "asyncspec-summary")
         page = html_path(config)
         if page is not None:
@@ -542,7 +542,7 @@ def pytest_runtest_makereport(
         observation.write_trace_file()
         _attach_timeline(item, report, observation)
         if observation.trace_file is not None:
-            report.user_properties.append(("asyncspec_trace_file", str(observation.trace_file)))
+            report.user_properties.append((TRACE_FILE_PROPERTY, str(observation.trace_file)))
         if observation.blocking_report:
             report.sections.append(("asyncspec blocking calls", observation.blocking_report))
         if report.failed:

@@ -17,6 +17,9 @@ import pytest
 
 from . import report_fields
 
+#: The user property a traced test's report names its trace file by.
+TRACE_FILE_PROPERTY = "asyncspec_trace_file"
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -27,8 +30,15 @@ if TYPE_CHECKING:
 class RunSummary:
     """Registered in the process that reports (never on an xdist worker)."""
 
-    def __init__(self, report_path: Path | None, allow_rules: list[AllowRule]) -> None:
+    def __init__(
+        self,
+        report_path: Path | None,
+        allow_rules: list[AllowRule],
+        trace_dir: Path | None = None,
+    ) -> None:
         self.report_path = report_path
+        self.trace_dir = trace_dir
+        self.trace_files = 0
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
         self.allow_rules = allow_rules
@@ -53,6 +63,7 @@ class RunSummary:
             self.exploration_lines.append(summary_line(report.nodeid, summary))
         self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
         self.tests_ran = self.tests_ran or report.when == "call"
+        self.trace_files += sum(name == TRACE_FILE_PROPERTY for name, _ in report.user_properties)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -83,3 +94,8 @@ class RunSummary:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:
                 terminalreporter.line(line)
+        if self.trace_dir is not None:
+            files = "file" if self.trace_files == 1 else "files"
+            terminalreporter.line(
+                f"asyncspec: {self.trace_files} trace {files} written to {self.trace_dir}"
+            )

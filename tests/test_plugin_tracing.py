@@ -280,8 +280,10 @@ def test_trace_files_are_the_same_under_xdist(pytester: pytest.Pytester) -> None
     )
     serial = pytester.runpytest_subprocess("--asyncspec-trace-dir=serial")
     parallel = pytester.runpytest_subprocess("-n", "2", "--asyncspec-trace-dir=parallel")
-    for result in (serial, parallel):
+    for result, directory in ((serial, "serial"), (parallel, "parallel")):
         result.assert_outcomes(passed=3, failed=2)
+        # The controller counts the files its workers wrote.
+        result.stdout.fnmatch_lines([f"asyncspec: 4 trace files written to *{directory}"])
     one, two = trace_files(pytester.path / "serial"), trace_files(pytester.path / "parallel")
     assert set(one) == set(two)
     assert len(one) == 4  # the async tests

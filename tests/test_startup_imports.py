@@ -56,6 +56,20 @@ def test_collecting_a_suite_that_does_not_use_the_plugin_loads_nothing_more(
     assert loaded_by(run, cwd=tmp_path) == EVERY_RUN
 
 
+def test_collecting_a_suite_that_opts_in_loads_no_loop_or_tracer(tmp_path: Path) -> None:
+    """A suite on the virtual clock with a blocking gate and an allow list:
+    collecting it parses the rules, and makes no loop and no tracer yet."""
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncspec_clock = virtual\n"
+        "asyncspec_max_blocking = 0.05\nasyncspec_allow_blocking =\n    legacy/*.py\n"
+    )
+    (tmp_path / "test_app.py").write_text(
+        "import asyncio\n\n\nasync def test_sleeps():\n    await asyncio.sleep(1)\n"
+    )
+    run = "pytest.main(['--co', '-q', '-p', 'no:cacheprovider'])"
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {"pytest_asyncspec.allow_rules"}
+
+
 def test_a_claim_marker_loads_the_claims_module(tmp_path: Path) -> None:
     # The control: the probe does see a module that a used feature loads.
     (tmp_path / "test_claim.py").write_text(
