@@ -192,6 +192,9 @@ class Explorer:
         self.is_failure = is_failure
         self.shrink_budget = shrink_budget
         self.trace_failures = trace_failures
+        #: Called with the tasks a schedule's run of the body left running,
+        #: before they are cancelled (the plugin's leak check reads them).
+        self.on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None
         self._length = 0
 
     # -- one schedule ----------------------------------------------------------
@@ -236,6 +239,8 @@ class Explorer:
         left = asyncio.all_tasks(self.loop) - before
         if not left:
             return
+        if self.on_leftovers is not None:
+            self.on_leftovers(list(left))
         for task in left:
             task.cancel()
         self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))

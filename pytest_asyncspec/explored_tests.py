@@ -10,6 +10,7 @@ schedule leaves behind are cancelled before the next one starts, and the
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ def run_explored(
     store: FailureStore,
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
+    on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None,
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
@@ -176,6 +178,7 @@ def run_explored(
         function(**arguments)
 
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)
+    explorer.on_leftovers = on_leftovers
     if request.replay is not None:
         outcome = Exploration(replayed=1)
         mismatch: ReplayMismatchError | None = None

@@ -21,7 +21,15 @@ from typing import Any
 from .allow_rules import AllowRule
 from .blocking import BlockingWatchdog
 from .hang import hang_report
-from .leaks import UnawaitedCoroutine, leak_report, pending_tasks, track_unawaited
+from .leaks import (
+    LeakedTask,
+    UnawaitedCoroutine,
+    describe_task,
+    leak_report,
+    pending_tasks,
+    task_order,
+    track_unawaited,
+)
 from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
@@ -46,6 +54,11 @@ class Observation:
     watchdog: BlockingWatchdog | None = None
     output: TimedOutput | None = None
     unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
+    #: In an explored test: what the first schedule to leave tasks running
+    #: left (the explorer cancels them before the next schedule), and in how
+    #: many schedules that happened.
+    schedule_leaks: list[LeakedTask] = field(default_factory=list)
+    schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
     #: Blocking steps of a test that failed for another reason (a report section).
@@ -110,6 +123,16 @@ class Observation:
         )
         return "\n\n".join([head, *(event.describe() for event in violations)])
 
+    def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """An explored test's schedule ended with these tasks still running."""
+        if self.effective.leaks == "off" or not tasks:
+            return
+        self.schedules_leaking += 1
+        if not self.schedule_leaks:
+            self.schedule_leaks = sorted(
+                (describe_task(task, self.tracer) for task in tasks), key=task_order
+            )
+
     def leaks(self) -> str:
         if self.effective.leaks == "off" or self.tracer is None:
             return ""
@@ -118,7 +141,24 @@ class Observation:
             # Only tasks this test created: a shared loop may keep tasks that
             # belong to a wider-scoped fixture on purpose.
             tasks = [leak for leak in pending_tasks(self.loop, tracer) if leak.label]
-            report = leak_report(tasks, self.unawaited)
+            # Each schedule of an explored test makes its own coroutines: name each once.
+            unawaited = list({(c.name, c.created_where): c for c in self.unawaited}.values())
+            report = leak_report(tasks, unawaited)
+            if self.schedule_leaks:
+                first = leak_report(self.schedule_leaks).split("\n", 1)[1]
+                report = "\n".join(
+                    filter(
+                        None,
+                        [
+                            report,
+                            f"{len(self.schedule_leaks)} task(s) still pending when a "
+                            f"schedule's run of the test ended (in {self.schedules_leaking} "
+                            "schedule(s); the explorer cancelled them before the next; "
+                            "await them, cancel them, or use a TaskGroup):",
+                            first,
+                        ],
+                    )
+                )
             # A pending task nothing referenced is garbage-collected before the
             # test ends ("Task was destroyed but it is pending"): still a leak.
             lost = [

@@ -442,12 +442,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     from .explored_tests import run_explored
 
+    observation = pyfuncitem.stash.get(OBSERVATION_KEY, None)
+
     run_explored(
         pyfuncitem,
         request,
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
         lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
+        observation.note_schedule_leftovers if observation is not None else None,
     )
     return True
 
@@ -457,7 +460,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    __tracebackhide__ = True  # the test's own error is shown from the test down
+    # The test's own error is shown from the test down; our own pytest.fail
+    # (blocking, leaks) is shown without a traceback, and hiding its only
+    # frame would add pytest's "All traceback entries are hidden" line.
+    __tracebackhide__ = _unless_our_failure
     observation = _start_observation(item)
     if observation is None:
         return (yield)
@@ -483,6 +489,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
     return outcome
+
+
+def _unless_our_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    return not excinfo.errisinstance(pytest.fail.Exception)
 
 
 def _start_observation(item: pytest.Item) -> Observation | None:

@@ -616,3 +616,45 @@ def test_the_trace_fixture_shows_the_current_schedule(pytester: pytest.Pytester)
     pytester.makepyfile(test_traced=TRACED_SCHEDULES)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+def test_leaks_are_still_checked_when_a_test_explores(pytester: pytest.Pytester) -> None:
+    """The explorer cancels what each schedule's run left running, so the end
+    of the test found nothing: leaks=error passed a leaking test as soon as
+    it explored.  Now the leftovers of the schedules are the leak."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(
+        test_leaky="""
+        import asyncio
+
+        import pytest
+
+
+        async def forever():
+            await asyncio.sleep(3600)
+
+
+        async def helper():
+            pass
+
+
+        @pytest.mark.asyncspec(schedules=5, leaks="error")
+        async def test_fire_and_forget():
+            asyncio.create_task(forever(), name="orphan")
+            helper()  # never awaited
+            await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::RuntimeWarning")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*1 task(s) still pending when a schedule's run of the test ended (in 5 schedule(s)*",
+            "*orphan*forever*",
+        ]
+    )
+    # Each schedule made its own coroutine: the failure names it once (the
+    # short summary at the end repeats the whole message).
+    failures = output_of(result).split("short test summary info")[0]
+    assert failures.count("coroutine 'helper' was never awaited; created at") == 1
+    assert "All traceback entries are hidden" not in output_of(result)
