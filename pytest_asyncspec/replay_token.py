@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
 from .deviation import Deviation
 
@@ -76,6 +75,10 @@ class ReplayToken:
                 f"(format, version, test, strategy, seed, deviations), found {len(fields)}; "
                 "copy the whole token from the failure report"
             )
+        # Here, not at the top: an exploring suite loads this module when it is
+        # collected, and urllib.parse costs a few milliseconds to import.
+        from urllib.parse import unquote
+
         _, version, test, strategy, seed, deviations = fields
         version = unquote(version)
         if version != plugin_version():
@@ -106,6 +109,8 @@ class ReplayToken:
 
 
 def _q(text: str) -> str:
+    from urllib.parse import quote
+
     return quote(text, safe=_SAFE)
 
 
