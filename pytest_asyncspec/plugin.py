@@ -2,8 +2,12 @@
 
 Thin by design: settings live in :mod:`.settings`, loops in :mod:`.loops`,
 the clock in :mod:`.clock`, timing checks in :mod:`.timing`, what is
-watched during a test in :mod:`.observation`, and claims and their report in
-:mod:`.claims`.
+watched during a test in :mod:`.observation`, claims and their report in
+:mod:`.claims`, exploration in :mod:`.explored_tests`, and what the reporting
+process gathers from reports in :mod:`.run_summary`.  Everything but the
+settings table, the loop choices and the report plumbing is imported when a
+test or an option needs it, so that pytest starts as fast with the plugin
+installed as without it (``tests/test_startup_imports.py``).
 """
 
 from __future__ import annotations
@@ -119,23 +123,14 @@ def _check_exploration_flags(settings: Effective) -> None:
     """Exploring on another clock or loop, both asked on the command line, is
     a contradiction of the whole run (a marker or ini asking for schedules
     gives way to the command line's clock instead: the test runs once)."""
-    sources = settings.sources
-    if not settings.schedules or sources["schedules"] != "command line":
+    flagged = {name for name, source in settings.sources.items() if source == "command line"}
+    if not settings.schedules or "schedules" not in flagged:
         return
-    other = [
-        flag
-        for flag, asked in (
-            (
-                "--asyncspec-clock=real",
-                settings.clock == "real" and sources["clock"] == "command line",
-            ),
-            (
-                "--asyncspec-loop=uvloop",
-                settings.loop == "uvloop" and sources["loop"] == "command line",
-            ),
-        )
-        if asked
-    ]
+    other = []
+    if settings.clock == "real" and "clock" in flagged:
+        other.append("--asyncspec-clock=real")
+    if settings.loop == "uvloop" and "loop" in flagged:
+        other.append("--asyncspec-loop=uvloop")
     if other:
         raise pytest.UsageError(
             f"--asyncspec-schedules={settings.schedules} explores schedules on the virtual "
