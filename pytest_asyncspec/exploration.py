@@ -486,12 +486,7 @@ def explore(
     chosen = parse_seed(seed)
     if chosen is None:
         chosen = random.SystemRandom().randrange(2**63)
-    with _fresh_loop() as loop:
-        explorer = Explorer(
-            loop,
-            lambda: loop.run_until_complete(function()),
-            test=name or str(getattr(function, "__qualname__", "explored")),
-        )
+    with _explorer_of(function, name) as explorer:
         return explorer.explore(Plan(strategy, depth, chosen), schedules)
 
 
@@ -508,20 +503,23 @@ def replay(
     token's deviations all applying (the code or its tasks changed since).
     """
     _check_async_function(function, "replay")
-    with _fresh_loop() as loop:
-        explorer = Explorer(
-            loop,
-            lambda: loop.run_until_complete(function()),
-            test=str(getattr(function, "__qualname__", "explored")),
-        )
+    with _explorer_of(function, None) as explorer:
         return explorer.replay(token)
 
 
 @contextmanager
-def _fresh_loop() -> Iterator[ExploringLoop]:
+def _explorer_of(
+    function: Callable[[], Coroutine[Any, Any, object]], name: str | None
+) -> Iterator[Explorer]:
+    """An explorer that runs ``function()`` once per schedule on a fresh loop,
+    closed afterwards."""
     loop = ExploringLoop()
     try:
-        yield loop
+        yield Explorer(
+            loop,
+            lambda: loop.run_until_complete(function()),
+            test=name or str(getattr(function, "__qualname__", "explored")),
+        )
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

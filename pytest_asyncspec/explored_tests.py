@@ -43,13 +43,6 @@ class ExploreRequest:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def decode_replay(text: str, where: str) -> ReplayToken:
-    try:
-        return ReplayToken.decode(text)
-    except TokenError as error:
-        raise pytest.UsageError(f"{where}: {error}") from None
-
-
 def session_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 

@@ -286,12 +286,18 @@ def track_unawaited(depth: int = DEFAULT_ORIGIN_DEPTH) -> Iterator[list[Unawaite
                 _reemit(warning)
 
 
-def leak_report(tasks: Sequence[LeakedTask], coroutines: Sequence[UnawaitedCoroutine] = ()) -> str:
-    """One message naming every leak, or ``""`` when there is none."""
+def leak_report(
+    tasks: Sequence[LeakedTask],
+    coroutines: Sequence[UnawaitedCoroutine] = (),
+    *,
+    when: str = "at the end of the test",
+) -> str:
+    """One message naming every leak, or ``""`` when there is none; ``when``
+    says when the tasks were found pending."""
     parts: list[str] = []
     if tasks:
         parts.append(
-            f"{len(tasks)} task(s) still pending at the end of the test "
+            f"{len(tasks)} task(s) still pending {when} "
             "(await them, cancel them, or use a TaskGroup):"
         )
         parts.extend(task.describe() for task in tasks)

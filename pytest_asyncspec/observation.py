@@ -145,20 +145,13 @@ class Observation:
             unawaited = list({(c.name, c.created_where): c for c in self.unawaited}.values())
             report = leak_report(tasks, unawaited)
             if self.schedule_leaks:
-                first = leak_report(self.schedule_leaks).split("\n", 1)[1]
-                report = "\n".join(
-                    filter(
-                        None,
-                        [
-                            report,
-                            f"{len(self.schedule_leaks)} task(s) still pending when a "
-                            f"schedule's run of the test ended (in {self.schedules_leaking} "
-                            "schedule(s); the explorer cancelled them before the next; "
-                            "await them, cancel them, or use a TaskGroup):",
-                            first,
-                        ],
-                    )
+                left = leak_report(
+                    self.schedule_leaks,
+                    when=f"when a schedule's run of the test ended (in "
+                    f"{self.schedules_leaking} schedule(s); the explorer cancelled them "
+                    "before the next)",
                 )
+                report = "\n".join(part for part in (report, left) if part)
             # A pending task nothing referenced is garbage-collected before the
             # test ends ("Task was destroyed but it is pending"): still a leak.
             lost = [

@@ -22,20 +22,19 @@ from pytest_asyncio import is_async_test
 
 from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
-from .run_summary import TRACE_FILE_PROPERTY, RunSummary
+from .run_summary import RunSummary
 from .settings import (
     CLAIM_HELP,
     CLAIM_MARKER,
     MARKER,
     MARKER_HELP,
-    REPLAY,
     Effective,
     add_options,
     allow_blocking_rules,
     effective_for,
     effective_global,
     html_path,
-    replayed_test,
+    replay_token,
     report_path,
     trace_dir,
     validate_config,
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
     from .explored_tests import ExploreRequest
     from .failure_store import FailureStore
     from .observation import Observation, TraceView
-    from .replay_token import ReplayToken
     from .timing import LoopClock
 
 # Annotated, not subscripted (pytest.StashKey[T]()): annotations are not
@@ -64,7 +62,6 @@ CLAIM_POSITION_KEY: pytest.StashKey[int] = pytest.StashKey()
 CLOCK_KEY: pytest.StashKey[LoopClock] = pytest.StashKey()
 RECORDER_KEY: pytest.StashKey[ClaimRecorder] = pytest.StashKey()
 EXPLORE_KEY: pytest.StashKey[ExploreRequest] = pytest.StashKey()
-REPLAY_KEY: pytest.StashKey[ReplayToken | None] = pytest.StashKey()
 SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
@@ -97,14 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
             chosen = f"loop={global_settings.loop} (from {global_settings.sources['loop']})"
             raise pytest.UsageError(f"{chosen}: {error}") from None
         _need_loop_factories(config)
-    replay = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
-    config.stash[REPLAY_KEY] = None
-    if replay:
-        from .explored_tests import decode_replay
-
+    if replay_token(config) is not None:  # decoded now: a bad token stops the run here
         _need_loop_factories(config)
-        where = REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini
-        config.stash[REPLAY_KEY] = decode_replay(str(replay), where)
     config.stash[HTML_KEY] = html_path(config) is not None
     if not hasattr(config, "workerinput"):
         # Claims, explored tests' summaries and fired allow-list rules are
@@ -266,7 +257,8 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     note on each test the settings, claim and exploration it runs with."""
     unmarked = effective_global(config)
     opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
-    replayed = replayed_test(config)
+    replay = replay_token(config)
+    replayed = replay.test if replay is not None else None
     for item in items:
         # One walk over the markers of the test, its class and module: most
         # tests have neither an asyncspec nor a claim marker.
@@ -285,7 +277,6 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             tag = claim_tag(item)
             if tag is not None:
                 item.stash[CLAIM_KEY] = tag
-        replay = config.stash[REPLAY_KEY]
         if effective.schedules or replay is not None:
             from .explored_tests import request_for
 
@@ -298,7 +289,6 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             )
             if request is not None:
                 item.stash[EXPLORE_KEY] = request
-    replay = config.stash[REPLAY_KEY]
     if replay is not None and items and not any(item.name == replay.test for item in items):
         raise pytest.UsageError(
             f"--asyncspec-replay: the token replays a schedule of the test {replay.test!r}, "
@@ -547,7 +537,7 @@ def pytest_runtest_makereport(
         observation.write_trace_file()
         _attach_timeline(item, report, observation)
         if observation.trace_file is not None:
-            report.user_properties.append((TRACE_FILE_PROPERTY, str(observation.trace_file)))
+            report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
         if observation.blocking_report:
             report.sections.append(("asyncspec blocking calls", observation.blocking_report))
         if report.failed:
@@ -597,11 +587,11 @@ def _attach_timeline(
 ) -> None:
     """Carry a traced test's timeline on its report, for the HTML page (only
     when one is asked for: building it decodes up to MAX_STEPS steps)."""
-    from .html_report import timeline_payload
-
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
+    from .html_report import timeline_payload
+
     payload = timeline_payload(
         trace,
         test=item.nodeid,

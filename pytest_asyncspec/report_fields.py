@@ -16,3 +16,6 @@ EXPLORATION_SUMMARY = "asyncspec_exploration"
 RULES_USED = "asyncspec_rules_used"
 #: A traced test's timeline, for the HTML page (see :mod:`.html_report`).
 TIMELINE = "asyncspec_timeline"
+#: The user property (``report.user_properties``) naming a traced test's
+#: trace file, written with ``--asyncspec-trace-dir``.
+TRACE_FILE = "asyncspec_trace_file"

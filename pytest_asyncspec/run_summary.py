@@ -17,9 +17,6 @@ import pytest
 
 from . import report_fields
 
-#: The user property a traced test's report names its trace file by.
-TRACE_FILE_PROPERTY = "asyncspec_trace_file"
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -63,7 +60,9 @@ class RunSummary:
             self.exploration_lines.append(summary_line(report.nodeid, summary))
         self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
         self.tests_ran = self.tests_ran or report.when == "call"
-        self.trace_files += sum(name == TRACE_FILE_PROPERTY for name, _ in report.user_properties)
+        self.trace_files += sum(
+            name == report_fields.TRACE_FILE for name, _ in report.user_properties
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
+
+if TYPE_CHECKING:
+    from .replay_token import ReplayToken
 
 MARKER = "asyncspec"
 CLAIM_MARKER = "claim"
@@ -564,14 +567,15 @@ def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
     gets the very object :func:`effective_global` returns.
     """
     marked = marker_settings(item)
-    replaying = item.name == replayed_test(config)
+    token = replay_token(config)
+    replaying = token is not None and item.name == token.test
     if marked or replaying:
         return _explore_on_virtual(_resolve(config, marked), replaying)
     return effective_global(config)
 
 
 _GLOBAL_KEY: pytest.StashKey[Effective] = pytest.StashKey()
-_REPLAYED_KEY: pytest.StashKey[str | None] = pytest.StashKey()
+_REPLAY_KEY: pytest.StashKey[ReplayToken | None] = pytest.StashKey()
 
 
 def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
@@ -585,20 +589,22 @@ def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effect
     return effective
 
 
-def replayed_test(config: pytest.Config) -> str | None:
-    """The name of the test a replay token (flag or ini key) replays, if any."""
-    if _REPLAYED_KEY not in config.stash:
-        test = None
+def replay_token(config: pytest.Config) -> ReplayToken | None:
+    """The replay token given for this run (flag or ini key), decoded once;
+    a token that cannot be used is a usage error naming where it came from."""
+    if _REPLAY_KEY not in config.stash:
+        token = None
         text = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
         if text:
             from .replay_token import ReplayToken, TokenError
 
             try:
-                test = ReplayToken.decode(str(text)).test
-            except TokenError:
-                test = None  # the plugin reports it as a usage error at start-up
-        config.stash[_REPLAYED_KEY] = test
-    return config.stash[_REPLAYED_KEY]
+                token = ReplayToken.decode(str(text))
+            except TokenError as error:
+                where = REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini
+                raise pytest.UsageError(f"{where}: {error}") from None
+        config.stash[_REPLAY_KEY] = token
+    return config.stash[_REPLAY_KEY]
 
 
 def _virtual_uvloop_message(sources: dict[str, str]) -> str:
