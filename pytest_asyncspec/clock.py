@@ -25,10 +25,11 @@ import concurrent.futures
 import contextlib
 import heapq
 import itertools
-import logging
+import os
 import selectors
 import sys
 import weakref
+from asyncio import base_events
 from collections.abc import Callable
 from contextvars import Context
 from types import FrameType
@@ -36,11 +37,13 @@ from typing import Any, TypeVar
 
 from . import time_patch
 from .inflight import FdKind, classify
-from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks
+from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
 from .waiting import WaitingTask, waiting_tasks
 
 _T = TypeVar("_T")
-logger = logging.getLogger("asyncio")
+#: Where this package's own frames live: a debug-mode source traceback ends
+#: at the user's line, not inside the loop that recorded it.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Same housekeeping thresholds as asyncio's own loop: rebuild the heap when
 # more than half of a large heap is cancelled timers.
@@ -126,7 +129,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def block_for(self, seconds: float) -> None:
         """A blocking sleep on the loop thread: time passes, nothing else runs."""
-        self._ticks += seconds_to_ticks(seconds)
+        ticks = seconds_to_ticks(seconds)
+        if ticks <= 0 < seconds:
+            # As for call_later: rounded to nothing, a positive sleep in a
+            # deadline loop (sleep(deadline - now)) would never end it.
+            ticks = 1
+        self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
             # Frame 0 is this method, 1 the patched time.sleep, 2 its caller.
@@ -152,12 +160,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         if when is None:
             raise TypeError("when cannot be None")
         due = seconds_to_ticks(when)
-        if due <= self._ticks and when > self._ticks / TICKS_PER_SECOND:
+        now = self._ticks if self._own_time() else seconds_to_ticks(self.time())
+        if due <= now and when > ticks_to_seconds(now):
             # A moment after now that rounds to now (a deadline a few ulps
             # ahead of loop.time()) fires one tick later: at now, a loop such
             # as ``while loop.time() < deadline: await sleep(deadline -
             # loop.time())`` would never see time move.
-            due = self._ticks + 1
+            due = now + 1
         return self._schedule(due, callback, args, context)
 
     def call_later(  # type: ignore[override]
@@ -169,6 +178,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
+        if not self._own_time():
+            # A test that patched loop.time sets the pace, as in stock asyncio
+            # (call_later is call_at(self.time() + delay)).
+            return self.call_at(self.time() + delay, callback, *args, context=context)
         # Adding integer ticks keeps long chains of short delays exact.  A
         # positive delay under half a tick still takes one: rounded to none,
         # a sleep in a loop (a token bucket refilling 1e-17 s short) would
@@ -177,6 +190,15 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         if ticks <= 0 < delay:
             ticks = 1
         return self._schedule(self._ticks + ticks, callback, args, context)
+
+    def _own_time(self) -> bool:
+        """Whether ``self.time`` is this class's own clock.
+
+        A test may patch it (``mock.patch.object(loop, "time", ...)``) to drive a
+        rate limiter by hand; the stock loop then schedules and fires timers
+        by the patched clock, and so does this one.
+        """
+        return "time" not in self.__dict__ and type(self).time is VirtualClockLoop.time
 
     def _schedule(
         self,
@@ -189,9 +211,10 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         if self.get_debug():
             self._check_thread()  # type: ignore[attr-defined]
             self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
-        timer = asyncio.TimerHandle(due / TICKS_PER_SECOND, callback, args, self, context)
-        if timer._source_traceback:  # type: ignore[attr-defined]
-            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        timer = asyncio.TimerHandle(ticks_to_seconds(due), callback, args, self, context)
+        source = timer._source_traceback  # type: ignore[attr-defined]
+        while source and os.path.dirname(source[-1].filename) == _PACKAGE_DIR:
+            del source[-1]  # debug mode: end at the caller's line, as stock does
         heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
@@ -272,6 +295,11 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     def run_forever(self) -> None:
         __tracebackhide__ = True  # a deadlock's traceback ends at the user's code
+        # asyncio's own checks and errors first ("This event loop is already
+        # running", "Cannot run the event loop while another loop is
+        # running"), before this thread's clock is claimed.
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_running()  # type: ignore[attr-defined]
         time_patch.enter(self)
         try:
             super().run_forever()
@@ -294,12 +322,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             or self._held
             or self._stopping  # type: ignore[attr-defined]
             or (heap and heap[0][0] <= self._ticks)
+            or (heap and not self._own_time() and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             self._poll(0)
         else:
             self._wait_or_jump()
 
-        now = self._ticks
+        now = self._ticks if self._own_time() else seconds_to_ticks(self.time())
         ready = self._ready  # type: ignore[attr-defined]
         while heap and heap[0][0] <= now:
             handle = heapq.heappop(heap)[2]
@@ -327,7 +356,13 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             handle._run()
             took = (self._ticks - start) / TICKS_PER_SECOND
             if took >= self.slow_callback_duration:
-                logger.warning("Executing %r took %.3f seconds", handle, took)
+                # asyncio's logger object and wording, looked up at each use
+                # so that a test patching base_events.logger sees it.
+                base_events.logger.warning(  # type: ignore[attr-defined]
+                    "Executing %s took %.3f seconds",
+                    base_events._format_handle(handle),  # type: ignore[attr-defined]
+                    took,
+                )
         finally:
             self._current_handle = None
 
