@@ -5,6 +5,7 @@ every supported Python, the uvloop run, and the lint and type gates.
     nox                      # everything
     nox -s tests-3.12        # one interpreter
     nox -s uvloop lint       # the uvloop run and the gates
+    nox -s conformance       # CPython's test_asyncio on our loops, every Python
 
 Interpreters are found on PATH as ``python3.10`` ... ``python3.13``; when
 pyenv is installed, its versions are added to PATH first, so a machine with
@@ -59,6 +60,25 @@ def uvloop(session: nox.Session) -> None:
         "spec_tests/test_async_python_parallelism.py",
         "--asyncspec-loop=uvloop",
         "--asyncspec-clock=real",
+        *session.posargs,
+    )
+
+
+@nox.session(python=False)
+def conformance(session: nox.Session) -> None:
+    """CPython's own test_asyncio on the stock loop and on ours, every Python.
+
+    Each interpreter runs its own test package; the harness needs nothing but
+    the standard library and this checkout, so nothing is installed.
+    """
+    session.run(
+        "python",
+        "-m",
+        "conformance",
+        "--python",
+        *PYTHONS,
+        "--report",
+        "conformance-results.md",
         *session.posargs,
     )
 

@@ -27,6 +27,7 @@ import heapq
 import itertools
 import os
 import selectors
+import signal
 import sys
 import weakref
 from asyncio import base_events
@@ -376,7 +377,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         heap = self._timer_heap
         due = heap[0][0] if heap and heap[0][0] < NEVER else None
         kinds = self._registered_fd_kinds()
-        if self._jobs_in_flight or FdKind.EXTERNAL in kinds or self._children_running():
+        if (
+            self._jobs_in_flight
+            or FdKind.EXTERNAL in kinds
+            or self._children_running()
+            or self._alarm_armed()
+        ):
             self._flow_in_real_time(due)
             return
         self._real_mark = None
@@ -390,6 +396,20 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             self._ticks = max(self._ticks, due)
             return
         self._wait_without_timers(FdKind.LISTENING in kinds)
+
+    def _alarm_armed(self) -> bool:
+        """Whether a real interval timer will deliver a signal this loop handles.
+
+        ``signal.setitimer(ITIMER_REAL, ...)`` (or ``signal.alarm``) with a
+        handler from ``loop.add_signal_handler(SIGALRM, ...)`` is an outside
+        event the loop can see coming: until it fires, time flows for real.
+        A SIGALRM the loop does not handle (pytest-timeout's own alarm, say)
+        does not hold time back.
+        """
+        handlers = getattr(self, "_signal_handlers", None)
+        if not handlers or signal.SIGALRM not in handlers:
+            return False
+        return signal.getitimer(signal.ITIMER_REAL)[0] > 0
 
     def _registered_fd_kinds(self) -> set[FdKind]:
         if len(self._selector.get_map()) <= 1:  # type: ignore[attr-defined]

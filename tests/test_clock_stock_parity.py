@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -236,3 +237,44 @@ def test_in_debug_mode_a_failed_task_is_freed_once_dropped(new_loop: LoopClass) 
         assert witness[0]() is None, "the failed task's frame is kept alive by the loop"
     finally:
         gc.enable()
+
+
+# -- a real interval timer the loop handles is an outside event ----------------------
+
+
+def test_an_alarm_the_loop_handles_arrives_before_a_later_timer(new_loop: LoopClass) -> None:
+    """CPython's test_signal_handling_args, on our loops: the SIGALRM armed
+    with setitimer for 0.1 s real arrives before a 60 s timer stops the loop."""
+    loop = new_loop()
+    caught: list[tuple[object, ...]] = []
+
+    def on_alarm(*args: object) -> None:
+        caught.append(args)
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGALRM, on_alarm, 42)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1, 0)
+        loop.call_later(60, loop.stop)
+        loop.run_forever()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        loop.remove_signal_handler(signal.SIGALRM)
+    assert caught == [(42,)]
+    assert 0.05 < loop.time() < 30
+
+
+def test_an_alarm_the_loop_does_not_handle_does_not_hold_time(new_loop: LoopClass) -> None:
+    """pytest-timeout's SIGALRM (a handler of its own) must not slow a test."""
+    loop = new_loop()
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 600, 0)
+        real_start = time.perf_counter()
+        loop.run_until_complete(asyncio.sleep(60))
+        real_taken = time.perf_counter() - real_start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert loop.time() == 60
+    assert real_taken < 10
