@@ -266,7 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="test_asyncio modules (default: all but the Windows ones)",
     )
     parser.add_argument("--ci", action="store_true", help=f"the CI set: {' '.join(CI_MODULES)}")
-    parser.add_argument("--loops", nargs="+", choices=LOOPS[1:], default=list(LOOPS[1:]))
+    parser.add_argument(
+        "--loops",
+        nargs="+",
+        default=list(LOOPS[1:]),
+        help="loops to compare with stock: virtual, exploring, or "
+        "module:Class (default: virtual exploring)",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--hang-after",
@@ -284,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every result (JSON) here")
     args = parser.parse_args(argv)
 
+    for loop in args.loops:
+        if loop not in LOOPS[1:] and ":" not in loop:
+            parser.error(f"--loops: {loop!r} is not virtual, exploring or module:Class")
     pythons = [find_python(version) for version in args.python]
     plan: list[tuple[str, str, str]] = []
     versions = {python: version_of(python) for python in pythons}

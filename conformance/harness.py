@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import importlib
 import json
 import os
 import sys
@@ -50,7 +51,13 @@ def _base_loop(name: str) -> type[asyncio.AbstractEventLoop]:
         from pytest_asyncspec.exploring_loop import ExploringLoop
 
         return ExploringLoop
-    raise SystemExit(f"unknown loop {name!r}; expected one of {', '.join(LOOPS)}")
+    if ":" in name:  # module:Class, for checking the runner with a broken loop
+        module, _, attribute = name.partition(":")
+        loaded: type[asyncio.AbstractEventLoop] = getattr(
+            importlib.import_module(module), attribute
+        )
+        return loaded
+    raise SystemExit(f"unknown loop {name!r}; expected one of {', '.join(LOOPS)} or module:Class")
 
 
 def install(name: str) -> type[asyncio.AbstractEventLoop]:
@@ -167,7 +174,7 @@ class _JsonResult(unittest.TestResult):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=LOOPS, required=True)
+    parser.add_argument("--loop", required=True, help=f"{', '.join(LOOPS)} or module:Class")
     parser.add_argument("--module", required=True, help="e.g. test_tasks")
     parser.add_argument("--only", default=None, help="a file of test ids to run (one a line)")
     parser.add_argument("--skip", default=None, help="a file of test ids not to run")
