@@ -335,6 +335,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             handle = heapq.heappop(heap)[2]
             handle._scheduled = False  # type: ignore[attr-defined]
             ready.append(handle)
+        handle = None  # see _run_ready
         self._run_ready()
 
     def _run_ready(self) -> None:
@@ -349,6 +350,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
                 self._run_handle_debug(handle)
             else:
                 handle._run()
+        # As in stock asyncio: a coroutine that failed in this step keeps its
+        # callers' frames alive through its traceback (3.12+ links them by
+        # f_back), so a loop frame still naming the handle would keep the
+        # failed task alive in a cycle, and "exception was never retrieved"
+        # would come late or never.
+        handle = None
 
     def _run_handle_debug(self, handle: asyncio.Handle) -> None:
         try:
@@ -366,6 +373,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
                 )
         finally:
             self._current_handle = None
+            handle = None  # see _run_ready
 
     def _poll(self, timeout: float | None) -> None:
         events = self._selector.select(timeout)  # type: ignore[attr-defined]

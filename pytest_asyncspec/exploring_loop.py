@@ -295,6 +295,7 @@ class ExploringLoop(VirtualClockLoop):
                 picks.append(label)
                 steps[label] = steps.get(label, 0) + 1
             handle._run()
+        handle = None  # break the failed-task cycle, as VirtualClockLoop._run_ready
 
     def _take_arrivals(self) -> None:
         """Move newly ready callbacks from ``_ready`` into the pool."""
@@ -385,6 +386,9 @@ class ExploringLoop(VirtualClockLoop):
             handle._run()
             if self._ready:  # type: ignore[attr-defined]
                 self._take_arrivals()
+        # No frame of the loop may keep a failed task alive (see
+        # VirtualClockLoop._run_ready).
+        handle = entry = oldest = successor = None  # type: ignore[assignment]
 
     def _flow_in_real_time(self, due: int | None) -> None:
         if self._chooser is not None:
