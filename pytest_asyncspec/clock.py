@@ -335,7 +335,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             handle = heapq.heappop(heap)[2]
             handle._scheduled = False  # type: ignore[attr-defined]
             ready.append(handle)
-        handle = None  # see _run_ready
+        handle = None  # type: ignore[assignment]  # see _run_ready
         self._run_ready()
 
     def _run_ready(self) -> None:
@@ -373,7 +373,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
                 )
         finally:
             self._current_handle = None
-            handle = None  # see _run_ready
+            handle = None  # type: ignore[assignment]  # see _run_ready
 
     def _poll(self, timeout: float | None) -> None:
         events = self._selector.select(timeout)  # type: ignore[attr-defined]

@@ -234,7 +234,7 @@ def test_a_dropped_failed_task_is_reported_before_the_next_step(
             # The failing step is the last ready callback of its iteration.
             loop.call_soon(lambda: None)
             await asyncio.sleep(0)
-        asyncio.ensure_future(fails())
+        asyncio.ensure_future(fails())  # noqa: RUF006 (dropped on purpose)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         return list(reported)
