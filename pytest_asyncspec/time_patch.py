@@ -9,10 +9,16 @@ The module functions are swapped only while at least one virtual loop is
 running, and restored when the last one stops.  Code that bound a function
 before the swap (``from time import sleep`` at import time) keeps the real one;
 this is documented as a limitation of any pure-Python time virtualisation.
+
+A process forked while a loop runs (``os.fork``, multiprocessing's fork start
+method, a fork ``ProcessPoolExecutor``) is not that loop: a fork handler gives
+the child the real functions and forgets every registration and this module's
+lock (see :func:`_forget_in_child`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -151,3 +157,25 @@ def leave() -> None:
 def current_source() -> VirtualTimeSource | None:
     """The virtual clock the current thread follows, if any."""
     return _sources.get(_get_ident())
+
+
+def _forget_in_child() -> None:
+    """A forked child is not the loop: real time for every thread it will run.
+
+    The child copies the registrations of the parent's loop threads (its one
+    thread has the forking thread's ident, so a loop forked from would still
+    be "running" there) and this module's lock, which another thread of the
+    parent may have held at the fork and nobody in the child would release.
+    """
+    global _lock, _active
+    _lock = threading.Lock()
+    _sources.clear()
+    _active = 0
+    for name, original in _ORIGINALS.items():
+        setattr(time, name, original)
+
+
+# Once, at import: every fork after it (os.fork, multiprocessing's fork and
+# ProcessPoolExecutor's fork workers) gives the child the real clocks.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
