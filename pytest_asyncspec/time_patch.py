@@ -4,6 +4,7 @@ While a virtual-clock loop runs on a thread, ``time.monotonic``,
 ``time.perf_counter``, ``time.time`` (and their ``_ns`` twins) answer with the
 loop's virtual time on *that thread only*, and ``time.sleep`` there advances
 the virtual clock instead of stalling.  Every other thread keeps real time.
+``datetime`` follows too (see :mod:`.datetime_patch`).
 
 The module functions are swapped only while at least one virtual loop is
 running, and restored when the last one stops.  Code that bound a function
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from . import datetime_patch
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 
 # Captured at import so that our own code, and every thread without a virtual
@@ -101,6 +103,16 @@ def _time_ns() -> int:
     return source.epoch_ns() + source.virtual_ticks()
 
 
+def _wall_ns() -> int | None:
+    source = _sources.get(_get_ident())
+    if source is None:
+        return None
+    return source.epoch_ns() + source.virtual_ticks()
+
+
+datetime_patch.bind(_wall_ns)
+
+
 def _sleep(seconds: float) -> None:
     source = _sources.get(_get_ident())
     if source is None:
@@ -140,6 +152,7 @@ def enter(source: VirtualTimeSource) -> None:
         if _active == 1:
             for name, replacement in _REPLACEMENTS.items():
                 setattr(time, name, replacement)
+            datetime_patch.install()
 
 
 def leave() -> None:
@@ -152,6 +165,7 @@ def leave() -> None:
         if _active == 0:
             for name, original in _ORIGINALS.items():
                 setattr(time, name, original)
+            datetime_patch.restore()
 
 
 def current_source() -> VirtualTimeSource | None:
@@ -173,6 +187,7 @@ def _forget_in_child() -> None:
     _active = 0
     for name, original in _ORIGINALS.items():
         setattr(time, name, original)
+    datetime_patch.restore()
 
 
 # Once, at import: every fork after it (os.fork, multiprocessing's fork and
