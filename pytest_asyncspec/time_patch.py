@@ -4,20 +4,28 @@ While a virtual-clock loop runs on a thread, ``time.monotonic``,
 ``time.perf_counter``, ``time.time`` (and their ``_ns`` twins) answer with the
 loop's virtual time on *that thread only*, and ``time.sleep`` there advances
 the virtual clock instead of stalling.  Every other thread keeps real time.
+``datetime`` follows too (see :mod:`.datetime_patch`).
 
 The module functions are swapped only while at least one virtual loop is
 running, and restored when the last one stops.  Code that bound a function
 before the swap (``from time import sleep`` at import time) keeps the real one;
 this is documented as a limitation of any pure-Python time virtualisation.
+
+A process forked while a loop runs (``os.fork``, multiprocessing's fork start
+method, a fork ``ProcessPoolExecutor``) is not that loop: a fork handler gives
+the child the real functions and forgets every registration and this module's
+lock (see :func:`_forget_in_child`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from . import datetime_patch
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 
 # Captured at import so that our own code, and every thread without a virtual
@@ -95,6 +103,16 @@ def _time_ns() -> int:
     return source.epoch_ns() + source.virtual_ticks()
 
 
+def _wall_ns() -> int | None:
+    source = _sources.get(_get_ident())
+    if source is None:
+        return None
+    return source.epoch_ns() + source.virtual_ticks()
+
+
+datetime_patch.bind(_wall_ns)
+
+
 def _sleep(seconds: float) -> None:
     source = _sources.get(_get_ident())
     if source is None:
@@ -134,6 +152,7 @@ def enter(source: VirtualTimeSource) -> None:
         if _active == 1:
             for name, replacement in _REPLACEMENTS.items():
                 setattr(time, name, replacement)
+            datetime_patch.install()
 
 
 def leave() -> None:
@@ -146,8 +165,32 @@ def leave() -> None:
         if _active == 0:
             for name, original in _ORIGINALS.items():
                 setattr(time, name, original)
+            datetime_patch.restore()
 
 
 def current_source() -> VirtualTimeSource | None:
     """The virtual clock the current thread follows, if any."""
     return _sources.get(_get_ident())
+
+
+def _forget_in_child() -> None:
+    """A forked child is not the loop: real time for every thread it will run.
+
+    The child copies the registrations of the parent's loop threads (its one
+    thread has the forking thread's ident, so a loop forked from would still
+    be "running" there) and this module's lock, which another thread of the
+    parent may have held at the fork and nobody in the child would release.
+    """
+    global _lock, _active
+    _lock = threading.Lock()
+    _sources.clear()
+    _active = 0
+    for name, original in _ORIGINALS.items():
+        setattr(time, name, original)
+    datetime_patch.restore()
+
+
+# Once, at import: every fork after it (os.fork, multiprocessing's fork and
+# ProcessPoolExecutor's fork workers) gives the child the real clocks.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
