@@ -181,9 +181,12 @@ def run_module(
             if done:
                 break
             if started is None:
-                # The module failed before any test began (an import error).
-                lost[f"{module} (the module did not run)"] = TestResult(
-                    "crash", False, 0.0, f"exit status {code}\n{stderr[-_TAIL:]}"
+                # Before the first test (an import error, a class fixture) or
+                # after the last one (a module fixture that hung).
+                where = "after its last test" if results else "before its first test"
+                kind = "hang" if "Timeout (" in stderr else "crash"
+                lost[f"{module} ({kind} {where})"] = TestResult(
+                    kind, False, 0.0, f"exit status {code}\n{stderr[-_TAIL:]}"
                 )
                 break
             kind = "hang" if "Timeout (" in stderr else "crash"
@@ -237,11 +240,10 @@ class Difference:
 
 def compare(stock: ModuleRun, ours: ModuleRun) -> list[Difference]:
     found = []
-    for test, base in stock.results.items():
-        mine = ours.results.get(test)
-        if base.outcome not in PASSED or mine is None or mine.outcome in PASSED:
-            continue
-        if base.outcome == "skip" and mine.outcome == "skip":
+    for test, mine in ours.results.items():
+        # A test only ours has (a hang after the last test) passed on stock.
+        base = stock.results.get(test, TestResult("pass", False, 0.0, ""))
+        if base.outcome not in PASSED or mine.outcome in PASSED:
             continue
         reason = KNOWN_DIFFERENCES.get(test.rsplit(".", 1)[-1]) or KNOWN_DIFFERENCES.get(test)
         found.append(Difference(test, ours.python, ours.loop, mine.outcome, mine.detail, reason))

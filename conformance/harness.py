@@ -127,7 +127,9 @@ class _JsonResult(unittest.TestResult):
         faulthandler.dump_traceback_later(self._hang_after, exit=True)
 
     def stopTest(self, test: unittest.TestCase) -> None:
-        faulthandler.cancel_dump_traceback_later()
+        # Re-armed, not cancelled: class and module fixtures run between tests
+        # and after the last one, and may hang too (waiting for a child).
+        faulthandler.dump_traceback_later(self._hang_after, exit=True)
         super().stopTest(test)
         self._write(
             event="end",
