@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from . import time_patch
-from .inflight import FdKind, classify
+from .inflight import FdKind, PeerTrackingLoop
 from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
 from .waiting import WaitingTask, waiting_tasks
 
@@ -73,7 +73,7 @@ class DeadlockError(RuntimeError):
         )
 
 
-class VirtualClockLoop(asyncio.SelectorEventLoop):
+class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
     __slots__ = (
@@ -420,20 +420,16 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return signal.getitimer(signal.ITIMER_REAL)[0] > 0
 
     def _registered_fd_kinds(self) -> set[FdKind]:
-        if len(self._selector.get_map()) <= 1:  # type: ignore[attr-defined]
+        selector_map = self._selector.get_map()  # type: ignore[attr-defined]
+        if len(selector_map) <= 1:
             return set()  # nothing but the loop's own self-pipe
-        fds = [
-            key.fd
-            for key in self._selector.get_map().values()  # type: ignore[attr-defined]
-            if key.fd != self._ssock.fileno()  # type: ignore[attr-defined]
-        ]
-        if not fds:
+        own = self._ssock.fileno()  # type: ignore[attr-defined]
+        registered = {key.fd: key.events for key in selector_map.values() if key.fd != own}
+        if not registered:
             return set()
-        # Sockets of this loop's transports count as this loop's own even
-        # while not registered: a client that paused reading (httpx does so
-        # on an idle pooled connection) is still this loop's peer.
-        transports = getattr(self, "_transports", {})
-        return set(classify(fds, owned=list(transports)).values())
+        # Which ends are this loop's own, and bytes still in flight between
+        # them: see pytest_asyncspec.inflight.
+        return self._peer_kinds(registered)
 
     def _start_real_flow(self) -> None:
         if self._real_mark is None:

@@ -28,6 +28,7 @@ class RunVirtual(Protocol):
         *,
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
         watchdog: float = DEFAULT_WATCHDOG,
+        loop_class: type[VirtualClockLoop] = VirtualClockLoop,
     ) -> _T: ...
 
 
@@ -52,8 +53,12 @@ def _run_virtual(
     *,
     deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
     watchdog: float = DEFAULT_WATCHDOG,
+    loop_class: type[VirtualClockLoop] = VirtualClockLoop,
 ) -> _T:
     """Run ``main()`` on a new virtual-clock loop, then tear the loop down.
+
+    ``loop_class`` may name a subclass (``ExploringLoop``, which runs in stock
+    order until a schedule begins).
 
     The teardown mirrors ``asyncio.Runner.close`` (cancel what is left, close
     async generators, shut the default executor down, close) but works on
@@ -66,7 +71,7 @@ def _run_virtual(
     ``watchdog`` real seconds, so a hang fails the test with a clear message
     instead of waiting for pytest-timeout.
     """
-    loop = VirtualClockLoop(deadlock_grace=deadlock_grace)
+    loop = loop_class(deadlock_grace=deadlock_grace)
     fired = threading.Event()
 
     def rescue() -> None:
