@@ -374,11 +374,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         if FdKind.EXTERNAL in kinds or self._children_running():
             self._flow_in_real_time(due)
             return
-        watched = self._threads.watching
-        if (watched or self._jobs_in_flight) and self._threads.holds_time(self._jobs_in_flight):
-            # A busy thread says nothing when it stops to wait for the loop:
-            # look again soon.
-            self._flow_in_real_time(threads.recheck_due(due, self._ticks) if watched else due)
+        watch = self._threads
+        watched = watch.threads or watch.jobs
+        if (watched or self._jobs_in_flight) and watch.holds_time(self._jobs_in_flight):
+            # A busy thread or job says nothing when it stops to wait for the
+            # loop: look again soon.
+            self._flow_in_real_time(threads.recheck_due(due, self._ticks))
             return
         self._real_mark = None
         if len(kinds) or due is None or watched:
@@ -439,7 +440,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             remaining = deadline - time_patch.real_monotonic()
             if remaining <= 0:
                 break
-            if self._threads.watching:
+            if self._threads.threads or self._threads.jobs:
                 # A waiting thread may be woken by another: look again soon.
                 remaining = min(remaining, threads.RECHECK_SECONDS)
             self._poll(remaining)

@@ -33,21 +33,30 @@ a deadlock and such threads exist.  It is *idle* only in an untimed wait:
   even though its frame still shows the wait;
 * ``Thread.join()`` without a timeout (the joined thread, if it counts, is
   judged on its own);
+* ``queue.SimpleQueue.get()`` (C code: the frame is the caller's, stopped
+  at the call; the receiver is read back from the bytecode) on an empty
+  queue: ``get`` takes its item only once it holds the GIL again, so an item
+  the loop has just put makes the thread busy;
 * an executor worker waiting on an empty work queue.
 
 Everything else is busy, timed waits included: ``.result(timeout=5)``,
 ``Queue.get(timeout=...)`` or a ``threading.Timer`` end at a *real* instant,
 so the clock flows at real speed with them, which is exactly when their
 timeout fires.  A raw ``Lock.acquire()`` (C code, with no Python frame of its
-own) cannot be told from a running thread and counts as busy.
+own) counts as busy: a lock the loop has just released is taken by the
+waiter before it gets the GIL back, so "locked, and the frame is at the call"
+would also describe a thread that is already on its way.
 """
 
 from __future__ import annotations
 
 import concurrent.futures._base as _futures_base
 import concurrent.futures.thread as _futures_thread
+import dis
+import functools
 import inspect
 import itertools
+import queue
 import sys
 import threading
 import weakref
@@ -102,9 +111,8 @@ class ThreadState:
     where: str
 
     def describe(self) -> str:
-        if self.idle:
-            return f"thread {self.name!r} waits in {self.waits_in} with no timeout\n    at {self.where}"
-        return f"thread {self.name!r} is running\n    at {self.where}"
+        state = f"waits in {self.waits_in} with no timeout" if self.idle else "is running"
+        return f"thread {self.name!r} {state}\n    at {self.where}"
 
 
 def _condition_still_waiting(frame: FrameType) -> bool:
@@ -123,6 +131,78 @@ def _condition_still_waiting(frame: FrameType) -> bool:
         return False
 
 
+_CALL_OPS = frozenset({"CALL", "CALL_METHOD", "CALL_FUNCTION"})
+_LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF"})
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=512)
+def _instructions(code: CodeType) -> tuple[dict[int, int], tuple[dis.Instruction, ...]]:
+    instructions = tuple(dis.get_instructions(code))
+    return {ins.offset: n for n, ins in enumerate(instructions)}, instructions
+
+
+def _called_method(frame: FrameType) -> tuple[object, str, tuple[object, ...]] | None:
+    """For a frame stopped in ``name.attr....method(constants)``, the receiver
+    object, the method's name and the arguments; None for any other call.
+
+    The receiver is read back from the frame without running any code: a
+    local, closure or global name, then instance attributes found in
+    ``__dict__`` (never a property).
+    """
+    index, instructions = _instructions(frame.f_code)
+    at = index.get(frame.f_lasti)
+    if at is None or instructions[at].opname not in _CALL_OPS:
+        return None
+    argc = instructions[at].arg or 0
+    n = at - 1
+    if n >= 0 and instructions[n].opname == "PRECALL":  # 3.11
+        n -= 1
+    args = []
+    for _ in range(argc):
+        if n < 0 or instructions[n].opname != "LOAD_CONST":
+            return None
+        args.append(instructions[n].argval)
+        n -= 1
+    if n < 0 or instructions[n].opname not in ("LOAD_METHOD", "LOAD_ATTR"):
+        return None
+    method = str(instructions[n].argval)
+    n -= 1
+    attributes = []
+    while n >= 0 and instructions[n].opname == "LOAD_ATTR":
+        attributes.append(str(instructions[n].argval))
+        n -= 1
+    if n < 0:
+        return None
+    base = instructions[n]
+    if base.opname in _LOCAL_OPS:
+        receiver = frame.f_locals.get(base.argval, _MISSING)
+    elif base.opname in _GLOBAL_OPS:
+        receiver = frame.f_globals.get(base.argval, _MISSING)
+    else:
+        return None
+    for attribute in reversed(attributes):
+        namespace = getattr(receiver, "__dict__", None)
+        receiver = namespace.get(attribute, _MISSING) if isinstance(namespace, dict) else _MISSING
+    if receiver is _MISSING:
+        return None
+    return receiver, method, tuple(reversed(args))
+
+
+def _in_simple_queue_get(frame: FrameType) -> bool:
+    call = _called_method(frame)
+    if call is None:
+        return False
+    receiver, method, args = call
+    return (
+        isinstance(receiver, queue.SimpleQueue)
+        and method == "get"
+        and args in ((), (True,), (True, None))
+        and receiver.empty()
+    )
+
+
 def _idle_at(frame: FrameType) -> bool:
     code = frame.f_code
     if code is _CONDITION_WAIT:
@@ -139,7 +219,7 @@ def _idle_at(frame: FrameType) -> bool:
             and work_queue is not None
             and bool(work_queue.empty())
         )
-    return False
+    return _in_simple_queue_get(frame)
 
 
 def _module(frame: FrameType) -> str:
@@ -154,6 +234,8 @@ def judge(name: str, frame: FrameType | None) -> ThreadState:
         return ThreadState(name, False, "", place(frame))
     if frame.f_code is _WORKER:
         return ThreadState(name, True, _IDLE_WORKER, place(frame))
+    if frame.f_code is not _CONDITION_WAIT and frame.f_code is not _JOIN:
+        return ThreadState(name, True, "queue.SimpleQueue.get()", place(frame))
     # The outermost frame of the wait names the primitive (Queue.get over
     # Condition.wait); the frame below it is where the thread waits.
     outer = frame
@@ -166,32 +248,28 @@ def judge(name: str, frame: FrameType | None) -> ThreadState:
 class ThreadWatch:
     """The threads and executor jobs that may call back into one loop."""
 
-    __slots__ = ("_job_ids", "_jobs", "_on_start", "_threads")
+    __slots__ = ("_job_ids", "_on_start", "jobs", "threads")
 
     def __init__(self, on_start: Callable[[], None] | None = None) -> None:
-        #: Watched threads, in start order (a dict as an ordered set).
-        self._threads: dict[threading.Thread, None] = {}
+        #: Watched threads, in start order (a dict as an ordered set). The loop
+        #: reads this and ``jobs`` for truth before it asks anything costlier.
+        self.threads: dict[threading.Thread, None] = {}
         #: Running ThreadPoolExecutor jobs: job number -> ident of their thread.
-        self._jobs: dict[int, int] = {}
+        self.jobs: dict[int, int] = {}
         self._job_ids = itertools.count()
         #: Called on the loop's thread when it starts a thread (real work begins).
         self._on_start = on_start
 
-    @property
-    def watching(self) -> bool:
-        """Whether any thread or running job is watched (cheap)."""
-        return bool(self._threads) or bool(self._jobs)
-
     def add(self, thread: threading.Thread) -> None:
-        self._threads[thread] = None
+        self.threads[thread] = None
 
     def discard(self, thread: threading.Thread) -> None:
-        self._threads.pop(thread, None)
+        self.threads.pop(thread, None)
 
     def wrap_job(self, func: Callable[..., _T]) -> Callable[..., _T]:
         """``func`` noting, while it runs, which thread runs it."""
         key = next(self._job_ids)
-        jobs = self._jobs
+        jobs = self.jobs
 
         def job(*args: Any) -> _T:
             jobs[key] = threading.get_ident()
@@ -204,10 +282,10 @@ class ThreadWatch:
 
     def _live_threads(self) -> list[threading.Thread]:
         alive = []
-        for thread in list(self._threads):
+        for thread in list(self.threads):
             # ident is None until the thread runs: it is about to, so it counts.
             if thread.ident is not None and not thread.is_alive():
-                self._threads.pop(thread, None)
+                self.threads.pop(thread, None)
             else:
                 alive.append(thread)
         return alive
@@ -219,10 +297,10 @@ class ThreadWatch:
         finish; those not known to be idle (not started, not a thread pool's,
         or finished and reporting back) hold the clock.
         """
-        if not self._threads and not self._jobs:
+        if not self.threads and not self.jobs:
             return jobs_in_flight > 0
         frames = sys._current_frames()
-        idle_jobs = sum(1 for ident in list(self._jobs.values()) if _idle_frame(frames.get(ident)))
+        idle_jobs = sum(1 for ident in list(self.jobs.values()) if _idle_frame(frames.get(ident)))
         if jobs_in_flight > idle_jobs:
             return True
         return any(

@@ -43,9 +43,13 @@ class Connection(threading.Thread):
     ``call_soon_threadsafe``; ``time.sleep`` here is real (no virtual loop runs
     on this thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, simple: bool = False) -> None:
         super().__init__(name="driver-worker", daemon=True)
-        self._tx: queue.Queue[tuple[asyncio.Future[str], float, str] | None] = queue.Queue()
+        # aiosqlite 0.22 feeds its worker through a SimpleQueue (whose get is C
+        # code), older versions through a queue.Queue.
+        self._tx: queue.Queue[Any] | queue.SimpleQueue[Any] = (
+            queue.SimpleQueue() if simple else queue.Queue()
+        )
 
     def run(self) -> None:
         while True:
@@ -71,8 +75,8 @@ def _set_unless_done(future: asyncio.Future[str], answer: str) -> None:
         future.set_result(answer)
 
 
-def connect() -> Connection:
-    connection = Connection()
+def connect(simple: bool = False) -> Connection:
+    connection = Connection(simple)
     connection.start()  # from the loop's thread, as aiosqlite's connect() does
     return connection
 
@@ -134,14 +138,15 @@ def test_a_driver_query_with_no_timer_is_not_a_deadlock(run_virtual: RunVirtual)
     assert 0.8 <= elapsed < 60
 
 
-def test_sleeps_jump_beside_an_idle_driver_worker(run_virtual: RunVirtual) -> None:
+@pytest.mark.parametrize("simple", [False, True], ids=["Queue", "SimpleQueue"])
+def test_sleeps_jump_beside_an_idle_driver_worker(run_virtual: RunVirtual, simple: bool) -> None:
     """Once the worker has answered and waits on its queue again, an hour's sleep
     is jumped over: exactly 3600 s of virtual time, in a few real seconds at most;
     queries before and after it are still real work."""
 
     async def main() -> tuple[list[str], float]:
         loop = asyncio.get_running_loop()
-        db = connect()
+        db = connect(simple)
         try:
             rows = [await db.execute(0.05, "before")]
             started = loop.time()
@@ -159,7 +164,8 @@ def test_sleeps_jump_beside_an_idle_driver_worker(run_virtual: RunVirtual) -> No
     assert took < INSTANT
 
 
-def test_many_short_queries_are_never_overtaken(run_virtual: RunVirtual) -> None:
+@pytest.mark.parametrize("simple", [False, True], ids=["Queue", "SimpleQueue"])
+def test_many_short_queries_are_never_overtaken(run_virtual: RunVirtual, simple: bool) -> None:
     """Forty 10 ms queries, each under a 5 s timeout beside a 60 s timer: the
     loop puts the query on the queue and must not judge the worker idle while
     it is being woken (its frame still shows the queue wait)."""
@@ -168,7 +174,7 @@ def test_many_short_queries_are_never_overtaken(run_virtual: RunVirtual) -> None
         loop = asyncio.get_running_loop()
         fired: list[str] = []
         far = loop.call_later(60, fired.append, "60 s timer")
-        db = connect()
+        db = connect(simple)
         rows = []
         try:
             for n in range(40):
@@ -279,14 +285,17 @@ def test_a_thread_that_existed_before_the_loop_does_not_hold_time(
 # -- deadlocks with threads alive ------------------------------------------------
 
 
-def test_a_deadlock_beside_an_idle_worker_lists_the_worker(run_virtual: RunVirtual) -> None:
+@pytest.mark.parametrize("simple", [False, True], ids=["Queue", "SimpleQueue"])
+def test_a_deadlock_beside_an_idle_worker_lists_the_worker(
+    run_virtual: RunVirtual, simple: bool
+) -> None:
     """A task awaits a future nobody completes while the driver worker waits on
     its queue: a real deadlock, reported within seconds, naming the worker, the
     queue wait it sits in and the line of its ``get``; it does not claim that no
     thread could call back."""
 
     async def main() -> None:
-        db = connect()
+        db = connect(simple)
         try:
             await db.execute(0.01)
             await asyncio.get_running_loop().create_future()
@@ -300,7 +309,7 @@ def test_a_deadlock_beside_an_idle_worker_lists_the_worker(run_virtual: RunVirtu
 
     message = str(excinfo.value)
     assert "driver-worker" in message
-    assert "queue.Queue.get" in message
+    assert ("queue.SimpleQueue.get()" if simple else "queue.Queue.get()") in message
     assert f"{__file__}:" in message  # the worker's own frame: item = self._tx.get()
     assert "nothing can ever wake" not in message
     assert [thread.name for thread in excinfo.value.threads] == ["driver-worker"]
@@ -359,25 +368,34 @@ def test_a_timed_wait_in_a_job_is_real_time(run_virtual: RunVirtual) -> None:
     assert took >= 0.25
 
 
+@pytest.mark.parametrize("made", ["on the loop", "before the loop"])
 def test_a_user_executor_job_waiting_on_the_loop_lets_sleeps_jump(
-    run_virtual: RunVirtual,
+    run_virtual: RunVirtual, made: str
 ) -> None:
     """The same through ``run_in_executor`` on a ThreadPoolExecutor of the test's
-    own, whose job waits on an ``threading.Event`` the loop sets after an hour."""
+    own, whose job waits on an ``threading.Event`` the loop sets after an hour;
+    whether the pool's thread was started by the loop or before it ran, the job
+    is watched."""
+    ready = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    if made == "before the loop":
+        pool.submit(int).result()  # its worker thread starts here, outside the loop
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
-        ready = threading.Event()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            job = loop.run_in_executor(pool, ready.wait)
-            started = loop.time()
-            await asyncio.sleep(3600)
-            slept = loop.time() - started
-            ready.set()
-            assert await job is True
+        job = loop.run_in_executor(pool, ready.wait)
+        started = loop.time()
+        await asyncio.sleep(3600)
+        slept = loop.time() - started
+        ready.set()
+        assert await job is True
         return slept
 
-    slept, took = _timed(lambda: run_virtual(main))
+    try:
+        slept, took = _timed(lambda: run_virtual(main))
+    finally:
+        ready.set()
+        pool.shutdown(wait=True)
 
     assert slept == 3600.0
     assert took < INSTANT
@@ -406,3 +424,60 @@ def test_an_executor_job_waiting_on_a_future_nobody_completes_is_a_deadlock(
     assert "Future.result" in message
     assert "nothing can ever wake" not in message
     assert len(excinfo.value.threads) == 1
+
+
+def test_a_thread_joining_a_waiting_thread_is_idle(run_virtual: RunVirtual) -> None:
+    """A helper joins (no timeout) a thread that waits on a ``threading.Event`` the
+    loop sets after an hour's sleep: both wait for the loop, so the hour is jumped
+    over (``Thread.join`` waits in C on 3.13, in Python before)."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        release = threading.Event()
+        waiter = threading.Thread(target=release.wait, name="waiter")
+        joiner = threading.Thread(target=waiter.join, name="joiner")
+        waiter.start()
+        joiner.start()
+        started = loop.time()
+        await asyncio.sleep(3600)
+        slept = loop.time() - started
+        release.set()
+        joiner.join(timeout=10)
+        return slept
+
+    slept, took = _timed(lambda: run_virtual(main))
+
+    assert slept == 3600.0
+    assert took < INSTANT
+
+
+def test_real_aiosqlite_is_real_work_and_its_idle_worker_lets_sleeps_jump(
+    run_virtual: RunVirtual, tmp_path: Any
+) -> None:
+    """aiosqlite itself: queries beside a pending 60 s timer and under a 30 s
+    timeout are answered, and an hour's sleep beside the open (idle) connection
+    takes exactly 3600 s of virtual time in a few real seconds."""
+    aiosqlite = pytest.importorskip("aiosqlite")
+
+    async def main() -> tuple[list[Any], float, list[str]]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        far = loop.call_later(60, fired.append, "60 s timer")
+        async with aiosqlite.connect(tmp_path / "test.db") as db:
+            await asyncio.wait_for(db.execute("create table t (n integer)"), 30)
+            await asyncio.wait_for(db.executemany("insert into t values (?)", [(1,), (2,)]), 30)
+            await db.commit()
+            started = loop.time()
+            await asyncio.sleep(3600)
+            slept = loop.time() - started
+            async with db.execute("select n from t order by n") as cursor:
+                rows = list(await asyncio.wait_for(cursor.fetchall(), 30))
+        far.cancel()
+        return rows, slept, fired
+
+    (rows, slept, fired), took = _timed(lambda: run_virtual(main))
+
+    assert [tuple(row) for row in rows] == [(1,), (2,)]
+    assert slept == 3600.0
+    assert fired == ["60 s timer"]  # the hour's sleep passed it, as it should
+    assert took < INSTANT
