@@ -33,10 +33,13 @@ a deadlock and such threads exist.  It is *idle* only in an untimed wait:
   even though its frame still shows the wait;
 * ``Thread.join()`` without a timeout (the joined thread, if it counts, is
   judged on its own);
-* ``queue.SimpleQueue.get()`` (C code: the frame is the caller's, stopped
-  at the call; the receiver is read back from the bytecode) on an empty
-  queue: ``get`` takes its item only once it holds the GIL again, so an item
-  the loop has just put makes the thread busy;
+* from Python 3.13, ``queue.SimpleQueue.get()`` (C code: the frame is the
+  caller's, stopped at a ``.get()`` call, read from its bytecode) while every
+  SimpleQueue among the frame's locals and its ``self``'s attributes is
+  empty; ``put`` hands an item straight to a waiting ``get`` there, so the
+  verdict is confirmed after letting go of the GIL for a moment (and, on
+  Linux, the thread must not be runnable).  Before 3.13 such a thread counts
+  as busy: reading the caller's locals is not safe there;
 * an executor worker waiting on an empty work queue.
 
 Everything else is busy, timed waits included: ``.result(timeout=5)``,
@@ -66,6 +69,7 @@ from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from .ticks import TICKS_PER_SECOND
+from .time_patch import real_sleep
 from .waiting import place, qualname
 
 _T = TypeVar("_T")
@@ -74,12 +78,21 @@ _T = TypeVar("_T")
 #: clock: a thread that stops to wait for the loop calls nobody to say so.
 RECHECK_SECONDS = 0.005
 RECHECK_TICKS = round(RECHECK_SECONDS * TICKS_PER_SECOND)
+#: Real seconds the loop lets go of the GIL to confirm that a thread in
+#: ``SimpleQueue.get`` is still waiting (3.13+, see ``_HANDOFF``).
+CONFIRM_SECONDS = 0.001
+#: From 3.13 on, ``SimpleQueue.put`` hands its item straight to a waiting
+#: ``get``: the queue stays empty while the woken thread waits for the GIL, so
+#: "empty, and the frame is at the call" must be confirmed after letting it run.
+_HANDOFF = sys.version_info >= (3, 13)
 
 _CONDITION_WAIT: CodeType = threading.Condition.wait.__code__
 #: The untimed part of Thread.join: the join itself on 3.13 (which waits in
 #: C), ``_wait_for_tstate_lock`` before.
 _JOIN: CodeType = getattr(threading.Thread, "_wait_for_tstate_lock", threading.Thread.join).__code__
 _WORKER: CodeType = _futures_thread._worker.__code__
+#: Waits judged in Python, from state that a wake-up changes at once.
+_PYTHON_WAITS = frozenset({_CONDITION_WAIT, _JOIN, _WORKER})
 #: Modules whose frames are part of a wait, not the place that waits.
 _WAIT_MODULES = frozenset({"threading", "queue", _futures_base.__name__})
 _IDLE_WORKER = "an executor's work queue"
@@ -132,9 +145,6 @@ def _condition_still_waiting(frame: FrameType) -> bool:
 
 
 _CALL_OPS = frozenset({"CALL", "CALL_METHOD", "CALL_FUNCTION"})
-_LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF"})
-_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
-_MISSING = object()
 
 
 @functools.lru_cache(maxsize=512)
@@ -143,18 +153,13 @@ def _instructions(code: CodeType) -> tuple[dict[int, int], tuple[dis.Instruction
     return {ins.offset: n for n, ins in enumerate(instructions)}, instructions
 
 
-def _called_method(frame: FrameType) -> tuple[object, str, tuple[object, ...]] | None:
-    """For a frame stopped in ``name.attr....method(constants)``, the receiver
-    object, the method's name and the arguments; None for any other call.
-
-    The receiver is read back from the frame without running any code: a
-    local, closure or global name, then instance attributes found in
-    ``__dict__`` (never a property).
-    """
+def _calls_untimed_get(frame: FrameType) -> bool:
+    """Whether the frame is stopped in ``<expression>.get()`` (or ``.get(True)``,
+    ``.get(True, None)``), read from its bytecode."""
     index, instructions = _instructions(frame.f_code)
     at = index.get(frame.f_lasti)
     if at is None or instructions[at].opname not in _CALL_OPS:
-        return None
+        return False
     argc = instructions[at].arg or 0
     n = at - 1
     if n >= 0 and instructions[n].opname == "PRECALL":  # 3.11
@@ -162,45 +167,33 @@ def _called_method(frame: FrameType) -> tuple[object, str, tuple[object, ...]] |
     args = []
     for _ in range(argc):
         if n < 0 or instructions[n].opname != "LOAD_CONST":
-            return None
+            return False
         args.append(instructions[n].argval)
         n -= 1
-    if n < 0 or instructions[n].opname not in ("LOAD_METHOD", "LOAD_ATTR"):
-        return None
-    method = str(instructions[n].argval)
-    n -= 1
-    attributes = []
-    while n >= 0 and instructions[n].opname == "LOAD_ATTR":
-        attributes.append(str(instructions[n].argval))
-        n -= 1
-    if n < 0:
-        return None
-    base = instructions[n]
-    if base.opname in _LOCAL_OPS:
-        receiver = frame.f_locals.get(base.argval, _MISSING)
-    elif base.opname in _GLOBAL_OPS:
-        receiver = frame.f_globals.get(base.argval, _MISSING)
-    else:
-        return None
-    for attribute in reversed(attributes):
-        namespace = getattr(receiver, "__dict__", None)
-        receiver = namespace.get(attribute, _MISSING) if isinstance(namespace, dict) else _MISSING
-    if receiver is _MISSING:
-        return None
-    return receiver, method, tuple(reversed(args))
+    return (
+        tuple(reversed(args)) in _UNTIMED_GET
+        and n >= 0
+        and instructions[n].opname in ("LOAD_METHOD", "LOAD_ATTR")
+        and instructions[n].argval == "get"
+    )
+
+
+_UNTIMED_GET = frozenset({(), (True,), (True, None)})
 
 
 def _in_simple_queue_get(frame: FrameType) -> bool:
-    call = _called_method(frame)
-    if call is None:
+    if not _HANDOFF or not _calls_untimed_get(frame):
+        # Before 3.13 reading ``f_locals`` of a frame whose thread is not
+        # parked in a known wait writes the frame's locals dict, freeing stale
+        # values under the feet of the thread (aiosqlite's own suite crashed
+        # on 3.11): such a thread counts as busy there.
         return False
-    receiver, method, args = call
-    return (
-        isinstance(receiver, queue.SimpleQueue)
-        and method == "get"
-        and args in ((), (True,), (True, None))
-        and receiver.empty()
-    )
+    # 3.13's f_locals is a read-only view of the frame (PEP 667).
+    queues = [item for item in frame.f_locals.values() if isinstance(item, queue.SimpleQueue)]
+    owner = frame.f_locals.get("self")
+    if owner is not None and isinstance(getattr(owner, "__dict__", None), dict):
+        queues += [item for item in vars(owner).values() if isinstance(item, queue.SimpleQueue)]
+    return bool(queues) and all(q.empty() for q in queues)
 
 
 def _idle_at(frame: FrameType) -> bool:
@@ -303,10 +296,12 @@ class ThreadWatch:
         idle_jobs = sum(1 for ident in list(self.jobs.values()) if _idle_frame(frames.get(ident)))
         if jobs_in_flight > idle_jobs:
             return True
-        return any(
-            thread.ident is None or not _idle_frame(frames.get(thread.ident))
-            for thread in self._live_threads()
-        )
+        idents = set(self.jobs.values())
+        for thread in self._live_threads():
+            if thread.ident is None or not _idle_frame(frames.get(thread.ident)):
+                return True
+            idents.add(thread.ident)
+        return _HANDOFF and _handed_off(frames, idents)
 
     def states(self) -> list[ThreadState]:
         """Every watched thread still alive, with its state (for reports).
@@ -324,6 +319,43 @@ class ThreadWatch:
 
 def _idle_frame(frame: FrameType | None) -> bool:
     return frame is not None and _idle_at(frame)
+
+
+def _handed_off(frames: dict[int, FrameType], idents: set[int]) -> bool:
+    """Whether a thread seen idle in ``SimpleQueue.get`` was in fact handed an
+    item: let it run for a moment, then see whether it moved on."""
+    waiting = {
+        ident: (frame, frame.f_lasti)
+        for ident in idents
+        if (frame := frames.get(ident)) is not None and frame.f_code not in _PYTHON_WAITS
+    }
+    if not waiting:
+        return False
+    # Let go of the GIL: a thread that was handed an item and waits for the
+    # GIL takes it now and moves on.
+    real_sleep(CONFIRM_SECONDS)
+    now = sys._current_frames()
+    return any(
+        now.get(ident) is not frame
+        or frame.f_lasti != lasti
+        or not _idle_at(frame)
+        or _scheduled(ident)  # woken, but the OS has not run it yet
+        for ident, (frame, lasti) in waiting.items()
+    )
+
+
+def _scheduled(ident: int) -> bool:
+    """Whether the OS has the thread runnable (Linux: ``R`` in its stat)."""
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    native_id = getattr(thread, "native_id", None)
+    if native_id is None:
+        return False
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+            fields = stat.read()
+    except OSError:  # not Linux, or the thread just ended
+        return False
+    return fields[fields.rfind(b")") + 2 : fields.rfind(b")") + 3] == b"R"
 
 
 def recheck_due(due: int | None, now: int) -> int:
