@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from types import FrameType, TracebackType
 from typing import Literal
 
+from . import threads
 from .allow_rules import AllowRule
 from .clock import VirtualClockLoop
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
@@ -445,6 +446,8 @@ class BlockingWatchdog:
         self._thread = threading.Thread(
             target=self._watch, name="asyncspec-blocking-watchdog", daemon=True
         )
+        # Its sampling is none of the virtual clock's business (see threads.py).
+        threads.exclude(self._thread)
         self._thread.start()
 
     def stop(self) -> None:

@@ -10,9 +10,12 @@ Semantics (see ``docs/concepts/virtual-time.md``):
 * a blocking ``time.sleep(d)`` on the loop's thread returns at once and moves
   the clock by ``d``; on any other thread it stays real;
 * timers due at the same instant fire in the order they were scheduled;
+* threads started while the loop runs, and thread-pool jobs, are real work
+  while they run and do not hold the clock while they wait, untimed, for the
+  loop itself (see :mod:`pytest_asyncspec.threads`);
 * a deadlock (tasks pending, nothing runnable, no timer, nothing in flight)
-  raises :class:`DeadlockError` naming each waiting task after a short real
-  grace period, instead of hanging.
+  raises :class:`DeadlockError` naming each waiting task, and each thread
+  that waits for the loop, after a short real grace period, instead of hanging.
 
 Nothing here imports pytest: ``asyncio.Runner(loop_factory=VirtualClockLoop)``
 or ``asyncio.run(main(), loop_factory=VirtualClockLoop)`` (3.12+) work alone.
@@ -36,8 +39,9 @@ from contextvars import Context
 from types import FrameType
 from typing import Any, TypeVar
 
-from . import time_patch
+from . import threads, time_patch
 from .inflight import FdKind, PeerTrackingLoop
+from .threads import ThreadState
 from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
 from .waiting import WaitingTask, waiting_tasks
 
@@ -59,14 +63,32 @@ DEFAULT_DEADLOCK_GRACE = 0.5
 class DeadlockError(RuntimeError):
     """Every task waits, no timer is set and nothing outside can wake them."""
 
-    def __init__(self, at_seconds: float, tasks: list[WaitingTask]) -> None:
+    def __init__(
+        self,
+        at_seconds: float,
+        tasks: list[WaitingTask],
+        threads: list[ThreadState] | None = None,
+    ) -> None:
         self.at_seconds = at_seconds
         self.tasks = tasks
+        #: Threads that could call back into the loop, each waiting for it.
+        self.threads = list(threads or ())
         listing = "\n".join(task.describe() for task in tasks)
+        if self.threads:
+            cause = (
+                "no timer is scheduled, no I/O is in flight, and the "
+                f"{len(self.threads)} thread(s) that could call back all wait for the "
+                "loop in turn, so none of them will wake them."
+            )
+            listing += "\n" + "\n".join(thread.describe() for thread in self.threads)
+        else:
+            cause = (
+                "no timer is scheduled, and no I/O or executor job is in flight, "
+                "so nothing can ever wake them."
+            )
         super().__init__(
             f"deadlock at virtual time {at_seconds:g} s: {len(tasks)} task(s) wait, "
-            "no timer is scheduled, and no I/O or executor job is in flight, "
-            "so nothing can ever wake them.\n"
+            f"{cause}\n"
             f"{listing}\n"
             "Look for an Event/Future/Queue that is never set or fed, or a task "
             "awaiting itself through another task."
@@ -83,6 +105,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_held",
         "_jobs_in_flight",
         "_real_mark",
+        "_threads",
         "_ticks",
         "_timer_heap",
         "_timer_seq",
@@ -111,6 +134,8 @@ class VirtualClockLoop(PeerTrackingLoop):
         # Real ns at which the current stretch of in-flight real work began
         # (or was last accounted for); None while nothing is in flight.
         self._real_mark: int | None = None
+        #: Threads and thread-pool jobs that may call back into this loop.
+        self._threads = threads.ThreadWatch(on_start=self._start_real_flow)
         #: Called as ``on_blocking_sleep(seconds, caller_frame)`` for every
         #: blocking ``time.sleep`` on the loop thread (blocking detection).
         self.on_blocking_sleep: Callable[[float, FrameType], None] | None = None
@@ -255,6 +280,9 @@ class VirtualClockLoop(PeerTrackingLoop):
         # Start the real-time stretch before submitting: submit() may start a
         # worker thread that runs part of the job before it returns.
         self._start_real_flow()
+        if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            # Note which thread runs it: a job waiting for the loop is idle.
+            func = self._threads.wrap_job(func)
         job = executor.submit(func, *args)
         # In flight until the job itself is done (ran, failed, or was cancelled
         # before it started), not merely until its asyncio future is cancelled.
@@ -302,12 +330,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._check_closed()  # type: ignore[attr-defined]
         self._check_running()  # type: ignore[attr-defined]
         time_patch.enter(self)
+        threads.enter(self._threads)
         try:
             super().run_forever()
         except DeadlockError as error:
             # The loop's own frames below this one say nothing to the reader.
             raise error.with_traceback(None) from None
         finally:
+            threads.leave()
             time_patch.leave()
 
     def close(self) -> None:
@@ -385,16 +415,18 @@ class VirtualClockLoop(PeerTrackingLoop):
         heap = self._timer_heap
         due = heap[0][0] if heap and heap[0][0] < NEVER else None
         kinds = self._registered_fd_kinds()
-        if (
-            self._jobs_in_flight
-            or FdKind.EXTERNAL in kinds
-            or self._children_running()
-            or self._alarm_armed()
-        ):
+        if FdKind.EXTERNAL in kinds or self._children_running() or self._alarm_armed():
             self._flow_in_real_time(due)
             return
+        watch = self._threads
+        watched = watch.threads or watch.jobs
+        if (watched or self._jobs_in_flight) and watch.holds_time(self._jobs_in_flight):
+            # A busy thread or job says nothing when it stops to wait for the
+            # loop: look again soon.
+            self._flow_in_real_time(threads.recheck_due(due, self._ticks))
+            return
         self._real_mark = None
-        if len(kinds) or due is None:
+        if len(kinds) or due is None or watched:
             # A loopback peer's data or a thread's call_soon_threadsafe may
             # already be waiting: collect it before deciding to jump.
             self._poll(0)
@@ -462,8 +494,15 @@ class VirtualClockLoop(PeerTrackingLoop):
             remaining = deadline - time_patch.real_monotonic()
             if remaining <= 0:
                 break
+            if self._threads.threads or self._threads.jobs:
+                # A waiting thread may be woken by another: look again soon.
+                remaining = min(remaining, threads.RECHECK_SECONDS)
             self._poll(remaining)
             finite_timer = bool(self._timer_heap) and self._timer_heap[0][0] < NEVER
-            if self._ready or finite_timer or self._jobs_in_flight:  # type: ignore[attr-defined]
+            if (
+                self._ready  # type: ignore[attr-defined]
+                or finite_timer
+                or self._threads.holds_time(self._jobs_in_flight)
+            ):
                 return
-        raise DeadlockError(self.time(), waiting_tasks(self))
+        raise DeadlockError(self.time(), waiting_tasks(self), self._threads.states())
