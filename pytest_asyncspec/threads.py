@@ -33,22 +33,27 @@ a deadlock and such threads exist.  It is *idle* only in an untimed wait:
   even though its frame still shows the wait;
 * ``Thread.join()`` without a timeout (the joined thread, if it counts, is
   judged on its own);
-* from Python 3.13, ``queue.SimpleQueue.get()`` (C code: the frame is the
+* on Linux, any wait in C code on a lock or semaphore with no timeout
+  (``queue.SimpleQueue.get()``, a raw ``Lock.acquire()``), told by the
+  kernel: the thread sleeps in a ``futex`` wait whose timeout is NULL
+  (``/proc/self/task/<tid>/syscall``).  The GIL is waited for with a timeout,
+  and a thread the loop wakes is runnable the moment the loop releases its
+  lock, so neither looks idle.  The verdict is confirmed after letting go of
+  the GIL for a moment (the thread must still wait at the same instruction);
+* elsewhere, from Python 3.13, ``queue.SimpleQueue.get()`` (the frame is the
   caller's, stopped at a ``.get()`` call, read from its bytecode) while every
   SimpleQueue among the frame's locals and its ``self``'s attributes is
-  empty; ``put`` hands an item straight to a waiting ``get`` there, so the
-  verdict is confirmed after letting go of the GIL for a moment (and, on
-  Linux, the thread must not be runnable).  Before 3.13 such a thread counts
-  as busy: reading the caller's locals is not safe there;
+  empty, confirmed the same way.  Before 3.13 such a thread counts as busy
+  there: reading the caller's locals is not safe;
 * an executor worker waiting on an empty work queue.
 
 Everything else is busy, timed waits included: ``.result(timeout=5)``,
 ``Queue.get(timeout=...)`` or a ``threading.Timer`` end at a *real* instant,
 so the clock flows at real speed with them, which is exactly when their
-timeout fires.  A raw ``Lock.acquire()`` (C code, with no Python frame of its
-own) counts as busy: a lock the loop has just released is taken by the
-waiter before it gets the GIL back, so "locked, and the frame is at the call"
-would also describe a thread that is already on its way.
+timeout fires.  Without the kernel's word, a raw ``Lock.acquire()`` counts
+as busy: a lock the loop has just released is taken by the waiter before it
+gets the GIL back, so "locked, and the frame is at the call" would also
+describe a thread that is already on its way.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ import dis
 import functools
 import inspect
 import itertools
+import platform
 import queue
 import sys
 import threading
@@ -78,8 +84,8 @@ _T = TypeVar("_T")
 #: clock: a thread that stops to wait for the loop calls nobody to say so.
 RECHECK_SECONDS = 0.005
 RECHECK_TICKS = round(RECHECK_SECONDS * TICKS_PER_SECOND)
-#: Real seconds the loop lets go of the GIL to confirm that a thread in
-#: ``SimpleQueue.get`` is still waiting (3.13+, see ``_HANDOFF``).
+#: Real seconds the loop lets go of the GIL to confirm that a thread seen
+#: waiting in C (``SimpleQueue.get``, a lock) still waits.
 CONFIRM_SECONDS = 0.001
 #: From 3.13 on, ``SimpleQueue.put`` hands its item straight to a waiting
 #: ``get``: the queue stays empty while the woken thread waits for the GIL, so
@@ -96,6 +102,41 @@ _PYTHON_WAITS = frozenset({_CONDITION_WAIT, _JOIN, _WORKER})
 #: Modules whose frames are part of a wait, not the place that waits.
 _WAIT_MODULES = frozenset({"threading", "queue", _futures_base.__name__})
 _IDLE_WORKER = "an executor's work queue"
+
+#: The futex system call's number on this machine (Linux), and the wait
+#: commands of futex(2); the flags FUTEX_PRIVATE_FLAG (128) and
+#: FUTEX_CLOCK_REALTIME (256) are masked off.
+_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98, "i686": 240, "i386": 240}.get(platform.machine())
+_FUTEX_WAITS = frozenset({0, 9})  # FUTEX_WAIT, FUTEX_WAIT_BITSET
+_FUTEX_FLAGS = 128 | 256
+_KERNEL_WAITS = sys.platform == "linux" and _FUTEX_SYSCALL is not None
+
+
+def _native_id(ident: int) -> int | None:
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    native: int | None = getattr(thread, "native_id", None)
+    return native
+
+
+def _untimed_lock_wait(ident: int) -> bool:
+    """Linux: whether the thread sleeps in a futex wait with no timeout.
+
+    ``/proc/self/task/<tid>/syscall`` names the call a sleeping thread is in
+    and its arguments (futex: address, operation, value, timeout pointer), or
+    says ``running`` for a thread the scheduler may run.
+    """
+    native = _native_id(ident)
+    if native is None:
+        return False
+    try:
+        with open(f"/proc/self/task/{native}/syscall", "rb") as call:
+            fields = call.read().split()
+    except OSError:  # the thread just ended
+        return False
+    if len(fields) < 5 or not fields[0].isdigit() or int(fields[0]) != _FUTEX_SYSCALL:
+        return False
+    operation = int(fields[2], 16) & ~_FUTEX_FLAGS
+    return operation in _FUTEX_WAITS and int(fields[4], 16) == 0
 
 
 def _worker_get_line() -> int | None:
@@ -182,7 +223,7 @@ _UNTIMED_GET = frozenset({(), (True,), (True, None)})
 
 
 def _in_simple_queue_get(frame: FrameType) -> bool:
-    if not _HANDOFF or not _calls_untimed_get(frame):
+    if _KERNEL_WAITS or not _HANDOFF or not _calls_untimed_get(frame):
         # Before 3.13 reading ``f_locals`` of a frame whose thread is not
         # parked in a known wait writes the frame's locals dict, freeing stale
         # values under the feet of the thread (aiosqlite's own suite crashed
@@ -219,11 +260,14 @@ def _module(frame: FrameType) -> str:
     return str(frame.f_globals.get("__name__", ""))
 
 
-def judge(name: str, frame: FrameType | None) -> ThreadState:
-    """The state of a thread whose innermost Python frame is ``frame``."""
+def judge(name: str, frame: FrameType | None, ident: int | None = None) -> ThreadState:
+    """The state of thread ``ident`` whose innermost Python frame is ``frame``."""
     if frame is None:  # starting or ending: no Python frame to read yet
         return ThreadState(name, False, "", "<no Python frame>")
     if not _idle_at(frame):
+        if ident is not None and _waits_in_c(ident, frame):
+            what = "queue.SimpleQueue.get()" if _calls_untimed_get(frame) else "a lock (in C)"
+            return ThreadState(name, True, what, place(frame))
         return ThreadState(name, False, "", place(frame))
     if frame.f_code is _WORKER:
         return ThreadState(name, True, _IDLE_WORKER, place(frame))
@@ -293,15 +337,17 @@ class ThreadWatch:
         if not self.threads and not self.jobs:
             return jobs_in_flight > 0
         frames = sys._current_frames()
-        idle_jobs = sum(1 for ident in list(self.jobs.values()) if _idle_frame(frames.get(ident)))
+        idle_jobs = sum(
+            1 for ident in list(self.jobs.values()) if _idle_frame(frames.get(ident), ident)
+        )
         if jobs_in_flight > idle_jobs:
             return True
         idents = set(self.jobs.values())
         for thread in self._live_threads():
-            if thread.ident is None or not _idle_frame(frames.get(thread.ident)):
+            if thread.ident is None or not _idle_frame(frames.get(thread.ident), thread.ident):
                 return True
             idents.add(thread.ident)
-        return _HANDOFF and _handed_off(frames, idents)
+        return (_HANDOFF or _KERNEL_WAITS) and _handed_off(frames, idents)
 
     def states(self) -> list[ThreadState]:
         """Every watched thread still alive, with its state (for reports).
@@ -311,19 +357,29 @@ class ThreadWatch:
         """
         frames = sys._current_frames()
         states = [
-            judge(thread.name, frames.get(thread.ident) if thread.ident is not None else None)
+            judge(
+                thread.name,
+                frames.get(thread.ident) if thread.ident is not None else None,
+                thread.ident,
+            )
             for thread in self._live_threads()
         ]
         return [state for state in states if state.waits_in != _IDLE_WORKER]
 
 
-def _idle_frame(frame: FrameType | None) -> bool:
-    return frame is not None and _idle_at(frame)
+def _waits_in_c(ident: int, frame: FrameType) -> bool:
+    """Linux: a thread outside the Python-judged waits, asleep on a lock with
+    no timeout (see the module docstring)."""
+    return _KERNEL_WAITS and frame.f_code not in _PYTHON_WAITS and _untimed_lock_wait(ident)
+
+
+def _idle_frame(frame: FrameType | None, ident: int) -> bool:
+    return frame is not None and (_idle_at(frame) or _waits_in_c(ident, frame))
 
 
 def _handed_off(frames: dict[int, FrameType], idents: set[int]) -> bool:
-    """Whether a thread seen idle in ``SimpleQueue.get`` was in fact handed an
-    item: let it run for a moment, then see whether it moved on."""
+    """Whether a thread seen idle in a wait in C (``SimpleQueue.get``, a lock)
+    was in fact woken: let it run for a moment, then see whether it moved on."""
     waiting = {
         ident: (frame, frame.f_lasti)
         for ident in idents
@@ -338,7 +394,7 @@ def _handed_off(frames: dict[int, FrameType], idents: set[int]) -> bool:
     return any(
         now.get(ident) is not frame
         or frame.f_lasti != lasti
-        or not _idle_at(frame)
+        or not _idle_frame(frame, ident)
         or _scheduled(ident)  # woken, but the OS has not run it yet
         for ident, (frame, lasti) in waiting.items()
     )

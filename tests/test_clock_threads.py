@@ -35,10 +35,11 @@ QUERY = 0.3
 #: Every test here that is meant to jump finishes well within this (real s).
 INSTANT = 10.0
 
-#: A thread waiting in SimpleQueue.get (C code) is told idle from 3.13 only;
-#: before, it counts as busy (see pytest_asyncspec/threads.py).
+#: A thread waiting in SimpleQueue.get (C code) is told idle by the kernel on
+#: Linux, elsewhere from 3.13 only (see pytest_asyncspec/threads.py).
 SIMPLE_QUEUE_IDLE = pytest.mark.skipif(
-    sys.version_info < (3, 13), reason="SimpleQueue.get counts as busy before Python 3.13"
+    sys.platform != "linux" and sys.version_info < (3, 13),
+    reason="SimpleQueue.get counts as busy before Python 3.13 off Linux",
 )
 
 
@@ -492,4 +493,48 @@ def test_real_aiosqlite_is_real_work_and_its_idle_worker_lets_sleeps_jump(
     assert [tuple(row) for row in rows] == [(1,), (2,)]
     assert slept == 3600.0
     assert fired == ["60 s timer"]  # the hour's sleep passed it, as it should
+    assert took < INSTANT
+
+
+KERNEL_WAITS = pytest.mark.skipif(
+    sys.platform != "linux", reason="a wait in C is told idle by the Linux kernel only"
+)
+
+
+@KERNEL_WAITS
+def test_a_thread_blocked_on_a_raw_lock_the_loop_holds_lets_sleeps_jump(
+    run_virtual: RunVirtual,
+) -> None:
+    """A raw ``Lock.acquire()`` (C code, no Python frame of its own) on a lock
+    the loop holds: the thread can do nothing until the loop lets go, so an
+    hour's sleep jumps; once released, its real work (0.3 s) holds time again
+    and arrives under a 10 s timeout beside a 60 s timer."""
+
+    async def main() -> tuple[float, str, float]:
+        loop = asyncio.get_running_loop()
+        gate = threading.Lock()
+        gate.acquire()
+        answer: asyncio.Future[str] = loop.create_future()
+
+        def worker() -> None:
+            with gate:
+                time.sleep(0.3)  # real work, after the loop lets it in
+            loop.call_soon_threadsafe(answer.set_result, "done")
+
+        threading.Thread(target=worker, name="gated").start()
+        started = loop.time()
+        await asyncio.sleep(3600)
+        slept = loop.time() - started
+        pending = asyncio.ensure_future(asyncio.sleep(60))
+        gate.release()
+        started = loop.time()
+        result = await asyncio.wait_for(answer, 10)
+        pending.cancel()
+        return slept, result, loop.time() - started
+
+    (slept, result, worked), took = _timed(lambda: run_virtual(main))
+
+    assert slept == 3600.0
+    assert result == "done"
+    assert 0.25 <= worked < 10
     assert took < INSTANT
