@@ -4,11 +4,15 @@ Semantics (see ``docs/concepts/virtual-time.md``):
 
 * time is counted in integer ticks (nanoseconds) starting at 0 per loop;
 * when nothing is runnable the clock jumps straight to the next timer, unless
-  real work is in flight (an executor job, or a socket whose peer is outside
-  this loop): then it runs at real speed, so a real event is never overtaken
-  by a jump (no false timeouts);
-* a blocking ``time.sleep(d)`` on the loop's thread returns at once and moves
-  the clock by ``d``; on any other thread it stays real;
+  real work is in flight (an executor job, a socket whose peer is outside
+  this loop, a subprocess): then it advances by the real time the loop spends
+  waiting for the outside (never by its own compute), stopping exactly at the
+  next due timer, so a real event is never overtaken by a jump (no false
+  timeouts);
+* a blocking ``time.sleep(d)`` on the loop's thread moves the clock by ``d``:
+  at once when nothing real is in flight, after a real sleep of ``d`` when
+  something is (the outside world gets its ``d`` too); on any other thread it
+  stays real;
 * timers due at the same instant fire in the order they were scheduled;
 * threads started while the loop runs, and thread-pool jobs, are real work
   while they run and do not hold the clock while they wait, untimed, for the
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import heapq
 import itertools
 import os
@@ -49,6 +54,10 @@ _T = TypeVar("_T")
 #: Where this package's own frames live: a debug-mode source traceback ends
 #: at the user's line, not inside the loop that recorded it.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: asyncio's own cap on one selector wait (``MAXIMUM_SELECT_TIMEOUT``): a
+#: wait for a timer far ahead (``sleep(1e9)``) would overflow the selector.
+_MAX_POLL_TICKS = 24 * 3600 * TICKS_PER_SECOND
 
 # Same housekeeping thresholds as asyncio's own loop: rebuild the heap when
 # more than half of a large heap is cancelled timers.
@@ -95,6 +104,41 @@ class DeadlockError(RuntimeError):
         )
 
 
+class _JobTiming:
+    """When an executor job was submitted and how long it really ran."""
+
+    __slots__ = ("duration", "flow_at_submit", "submitted_ns", "ticks_at_submit")
+
+    def __init__(self, ticks: int, flow: int, submitted_ns: int) -> None:
+        self.ticks_at_submit = ticks
+        self.flow_at_submit = flow
+        self.submitted_ns = submitted_ns
+        #: Real ns the job ran (set on the thread that ran or finished it).
+        self.duration: int | None = None
+
+
+def _run_timed(timing: _JobTiming, func: Callable[..., _T], *args: Any) -> _T:
+    # Runs on the executor's worker thread: measures the job's own real time.
+    start = time_patch.real_monotonic_ns()
+    try:
+        return func(*args)
+    finally:
+        timing.duration = time_patch.real_monotonic_ns() - start
+
+
+def _cancel_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any]) -> None:
+    # As asyncio.wrap_future does: cancelling the awaited future cancels a
+    # job that has not started.
+    if future.cancelled():
+        job.cancel()
+
+
+def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any]) -> None:
+    # asyncio's own copy (the one wrap_future uses): result, exception or
+    # cancellation, nothing if the awaited future was cancelled meanwhile.
+    asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
+
+
 class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
@@ -104,7 +148,9 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_epoch",
         "_held",
         "_jobs_in_flight",
-        "_real_mark",
+        "_real_debt",
+        "_real_flow",
+        "_spawning",
         "_threads",
         "_ticks",
         "_timer_heap",
@@ -130,12 +176,18 @@ class VirtualClockLoop(PeerTrackingLoop):
         #: loop's pool): while any are held, time must not jump.
         self._held = 0
         self._children: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Subprocesses being spawned (no transport to ask yet).
+        self._spawning = 0
         self._deadlock_grace = deadlock_grace
-        # Real ns at which the current stretch of in-flight real work began
-        # (or was last accounted for); None while nothing is in flight.
-        self._real_mark: int | None = None
+        #: Ticks of real time charged to the clock so far (real_flow_ticks()).
+        self._real_flow = 0
+        #: Real ns waited for the outside but not yet charged, because a
+        #: timer came due first (the clock stopped at its exact tick) or a
+        #: real blocking sleep overslept.  Charged by the next real-time wait
+        #: while work is still in flight; dropped when nothing is.
+        self._real_debt = 0
         #: Threads and thread-pool jobs that may call back into this loop.
-        self._threads = threads.ThreadWatch(on_start=self._start_real_flow)
+        self._threads = threads.ThreadWatch()
         #: Called as ``on_blocking_sleep(seconds, caller_frame)`` for every
         #: blocking ``time.sleep`` on the loop thread (blocking detection).
         self.on_blocking_sleep: Callable[[float, FrameType], None] | None = None
@@ -153,13 +205,33 @@ class VirtualClockLoop(PeerTrackingLoop):
         """Wall-clock ns since the Unix epoch that ``time.time()`` shows at tick 0."""
         return self._epoch
 
+    def real_flow_ticks(self) -> int:
+        """Ticks of real time charged to this clock so far (it only grows).
+
+        The clock moves by real time only while real work is in flight (an
+        executor job, a subprocess, a socket whose peer is outside the loop);
+        every such tick is counted here, so the difference between two
+        readings is how much of a span was real rather than exact virtual time.
+        """
+        return self._real_flow
+
     def block_for(self, seconds: float) -> None:
-        """A blocking sleep on the loop thread: time passes, nothing else runs."""
+        """A blocking sleep on the loop thread: time passes, nothing else runs.
+
+        With real work in flight the sleep is real, as on asyncio's own loop:
+        a job that finishes during ``time.sleep(d)`` is seen finished at the
+        virtual ``d``, not ``d`` later.  The clock moves by exactly ``d``
+        either way; a real oversleep is owed to later real waits.
+        """
         ticks = seconds_to_ticks(seconds)
         if ticks <= 0 < seconds:
             # As for call_later: rounded to nothing, a positive sleep in a
             # deadline loop (sleep(deadline - now)) would never end it.
             ticks = 1
+        if ticks > 0 and self._real_work_in_flight():
+            start = time_patch.real_monotonic_ns()
+            time_patch.real_sleep(seconds)
+            self._real_debt += max(0, time_patch.real_monotonic_ns() - start - ticks)
         self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
@@ -277,33 +349,64 @@ class VirtualClockLoop(PeerTrackingLoop):
             if executor is None:
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
-        # Start the real-time stretch before submitting: submit() may start a
-        # worker thread that runs part of the job before it returns.
-        self._start_real_flow()
+        timing = _JobTiming(self._ticks, self._real_flow, time_patch.real_monotonic_ns())
         if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            # Note which thread runs it: a job waiting for the loop is idle.
-            func = self._threads.wrap_job(func)
-        job = executor.submit(func, *args)
+            # The job's own running time, measured on its thread, and which
+            # thread runs it (a job waiting for the loop is idle).  A process
+            # pool's job cannot be wrapped: it is pickled.
+            job = executor.submit(_run_timed, timing, self._threads.wrap_job(func), *args)
+        else:
+            job = executor.submit(func, *args)
         # In flight until the job itself is done (ran, failed, or was cancelled
         # before it started), not merely until its asyncio future is cancelled.
         self._jobs_in_flight += 1
-        future = asyncio.wrap_future(job, loop=self)
-        # Registered after wrap_future's own callback, so the worker thread
-        # hands the result to the loop before it says the job is over: the
-        # loop never sees "nothing in flight" while the result is on its way.
-        job.add_done_callback(self._job_finished_threadsafe)
+        future = self.create_future()
+        future.add_done_callback(functools.partial(_cancel_job, job))
+        job.add_done_callback(functools.partial(self._job_done_threadsafe, future, timing))
         return future
 
-    def _job_finished_threadsafe(self, _job: Any) -> None:
+    def _job_done_threadsafe(
+        self,
+        future: asyncio.Future[Any],
+        timing: _JobTiming,
+        job: concurrent.futures.Future[Any],
+    ) -> None:
+        if timing.duration is None:  # not run by a thread pool, or cancelled
+            timing.duration = time_patch.real_monotonic_ns() - timing.submitted_ns
         with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-            self.call_soon_threadsafe(self._job_finished, None)
+            self.call_soon_threadsafe(self._job_done, job, future, timing)
 
-    def _job_finished(self, _future: Any) -> None:
+    def _job_done(
+        self,
+        job: concurrent.futures.Future[Any],
+        future: asyncio.Future[Any],
+        timing: _JobTiming,
+    ) -> None:
+        # One callback both ends the job's flight and hands its outcome over,
+        # so the loop never sees "nothing in flight" while a result is on its way.
         self._jobs_in_flight -= 1
+        # The job is seen no earlier than its submission plus its real running
+        # time, so a job never looks faster than it ran, although the loop's
+        # own compute (after submitting, before waiting) is not charged.  What
+        # ran while the loop computed counts for at most as long as the loop
+        # waited for the job: a job that finished during the loop's compute,
+        # which the loop never waited for, takes no virtual time.
+        assert timing.duration is not None
+        waited = self._real_flow - timing.flow_at_submit
+        owed = min(
+            timing.ticks_at_submit + timing.duration - self._ticks,
+            waited,
+        )
+        if owed > 0 and not future.done():
+            # Delivered by a timer at that tick: a timer due earlier still
+            # fires first, at its own tick.
+            self._real_flow += owed
+            VirtualClockLoop._schedule(self, self._ticks + owed, _deliver_job, (job, future), None)
+        else:
+            _deliver_job(job, future)
 
     async def shutdown_default_executor(self, *args: Any) -> None:
         # asyncio waits for a helper thread's call_soon_threadsafe: real work.
-        self._start_real_flow()
         self._jobs_in_flight += 1
         try:
             await super().shutdown_default_executor(*args)
@@ -311,14 +414,36 @@ class VirtualClockLoop(PeerTrackingLoop):
             self._jobs_in_flight -= 1
 
     async def _make_subprocess_transport(self, *args: Any, **kwargs: Any) -> Any:
-        transport = await super()._make_subprocess_transport(*args, **kwargs)  # type: ignore[misc]
-        self._children.add(transport)
+        # From spawn: the child runs before its transport is handed back.
+        self._spawning += 1
+        try:
+            transport = await super()._make_subprocess_transport(*args, **kwargs)  # type: ignore[misc]
+            self._children.add(transport)
+        finally:
+            self._spawning -= 1
         return transport
 
     def _children_running(self) -> bool:
+        if self._spawning:
+            return True
         if not self._children:
             return False
-        return any(t.get_returncode() is None for t in list(self._children) if not t.is_closing())
+        # Until its exit is reported, closed transports included: close()
+        # kills the child, whose exit the watcher reports later.
+        return any(t.get_returncode() is None for t in list(self._children))
+
+    def _real_work_in_flight(self) -> bool:
+        """Whether the outside owes the loop an event (what holds a jump back)."""
+        if (
+            self._children_running()
+            or self._alarm_armed()
+            or FdKind.EXTERNAL in self._registered_fd_kinds()
+        ):
+            return True
+        watch = self._threads
+        if watch.threads or watch.jobs or self._jobs_in_flight:
+            return watch.holds_time(self._jobs_in_flight)
+        return False
 
     # -- the iteration -----------------------------------------------------
 
@@ -425,7 +550,7 @@ class VirtualClockLoop(PeerTrackingLoop):
             # loop: look again soon.
             self._flow_in_real_time(threads.recheck_due(due, self._ticks))
             return
-        self._real_mark = None
+        self._real_debt = 0  # nothing real is owed any more
         if len(kinds) or due is None or watched:
             # A loopback peer's data or a thread's call_soon_threadsafe may
             # already be waiting: collect it before deciding to jump.
@@ -463,25 +588,37 @@ class VirtualClockLoop(PeerTrackingLoop):
         # them: see pytest_asyncspec.inflight.
         return self._peer_kinds(registered)
 
-    def _start_real_flow(self) -> None:
-        if self._real_mark is None:
-            self._real_mark = time_patch.real_monotonic_ns()
-
     def _flow_in_real_time(self, due: int | None) -> None:
-        # The outside world owes us an event: let virtual time pass at real
-        # speed until it arrives or the next timer is due, never jump.  All
-        # real time since the work went in flight counts, the loop's own
-        # compute included, so a job is never seen as faster than it was.
-        self._start_real_flow()
-        assert self._real_mark is not None
-        unaccounted = time_patch.real_monotonic_ns() - self._real_mark
-        timeout = None
-        if due is not None:
-            timeout = max(0, due - self._ticks - unaccounted) / TICKS_PER_SECOND
+        """The outside world owes the loop an event: wait for it for real.
+
+        The clock advances by the real time spent waiting here (the loop's
+        own compute is never charged) and stops at ``due``, the next finite
+        timer's tick, exactly: real time waited beyond it is owed
+        (``_real_debt``) and charged by the next wait while work is still in
+        flight, so what flows is never lost for the outside work, and no timer
+        fires late.  ``due`` is None when no timer, or only ``NEVER`` ones, is
+        set: the wait is then bounded by the event alone.
+        """
+        room = None if due is None else due - self._ticks
+        debt = self._real_debt
+        if debt:
+            paid = debt if room is None else min(debt, room)
+            self._real_debt = debt - paid
+            self._ticks += paid
+            self._real_flow += paid
+            if room is not None:
+                room -= paid
+        if room is not None and room <= 0:
+            self._poll(0)  # the timer is due; collect what has arrived
+            return
+        timeout = None if room is None else min(room, _MAX_POLL_TICKS) / TICKS_PER_SECOND
+        start = time_patch.real_monotonic_ns()
         self._poll(timeout)
-        now = time_patch.real_monotonic_ns()
-        self._ticks += now - self._real_mark
-        self._real_mark = now
+        waited = time_patch.real_monotonic_ns() - start
+        step = waited if room is None else min(waited, room)
+        self._real_debt += waited - step
+        self._ticks += step
+        self._real_flow += step
 
     def _wait_without_timers(self, may_get_connections: bool) -> None:
         if may_get_connections or not asyncio.all_tasks(self):

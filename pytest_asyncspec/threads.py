@@ -285,17 +285,15 @@ def judge(name: str, frame: FrameType | None, ident: int | None = None) -> Threa
 class ThreadWatch:
     """The threads and executor jobs that may call back into one loop."""
 
-    __slots__ = ("_job_ids", "_on_start", "jobs", "threads")
+    __slots__ = ("_job_ids", "jobs", "threads")
 
-    def __init__(self, on_start: Callable[[], None] | None = None) -> None:
+    def __init__(self) -> None:
         #: Watched threads, in start order (a dict as an ordered set). The loop
         #: reads this and ``jobs`` for truth before it asks anything costlier.
         self.threads: dict[threading.Thread, None] = {}
         #: Running ThreadPoolExecutor jobs: job number -> ident of their thread.
         self.jobs: dict[int, int] = {}
         self._job_ids = itertools.count()
-        #: Called on the loop's thread when it starts a thread (real work begins).
-        self._on_start = on_start
 
     def add(self, thread: threading.Thread) -> None:
         self.threads[thread] = None
@@ -446,8 +444,6 @@ def _start(self: threading.Thread) -> None:
     # Counted before it runs, so helpers it starts at once count too.
     _owners[self] = watch
     watch.add(self)
-    if loop_watch is not None and loop_watch._on_start is not None:
-        loop_watch._on_start()
     try:
         _real_start(self)
     except BaseException:

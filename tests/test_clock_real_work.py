@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_asyncspec import DeadlockError, VirtualClockLoop
+from pytest_asyncspec import DeadlockError, VirtualClockLoop, time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual
@@ -364,3 +364,247 @@ def test_a_timed_out_job_still_running_is_not_a_deadlock(run_virtual: RunVirtual
     finally:
         release.set()
     assert 0.5 <= waited < 5
+
+
+# -- what real time is charged to the virtual clock ---------------------------------
+
+
+def _spin(seconds: float) -> None:
+    """Compute on the calling thread for ``seconds`` of real time (pure Python, so
+    other threads get the GIL at the usual switch interval)."""
+    end = time_patch.real_monotonic() + seconds
+    while time_patch.real_monotonic() < end:
+        pass
+
+
+def test_compute_after_submitting_a_job_is_not_charged(run_virtual: RunVirtual) -> None:
+    """Submit a 0.01 s job, compute for 0.5 real seconds on the loop thread, then
+    await the job under a 0.1 s timeout: the loop's own compute takes no virtual
+    time, so the job is on time (as on asyncio's own loop) and under 0.1 s of
+    virtual time has passed."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        job = loop.run_in_executor(None, time.sleep, 0.01)
+        _spin(0.5)
+        await asyncio.wait_for(job, 0.1)
+        return loop.time() - started
+
+    assert run_virtual(main) < 0.1
+
+
+def test_compute_while_a_job_waits_to_start_its_work_is_not_charged(
+    run_virtual: RunVirtual,
+) -> None:
+    """A job that waits for a gate, then works 0.01 s: the loop submits it,
+    computes for 0.5 real seconds, opens the gate and awaits the job under a
+    0.1 s timeout. The loop's compute is not charged (a real-time mark set at
+    submission made it a false timeout): the job is on time, as on asyncio's
+    own loop."""
+    gate = threading.Event()
+
+    def job() -> None:
+        gate.wait(5)
+        time.sleep(0.01)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        future = loop.run_in_executor(None, job)
+        _spin(0.5)
+        gate.set()
+        await asyncio.wait_for(future, 0.1)
+        return loop.time() - started
+
+    try:
+        assert run_virtual(main) < 0.1
+    finally:
+        gate.set()
+
+
+def test_compute_between_two_jobs_is_not_charged_to_the_second(run_virtual: RunVirtual) -> None:
+    """A first job finishes, the loop computes for 0.5 real seconds, then a 0.01 s
+    job runs under a 0.1 s timeout: the compute is not carried over to the
+    second job (a real-time mark left by the first made it a false timeout)."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, time.sleep, 0.01)
+        _spin(0.5)
+        started = loop.time()
+        await asyncio.wait_for(loop.run_in_executor(None, time.sleep, 0.01), 0.1)
+        return loop.time() - started
+
+    assert run_virtual(main) < 0.1
+
+
+def test_a_job_never_looks_faster_than_it_really_ran(run_virtual: RunVirtual) -> None:
+    """Jobs of 0.3 s awaited at once (the first starts a worker thread, the others
+    reuse it): each takes at least 0.3 s of virtual time, every time."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        took = []
+        for _ in range(3):
+            started = loop.time()
+            await loop.run_in_executor(None, time.sleep, 0.3)
+            took.append(loop.time() - started)
+        return took
+
+    took = run_virtual(main)
+    assert all(0.3 <= t < 5 for t in took), took
+
+
+def test_a_blocking_sleep_while_a_job_runs_lets_the_job_finish(run_virtual: RunVirtual) -> None:
+    """``time.sleep(1.0)`` on the loop thread while a 0.3 s job runs: the clock
+    moves by exactly 1 s, the sleep is real (real work is in flight, as on
+    asyncio's own loop), so the job, finished meanwhile, is seen done at once
+    under a 0.1 s timeout, at exactly 1 s."""
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        real_start = time_patch.real_monotonic()
+        started = loop.time()
+        job = loop.run_in_executor(None, time.sleep, 0.3)
+        await asyncio.sleep(0)
+        time.sleep(1.0)
+        await asyncio.wait_for(job, 0.1)
+        return loop.time() - started, time_patch.real_monotonic() - real_start
+
+    virtual, real = run_virtual(main)
+    assert virtual == 1.0
+    assert real >= 1.0
+
+
+def test_timers_due_beside_a_job_fire_at_their_exact_tick(run_virtual: RunVirtual) -> None:
+    """Sleeps of 0.2 s (one after another) beside a 1 s executor job wake at
+    exactly 0.2, 0.4, 0.6 and 0.8 s (real flow stops at a due timer), and the
+    job still takes at least its real second."""
+
+    async def ticker(woke: list[int]) -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        for _ in range(4):
+            await asyncio.sleep(0.2)
+            woke.append(loop.virtual_ticks())
+
+    async def main() -> tuple[list[int], float]:
+        loop = asyncio.get_running_loop()
+        assert loop.time() == 0.0
+        woke: list[int] = []
+        job = loop.run_in_executor(None, time.sleep, 1.0)
+        await asyncio.gather(ticker(woke), job)
+        return woke, loop.time()
+
+    woke, ended = run_virtual(main)
+    assert woke == [200_000_000, 400_000_000, 600_000_000, 800_000_000]
+    assert 1.0 <= ended < 5
+
+
+def test_a_far_timer_beside_a_job_does_not_break_the_wait(run_virtual: RunVirtual) -> None:
+    """A timer a hundred million seconds ahead beside a 0.05 s job: the loop waits
+    for the job (a poll timeout that long is capped, as asyncio caps it) and the
+    timer does not fire."""
+
+    async def main() -> tuple[float, list[str]]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        far = loop.call_later(1e8, fired.append, "far")
+        started = loop.time()
+        await loop.run_in_executor(None, time.sleep, 0.05)
+        far.cancel()
+        return loop.time() - started, fired
+
+    took, fired = run_virtual(main)
+    assert fired == []
+    assert 0.05 <= took < 5
+
+
+def test_real_flow_ticks_count_the_real_time_charged(run_virtual: RunVirtual) -> None:
+    """``real_flow_ticks()`` grows by the real time charged while work is in flight
+    and not at all across virtual sleeps."""
+
+    async def main() -> tuple[int, int, int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        first = loop.real_flow_ticks()
+        await asyncio.sleep(5)
+        second = loop.real_flow_ticks()
+        before = loop.virtual_ticks()
+        await loop.run_in_executor(None, time.sleep, 0.05)
+        third = loop.real_flow_ticks()
+        return first, second, third - second, loop.virtual_ticks() - before
+
+    first, second, flowed, moved = run_virtual(main)
+    assert first == second == 0
+    assert moved >= 50_000_000
+    assert flowed == moved
+
+
+# -- subprocesses hold time until their exit is reported ---------------------------
+
+
+class _ExitProtocol(asyncio.SubprocessProtocol):
+    def __init__(self, exited: asyncio.Future[None]) -> None:
+        self.exited = exited
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="selector loops cannot run subprocesses")
+def test_a_childs_real_duration_is_never_under_counted(run_virtual: RunVirtual) -> None:
+    """``await proc.wait()`` on a child that sleeps 0.5 s takes at least 0.5 s of
+    virtual time, and a task sleeping 60 s meanwhile is not woken first."""
+
+    async def main() -> tuple[float, bool]:
+        loop = asyncio.get_running_loop()
+        sleeper = asyncio.ensure_future(asyncio.sleep(60))
+        started = loop.time()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(0.5)"
+        )
+        await proc.wait()
+        took = loop.time() - started
+        done = sleeper.done()
+        sleeper.cancel()
+        return took, done
+
+    took, sleeper_done = run_virtual(main)
+    assert not sleeper_done
+    assert 0.5 <= took < 10
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="selector loops cannot run subprocesses")
+@pytest.mark.parametrize("how", ["kill", "close"])
+def test_a_killed_childs_exit_is_awaited_in_real_time(run_virtual: RunVirtual, how: str) -> None:
+    """A child killed by ``kill()`` or by closing its transport (which kills it)
+    still holds time until its exit is reported: the exit arrives before a 60 s
+    timer elsewhere, in a moment of real time."""
+
+    async def main() -> tuple[float, list[str]]:
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.subprocess_exec(
+            lambda: _ExitProtocol(exited), sys.executable, "-c", "import time; time.sleep(30)"
+        )
+        try:
+            fired: list[str] = []
+            far = loop.call_later(60, fired.append, "60 s timer")
+            await asyncio.sleep(0.1)
+            started = loop.time()
+            if how == "kill":
+                transport.kill()
+            else:
+                transport.close()
+            await exited
+            far.cancel()
+            return loop.time() - started, fired
+        finally:
+            transport.close()
+
+    took, fired = run_virtual(main)
+    assert fired == []
+    assert 0 < took < 10

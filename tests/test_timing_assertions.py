@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -302,3 +303,84 @@ def test_misuses_of_measure_and_finish_times_say_what_to_do(run_virtual: RunVirt
     assert early.endswith("read span.elapsed after the `with clock.measure() as span:` block")
     assert uncalled.startswith("finish_times() takes awaitables, got <function")
     assert uncalled.endswith("(call it: job(), not job)")
+
+
+# -- spans that contain real work --------------------------------------------------
+
+
+def _sleep_for_real(seconds: float) -> None:
+    # Runs on an executor thread, where time.sleep is a real sleep.
+    time.sleep(seconds)
+
+
+def test_a_span_with_real_work_is_exact_up_to_the_real_time_in_it(
+    run_virtual: RunVirtual,
+) -> None:
+    """A span of 1.5 s of virtual sleep and one real executor job (a database
+    call, say) passes against 1.5 s: the figure is exact up to the real time
+    that flowed while the job was in flight, and no further."""
+
+    async def main() -> tuple[float, float, bool]:
+        clock = LoopClock()
+        loop = asyncio.get_running_loop()
+        with clock.measure() as span:
+            await loop.run_in_executor(None, _sleep_for_real, 0.001)
+            await asyncio.sleep(1.5)
+        clock.assert_time(span.elapsed, 1.5, what="query and wait")
+        beyond = clock.check(span.elapsed, 1.5 - span.real_work - 1e-6).passed
+        return span.elapsed, span.real_work, beyond
+
+    elapsed, real_work, beyond = run_virtual(main)
+    assert real_work > 0
+    assert elapsed > 1.5
+    assert not beyond
+
+
+def test_a_failing_span_with_real_work_names_it(run_virtual: RunVirtual) -> None:
+    """The message says how much of the span was real work in flight."""
+
+    async def main() -> tuple[str, float]:
+        clock = LoopClock()
+        loop = asyncio.get_running_loop()
+        with clock.measure() as span:
+            await loop.run_in_executor(None, _sleep_for_real, 0.001)
+            await asyncio.sleep(1.5)
+        with pytest.raises(TimingAssertionError) as excinfo:
+            clock.assert_time(span.elapsed, 1.0, what="query and wait")
+        return str(excinfo.value), span.real_work
+
+    message, real_work = run_virtual(main)
+    assert message.startswith("query and wait: expected 1.0 s, measured 1.5")
+    assert f"1.5 s virtual + {real_work:.9f}".rstrip("0") in message
+    assert "s of real work in flight" in message
+
+
+def test_a_tolerance_applies_on_the_virtual_clock_to_spans_with_real_work(
+    run_virtual: RunVirtual,
+) -> None:
+    """A span around one real call of about 0.05 s passes against 0.05 s with a
+    tolerance, as it would on the real clock."""
+
+    async def main() -> bool:
+        clock = LoopClock()
+        loop = asyncio.get_running_loop()
+        with clock.measure() as span:
+            await loop.run_in_executor(None, _sleep_for_real, 0.05)
+        return clock.check(span.elapsed, 0.05, tolerance=Tolerance(late=1.0)).passed
+
+    assert run_virtual(main)
+
+
+def test_a_span_without_real_work_stays_exact(run_virtual: RunVirtual) -> None:
+    """Real work before a span does not loosen it: a span of virtual sleeps only
+    reports no real work and compares exactly."""
+
+    async def main() -> tuple[float, bool]:
+        clock = LoopClock()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, _sleep_for_real, 0.01)
+        with clock.measure() as span:
+            await asyncio.sleep(2.0)
+        return span.real_work, clock.check(span.elapsed, 2.0 + 1e-9).passed
+
+    assert run_virtual(main) == (0.0, False)
