@@ -18,6 +18,10 @@ filterwarnings = error
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
 """
+#: For an inner run under pytest-xdist (``-n 2``): pytest-benchmark warns at
+#: start-up that xdist disables it, which the inner filterwarnings=error makes
+#: an INTERNALERROR; the inner runs benchmark nothing.
+NO_BENCHMARK = ("-p", "no:benchmark")
 #: The same on the virtual clock.
 VIRTUAL_INI = STRICT_INI + "asyncspec_clock = virtual\n"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
+from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
 from pytest_asyncspec import report_fields
@@ -387,7 +387,7 @@ def test_xdist_gives_the_same_page(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     serial = pytester.runpytest_subprocess("--asyncspec-trace=on", "--asyncspec-html=serial.html")
     parallel = pytester.runpytest_subprocess(
-        "-n", "2", "--asyncspec-trace=on", "--asyncspec-html=parallel.html"
+        "-n", "2", *NO_BENCHMARK, "--asyncspec-trace=on", "--asyncspec-html=parallel.html"
     )
     for result in (serial, parallel):
         assert result.ret == pytest.ExitCode.TESTS_FAILED, output_of(result)

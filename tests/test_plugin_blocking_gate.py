@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pytester_helpers import STRICT_INI, assert_usage_error, line_of, output_of
+from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, line_of, output_of
 
 #: Seconds a blocking call holds the loop in these tests, and the threshold.
 BLOCK = 0.3
@@ -509,7 +509,7 @@ def test_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -
     )
     job = line_of(paths["test_jobs"], "# job blocks")
     summaries = []
-    for extra in ([], ["-n", "2"]):
+    for extra in ([], ["-n", "2", *NO_BENCHMARK]):
         result = pytester.runpytest_subprocess(
             f"--asyncspec-allow-blocking=test_jobs.py:{job}", *extra
         )

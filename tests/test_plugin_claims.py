@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
+from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
 from pytest_asyncspec.claims import (
@@ -640,7 +640,9 @@ def test_xdist_gives_the_same_report_as_a_serial_run(pytester: pytest.Pytester) 
     make_project(pytester)
     pytester.makepyfile(test_schema=SCHEMA_TESTS, test_outcomes=OUTCOME_TESTS)
     serial = pytester.runpytest_subprocess("--asyncspec-report=serial.json")
-    parallel = pytester.runpytest_subprocess("-n", "2", "--asyncspec-report=parallel.json")
+    parallel = pytester.runpytest_subprocess(
+        "-n", "2", *NO_BENCHMARK, "--asyncspec-report=parallel.json"
+    )
     for result in (serial, parallel):
         assert result.ret == pytest.ExitCode.TESTS_FAILED, output_of(result)
         result.stdout.fnmatch_lines(
@@ -894,7 +896,7 @@ def test_a_bad_claim_marker_under_xdist_shows_its_message(pytester: pytest.Pytes
         test_bad="import pytest\n\n\n@pytest.mark.claim('A1', kind='T,X')\n"
         "def test_x():\n    pass\n\n\ndef test_y():\n    pass\n"
     )
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("-n", "2", *NO_BENCHMARK, "-p", "no:randomly")
     text = output_of(result)
     assert "INTERNALERROR" not in text
     result.assert_outcomes(errors=1)

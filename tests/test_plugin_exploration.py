@@ -10,7 +10,7 @@ import re
 import sys
 
 import pytest
-from pytester_helpers import STRICT_INI, assert_usage_error, output_of
+from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, output_of
 
 from pytest_asyncspec.replay_token import plugin_version
 
@@ -443,7 +443,7 @@ def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pyte
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-n", "2", "--asyncspec-seed=9"
+        "-p", "no:cacheprovider", "-n", "2", *NO_BENCHMARK, "--asyncspec-seed=9"
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*= asyncspec exploration =*"])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pytester_helpers import STRICT_INI
+from pytester_helpers import NO_BENCHMARK, STRICT_INI
 
 # Inner runs are as strict as this project's own configuration.
 BASE_INI = """\
@@ -631,7 +631,7 @@ def test_xdist_workers_get_the_same_settings(pytester: pytest.Pytester) -> None:
         probe_test("test_marker_loses", "clock='real'"),
     )
     pytester.makepyfile(test_probe=source)
-    result = pytester.runpytest_subprocess("-n", "2", "--asyncspec-clock=virtual")
+    result = pytester.runpytest_subprocess("-n", "2", *NO_BENCHMARK, "--asyncspec-clock=virtual")
     result.assert_outcomes(passed=4)
     for name in ("test_cli_0", "test_cli_1", "test_cli_2", "test_marker_loses"):
         assert_virtual(observed(pytester, name))

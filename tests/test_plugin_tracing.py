@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytester_helpers import STRICT_INI, assert_usage_error, line_of, output_of
+from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, line_of, output_of
 
 TIMELINE = "asyncspec timeline"
 PENDING = "asyncspec pending tasks"
@@ -279,7 +279,9 @@ def test_trace_files_are_the_same_under_xdist(pytester: pytest.Pytester) -> None
         """
     )
     serial = pytester.runpytest_subprocess("--asyncspec-trace-dir=serial")
-    parallel = pytester.runpytest_subprocess("-n", "2", "--asyncspec-trace-dir=parallel")
+    parallel = pytester.runpytest_subprocess(
+        "-n", "2", *NO_BENCHMARK, "--asyncspec-trace-dir=parallel"
+    )
     for result, directory in ((serial, "serial"), (parallel, "parallel")):
         result.assert_outcomes(passed=3, failed=2)
         # The controller counts the files its workers wrote.
