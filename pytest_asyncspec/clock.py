@@ -139,6 +139,31 @@ def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any
     asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
 
 
+class _LoopTime:
+    """``loop.time``: this loop's virtual clock, unless a test replaced it.
+
+    A test may patch it on one loop (``mock.patch.object(loop, "time", ...)``,
+    to drive a rate limiter by hand), and asyncio's own loop then schedules
+    and fires timers by the patched clock.  A data descriptor notices the
+    patch without the loop ever reading its instance ``__dict__``: reading it
+    would turn the instance's attribute storage into a plain dict and slow
+    every attribute access of the loop (a tenth more instructions per task
+    step on 3.11).
+    """
+
+    def __get__(self, loop: VirtualClockLoop | None, owner: type | None = None) -> Any:
+        if loop is None:
+            return self
+        patched = loop._patched_time
+        return loop._virtual_time if patched is None else patched
+
+    def __set__(self, loop: VirtualClockLoop, value: Callable[[], float]) -> None:
+        loop._patched_time = value
+
+    def __delete__(self, loop: VirtualClockLoop) -> None:
+        loop._patched_time = None
+
+
 class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
@@ -146,8 +171,10 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_children",
         "_deadlock_grace",
         "_epoch",
+        "_foreign_time",
         "_held",
         "_jobs_in_flight",
+        "_patched_time",
         "_real_debt",
         "_real_flow",
         "_spawning",
@@ -164,6 +191,11 @@ class VirtualClockLoop(PeerTrackingLoop):
         *,
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
     ) -> None:
+        #: A replacement of ``time`` set on this loop (see _LoopTime), and
+        #: whether a subclass defines its own ``time``.
+        self._patched_time: Callable[[], float] | None = None
+        defines_time = next(cls for cls in type(self).__mro__ if "time" in vars(cls))
+        self._foreign_time = defines_time is not VirtualClockLoop
         super().__init__(selector)
         self._ticks = 0
         self._epoch = time_patch.real_time_ns()
@@ -194,7 +226,9 @@ class VirtualClockLoop(PeerTrackingLoop):
 
     # -- the clock ---------------------------------------------------------
 
-    def time(self) -> float:
+    time = _LoopTime()
+
+    def _virtual_time(self) -> float:
         return self._ticks / TICKS_PER_SECOND
 
     def virtual_ticks(self) -> int:
@@ -296,7 +330,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         rate limiter by hand; the stock loop then schedules and fires timers
         by the patched clock, and so does this one.
         """
-        return "time" not in self.__dict__ and type(self).time is VirtualClockLoop.time
+        return self._patched_time is None and not self._foreign_time
 
     def _schedule(
         self,

@@ -64,7 +64,7 @@ import dis
 import functools
 import inspect
 import itertools
-import platform
+import os
 import queue
 import sys
 import threading
@@ -106,7 +106,8 @@ _IDLE_WORKER = "an executor's work queue"
 #: The futex system call's number on this machine (Linux), and the wait
 #: commands of futex(2); the flags FUTEX_PRIVATE_FLAG (128) and
 #: FUTEX_CLOCK_REALTIME (256) are masked off.
-_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98, "i686": 240, "i386": 240}.get(platform.machine())
+_MACHINE = os.uname().machine if hasattr(os, "uname") else ""
+_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98, "i686": 240, "i386": 240}.get(_MACHINE)
 _FUTEX_WAITS = frozenset({0, 9})  # FUTEX_WAIT, FUTEX_WAIT_BITSET
 _FUTEX_FLAGS = 128 | 256
 _KERNEL_WAITS = sys.platform == "linux" and _FUTEX_SYSCALL is not None
@@ -139,6 +140,7 @@ def _untimed_lock_wait(ident: int) -> bool:
     return operation in _FUTEX_WAITS and int(fields[4], 16) == 0
 
 
+@functools.cache  # read on first use: the source lookup costs milliseconds
 def _worker_get_line() -> int | None:
     try:
         lines, first = inspect.getsourcelines(_futures_thread._worker)
@@ -148,9 +150,6 @@ def _worker_get_line() -> int | None:
         if "work_queue.get(block=True)" in line:
             return first + offset
     return None
-
-
-_WORKER_GET_LINE = _worker_get_line()
 
 
 @dataclass(frozen=True)
@@ -249,7 +248,7 @@ def _idle_at(frame: FrameType) -> bool:
     if code is _WORKER:
         work_queue = frame.f_locals.get("work_queue")
         return (
-            frame.f_lineno == _WORKER_GET_LINE
+            frame.f_lineno == _worker_get_line()
             and work_queue is not None
             and bool(work_queue.empty())
         )

@@ -286,3 +286,31 @@ def test_an_alarm_the_loop_does_not_handle_does_not_hold_time(new_loop: LoopClas
         signal.signal(signal.SIGALRM, previous)
     assert loop.time() == 60
     assert real_taken < 10
+
+
+def test_patching_loop_time_leaves_the_instance_dict_alone(new_loop: LoopClass) -> None:
+    """The patch is noticed by a descriptor: the loop never reads (and so never
+    materialises) its own ``__dict__`` on the hot path, and unpatching restores
+    the virtual clock."""
+    loop = new_loop()
+    loop.run_until_complete(asyncio.sleep(5))
+    with mock.patch.object(loop, "time", return_value=123.0):
+        assert loop.time() == 123.0
+    assert loop.time() == 5.0
+    assert "time" not in vars(loop)
+
+
+def test_a_subclass_with_its_own_time_sets_the_pace(new_loop: LoopClass) -> None:
+    base = type(new_loop())
+
+    class Offset(base):  # type: ignore[misc, valid-type]
+        def time(self) -> float:
+            return float(self.virtual_ticks() / 1e9 + 1000)
+
+    loop = Offset()
+    try:
+        timer = loop.call_later(5, lambda: None)
+        assert timer.when() == 1005.0
+        timer.cancel()
+    finally:
+        loop.close()
