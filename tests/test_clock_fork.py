@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from real_work_helpers import REAL_TIME_FUNCTIONS
 
 from pytest_asyncspec import VirtualClockLoop, time_patch
 
@@ -50,21 +51,12 @@ AT_LEAST = 0.15
 #: Real seconds the parent waits for a child's report before giving up.
 REPORT_TIMEOUT = 30.0
 
-_REAL_FUNCTIONS: dict[str, Callable[..., object]] = {
-    "monotonic": time_patch.real_monotonic,
-    "monotonic_ns": time_patch.real_monotonic_ns,
-    "perf_counter": time_patch.real_perf_counter,
-    "perf_counter_ns": time_patch.real_perf_counter_ns,
-    "time": time_patch.real_time,
-    "time_ns": time_patch.real_time_ns,
-    "sleep": time_patch.real_sleep,
-}
 _DATETIME_NOW = datetime_module.datetime.__dict__["now"]
 _DATETIME_UTCNOW = datetime_module.datetime.__dict__["utcnow"]
 
 
 def _replaced_functions() -> list[str]:
-    return [name for name, real in _REAL_FUNCTIONS.items() if getattr(time, name) is not real]
+    return [name for name, real in REAL_TIME_FUNCTIONS.items() if getattr(time, name) is not real]
 
 
 def _timed_sleep(seconds: float) -> dict[str, Any]:
@@ -165,7 +157,7 @@ def test_a_bare_fork_from_the_loop_thread_gets_real_time(run_virtual: RunVirtual
     assert report.pop("listener heard") == []
     _expect_real(report)
     assert after == 100.0  # the parent's blocking wait for the child is not virtual time
-    assert parent_replaced == list(_REAL_FUNCTIONS)
+    assert parent_replaced == list(REAL_TIME_FUNCTIONS)
     assert heard == []
 
 

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from real_work_helpers import serving_in_a_thread
 
 from pytest_asyncspec import ExploringLoop, VirtualClockLoop
 
@@ -319,22 +320,6 @@ class _LateDatagramHandler(socketserver.DatagramRequestHandler):
         self.wfile.write(b"late " + request)
 
 
-@contextlib.contextmanager
-def _serving(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer]:
-    """``server`` answering from its own thread, always stopped on exit."""
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-    assert not thread.is_alive(), "the server thread did not stop"
-
-
 @LOOPS
 def test_socketpair_end_written_by_a_thread_is_outside(
     run_virtual: RunVirtual, loop_class: type[VirtualClockLoop]
@@ -378,7 +363,7 @@ def test_unconnected_udp_client_awaiting_a_thread_server_is_outside(
             client.close()
 
     server = socketserver.UDPServer(("127.0.0.1", 0), _LateDatagramHandler)
-    with _serving(server):
+    with serving_in_a_thread(server):
         address = server.server_address
         assert isinstance(address, tuple)
         reply = run_outside(run_virtual, loop_class, lambda: exchange(address))
@@ -430,7 +415,7 @@ def test_unix_server_in_a_thread_is_outside(
     with _short_tmpdir() as directory:
         path = os.path.join(directory, "s")
         server = socketserver.UnixStreamServer(path, _LateReplyHandler)
-        with _serving(server):
+        with serving_in_a_thread(server):
             reply = run_outside(run_virtual, loop_class, lambda: exchange(path))
     assert reply == b"late ping"
 
@@ -457,7 +442,7 @@ def test_a_closed_transport_under_a_reused_fd_does_not_make_an_outside_server_in
         server = socketserver.TCPServer(("127.0.0.1", 0), _LateReplyHandler)
         try:
             assert server.socket.fileno() == stale_fd, "fd not reused (precondition)"
-            with _serving(server):
+            with serving_in_a_thread(server):
                 port = server.server_address[1]
 
                 async def exchange() -> bytes:

@@ -13,11 +13,11 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
+from real_work_helpers import serving_in_a_thread
 
 from pytest_asyncspec import DeadlockError, VirtualClockLoop, time_patch
 
@@ -57,26 +57,9 @@ class _SlowReplyServer(socketserver.TCPServer):
         return port
 
 
-@contextlib.contextmanager
-def _server_thread() -> Iterator[_SlowReplyServer]:
+def _server_thread() -> contextlib.AbstractContextManager[_SlowReplyServer]:
     """A loopback server answering from its own thread, always stopped on exit."""
-    server = _SlowReplyServer()
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="slow-reply-server",
-        daemon=True,
-    )
-    thread.start()
-    try:
-        yield server
-    finally:
-        # shutdown() returns once serve_forever has left its loop; a handler is
-        # bounded by its socket timeout, so this cannot hang.
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-    assert not thread.is_alive(), "the server thread did not stop"
+    return serving_in_a_thread(_SlowReplyServer(), name="slow-reply-server")
 
 
 def test_reply_from_a_server_thread_is_not_overtaken_by_timers(run_virtual: RunVirtual) -> None:

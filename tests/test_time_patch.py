@@ -12,29 +12,19 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from real_work_helpers import REAL_TIME_FUNCTIONS
 
 from pytest_asyncspec import VirtualClockLoop, time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual
 
-_REAL_FUNCTIONS: dict[str, Callable[..., object]] = {
-    "monotonic": time_patch.real_monotonic,
-    "monotonic_ns": time_patch.real_monotonic_ns,
-    "perf_counter": time_patch.real_perf_counter,
-    "perf_counter_ns": time_patch.real_perf_counter_ns,
-    "time": time_patch.real_time,
-    "time_ns": time_patch.real_time_ns,
-    "sleep": time_patch.real_sleep,
-}
-
 
 def _replaced_functions() -> list[str]:
-    return [name for name, real in _REAL_FUNCTIONS.items() if getattr(time, name) is not real]
+    return [name for name, real in REAL_TIME_FUNCTIONS.items() if getattr(time, name) is not real]
 
 
 def _running_loop() -> VirtualClockLoop:
@@ -192,7 +182,7 @@ def test_a_thread_started_from_the_loop_sees_real_time(run_virtual: RunVirtual) 
     assert (before, after) == (500.0, 500.0)
     assert seen == {
         # The module is patched while the loop runs, for every thread ...
-        "patched module": list(_REAL_FUNCTIONS),
+        "patched module": list(REAL_TIME_FUNCTIONS),
         # ... but threads without a virtual loop are routed to the real clocks.
         "monotonic is real": True,
         "perf_counter is real": True,
@@ -209,7 +199,7 @@ def test_time_functions_are_restored_when_the_loop_stops(run_virtual: RunVirtual
     async def main() -> list[str]:
         return _replaced_functions()
 
-    assert run_virtual(main) == list(_REAL_FUNCTIONS)
+    assert run_virtual(main) == list(REAL_TIME_FUNCTIONS)
     assert _replaced_functions() == []
     assert time.sleep is time_patch.real_sleep
 
@@ -255,7 +245,7 @@ def test_each_thread_follows_its_own_virtual_loop() -> None:
         finally:
             this_loop.close()
         # This loop stopped, the other one still runs.
-        assert _replaced_functions() == list(_REAL_FUNCTIONS)
+        assert _replaced_functions() == list(REAL_TIME_FUNCTIONS)
         real_before = time_patch.real_monotonic()
         here = time.monotonic()
         real_after = time_patch.real_monotonic()
