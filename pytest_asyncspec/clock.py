@@ -37,6 +37,7 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import weakref
 from asyncio import base_events
 from collections.abc import Callable
@@ -139,6 +140,25 @@ def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any
     asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
 
 
+def _children_of_this_thread() -> set[int]:
+    """Pids of the live children forked by the calling thread (Linux)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/children", "rb") as listing:
+            return {int(pid) for pid in listing.read().split()}
+    except OSError:  # no /proc, or a kernel without the children list
+        return set()
+
+
+def _process_running(pid: int) -> bool:
+    """Whether ``pid`` runs (not reaped, not a zombie waiting to be)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read()
+    except OSError:
+        return False
+    return fields[fields.rfind(b")") + 2 : fields.rfind(b")") + 3] != b"Z"
+
+
 class _LoopTime:
     """``loop.time``: this loop's virtual clock, unless a test replaced it.
 
@@ -172,6 +192,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_deadlock_grace",
         "_epoch",
         "_foreign_time",
+        "_forked",
         "_held",
         "_jobs_in_flight",
         "_patched_time",
@@ -210,6 +231,8 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._children: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Subprocesses being spawned (no transport to ask yet).
         self._spawning = 0
+        #: Pids of children forked by hand (os.fork) from the loop's thread.
+        self._forked: set[int] = set()
         self._deadlock_grace = deadlock_grace
         #: Ticks of real time charged to the clock so far (real_flow_ticks()).
         self._real_flow = 0
@@ -466,10 +489,26 @@ class VirtualClockLoop(PeerTrackingLoop):
         # kills the child, whose exit the watcher reports later.
         return any(t.get_returncode() is None for t in list(self._children))
 
+    def forked(self) -> None:
+        """The loop's thread forked a child by hand (``os.fork``): told by
+        time_patch's fork handler.  Until it exits, a blocking sleep on the
+        loop thread is real, so a poll for its exit (``waitpid(pid, WNOHANG)``
+        between ``time.sleep`` calls, up to a ``time.monotonic`` deadline)
+        waits for it as on asyncio's own loop.  It does not hold jumps back:
+        a fork pool's idle workers live as long as the pool."""
+        self._forked.update(_children_of_this_thread())
+
+    def _forked_child_running(self) -> bool:
+        if not self._forked:
+            return False
+        self._forked = {pid for pid in self._forked if _process_running(pid)}
+        return bool(self._forked)
+
     def _real_work_in_flight(self) -> bool:
         """Whether the outside owes the loop an event (what holds a jump back)."""
         if (
-            self._children_running()
+            self._forked_child_running()
+            or self._children_running()
             or self._alarm_armed()
             or FdKind.EXTERNAL in self._registered_fd_kinds()
         ):

@@ -192,5 +192,13 @@ def _forget_in_child() -> None:
 
 # Once, at import: every fork after it (os.fork, multiprocessing's fork and
 # ProcessPoolExecutor's fork workers) gives the child the real clocks.
+def _note_fork_in_parent() -> None:
+    """The loop of the forking thread learns of the child (real work)."""
+    source = _sources.get(_get_ident())
+    noted = getattr(source, "forked", None)
+    if noted is not None:
+        noted()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(after_in_child=_forget_in_child, after_in_parent=_note_fork_in_parent)

@@ -281,3 +281,37 @@ def test_a_fork_process_pool_job_gets_real_time(run_virtual: RunVirtual) -> None
 
     _expect_real(report)
     assert loop_took >= report["real"]
+
+
+def test_blocking_polls_for_a_bare_forked_child_wait_as_long_as_it_runs(
+    run_virtual: RunVirtual,
+) -> None:
+    """CPython's test_fork_not_share_event_loop waits for a child it forked
+    with ``os.fork()`` by polling ``os.waitpid(pid, WNOHANG)`` between
+    blocking ``time.sleep`` calls, up to a deadline read from
+    ``time.monotonic()``.  The child is real work: while it runs, a blocking
+    sleep on the loop thread is real (as it is beside an executor job), so
+    the poll sees the child exit long before its deadline instead of
+    spinning through 300 virtual seconds at once."""
+
+    async def main() -> tuple[int, float]:
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: real work of 0.3 s
+            try:
+                time.sleep(0.3)
+            finally:
+                os._exit(7)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), time.monotonic() - started
+            time.sleep(0.01)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise AssertionError("the child was still running at the poll's deadline")
+
+    exit_code, waited = run_virtual(main)
+    assert exit_code == 7
+    assert 0.25 <= waited < 60
