@@ -25,6 +25,7 @@ import faulthandler
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -184,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the JSON lines file to append to")
     args = parser.parse_args(argv)
 
+    # A shell that starts a command in the background (``cmd &``) without job
+    # control ignores SIGINT in it, and the child inherits that: asyncio's
+    # own KeyboardInterrupt tests (test_runners' test_interrupt_*) then wait
+    # forever, on every loop.  Python's own handler, as in a foreground run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     install(args.loop)
     name = f"test.test_asyncio.{args.module}"
     suite = unittest.defaultTestLoader.loadTestsFromName(name)

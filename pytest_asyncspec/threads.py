@@ -289,7 +289,12 @@ class ThreadWatch:
     def __init__(self) -> None:
         #: Watched threads, in start order (a dict as an ordered set). The loop
         #: reads this and ``jobs`` for truth before it asks anything costlier.
-        self.threads: dict[threading.Thread, None] = {}
+        #: Held weakly, as asyncio holds nothing of a finished thread: a
+        #: test that checks its threads were cleaned up (CPython's
+        #: threading_cleanup) must not find them kept alive by the loop.
+        self.threads: weakref.WeakKeyDictionary[threading.Thread, None] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Running ThreadPoolExecutor jobs: job number -> ident of their thread.
         self.jobs: dict[int, int] = {}
         self._job_ids = itertools.count()

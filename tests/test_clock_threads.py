@@ -20,6 +20,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -538,3 +539,21 @@ def test_a_thread_blocked_on_a_raw_lock_the_loop_holds_lets_sleeps_jump(
     assert result == "done"
     assert 0.25 <= worked < 10
     assert took < INSTANT
+
+
+def test_a_finished_thread_is_not_kept_alive_by_the_loop(run_virtual: RunVirtual) -> None:
+    """Stock asyncio holds nothing of a thread that ended: CPython's
+    threading_cleanup() (test.support) waits for "dangling" thread objects
+    and finds none.  The loop watches the threads started while it runs, and
+    must let go of one that finished and that nobody else holds."""
+
+    async def main() -> bool:
+        thread = threading.Thread(target=lambda: None, name="one-shot")
+        thread.start()  # from the loop's thread: watched while it runs
+        thread.join()
+        witness = weakref.ref(thread)
+        del thread
+        await asyncio.sleep(0)
+        return witness() is None
+
+    assert run_virtual(main)
