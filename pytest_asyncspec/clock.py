@@ -457,10 +457,29 @@ class VirtualClockLoop(PeerTrackingLoop):
         if owed > 0 and not future.done():
             # Delivered by a timer at that tick: a timer due earlier still
             # fires first, at its own tick.
-            self._real_flow += owed
-            VirtualClockLoop._schedule(self, self._ticks + owed, _deliver_job, (job, future), None)
+            VirtualClockLoop._schedule(
+                self,
+                self._ticks + owed,
+                self._deliver_job_late,
+                (job, future, owed, self._real_flow),
+                None,
+            )
         else:
             _deliver_job(job, future)
+
+    def _deliver_job_late(
+        self,
+        job: concurrent.futures.Future[Any],
+        future: asyncio.Future[Any],
+        owed: int,
+        flow_then: int,
+    ) -> None:
+        # The clock reached this tick partly by real flow (a thread still
+        # busy meanwhile), which counted itself, and partly by a jump, which
+        # stood for the job's own real running time: count that part only,
+        # so real_flow_ticks() never exceeds what the clock really moved.
+        self._real_flow += max(0, owed - (self._real_flow - flow_then))
+        _deliver_job(job, future)
 
     async def shutdown_default_executor(self, *args: Any) -> None:
         # asyncio waits for a helper thread's call_soon_threadsafe: real work.

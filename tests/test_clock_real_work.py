@@ -591,3 +591,30 @@ def test_a_killed_childs_exit_is_awaited_in_real_time(run_virtual: RunVirtual, h
     took, fired = run_virtual(main)
     assert fired == []
     assert 0 < took < 10
+
+
+def test_real_flow_ticks_never_exceed_the_time_the_clock_moved(run_virtual: RunVirtual) -> None:
+    """A job that ran partly while the loop computed is delivered late (at its
+    submission plus its real running time); when a second job keeps time
+    flowing until that delivery, the flow must not be counted twice: real
+    work in a span is never more than the span itself."""
+
+    def spin(seconds: float) -> None:
+        end = time_patch.real_monotonic() + seconds
+        while time_patch.real_monotonic() < end:
+            pass
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        flow_before, ticks_before = loop.real_flow_ticks(), loop.virtual_ticks()
+        short = loop.run_in_executor(None, time.sleep, 0.3)
+        spin(0.2)  # the loop computes while the short job runs
+        long = loop.run_in_executor(None, time.sleep, 1.0)  # keeps time flowing
+        await short
+        await long
+        return loop.real_flow_ticks() - flow_before, loop.virtual_ticks() - ticks_before
+
+    flowed, moved = run_virtual(main)
+    assert moved >= 1_000_000_000
+    assert flowed <= moved
