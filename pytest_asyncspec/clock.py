@@ -37,7 +37,6 @@ import os
 import selectors
 import signal
 import sys
-import threading
 import weakref
 from asyncio import base_events
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from contextvars import Context
 from types import FrameType
 from typing import Any, TypeVar
 
-from . import threads, time_patch
+from . import procfs, threads, time_patch
 from .inflight import FdKind, PeerTrackingLoop
 from .threads import ThreadState
 from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
@@ -138,25 +137,6 @@ def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any
     # asyncio's own copy (the one wrap_future uses): result, exception or
     # cancellation, nothing if the awaited future was cancelled meanwhile.
     asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
-
-
-def _children_of_this_thread() -> set[int]:
-    """Pids of the live children forked by the calling thread (Linux)."""
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/children", "rb") as listing:
-            return {int(pid) for pid in listing.read().split()}
-    except OSError:  # no /proc, or a kernel without the children list
-        return set()
-
-
-def _process_running(pid: int) -> bool:
-    """Whether ``pid`` runs (not reaped, not a zombie waiting to be)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read()
-    except OSError:
-        return False
-    return fields[fields.rfind(b")") + 2 : fields.rfind(b")") + 3] != b"Z"
 
 
 class _LoopTime:
@@ -515,12 +495,17 @@ class VirtualClockLoop(PeerTrackingLoop):
         between ``time.sleep`` calls, up to a ``time.monotonic`` deadline)
         waits for it as on asyncio's own loop.  It does not hold jumps back:
         a fork pool's idle workers live as long as the pool."""
-        self._forked.update(_children_of_this_thread())
+        self._forked.update(procfs.children_of_this_thread())
 
     def _forked_child_running(self) -> bool:
         if not self._forked:
             return False
-        self._forked = {pid for pid in self._forked if _process_running(pid)}
+        # Reaped (no /proc entry) or a zombie waiting to be: no longer runs.
+        self._forked = {
+            pid
+            for pid in self._forked
+            if procfs.stat_state(f"/proc/{pid}/stat") not in (None, b"Z")
+        }
         return bool(self._forked)
 
     def _real_work_in_flight(self) -> bool:
@@ -565,18 +550,19 @@ class VirtualClockLoop(PeerTrackingLoop):
         if self._timer_cancelled_count:
             self._drop_cancelled_timers()
         heap = self._timer_heap
+        own_time = self._own_time()
         if (
             self._ready  # type: ignore[attr-defined]
             or self._held
             or self._stopping  # type: ignore[attr-defined]
             or (heap and heap[0][0] <= self._ticks)
-            or (heap and not self._own_time() and heap[0][0] <= seconds_to_ticks(self.time()))
+            or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             self._poll(0)
         else:
             self._wait_or_jump()
 
-        now = self._ticks if self._own_time() else seconds_to_ticks(self.time())
+        now = self._ticks if own_time else seconds_to_ticks(self.time())
         ready = self._ready  # type: ignore[attr-defined]
         while heap and heap[0][0] <= now:
             handle = heapq.heappop(heap)[2]

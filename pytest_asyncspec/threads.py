@@ -74,6 +74,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
+from . import procfs
 from .ticks import TICKS_PER_SECOND
 from .time_patch import real_sleep
 from .waiting import place, qualname
@@ -404,16 +405,8 @@ def _handed_off(frames: dict[int, FrameType], idents: set[int]) -> bool:
 
 def _scheduled(ident: int) -> bool:
     """Whether the OS has the thread runnable (Linux: ``R`` in its stat)."""
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    native_id = getattr(thread, "native_id", None)
-    if native_id is None:
-        return False
-    try:
-        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
-            fields = stat.read()
-    except OSError:  # not Linux, or the thread just ended
-        return False
-    return fields[fields.rfind(b")") + 2 : fields.rfind(b")") + 3] == b"R"
+    native = _native_id(ident)
+    return native is not None and procfs.stat_state(f"/proc/self/task/{native}/stat") == b"R"
 
 
 def recheck_due(due: int | None, now: int) -> int:
