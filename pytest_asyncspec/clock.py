@@ -508,19 +508,27 @@ class VirtualClockLoop(PeerTrackingLoop):
         }
         return bool(self._forked)
 
-    def _real_work_in_flight(self) -> bool:
-        """Whether the outside owes the loop an event (what holds a jump back)."""
-        if (
-            self._forked_child_running()
-            or self._children_running()
-            or self._alarm_armed()
-            or FdKind.EXTERNAL in self._registered_fd_kinds()
-        ):
-            return True
+    def _event_owed(self, kinds: set[FdKind]) -> bool:
+        """Whether an outside peer, a subprocess or a real alarm owes the loop
+        an event (``kinds``: the registered descriptors' kinds)."""
+        return FdKind.EXTERNAL in kinds or self._children_running() or self._alarm_armed()
+
+    def _threads_busy(self) -> bool:
+        """Whether a watched thread or an executor job is doing real work."""
         watch = self._threads
         if watch.threads or watch.jobs or self._jobs_in_flight:
             return watch.holds_time(self._jobs_in_flight)
         return False
+
+    def _real_work_in_flight(self) -> bool:
+        """Whether real work is under way outside the loop's thread: what holds
+        a jump back, and a child forked by hand (which makes a blocking sleep
+        real, see :meth:`forked`)."""
+        return (
+            self._forked_child_running()
+            or self._event_owed(self._registered_fd_kinds())
+            or self._threads_busy()
+        )
 
     # -- the iteration -----------------------------------------------------
 
@@ -618,18 +626,16 @@ class VirtualClockLoop(PeerTrackingLoop):
         heap = self._timer_heap
         due = heap[0][0] if heap and heap[0][0] < NEVER else None
         kinds = self._registered_fd_kinds()
-        if FdKind.EXTERNAL in kinds or self._children_running() or self._alarm_armed():
+        if self._event_owed(kinds):
             self._flow_in_real_time(due)
             return
-        watch = self._threads
-        watched = watch.threads or watch.jobs
-        if (watched or self._jobs_in_flight) and watch.holds_time(self._jobs_in_flight):
+        if self._threads_busy():
             # A busy thread or job says nothing when it stops to wait for the
             # loop: look again soon.
             self._flow_in_real_time(threads.recheck_due(due, self._ticks))
             return
         self._real_debt = 0  # nothing real is owed any more
-        if len(kinds) or due is None or watched:
+        if len(kinds) or due is None or self._threads.threads or self._threads.jobs:
             # A loopback peer's data or a thread's call_soon_threadsafe may
             # already be waiting: collect it before deciding to jump.
             self._poll(0)
