@@ -187,22 +187,45 @@ class LoopFactories:
     every async test with a loop factory, a cost a suite that has not opted
     in should not pay."""
 
-    @pytest.hookimpl(trylast=True, optionalhook=True)
+    @pytest.hookimpl(wrapper=True, optionalhook=True)
     def pytest_asyncio_loop_factories(
         self, config: pytest.Config, item: pytest.Item
-    ) -> Mapping[str, LoopFactory]:
-        """Give pytest-asyncio the loop this test asked for (trylast: a user's
-        own hook implementation takes precedence)."""
+    ) -> Generator[None, Mapping[str, LoopFactory] | None, Mapping[str, LoopFactory]]:
+        """Give pytest-asyncio the loop this test asked for.
+
+        A wrapper, so that a project's own implementation of the hook (the
+        first to answer wins) is seen: when it answers for a test that asks
+        for asyncspec's clock, its stock asyncio factories become ours, and
+        any other factory is reported at collection (see
+        :func:`_check_loop_was_chosen`) rather than silently winning.
+        """
+        theirs = yield
         try:
             effective = effective_for(config, item)
-            factory = loop_factory(effective.clock, effective.loop)
+            ours = loop_factory(effective.clock, effective.loop)
         except (pytest.UsageError, UnsupportedLoopError):
             # pytest-asyncio calls this hook mid-collection, where an exception
             # becomes a collection traceback.  The same check runs again in
             # pytest_collection_modifyitems and reports a clean usage error there.
             effective = effective_global(config)
-            factory = loop_factory(effective.clock, effective.loop)
-        return {f"{effective.loop}-{effective.clock}": factory}
+            ours = loop_factory(effective.clock, effective.loop)
+        if theirs is None:
+            return {f"{effective.loop}-{effective.clock}": ours}
+        if (effective.clock, effective.loop) == ("real", "asyncio"):
+            return theirs
+        return {
+            name: ours if _is_stock_asyncio_factory(factory) else factory
+            for name, factory in theirs.items()
+        }
+
+
+def _is_stock_asyncio_factory(factory: object) -> bool:
+    """Whether ``factory`` makes asyncio's own default loop, the loop our
+    virtual-clock loop is faithful to (3.13 names it asyncio.EventLoop)."""
+    import asyncio
+
+    stock = {asyncio.new_event_loop, asyncio.SelectorEventLoop, getattr(asyncio, "EventLoop", None)}
+    return factory in stock or factory is loop_factory("real", "asyncio")
 
 
 LOOP_FACTORIES = "asyncspec-loop-factories"
@@ -344,16 +367,52 @@ def _check_loop(item: pytest.Item, effective: Effective) -> None:
 
 def _check_loop_was_chosen(item: pytest.Item, effective: Effective) -> None:
     """pytest-asyncio picks a test's loop while the test is collected; a
-    marker added later (by a hook) cannot change it any more."""
+    marker added later (by a hook) cannot change it any more, and a project's
+    own loop-factory hook may have chosen a loop we cannot put a clock on."""
     callspec = getattr(item, "callspec", None)
-    if callspec is None or "_asyncio_loop_factory" not in callspec.params:
-        raise pytest.UsageError(
-            f"{item.nodeid}: asks for clock={effective.clock}, loop={effective.loop}, but its "
-            "asyncspec marker arrived after the test was collected (added by a hook or "
-            "plugin), when pytest-asyncio had already chosen the stock loop. Put the marker "
-            "on the test, its class or its module (pytestmark), or set asyncspec_clock / "
-            "asyncspec_loop in the ini file."
-        )
+    if callspec is not None and "_asyncio_loop_factory" in callspec.params:
+        chosen = callspec.params["_asyncio_loop_factory"]
+        # None: the asyncio marker named a factory nobody offers, and
+        # pytest-asyncio skips the test saying so.
+        if chosen is not None and chosen is not loop_factory(effective.clock, effective.loop):
+            raise pytest.UsageError(_foreign_factory_message(item, effective, chosen))
+        return
+    raise pytest.UsageError(
+        f"{item.nodeid}: asks for clock={effective.clock}, loop={effective.loop}, but its "
+        "asyncspec marker arrived after the test was collected (added by a hook or "
+        "plugin), when pytest-asyncio had already chosen the stock loop. Put the marker "
+        "on the test, its class or its module (pytestmark), or set asyncspec_clock / "
+        "asyncspec_loop in the ini file."
+    )
+
+
+def _foreign_factory_message(item: pytest.Item, effective: Effective, chosen: object) -> str:
+    """A project's pytest_asyncio_loop_factories hook gave this test a loop
+    other than the one its asyncspec settings ask for: say whose hook, which
+    factory, and the ways out."""
+    hooks = item.config.pluginmanager.hook.pytest_asyncio_loop_factories.get_hookimpls()
+    owners = [
+        getattr(impl.plugin, "__file__", None) or impl.plugin_name
+        for impl in hooks
+        if impl.plugin_name != LOOP_FACTORIES
+    ]
+    where = ", ".join(str(owner) for owner in owners) or "another plugin"
+    factory = getattr(chosen, "__qualname__", None) or repr(chosen)
+    module = getattr(chosen, "__module__", None)
+    if module:
+        factory = f"{module}.{factory}"
+    asked = f"clock={effective.clock} ({effective.sources['clock']})"
+    if effective.loop != "asyncio":
+        asked += f", loop={effective.loop} ({effective.sources['loop']})"
+    return (
+        f"{item.nodeid}: asks for {asked}, but the pytest_asyncio_loop_factories hook in "
+        f"{where} gives it the loop factory {factory}, which asyncspec cannot put its "
+        "clock on (only asyncio's own loop, asyncio.new_event_loop or "
+        "asyncio.SelectorEventLoop, is replaced by the virtual-clock loop). Choose one: "
+        "return None from your hook for the tests that should run on asyncspec's loop; or "
+        "keep your loop for this test with @pytest.mark.asyncspec(clock='real') (or "
+        "asyncspec_clock = real in the ini file)."
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -6,8 +6,10 @@ sleeps is visible to the next, and neither ``loop.time()`` nor the patched
 ``time`` functions ever go back.  Each inner run appends what it sees to a
 JSON-lines file; the outer test checks the timeline.
 
-The plugin's ``pytest_asyncio_loop_factories`` implementation is ``trylast``,
-so a user's own implementation in a conftest decides the loop.
+A project's own ``pytest_asyncio_loop_factories`` hook keeps deciding the
+loop of tests on the real clock; for a test that asks for the virtual clock,
+its stock asyncio factory becomes the virtual-clock loop, and any other
+factory is a usage error that names the hook (never a silent real-time run).
 """
 
 from __future__ import annotations
@@ -436,61 +438,100 @@ def pytest_asyncio_loop_factories(config, item):
 """
 
 
-def test_user_hook_takes_precedence(pytester: pytest.Pytester) -> None:
-    """A user's ``pytest_asyncio_loop_factories`` in conftest decides the loop,
-    even with the virtual clock configured: ours is ``trylast``."""
+def test_user_hook_with_its_own_loop_class_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """A project hook that gives every test its own loop class, in a suite
+    that asks for the virtual clock, stops the run naming the hook, the
+    factory and both ways out, instead of running the suite in real time."""
     make_project(pytester, "asyncspec_clock = virtual")
     pytester.makeconftest(CUSTOM_LOOP_CONFTEST.format(body='return {"custom": CustomLoop}'))
+    pytester.makepyfile(
+        test_custom="""
+        async def test_runs_somewhere():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*test_custom.py::test_runs_somewhere: asks for clock=virtual (ini), but the "
+            "pytest_asyncio_loop_factories hook in *conftest.py gives it the loop factory "
+            "conftest.CustomLoop, which asyncspec cannot put its clock on*return None from "
+            "your hook*@pytest.mark.asyncspec(clock='real')*"
+        ]
+    )
+
+
+def test_user_hook_keeps_its_loop_for_a_real_clock_test(pytester: pytest.Pytester) -> None:
+    """The way out the error names: a test marked for the real clock runs on
+    the project's loop, the others on the virtual clock through ``None``."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    pytester.makeconftest(
+        CUSTOM_LOOP_CONFTEST.format(
+            body='return {"custom": CustomLoop} if item.get_closest_marker("asyncspec") else None'
+        )
+    )
     pytester.makepyfile(
         test_custom="""
         from __future__ import annotations
 
         import asyncio
 
+        import pytest
+
         from conftest import CustomLoop
         from pytest_asyncspec import VirtualClockLoop
 
 
+        @pytest.mark.asyncspec(clock="real")
         async def test_runs_on_custom_loop():
             loop = asyncio.get_running_loop()
             assert isinstance(loop, CustomLoop), type(loop).__mro__
             assert not isinstance(loop, VirtualClockLoop)
-        """
-    )
-    pytester.runpytest().assert_outcomes(passed=1)
 
 
-def test_user_hook_returning_none_falls_back_to_ours(pytester: pytest.Pytester) -> None:
-    """A user hook that returns ``None`` for a test leaves the choice to the
-    plugin, which then gives that test the virtual clock."""
-    make_project(pytester, "asyncspec_clock = virtual")
-    pytester.makeconftest(
-        CUSTOM_LOOP_CONFTEST.format(
-            body='return {"custom": CustomLoop} if "custom" in item.name else None'
-        )
-    )
-    pytester.makepyfile(
-        test_mixed="""
-        from __future__ import annotations
-
-        import asyncio
-
-        from conftest import CustomLoop
-        from pytest_asyncspec import VirtualClockLoop
-
-
-        async def test_custom():
-            assert isinstance(asyncio.get_running_loop(), CustomLoop)
-
-
-        async def test_ours():
-            loop = asyncio.get_running_loop()
-            assert isinstance(loop, VirtualClockLoop)
-            await asyncio.sleep(60)
-            assert loop.time() == 60
+        async def test_runs_on_the_virtual_clock():
+            await asyncio.sleep(3600)
+            assert asyncio.get_running_loop().time() == 3600
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        "asyncio.new_event_loop",
+        "asyncio.SelectorEventLoop",
+        "asyncio.DefaultEventLoopPolicy().new_event_loop",
+    ],
+)
+def test_user_hook_with_the_stock_loop_gets_the_virtual_clock(
+    pytester: pytest.Pytester, factory: str
+) -> None:
+    """A project hook offering asyncio's own loop (often beside uvloop) gets the
+    virtual-clock loop for tests that ask for it, under the hook's own name;
+    a factory we cannot recognise as stock (a bound method of a policy) is
+    named in the usage error instead.  (One factory: pytest-asyncio hides its
+    name from the test id.)"""
+    make_project(pytester, "asyncspec_clock = virtual")
+    pytester.makeconftest(CUSTOM_LOOP_CONFTEST.format(body=f'return {{"stock": {factory}}}'))
+    pytester.makepyfile(
+        test_stock="""
+        import asyncio
+
+
+        async def test_an_hour_passes_at_once():
+            await asyncio.sleep(3600)
+            assert asyncio.get_running_loop().time() == 3600
+        """
+    )
+    result = pytester.runpytest("-v")
+    if "Policy" in factory:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*gives it the loop factory*new_event_loop*"])
+    else:
+        result.assert_outcomes(passed=1)
 
 
 def test_loop_factories_marker_selects_our_factory_by_name(pytester: pytest.Pytester) -> None:
