@@ -21,8 +21,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fetcher"
 # As strict as this project's own configuration (see test_plugin_exploration.py).
 INI = """\
 [pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers -p no:anyio
+addopts = --strict-markers -p no:anyio
 filterwarnings = error
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
