@@ -12,7 +12,6 @@ installed as without it (``tests/test_startup_imports.py``).
 
 from __future__ import annotations
 
-import inspect
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from pytest_asyncio import is_async_test
 
 from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
+from .outside_modes import STRICT_MODE, enabled_modes, why_outside
 from .run_summary import RunSummary
 from .settings import (
     CLAIM_HELP,
@@ -66,6 +66,8 @@ SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
 HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
+#: Why an async test runs outside the modes it asked for, and those modes.
+OUTSIDE_MODES_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
 TRACE_FIXTURE = "asyncspec_trace"
 
 
@@ -282,6 +284,7 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
     replay = replay_token(config)
     replayed = replay.test if replay is not None else None
+    modes_on = bool(enabled_modes(unmarked))
     for item in items:
         # One walk over the markers of the test, its class and module: most
         # tests have neither an asyncspec nor a claim marker.
@@ -289,8 +292,15 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         effective = unmarked
         if MARKER in marks or item.name == replayed:
             effective = effective_for(config, item)
-        if (MARKER in marks or _uses_loop_fixtures(item)) and not is_async_test(item):
+        run_by_pytest_asyncio = is_async_test(item)
+        if (MARKER in marks or _uses_loop_fixtures(item)) and not run_by_pytest_asyncio:
             _check_marked_test_is_run_by_pytest_asyncio(item)
+        if not run_by_pytest_asyncio and (
+            modes_on if effective is unmarked else enabled_modes(effective)
+        ):
+            reason = why_outside(item)
+            if reason is not None:
+                item.stash[OUTSIDE_MODES_KEY] = (reason, ", ".join(enabled_modes(effective)))
         if opted_in or effective is not unmarked:
             _check_loop(item, effective)
         item.stash[SETTINGS_KEY] = effective
@@ -338,12 +348,17 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
     """The asyncspec marker and loop fixtures act on async tests that
     pytest-asyncio runs; on any other test they would be silently ignored, or
     fail with pytest's own "async def functions are not natively supported"."""
-    function = getattr(item, "obj", None)
-    if inspect.iscoroutinefunction(function):
+    reason = why_outside(item)
+    if reason is not None:
+        way_out = (
+            "add @pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
+            if reason == STRICT_MODE
+            else "let pytest-asyncio run it instead, or leave the asyncspec marker and "
+            "fixtures off it"
+        )
         raise pytest.UsageError(
-            f"{item.nodeid}: pytest-asyncio does not run this async test (strict mode), so "
-            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: add "
-            "@pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
+            f"{item.nodeid}: pytest-asyncio does not run this async test ({reason}), so "
+            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: {way_out}"
         )
     # A sync test under a class or module marker is simply not affected; its
     # own marker asks for something that cannot happen.  (A sync test may use
@@ -578,6 +593,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     _attach_claim(item, report)
+    outside = item.stash.get(OUTSIDE_MODES_KEY, None)
+    if outside is not None and call.when == "call":
+        setattr(report, report_fields.OUTSIDE_MODES, list(outside))
     rules = item.config.stash.get(ALLOW_RULES_KEY, [])
     if rules and call.when == "call":
         setattr(report, report_fields.RULES_USED, [rule.text for rule in rules if rule.used])

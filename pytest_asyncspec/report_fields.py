@@ -19,3 +19,6 @@ TIMELINE = "asyncspec_timeline"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
 TRACE_FILE = "asyncspec_trace_file"
+#: An async test that pytest-asyncio does not run: [why, the modes it missed]
+#: (see :mod:`.outside_modes`).
+OUTSIDE_MODES = "asyncspec_outside_modes"

@@ -42,6 +42,9 @@ class RunSummary:
         #: Texts of allow-list rules that fired in any process.
         self.rules_used: set[str] = set()
         self.tests_ran = False
+        #: Async tests the modes could not reach: why -> node ids.
+        self.outside_modes: dict[str, list[str]] = {}
+        self.modes_missed: set[str] = set()
 
     def claims(self) -> ClaimsReport:
         if self._claims is None:
@@ -58,6 +61,11 @@ class RunSummary:
             from .explored_tests import summary_line
 
             self.exploration_lines.append(summary_line(report.nodeid, summary))
+        outside = getattr(report, report_fields.OUTSIDE_MODES, None)
+        if report.when == "call" and outside:
+            reason, modes = outside
+            self.outside_modes.setdefault(reason, []).append(report.nodeid)
+            self.modes_missed.update(modes.split(", "))
         self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
         self.tests_ran = self.tests_ran or report.when == "call"
         self.trace_files += sum(
@@ -89,6 +97,13 @@ class RunSummary:
             terminalreporter.section("asyncspec: allow-list rules that never fired")
             for rule in unused:
                 terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+        if self.outside_modes:
+            from .outside_modes import summary_lines
+
+            terminalreporter.section("asyncspec: async tests outside the modes")
+            modes = ", ".join(sorted(self.modes_missed))
+            for line in summary_lines(self.outside_modes, modes):
+                terminalreporter.line(line)
         if self.exploration_lines:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:

@@ -65,7 +65,6 @@ async def observe(request: pytest.FixtureRequest, settings, sleep: float = 0.1) 
 """
 
 
-
 # Long enough that a real wait cannot be mistaken for a virtual jump on a
 # loaded machine, short enough to keep real-clock runs quick.
 PROBE_SLEEP = 0.1
