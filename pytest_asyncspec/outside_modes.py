@@ -16,30 +16,10 @@ import unittest
 
 import pytest
 
-from .settings import Effective
-
 #: Plugins whose pytest_pyfunc_call is not the runner of a coroutine test
 #: found here: pytest's own, pytest-asyncio's, ours, and the runners that
 #: only take tests marked for them (recognised by their markers instead).
 _NOT_RUNNERS = frozenset({"python", "asyncio", "asyncspec", "anyio", "trio"})
-
-
-def enabled_modes(effective: Effective) -> list[str]:
-    """The modes ``effective`` asks for, as the settings would be written."""
-    modes = []
-    if effective.clock != "real":
-        modes.append(f"clock={effective.clock}")
-    if effective.loop != "asyncio":
-        modes.append(f"loop={effective.loop}")
-    if effective.max_blocking is not None:
-        modes.append(f"max_blocking={effective.max_blocking:g}")
-    if effective.trace:
-        modes.append("trace=on")
-    if effective.leaks != "off":
-        modes.append(f"leaks={effective.leaks}")
-    if effective.schedules:
-        modes.append(f"schedules={effective.schedules}")
-    return modes
 
 
 def why_outside(item: pytest.Item) -> str | None:

@@ -21,7 +21,6 @@ from pytest_asyncio import is_async_test
 
 from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
-from .outside_modes import STRICT_MODE, enabled_modes, why_outside
 from .run_summary import RunSummary
 from .settings import (
     CLAIM_HELP,
@@ -33,6 +32,7 @@ from .settings import (
     allow_blocking_rules,
     effective_for,
     effective_global,
+    enabled_modes,
     html_path,
     replay_token,
     report_path,
@@ -298,6 +298,8 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         if not run_by_pytest_asyncio and (
             modes_on if effective is unmarked else enabled_modes(effective)
         ):
+            from .outside_modes import why_outside
+
             reason = why_outside(item)
             if reason is not None:
                 item.stash[OUTSIDE_MODES_KEY] = (reason, ", ".join(enabled_modes(effective)))
@@ -348,6 +350,8 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
     """The asyncspec marker and loop fixtures act on async tests that
     pytest-asyncio runs; on any other test they would be silently ignored, or
     fail with pytest's own "async def functions are not natively supported"."""
+    from .outside_modes import STRICT_MODE, why_outside
+
     reason = why_outside(item)
     if reason is not None:
         way_out = (
