@@ -37,6 +37,7 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import weakref
 from asyncio import base_events
 from collections.abc import Callable
@@ -105,9 +106,16 @@ class DeadlockError(RuntimeError):
 
 
 class _JobTiming:
-    """When an executor job was submitted and how long it really ran."""
+    """When an executor job was submitted, which worker ran it, and for how long."""
 
-    __slots__ = ("duration", "flow_at_submit", "submitted_ns", "ticks_at_submit")
+    __slots__ = (
+        "duration",
+        "ended_ns",
+        "flow_at_submit",
+        "submitted_ns",
+        "ticks_at_submit",
+        "worker",
+    )
 
     def __init__(self, ticks: int, flow: int, submitted_ns: int) -> None:
         self.ticks_at_submit = ticks
@@ -115,15 +123,22 @@ class _JobTiming:
         self.submitted_ns = submitted_ns
         #: Real ns the job ran (set on the thread that ran or finished it).
         self.duration: int | None = None
+        #: The thread-pool worker that ran it, and the real ns it ended at
+        #: (None for other executors, whose workers cannot be told apart).
+        self.worker: threading.Thread | None = None
+        self.ended_ns = 0
 
 
 def _run_timed(timing: _JobTiming, func: Callable[..., _T], *args: Any) -> _T:
-    # Runs on the executor's worker thread: measures the job's own real time.
+    # Runs on the executor's worker thread: measures the job's own real time,
+    # and notes the worker, which a job queued behind this one waits for.
+    timing.worker = threading.current_thread()
     start = time_patch.real_monotonic_ns()
     try:
         return func(*args)
     finally:
-        timing.duration = time_patch.real_monotonic_ns() - start
+        timing.ended_ns = time_patch.real_monotonic_ns()
+        timing.duration = timing.ended_ns - start
 
 
 def _cancel_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any]) -> None:
@@ -183,6 +198,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_ticks",
         "_timer_heap",
         "_timer_seq",
+        "_worker_free",
         "on_blocking_sleep",
     )
 
@@ -205,6 +221,12 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        #: Each thread-pool worker -> (real ns its last job ended, tick at
+        #: which the loop sees that job done): where a job queued behind it
+        #: starts.
+        self._worker_free: weakref.WeakKeyDictionary[threading.Thread, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Ready callbacks a subclass holds outside ``_ready`` (the exploring
         #: loop's pool): while any are held, time must not jump.
         self._held = 0
@@ -422,8 +444,9 @@ class VirtualClockLoop(PeerTrackingLoop):
         # One callback both ends the job's flight and hands its outcome over,
         # so the loop never sees "nothing in flight" while a result is on its way.
         self._jobs_in_flight -= 1
-        # The job is seen no earlier than its submission plus its real running
-        # time, so a job never looks faster than it ran, although the loop's
+        # The job is seen no earlier than its start (_job_start_tick) plus its
+        # real running time, so a job never looks faster than it ran (nor a
+        # queued one sooner than its worker could take it), although the loop's
         # own compute (after submitting, before waiting) is not charged.  What
         # ran while the loop computed counts for at most as long as the loop
         # waited for the job: a job that finished during the loop's compute,
@@ -431,9 +454,11 @@ class VirtualClockLoop(PeerTrackingLoop):
         assert timing.duration is not None
         waited = self._real_flow - timing.flow_at_submit
         owed = min(
-            timing.ticks_at_submit + timing.duration - self._ticks,
+            self._job_start_tick(timing) + timing.duration - self._ticks,
             waited,
         )
+        if timing.worker is not None:
+            self._worker_free[timing.worker] = (timing.ended_ns, self._ticks + max(0, owed))
         if owed > 0 and not future.done():
             # Delivered by a timer at that tick: a timer due earlier still
             # fires first, at its own tick.
@@ -446,6 +471,19 @@ class VirtualClockLoop(PeerTrackingLoop):
             )
         else:
             _deliver_job(job, future)
+
+    def _job_start_tick(self, timing: _JobTiming) -> int:
+        """The tick at which a job started: its submission, or, if it waited
+        in the pool's queue for the job before it on its worker, the tick at
+        which that job was seen done (as in real time, it starts when its
+        worker frees, so three 1 s jobs on one worker end at 1, 2 and 3 s)."""
+        start = timing.ticks_at_submit
+        worker = timing.worker
+        if worker is not None:
+            before = self._worker_free.get(worker)
+            if before is not None and timing.submitted_ns < before[0]:
+                start = max(start, before[1])
+        return start
 
     def _deliver_job_late(
         self,
