@@ -234,7 +234,8 @@ class TraceView:
         self._window: tuple[int, int] | None = None
         self._first_line = 0
 
-    def _attach(self, observation: Observation) -> None:
+    def _attach(self, observation: Observation | None) -> None:
+        """Show ``observation``'s trace (None: the test is over)."""
         self._observation = observation
 
     def _begin_schedule(self) -> None:

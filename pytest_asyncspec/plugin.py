@@ -589,6 +589,8 @@ def pytest_runtest_makereport(
             from .explored_tests import SECTION
 
             report.sections.append((SECTION, request.report))
+    if call.when == "teardown":
+        _release_observation(item)
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None or call.when != "call":
         return report
@@ -617,6 +619,22 @@ def pytest_runtest_makereport(
             )
         )
     return report
+
+
+def _release_observation(item: pytest.Item) -> None:
+    """Drop what watched the test once its last report is made.
+
+    pytest keeps every item, and so its stash, until the session ends: an
+    observation left there would keep the test's loop, step log, task table
+    and captured output alive for the rest of the run (about 100 KB a test).
+    What the end-of-run reports need is already on the test's reports.
+    """
+    if OBSERVATION_KEY in item.stash:
+        del item.stash[OBSERVATION_KEY]
+    view = item.stash.get(TRACE_VIEW_KEY, None)
+    if view is not None:
+        view._attach(None)
+        del item.stash[TRACE_VIEW_KEY]
 
 
 def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:

@@ -148,3 +148,54 @@ def test_unretrieved_exception_is_still_logged(pytester: pytest.Pytester, mode: 
     assert result.ret == 0, output_of(result)
     result.stdout.fnmatch_lines(["*Task exception was never retrieved*"])
     assert "ValueError: nobody asked" in output_of(result)
+
+
+ENDED_TESTS = """
+import asyncio
+import gc
+import weakref
+
+from pytest_asyncspec.trace import Tracer
+
+loops = []
+
+
+async def worker(queue):
+    while (item := await queue.get()) is not None:
+        pass
+
+
+async def test_one():
+    queue = asyncio.Queue()
+    task = asyncio.create_task(worker(queue))
+    for item in range(20):
+        await queue.put(item)
+        await asyncio.sleep(0)
+    await queue.put(None)
+    await task
+    loops.append(weakref.ref(asyncio.get_running_loop()))
+
+
+test_two = test_three = test_one
+
+
+def test_nothing_of_the_ended_tests_is_kept():
+    gc.collect()
+    # An explored test runs its body once per schedule, each on its own loop.
+    assert len(loops) >= 3
+    alive = [ref() for ref in loops if ref() is not None]
+    assert alive == [], "an ended test's loop is still alive"
+    tracers = [obj for obj in gc.get_objects() if isinstance(obj, Tracer)]
+    assert tracers == [], f"{len(tracers)} tracers of ended tests are still alive"
+"""
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_an_ended_test_leaves_nothing_behind(pytester: pytest.Pytester, mode: str) -> None:
+    """pytest keeps every test item to the end of the run: what watched a
+    test must not stay on it (its loop, tracer, step log, task table)."""
+    pytester.makeini(STRICT_INI + MODES[mode])
+    pytester.makepyfile(test_ended=ENDED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    assert result.ret == 0, output_of(result)
+    result.assert_outcomes(passed=4)
