@@ -667,7 +667,7 @@ def _attach_timeline(
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
-    from .html_report import timeline_payload
+    from .html_report import pack_timeline, timeline_payload
 
     payload = timeline_payload(
         trace,
@@ -676,4 +676,4 @@ def _attach_timeline(
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
     )
-    setattr(report, report_fields.TIMELINE, payload)
+    setattr(report, report_fields.TIMELINE, pack_timeline(payload))
