@@ -601,6 +601,9 @@ def pytest_runtest_makereport(
             report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
         if observation.blocking_report:
             report.sections.append(("asyncspec blocking calls", observation.blocking_report))
+        collector = observation.collector_report()
+        if collector:
+            report.sections.append(("asyncspec garbage collector", collector))
         if report.failed:
             if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
                 report.sections.append(("asyncspec pending tasks", observation.hang()))
