@@ -199,3 +199,41 @@ def test_an_ended_test_leaves_nothing_behind(pytester: pytest.Pytester, mode: st
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     assert result.ret == 0, output_of(result)
     result.assert_outcomes(passed=4)
+
+
+NEVER_AWAITED = """
+import gc
+import weakref
+
+
+class Big:
+    pass
+
+
+async def takes(big):
+    pass
+
+
+async def test_dropped_coroutine_is_freed():
+    big = Big()
+    ref = weakref.ref(big)
+    takes(big)  # never awaited: stock frees it, and its argument, at once
+    del big
+    gc.collect()
+    assert ref() is None, "the never-awaited coroutine's argument is still alive"
+"""
+
+
+@pytest.mark.parametrize("mode", ["off", "leaks"])
+def test_a_never_awaited_coroutine_is_not_kept(pytester: pytest.Pytester, mode: str) -> None:
+    # pytest's own capture of a test's warnings keeps each warning's source
+    # (here the coroutine) to the test's end; a suite that ignores the
+    # RuntimeWarning has stock Python free it at once, and leak tracking,
+    # which still reports it, must too.
+    pytester.makeini(STRICT_INI.replace("filterwarnings = error\n", "") + MODES[mode])
+    pytester.makepyfile(test_never_awaited=NEVER_AWAITED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore::RuntimeWarning")
+    assert result.ret == 0, output_of(result)
+    result.assert_outcomes(passed=1, warnings=0 if mode == "off" else 1)
+    if mode == "leaks":
+        assert "coroutine 'takes' was never awaited" in output_of(result)
