@@ -17,7 +17,12 @@ the loop, and the line that blocked, whatever the blocking call was
   sleeps of one step add up to its virtual blocking time (exact);
 * **missed samples** -- a step longer than the threshold that the sampler
   could not look at (a C call that holds the GIL, a starved machine) is still
-  reported, by duration only.
+  reported, by duration only;
+* **the garbage collector** -- a collection that runs inside a step (a full
+  one can take tens of milliseconds) is timed through ``gc.callbacks``
+  (:mod:`.collector`) and taken out of the step's blocking time: a step that
+  is over the threshold only because of it is reported as the collector's,
+  never a violation, and the sampler does not sample during a collection.
 
 Events whose stack passes through a place named by an :class:`AllowRule` are
 allowed, not violations.  Nothing here imports pytest.
@@ -41,6 +46,7 @@ from typing import Literal
 from . import threads
 from .allow_rules import AllowRule
 from .clock import VirtualClockLoop
+from .collector import CollectorTime
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
 
@@ -246,10 +252,24 @@ class BlockingEvent:
     #: Blocking ``time.sleep`` calls that make up a virtual-clock event.
     sleep_calls: int = 0
     allowed_by: AllowRule | None = None
+    #: Real seconds of ``duration`` the garbage collector ran (on the loop
+    #: thread, inside this step): not the step's own blocking.
+    collector: float = 0.0
 
     @property
     def allowed(self) -> bool:
         return self.allowed_by is not None
+
+    @property
+    def own_duration(self) -> float:
+        """What the step itself held the loop: ``duration`` less the collector's time."""
+        return self.duration - self.collector
+
+    @property
+    def by_collector(self) -> bool:
+        """Over the threshold only because the garbage collector ran inside
+        the step: the collector's pause, not a blocking call of the task."""
+        return self.collector > 0 and self.own_duration <= self.threshold
 
     @property
     def innermost(self) -> FrameSite | None:
@@ -292,6 +312,16 @@ class BlockingEvent:
             calls = "call" if self.sleep_calls == 1 else "calls"
             clock += f", in {self.sleep_calls} blocking time.sleep() {calls}"
         verb = "blocked" if self.finished else "had blocked"
+        if self.by_collector:
+            return (
+                f"The garbage collector held the event loop for {self.collector:.3f} s inside "
+                f"a step of task {self.task_name!r} ({self.coroutine}), which took "
+                f"{how_long} in all ({clock}; threshold {self.threshold:g} s): "
+                f"{self.own_duration:.3f} s of the task's own, under the threshold, so not "
+                "counted against it.  Collections run wherever the program happens to "
+                "allocate; gc.freeze() after start-up, or fewer long-lived objects, makes "
+                "full ones shorter."
+            )
         lines = [
             f"Task {self.task_name!r} ({self.coroutine}) {verb} the event loop for "
             f"{'at least ' if not self.finished else ''}{how_long} "
@@ -299,6 +329,11 @@ class BlockingEvent:
             + ("" if self.finished else " and was still blocking when the watchdog stopped")
             + "."
         ]
+        if self.collector:
+            lines.append(
+                f"Of this, {self.collector:.3f} s was the garbage collector's (not "
+                f"counted): the task's own {self.own_duration:.3f} s is over the threshold."
+            )
         site = self.site_frame
         if site is None:
             why = (
@@ -423,6 +458,7 @@ class BlockingWatchdog:
         self._tallies: list[_SleepTally] = []
         self._open_tally: _SleepTally | None = None
         self._final: list[BlockingEvent] | None = None
+        self._collector: CollectorTime | None = None
 
     # -- life --------------------------------------------------------------
 
@@ -436,6 +472,12 @@ class BlockingWatchdog:
             # stopped); uvloop does not, and is then run by our caller.
             running = getattr(loop, "_thread_id", None) if loop.is_running() else None
             self._loop_thread = running if isinstance(running, int) else threading.get_ident()
+        # A tenth of a millisecond, or a hundredth of the threshold, of
+        # collection in one step is worth keeping; less cannot matter.
+        self._collector = CollectorTime(
+            self.tracer, self._loop_thread, min(100_000, self._threshold_ns // 100)
+        )
+        self._collector.install()
         # Steps recorded before the watchdog started are not its business.
         self._first_step = len(Trace(self.tracer))
         self._start_ns = self._clock()
@@ -463,6 +505,8 @@ class BlockingWatchdog:
                     f"the sampling thread did not stop within {_JOIN_TIMEOUT:g} s; "
                     "it is a daemon thread and is left behind"
                 )
+        if self._collector is not None:
+            self._collector.remove()
         vloop = self._vloop
         if vloop is not None:
             if vloop.on_blocking_sleep == self._on_blocking_sleep:
@@ -498,8 +542,16 @@ class BlockingWatchdog:
         return self._settle(count_hits=False)
 
     def violations(self) -> list[BlockingEvent]:
-        """The blocking steps no allow rule accepts."""
-        return [event for event in self.events() if event.allowed_by is None]
+        """The blocking steps no allow rule accepts (the collector's pauses are
+        not the task's)."""
+        return [
+            event for event in self.events() if event.allowed_by is None and not event.by_collector
+        ]
+
+    def collector_pauses(self) -> list[BlockingEvent]:
+        """The steps over the threshold only because the garbage collector
+        ran inside them."""
+        return [event for event in self.events() if event.by_collector]
 
     def allowed(self) -> list[BlockingEvent]:
         """The blocking steps some allow rule accepts."""
@@ -570,7 +622,10 @@ class BlockingWatchdog:
         tracer = self.tracer
         # Our thread may have lost the GIL between reading the step and the
         # stack: if the step changed meanwhile, the stack is another step's.
+        # During a collection it shows whatever line allocated last.
         if tracer.current != label or tracer.step_started_ns != started:
+            return False
+        if self._collector is not None and self._collector.collecting:
             return False
         sites, count, boundary = _step_frames(frame, _coroutine_frame(tracer, label))
         del frame
@@ -801,6 +856,8 @@ class BlockingWatchdog:
         finished: bool = True,
     ) -> BlockingEvent:
         record = self.tracer.tasks.get(label)
+        collector = self._collector
+        spent = collector.spent_in(label, started_ns) if collector and clock == "real" else 0
         return BlockingEvent(
             task_label=label,
             task_name=record.name if record is not None else f"task {label}",
@@ -813,4 +870,5 @@ class BlockingWatchdog:
             frames=frames,
             finished=finished,
             step_index=step.index if step is not None else None,
+            collector=min(spent, duration_ns) / TICKS_PER_SECOND,
         )

@@ -123,6 +123,13 @@ class Observation:
         )
         return "\n\n".join([head, *(event.describe() for event in violations)])
 
+    def collector_report(self) -> str:
+        """Steps over max_blocking only because the garbage collector ran
+        inside them: not failures, but shown, so a slow collection is seen."""
+        if self.watchdog is None:
+            return ""
+        return "\n\n".join(event.describe() for event in self.watchdog.collector_pauses())
+
     def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
         """An explored test's schedule ended with these tasks still running."""
         if self.effective.leaks == "off" or not tasks:
@@ -234,7 +241,8 @@ class TraceView:
         self._window: tuple[int, int] | None = None
         self._first_line = 0
 
-    def _attach(self, observation: Observation) -> None:
+    def _attach(self, observation: Observation | None) -> None:
+        """Show ``observation``'s trace (None: the test is over)."""
         self._observation = observation
 
     def _begin_schedule(self) -> None:

@@ -611,6 +611,8 @@ def pytest_runtest_makereport(
             from .explored_tests import SECTION
 
             report.sections.append((SECTION, request.report))
+    if call.when == "teardown":
+        _release_observation(item)
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None or call.when != "call":
         return report
@@ -621,6 +623,9 @@ def pytest_runtest_makereport(
             report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
         if observation.blocking_report:
             report.sections.append(("asyncspec blocking calls", observation.blocking_report))
+        collector = observation.collector_report()
+        if collector:
+            report.sections.append(("asyncspec garbage collector", collector))
         if report.failed:
             if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
                 report.sections.append(("asyncspec pending tasks", observation.hang()))
@@ -639,6 +644,22 @@ def pytest_runtest_makereport(
             )
         )
     return report
+
+
+def _release_observation(item: pytest.Item) -> None:
+    """Drop what watched the test once its last report is made.
+
+    pytest keeps every item, and so its stash, until the session ends: an
+    observation left there would keep the test's loop, step log, task table
+    and captured output alive for the rest of the run (about 100 KB a test).
+    What the end-of-run reports need is already on the test's reports.
+    """
+    if OBSERVATION_KEY in item.stash:
+        del item.stash[OBSERVATION_KEY]
+    view = item.stash.get(TRACE_VIEW_KEY, None)
+    if view is not None:
+        view._attach(None)
+        del item.stash[TRACE_VIEW_KEY]
 
 
 def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -671,7 +692,7 @@ def _attach_timeline(
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
-    from .html_report import timeline_payload
+    from .html_report import pack_timeline, timeline_payload
 
     payload = timeline_payload(
         trace,
@@ -680,4 +701,4 @@ def _attach_timeline(
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
     )
-    setattr(report, report_fields.TIMELINE, payload)
+    setattr(report, report_fields.TIMELINE, pack_timeline(payload))

@@ -14,7 +14,8 @@ CLAIM = "asyncspec_claim"
 EXPLORATION_SUMMARY = "asyncspec_exploration"
 #: Allow-list rules that fired so far in the process that ran the test.
 RULES_USED = "asyncspec_rules_used"
-#: A traced test's timeline, for the HTML page (see :mod:`.html_report`).
+#: A traced test's timeline, for the HTML page, packed as text
+#: (:func:`.html_report.pack_timeline`).
 TIMELINE = "asyncspec_timeline"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
