@@ -340,18 +340,18 @@ class BlockingEvent:
             for frame in self._chain_frames():
                 mark = "> " if frame is site else "  "
                 lines.append(f"  {mark}{frame.shown(prefix)}")
+        # A rule cannot allow a step whose frames were never caught: no
+        # point suggesting one for it.
+        allow = "" if site is None else ", or allow this place with an allow rule"
         if self.allowed_by is not None:
             lines.append(f"Allowed by rule {self.allowed_by.text!r}.")
         elif self.clock == "virtual":
-            lines.append(
-                "Fix: await asyncio.sleep(...) instead of time.sleep(...), or allow this "
-                "place with an allow rule."
-            )
+            lines.append(f"Fix: await asyncio.sleep(...) instead of time.sleep(...){allow}.")
         else:
+            api = ", use an async API" if allow else " or use an async API"
             lines.append(
                 "Fix: run the blocking work in a thread (await asyncio.to_thread(...) or "
-                "loop.run_in_executor(...)), use an async API, or allow this place with "
-                "an allow rule."
+                f"loop.run_in_executor(...)){api}{allow}."
             )
         return "\n".join(lines)
 
