@@ -41,7 +41,7 @@ import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import FrameType, TracebackType
 from typing import Literal
 
@@ -223,6 +223,26 @@ def _step_frames(
     return sites, len(above), True
 
 
+def _near_frames(innermost: FrameType, outermost: FrameType | None) -> tuple[FrameSite, ...]:
+    """The frames an allow rule may match, outermost first: from the
+    innermost outward, without loop machinery, up to the first frame of the
+    user's code (or the step's coroutine).  What
+    :func:`~pytest_asyncspec.allow_rules.allowing_rule` reads of the whole
+    stack, for the price of walking a frame or two."""
+    sites: list[FrameSite] = []
+    frame: FrameType | None = innermost
+    while frame is not None:
+        site = _site_of(frame)
+        if not _is_internal(site.module):
+            sites.append(site)
+            if not site.library:
+                break
+        if frame is outermost:
+            break
+        frame = frame.f_back
+    return tuple(reversed(sites))
+
+
 def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     """The frame of the coroutine of the task with ``label``, if it runs one."""
     task = tracer.live_task(label)
@@ -371,8 +391,26 @@ class _Sample:
 
 
 @dataclass
+class _Longest:
+    """The longest of some blocking sleeps, and its stack."""
+
+    ticks: int = -1
+    frames: tuple[FrameSite, ...] = ()
+
+    def offer(self, ticks: int, frames: Callable[[], tuple[FrameSite, ...]]) -> None:
+        # Frames are walked only for a sleep longer than every one before it.
+        if ticks > self.ticks:
+            self.ticks = ticks
+            self.frames = frames()
+
+
+@dataclass
 class _SleepTally:
-    """The blocking sleeps of one step on a virtual clock."""
+    """The blocking sleeps of one step on a virtual clock.
+
+    Each sleep is judged by the allow rules on its own: a rule naming one
+    call of the step allows that call's time, not the rest of the step.
+    """
 
     label: int
     #: The step's serial number (``Tracer.step_serial``): what tells the
@@ -386,9 +424,11 @@ class _SleepTally:
     loop_ns: int = 0
     ticks: int = 0
     calls: int = 0
-    largest: int = -1
-    frames: tuple[FrameSite, ...] = ()
     period: int = 0
+    #: Ticks of the sleeps no allow rule allows.
+    unallowed: int = 0
+    longest_unallowed: _Longest = field(default_factory=_Longest)
+    longest_allowed: _Longest = field(default_factory=_Longest)
 
 
 class BlockingWatchdog:
@@ -683,11 +723,15 @@ class BlockingWatchdog:
         if vloop is not None:
             # The loop has already counted the sleep.
             tally.loop_ns = vloop.virtual_ticks()
-        # The longest sleep names the step's blocking line; frames are walked
-        # only when a sleep beats the step's longest so far.
-        if ticks > tally.largest:
-            tally.largest = ticks
-            tally.frames = _step_frames(frame, _coroutine_frame(tracer, label))[0]
+        if self.allow and allowing_rule(
+            self.allow, _near_frames(frame, _coroutine_frame(tracer, label))
+        ):
+            longest = tally.longest_allowed
+        else:
+            tally.unallowed += ticks
+            longest = tally.longest_unallowed
+        # The longest sleep names the step's blocking line.
+        longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded
@@ -848,7 +892,15 @@ class BlockingWatchdog:
         events = []
         for (label, serial), parts in merged.items():
             ticks = sum(part.ticks for part in parts)
-            longest = max(parts, key=lambda part: part.largest)
+            # The step is a violation when the sleeps no rule allows add up
+            # to more than the threshold: it is then named by the longest of
+            # them (settling finds no rule for its frames); otherwise by the
+            # longest allowed one, whose rule allows the step.
+            if sum(part.unallowed for part in parts) > self._threshold_ns:
+                lanes = [part.longest_unallowed for part in parts]
+            else:
+                lanes = [part.longest_allowed for part in parts]
+            longest = max(lanes, key=lambda lane: lane.ticks)
             # The step in the trace, if kept (threshold-only recording keeps
             # steps long in real time): the task's one step whose loop time
             # holds the sleeps.  A task's steps never overlap, and the sleeps

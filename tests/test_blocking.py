@@ -605,6 +605,39 @@ def test_a_framework_rule_does_not_silence_the_users_handler(fake_library: Modul
     assert not framework.used
 
 
+@pytest.mark.parametrize("library_first", [True, False])
+def test_a_rule_allows_the_call_it_names_not_the_rest_of_the_step(
+    fake_library: ModuleType, library_first: bool
+) -> None:
+    """One step blocks in the library (allowed, 0.3 s) and in the user's own
+    time.sleep (0.2 s): the step is reported, named by the user's sleep,
+    whichever came first, though the library's sleep is the longer.  A sleep
+    of the user's under the threshold beside an allowed one leaves the step
+    allowed."""
+    rule = AllowRule("asyncspec_fakelib.fetch")
+
+    async def both() -> None:
+        if library_first:
+            fake_library.fetch(0.3)
+        time.sleep(0.2)  # the user's own sleep
+        if not library_first:
+            fake_library.fetch(0.3)
+
+    watchdog, _ = run_watched(VirtualClockLoop(), both, allow=[rule])
+    (event,) = watchdog.violations()
+    assert event.duration == pytest.approx(0.5)
+    assert event.site_frame is not None
+    assert event.site_frame.lineno == line_marked(__file__, "# the user's own sleep")
+
+    async def mostly_allowed() -> None:
+        fake_library.fetch(0.2)
+        time.sleep(0.01)
+
+    watchdog, _ = run_watched(VirtualClockLoop(), mostly_allowed, allow=[rule])
+    assert watchdog.violations() == []
+    assert [event.allowed_by for event in watchdog.allowed()] == [rule]
+
+
 class SteppedWakes:
     """Stands in for the watchdog's stop event, so that its sampler wakes
     exactly when the test asks (:meth:`wake`) and at no other time."""
