@@ -141,7 +141,8 @@ class Observation:
         if spec is None:
             schedule = Schedule("a trial run while shrinking a failure", counted=False)
         elif spec.number < 0:
-            schedule = Schedule("the replayed schedule")
+            # Several stored tokens may replay before exploring: tell them apart.
+            schedule = Schedule(f"the replayed schedule ({spec.name}, seed {spec.seed})")
         else:
             schedule = Schedule(f"schedule {spec.number + 1}")
         self.schedules[self._period] = schedule

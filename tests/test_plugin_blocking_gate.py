@@ -984,6 +984,6 @@ def test_the_replay_command_of_a_blocking_place_replays_its_schedule(
         [
             "2 task step(s) held the event loop longer than max_blocking=0.05 s, at 1 place(s):",
             "Blocked here 2 steps in 1 schedule, worst 0.1 s, total 0.2 s (virtual time); *",
-            "First in the replayed schedule; replay it with: pytest *",
+            "First in the replayed schedule (fifo, seed *); replay it with: pytest *",
         ]
     )
