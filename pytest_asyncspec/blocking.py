@@ -8,29 +8,36 @@ the loop, and the line that blocked, whatever the blocking call was
 
 * **real time** -- a daemon thread wakes every quarter threshold and reads two
   attributes of the :class:`~pytest_asyncspec.trace.Tracer` (the running
-  step's task and real start).  When a step has run longer than the
-  threshold it samples the loop thread's stack once (``sys._current_frames``)
-  to name the line.  The step's final duration comes from the trace;
+  step's task and real start).  It samples the loop thread's stack
+  (``sys._current_frames``) once a step has run half the threshold, and
+  again once it has run longer than the threshold: two wakes fall in the
+  second half of the threshold, so every step over it has a stack to name
+  its line and to judge allow rules by, however the wakes fall.  The later
+  stack, when there is one, is the one kept.  The step's final duration
+  comes from the trace;
 * **virtual time** -- on a :class:`~pytest_asyncspec.clock.VirtualClockLoop`
   a blocking ``time.sleep`` returns at once, so no sampler could see it; the
   loop reports every such sleep with its caller's frame instead, and the
   sleeps of one step add up to its virtual blocking time (exact);
 * **missed samples** -- a step longer than the threshold that the sampler
   could not look at (a C call that holds the GIL, a starved machine) is still
-  reported, by duration only;
+  reported, by duration only, and no allow rule applies to it;
 * **the garbage collector** -- a collection that runs inside a step (a full
   one can take tens of milliseconds) is timed through ``gc.callbacks``
   (:mod:`.collector`) and taken out of the step's blocking time: a step that
   is over the threshold only because of it is reported as the collector's,
   never a violation, and the sampler does not sample during a collection.
 
-Events whose stack passes through a place named by an :class:`AllowRule` are
-allowed, not violations.  Nothing here imports pytest.
+An event is allowed, not a violation, when an :class:`AllowRule` names the
+frame that made the blocking call or a library frame between it and the
+user's code (:func:`~pytest_asyncspec.allow_rules.allowing_rule`).  Nothing
+here imports pytest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import os
 import site
@@ -39,12 +46,12 @@ import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import FrameType, TracebackType
 from typing import Literal
 
 from . import threads
-from .allow_rules import AllowRule
+from .allow_rules import AllowRule, allowing_rule
 from .clock import VirtualClockLoop
 from .collector import CollectorTime
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
@@ -98,7 +105,9 @@ class FrameSite:
     function: str
     #: The module the code belongs to (its ``__name__``), or "" if unknown.
     module: str
-    #: In the standard library or an installed package (site-packages).
+    #: Not the user's own code: the standard library, an installed package
+    #: (any file under a site-packages or dist-packages directory), or this
+    #: plugin.
     library: bool
 
     @property
@@ -153,14 +162,26 @@ def _library_prefixes() -> tuple[str, ...]:
 
 
 _LIBRARY_PREFIXES = _library_prefixes()
+#: Our own files are never the user's code either.
+_OWN_PREFIX = os.path.normcase(os.path.dirname(os.path.abspath(__file__))) + os.sep
+#: Installed packages live in such a directory wherever it is (another
+#: interpreter's, a vendored tree, a tool's private environment), not only
+#: under this interpreter's install paths.
+_PACKAGE_DIRECTORIES = frozenset({"site-packages", "dist-packages"})
 _library_cache: dict[str, bool] = {}
 
 
 def _is_library(filename: str) -> bool:
+    """Whether ``filename`` is not the user's own code: the stdlib, an
+    installed package, or this plugin."""
     known = _library_cache.get(filename)
     if known is None:
-        known = filename.startswith("<frozen") or os.path.normcase(filename).startswith(
-            _LIBRARY_PREFIXES
+        normal = os.path.normcase(filename)
+        known = (
+            filename.startswith("<frozen")
+            or normal.startswith(_LIBRARY_PREFIXES)
+            or normal.startswith(_OWN_PREFIX)
+            or not _PACKAGE_DIRECTORIES.isdisjoint(normal.replace("\\", "/").split("/"))
         )
         _library_cache[filename] = known
     return known
@@ -208,6 +229,26 @@ def _step_frames(
     return sites, len(above), True
 
 
+def _near_frames(innermost: FrameType, outermost: FrameType | None) -> tuple[FrameSite, ...]:
+    """The frames an allow rule may match, outermost first: from the
+    innermost outward, without loop machinery, up to the first frame of the
+    user's code (or the step's coroutine).  What
+    :func:`~pytest_asyncspec.allow_rules.allowing_rule` reads of the whole
+    stack, for the price of walking a frame or two."""
+    sites: list[FrameSite] = []
+    frame: FrameType | None = innermost
+    while frame is not None:
+        site = _site_of(frame)
+        if not _is_internal(site.module):
+            sites.append(site)
+            if not site.library:
+                break
+        if frame is outermost:
+            break
+        frame = frame.f_back
+    return tuple(reversed(sites))
+
+
 def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     """The frame of the coroutine of the task with ``label``, if it runs one."""
     task = tracer.live_task(label)
@@ -219,8 +260,6 @@ def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
     return frame if isinstance(frame, FrameType) else None
 
-
-# -- allow rules ---------------------------------------------------------
 
 # -- events --------------------------------------------------------------
 
@@ -255,6 +294,10 @@ class BlockingEvent:
     #: Real seconds of ``duration`` the garbage collector ran (on the loop
     #: thread, inside this step): not the step's own blocking.
     collector: float = 0.0
+    #: The watchdog's period (:meth:`BlockingWatchdog.new_period`) the step
+    #: began in: 0 before the first.  The plugin starts one per explored
+    #: schedule.
+    period: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -342,8 +385,9 @@ class BlockingEvent:
                 else "the watchdog stopped before it could look at the step's stack"
             )
             lines.append(
-                f"Blocking call: not sampled -- {why} (a C call that holds the GIL, or a "
-                f"starved machine). The task was created at {self.created_where}."
+                f"Blocking call: not caught -- {why} (a C call that holds the GIL, or a "
+                "starved machine), so no allow rule can apply to it. The task was "
+                f"created at {self.created_where}."
             )
         else:
             lines.append(f"Blocking call: {site.shown(prefix)}")
@@ -351,18 +395,18 @@ class BlockingEvent:
             for frame in self._chain_frames():
                 mark = "> " if frame is site else "  "
                 lines.append(f"  {mark}{frame.shown(prefix)}")
+        # A rule cannot allow a step whose frames were never caught: no
+        # point suggesting one for it.
+        allow = "" if site is None else ", or allow this place with an allow rule"
         if self.allowed_by is not None:
             lines.append(f"Allowed by rule {self.allowed_by.text!r}.")
         elif self.clock == "virtual":
-            lines.append(
-                "Fix: await asyncio.sleep(...) instead of time.sleep(...), or allow this "
-                "place with an allow rule."
-            )
+            lines.append(f"Fix: await asyncio.sleep(...) instead of time.sleep(...){allow}.")
         else:
+            api = ", use an async API" if allow else " or use an async API"
             lines.append(
                 "Fix: run the blocking work in a thread (await asyncio.to_thread(...) or "
-                "loop.run_in_executor(...)), use an async API, or allow this place with "
-                "an allow rule."
+                f"loop.run_in_executor(...)){api}{allow}."
             )
         return "\n".join(lines)
 
@@ -378,11 +422,30 @@ class _Sample:
     started_ns: int
     seen_ns: int
     frames: tuple[FrameSite, ...]
+    period: int = 0
+
+
+@dataclass
+class _Longest:
+    """The longest of some blocking sleeps, and its stack."""
+
+    ticks: int = -1
+    frames: tuple[FrameSite, ...] = ()
+
+    def offer(self, ticks: int, frames: Callable[[], tuple[FrameSite, ...]]) -> None:
+        # Frames are walked only for a sleep longer than every one before it.
+        if ticks > self.ticks:
+            self.ticks = ticks
+            self.frames = frames()
 
 
 @dataclass
 class _SleepTally:
-    """The blocking sleeps of one step on a virtual clock."""
+    """The blocking sleeps of one step on a virtual clock.
+
+    Each sleep is judged by the allow rules on its own: a rule naming one
+    call of the step allows that call's time, not the rest of the step.
+    """
 
     label: int
     #: The step's serial number (``Tracer.step_serial``): what tells the
@@ -396,8 +459,11 @@ class _SleepTally:
     loop_ns: int = 0
     ticks: int = 0
     calls: int = 0
-    largest: int = -1
-    frames: tuple[FrameSite, ...] = ()
+    period: int = 0
+    #: Ticks of the sleeps no allow rule allows.
+    unallowed: int = 0
+    longest_unallowed: _Longest = field(default_factory=_Longest)
+    longest_allowed: _Longest = field(default_factory=_Longest)
 
 
 class BlockingWatchdog:
@@ -449,7 +515,14 @@ class BlockingWatchdog:
         self._stopped = False
         self._start_ns = 0
         self._first_step = 0
+        #: Stacks of steps that ran (or may have run) past the threshold.
         self._samples: list[_Sample] = []
+        #: The stack of the step last seen past half the threshold, until it
+        #: is known whether the step went on past the threshold.
+        self._early: _Sample | None = None
+        self._period = 0
+        #: Clock reading at which each period after the 0th began.
+        self._period_starts: list[int] = []
         # Set by the sampler when a step may have run too long unseen; only
         # then is the whole trace scanned for long steps.
         self._maybe_missed = False
@@ -518,6 +591,16 @@ class BlockingWatchdog:
     def running(self) -> bool:
         return self._started and not self._stopped
 
+    def new_period(self) -> int:
+        """Start a new period: events of steps that begin from now on carry
+        its number (1, 2, ...).  Call it between steps, on the loop's thread."""
+        self._period_starts.append(self._clock())
+        self._period += 1
+        return self._period
+
+    def _period_at(self, started_ns: int) -> int:
+        return bisect.bisect_right(self._period_starts, started_ns)
+
     def __enter__(self) -> BlockingWatchdog:
         self.start()
         return self
@@ -567,9 +650,12 @@ class BlockingWatchdog:
     def _watch(self) -> None:
         tracer = self.tracer
         threshold_ns = self._threshold_ns
+        early_ns = threshold_ns // 2
         interval = self.sample_interval
         wait = self._stop_event.wait
+        # The steps whose stack was taken past the threshold, and past half of it.
         sampled: tuple[int, int] | None = None
+        looked: tuple[int, int] | None = None
         last_label, last_started = 0, 0
         last_wake = self._start_ns
         errors = 0
@@ -584,21 +670,23 @@ class BlockingWatchdog:
                 # apart (the GIL was held, the machine starved), or the step
                 # seen last time has ended and may have run too long, a scan
                 # of the trace settles it at the end.
+                last = (last_label, last_started)
                 if now - last_wake > threshold_ns or (
                     last_label
-                    and (last_label, last_started) != (label, started)
-                    and (last_label, last_started) != sampled
+                    and last != (label, started)
+                    and last not in (sampled, looked)
                     and now - last_started > threshold_ns
                 ):
                     self._maybe_missed = True
                 last_wake, last_label, last_started = now, label, started
-                if (
-                    label
-                    and now - started > threshold_ns
-                    and (label, started) != sampled
-                    and self._sample(label, started)
-                ):
-                    sampled = (label, started)
+                step = (label, started)
+                age = now - started
+                if label and age > early_ns and step != sampled:
+                    over = age > threshold_ns
+                    if (over or step != looked) and self._sample(label, started, over=over):
+                        looked = step
+                        if over:
+                            sampled = step
             except Exception:
                 errors += 1
                 self._record_error("the sampling thread")
@@ -612,8 +700,11 @@ class BlockingWatchdog:
             if stopping:
                 return
 
-    def _sample(self, label: int, started: int) -> bool:
-        """Record where the loop thread is; False if it was not inside the step."""
+    def _sample(self, label: int, started: int, *, over: bool) -> bool:
+        """Record where the loop thread is; False if it was not inside the step.
+
+        ``over``: the step has run past the threshold (else past half of it).
+        """
         assert self._loop_thread is not None
         frame = _current_frames().get(self._loop_thread)
         if frame is None:
@@ -633,7 +724,21 @@ class BlockingWatchdog:
             # Not in a traced step, or on the step's very edge (the recorder
             # has set the task but not yet the start): look again next wake.
             return False
-        self._samples.append(_Sample(label, started, seen, sites))
+        sample = _Sample(label, started, seen, sites, self._period)
+        # An early look at another step is kept only if that step may have
+        # run past the threshold (the trace settles it); one at this step is
+        # replaced by the look past the threshold.
+        early, self._early = self._early, None
+        if (
+            early is not None
+            and (early.label, early.started_ns) != (label, started)
+            and seen - early.started_ns > self._threshold_ns
+        ):
+            self._samples.append(early)
+        if over:
+            self._samples.append(sample)
+        else:
+            self._early = sample
         tracer.remember_name(label)
         return True
 
@@ -662,7 +767,9 @@ class BlockingWatchdog:
         tally = self._open_tally
         if tally is None or tally.label != label or tally.serial != serial:
             self._close_tally()
-            tally = self._open_tally = _SleepTally(label, serial, tracer.step_started_ns)
+            tally = self._open_tally = _SleepTally(
+                label, serial, tracer.step_started_ns, period=self._period
+            )
             tracer.remember_name(label)
         ticks = seconds_to_ticks(seconds)
         tally.ticks += ticks
@@ -671,11 +778,15 @@ class BlockingWatchdog:
         if vloop is not None:
             # The loop has already counted the sleep.
             tally.loop_ns = vloop.virtual_ticks()
-        # The longest sleep names the step's blocking line; frames are walked
-        # only when a sleep beats the step's longest so far.
-        if ticks > tally.largest:
-            tally.largest = ticks
-            tally.frames = _step_frames(frame, _coroutine_frame(tracer, label))[0]
+        if self.allow and allowing_rule(
+            self.allow, _near_frames(frame, _coroutine_frame(tracer, label))
+        ):
+            longest = tally.longest_allowed
+        else:
+            tally.unallowed += ticks
+            longest = tally.longest_unallowed
+        # The longest sleep names the step's blocking line.
+        longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded
@@ -695,10 +806,7 @@ class BlockingWatchdog:
             return []
         settled: list[BlockingEvent] = []
         for event in events:
-            rule = next(
-                (rule for rule in self.allow if any(rule.matches(f) for f in event.frames)),
-                None,
-            )
+            rule = allowing_rule(self.allow, event.frames)
             if rule is not None:
                 if count_hits:
                     rule.hits += 1
@@ -708,6 +816,9 @@ class BlockingWatchdog:
 
     def _events(self) -> list[BlockingEvent]:
         samples = list(self._samples)
+        early = self._early
+        if early is not None:
+            samples.append(early)
         tallies = list(self._tallies)
         open_tally = self._open_tally
         if open_tally is not None and open_tally.ticks > self._threshold_ns:
@@ -760,9 +871,13 @@ class BlockingWatchdog:
                         "real",
                         sample.frames,
                         matched,
+                        period=sample.period,
                     )
                 )
-            elif running == (sample.label, sample.started_ns):
+            elif (
+                running == (sample.label, sample.started_ns)
+                and now - sample.started_ns > threshold_ns
+            ):
                 events.append(
                     self._event(
                         sample.label,
@@ -772,6 +887,7 @@ class BlockingWatchdog:
                         sample.frames,
                         None,
                         finished=False,
+                        period=sample.period,
                     )
                 )
         # Long steps the sampler never saw, innermost (shortest) first so an
@@ -792,6 +908,7 @@ class BlockingWatchdog:
                     "real",
                     (),
                     long_step,
+                    period=self._period_at(long_step.real_start_ns),
                 )
             )
         label, started = running
@@ -802,7 +919,16 @@ class BlockingWatchdog:
             and not any(not event.finished and event.started_ns == started for event in events)
         ):
             events.append(
-                self._event(label, started, now - started, "real", (), None, finished=False)
+                self._event(
+                    label,
+                    started,
+                    now - started,
+                    "real",
+                    (),
+                    None,
+                    finished=False,
+                    period=self._period_at(started),
+                )
             )
         events.extend(self._virtual_events(tallies, by_label))
         events.sort(key=lambda event: (event.started_ns, event.clock))
@@ -821,7 +947,15 @@ class BlockingWatchdog:
         events = []
         for (label, serial), parts in merged.items():
             ticks = sum(part.ticks for part in parts)
-            longest = max(parts, key=lambda part: part.largest)
+            # The step is a violation when the sleeps no rule allows add up
+            # to more than the threshold: it is then named by the longest of
+            # them (settling finds no rule for its frames); otherwise by the
+            # longest allowed one, whose rule allows the step.
+            if sum(part.unallowed for part in parts) > self._threshold_ns:
+                lanes = [part.longest_unallowed for part in parts]
+            else:
+                lanes = [part.longest_allowed for part in parts]
+            longest = max(lanes, key=lambda lane: lane.ticks)
             # The step in the trace, if kept (threshold-only recording keeps
             # steps long in real time): the task's one step whose loop time
             # holds the sleeps.  A task's steps never overlap, and the sleeps
@@ -840,6 +974,7 @@ class BlockingWatchdog:
                 longest.frames,
                 step,
                 finished=not unfinished,
+                period=parts[0].period,
             )
             events.append(replace(event, sleep_calls=sum(part.calls for part in parts)))
         return events
@@ -854,6 +989,7 @@ class BlockingWatchdog:
         step: Step | None,
         *,
         finished: bool = True,
+        period: int,
     ) -> BlockingEvent:
         record = self.tracer.tasks.get(label)
         collector = self._collector
@@ -871,4 +1007,5 @@ class BlockingWatchdog:
             finished=finished,
             step_index=step.index if step is not None else None,
             collector=min(spent, duration_ns) / TICKS_PER_SECOND,
+            period=period,
         )

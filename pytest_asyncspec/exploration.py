@@ -195,6 +195,12 @@ class Explorer:
         #: Called with the tasks a schedule's run of the body left running,
         #: before they are cancelled (the plugin's leak check reads them).
         self.on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None
+        #: Called before each run of the body with the schedule it runs
+        #: (None for a trial run while shrinking a failure), and after it
+        #: with the token that replays the run (None for a trial run): the
+        #: plugin's blocking report names the schedule a step blocked in.
+        self.on_run_start: Callable[[ScheduleSpec | None], None] | None = None
+        self.on_run_end: Callable[[ReplayToken | None], None] | None = None
         self._length = 0
 
     # -- one schedule ----------------------------------------------------------
@@ -206,13 +212,17 @@ class Explorer:
         *,
         keep_labels: bool = False,
         tracer: Tracer | None = None,
+        spec: ScheduleSpec | None = None,
     ) -> ScheduleRun:
         """Run the body once under ``chooser``; tasks it leaves are cancelled.
 
         ``tracer`` (installed) is stopped once the body's tasks are done, before
         the explorer's own clean-up runs, so its trace shows the test alone.
+        ``spec`` is the schedule the chooser runs, if it is one.
         """
         loop = self.loop
+        if self.on_run_start is not None:
+            self.on_run_start(spec)
         before = asyncio.all_tasks(loop)
         loop.begin_schedule(chooser)
         loop.on_deviation = listener
@@ -227,6 +237,12 @@ class Explorer:
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
             labels = loop.task_labels() if keep_labels else {}
+            if self.on_run_end is not None:
+                self.on_run_end(
+                    None
+                    if spec is None
+                    else ReplayToken(self.test, spec.name, spec.seed, tuple(loop.deviations))
+                )
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)
         finally:
             loop.cancel_schedule_timers()
@@ -263,7 +279,7 @@ class Explorer:
         loop.run_until_complete(until_quiet())
 
     def run_spec(self, spec: ScheduleSpec) -> ScheduleRun:
-        return self.run(spec.chooser(self._length))
+        return self.run(spec.chooser(self._length), spec=spec)
 
     # -- many schedules --------------------------------------------------------
 
@@ -326,7 +342,7 @@ class Explorer:
     def _replay(self, token: ReplayToken) -> tuple[Failure | None, ReplayMismatchError | None]:
         spec = ScheduleSpec.from_name(token.strategy, token.seed)
         chooser = ReplayChooser(token.deviations)
-        run = self.run(chooser)
+        run = self.run(chooser, spec=spec)
         unapplied = chooser.unapplied()
         mismatch = None
         if unapplied:

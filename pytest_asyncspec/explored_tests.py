@@ -14,14 +14,14 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from .failure_store import FailureStore
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
-from .strategies import Plan
+from .strategies import Plan, ScheduleSpec
 
 if TYPE_CHECKING:
     # Running an exploration loads these (run_explored); collection does not.
@@ -41,6 +41,20 @@ class ExploreRequest:
     replay: ReplayToken | None = None
     report: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+class RunWatcher(Protocol):
+    """What watches an explored test's runs of its body (the plugin's
+    observation of the test)."""
+
+    def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """A run of the body ended with these tasks still running."""
+
+    def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
+        """A run of the body under ``spec`` (None: a shrinking trial) begins."""
+
+    def end_schedule_run(self, token: ReplayToken | None) -> None:
+        """The run that began last ended; ``token`` replays it."""
 
 
 def session_seed() -> int:
@@ -140,7 +154,7 @@ def run_explored(
     store: FailureStore,
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
-    on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None,
+    watcher: RunWatcher | None = None,
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
@@ -171,7 +185,10 @@ def run_explored(
         function(**arguments)
 
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)
-    explorer.on_leftovers = on_leftovers
+    if watcher is not None:
+        explorer.on_leftovers = watcher.note_schedule_leftovers
+        explorer.on_run_start = watcher.begin_schedule_run
+        explorer.on_run_end = watcher.end_schedule_run
     if request.replay is not None:
         outcome = Exploration(replayed=1)
         mismatch: ReplayMismatchError | None = None

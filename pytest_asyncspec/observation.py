@@ -14,12 +14,13 @@ import contextlib
 import traceback
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .allow_rules import AllowRule
 from .blocking import BlockingWatchdog
+from .blocking_groups import BlockingGroup, Schedule, describe_violations, group_events
 from .hang import hang_report
 from .leaks import (
     LeakedTask,
@@ -35,6 +36,10 @@ from .settings import Effective
 from .timeline import render_timeline
 from .trace import Outcome, Trace, Tracer
 from .trace_events import trace_file_name, write_trace_events
+
+if TYPE_CHECKING:
+    from .replay_token import ReplayToken
+    from .strategies import ScheduleSpec
 
 
 @dataclass
@@ -63,6 +68,9 @@ class Observation:
     trace_file: Path | None = None
     #: Blocking steps of a test that failed for another reason (a report section).
     blocking_report: str = ""
+    #: In an explored test: the schedule each of the watchdog's periods ran.
+    schedules: dict[int, Schedule] = field(default_factory=dict)
+    _period: int = 0
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def start(self) -> None:
@@ -110,18 +118,41 @@ class Observation:
 
     # -- conclusions ---------------------------------------------------------
 
-    def blocking_failures(self) -> str:
+    def blocking_groups(self, *, allowed: bool) -> list[BlockingGroup]:
+        """The test's blocking steps that no rule allowed (or, with
+        ``allowed``, that one did), one group per place."""
         if self.watchdog is None:
-            return ""
-        violations = self.watchdog.violations()
-        if not violations:
-            return ""
+            return []
+        events = self.watchdog.allowed() if allowed else self.watchdog.violations()
+        return group_events(events, self.schedules)
+
+    def blocking_failures(self) -> str:
         threshold = self.effective.max_blocking
-        head = (
-            f"{len(violations)} task step(s) held the event loop longer than "
-            f"max_blocking={threshold:g} s:"
-        )
-        return "\n\n".join([head, *(event.describe() for event in violations)])
+        if threshold is None:
+            return ""
+        return describe_violations(self.blocking_groups(allowed=False), threshold)
+
+    # -- an explored test's runs of its body ---------------------------------
+
+    def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
+        if self.watchdog is None:
+            return
+        self._period = self.watchdog.new_period()
+        if spec is None:
+            schedule = Schedule("a trial run while shrinking a failure", counted=False)
+        elif spec.number < 0:
+            # Several stored tokens may replay before exploring: tell them apart.
+            schedule = Schedule(f"the replayed schedule ({spec.name}, seed {spec.seed})")
+        else:
+            schedule = Schedule(f"schedule {spec.number + 1}")
+        self.schedules[self._period] = schedule
+
+    def end_schedule_run(self, token: ReplayToken | None) -> None:
+        schedule = self.schedules.get(self._period)
+        if schedule is None or token is None:
+            return
+        command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
+        self.schedules[self._period] = replace(schedule, replay=command)
 
     def collector_report(self) -> str:
         """Steps over max_blocking only because the garbage collector ran

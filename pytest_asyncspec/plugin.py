@@ -513,7 +513,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
         lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
-        observation.note_schedule_leftovers if observation is not None else None,
+        observation,
     )
     return True
 
@@ -600,9 +600,6 @@ def pytest_runtest_makereport(
     outside = item.stash.get(OUTSIDE_MODES_KEY, None)
     if outside is not None and call.when == "call":
         setattr(report, report_fields.OUTSIDE_MODES, list(outside))
-    rules = item.config.stash.get(ALLOW_RULES_KEY, [])
-    if rules and call.when == "call":
-        setattr(report, report_fields.RULES_USED, [rule.text for rule in rules if rule.used])
     request = item.stash.get(EXPLORE_KEY, None)
     if request is not None and call.when == "call":
         if request.summary:
@@ -617,6 +614,7 @@ def pytest_runtest_makereport(
     if observation is None or call.when != "call":
         return report
     try:
+        _attach_blocking(report, observation)
         observation.write_trace_file()
         _attach_timeline(item, report, observation)
         if observation.trace_file is not None:
@@ -660,6 +658,19 @@ def _release_observation(item: pytest.Item) -> None:
     if view is not None:
         view._attach(None)
         del item.stash[TRACE_VIEW_KEY]
+
+
+def _attach_blocking(report: pytest.TestReport, observation: Observation) -> None:
+    """Carry the test's blocking places on its report, for the run's summary."""
+    if observation.watchdog is None:
+        return
+    for name, allowed in (
+        (report_fields.BLOCKING, False),
+        (report_fields.ALLOWED_BLOCKING, True),
+    ):
+        groups = observation.blocking_groups(allowed=allowed)
+        if groups:
+            setattr(report, name, [group.payload() for group in groups])
 
 
 def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:

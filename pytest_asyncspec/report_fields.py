@@ -12,8 +12,12 @@ from __future__ import annotations
 CLAIM = "asyncspec_claim"
 #: An explored test's summary: schedules, distinct orders, seed, PCT bounds.
 EXPLORATION_SUMMARY = "asyncspec_exploration"
-#: Allow-list rules that fired so far in the process that ran the test.
-RULES_USED = "asyncspec_rules_used"
+#: The test's blocking steps that no allow rule allowed, one entry per place
+#: (:meth:`.blocking_groups.BlockingGroup.payload`).
+BLOCKING = "asyncspec_blocking"
+#: The test's blocking steps that an allow rule allowed, one entry per rule
+#: and place (the entry's ``rule``).
+ALLOWED_BLOCKING = "asyncspec_allowed_blocking"
 #: A traced test's timeline, for the HTML page, packed as text
 #: (:func:`.html_report.pack_timeline`).
 TIMELINE = "asyncspec_timeline"

@@ -3,15 +3,16 @@
 Tests leave their asyncspec data on their reports (:mod:`.report_fields`),
 so whichever process receives the reports, a serial run or a pytest-xdist
 controller, sees the same data: each claim's figures, each explored test's
-summary and the allow-list rules that fired.  One plugin object gathers all
-three, so a run that uses none of them pays for one registration; the
+summary and its blocking places, allowed or not.  One plugin object gathers
+them all, so a run that uses none of them pays for one registration; the
 claims report module loads only when the first claim's data arrives (or a
 report file is asked for).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -39,8 +40,10 @@ class RunSummary:
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
         self.allow_rules = allow_rules
-        #: Texts of allow-list rules that fired in any process.
-        self.rules_used: set[str] = set()
+        #: Blocking places no rule allowed, with the test that reported each.
+        self.blocking: list[tuple[str, dict[str, Any]]] = []
+        #: Blocking places allowed by a rule (each entry names its rule).
+        self.allowed_blocking: list[dict[str, Any]] = []
         self.tests_ran = False
         #: Async tests the modes could not reach: why -> node ids.
         self.outside_modes: dict[str, list[str]] = {}
@@ -66,7 +69,12 @@ class RunSummary:
             reason, modes = outside
             self.outside_modes.setdefault(reason, []).append(report.nodeid)
             self.modes_missed.update(modes.split(", "))
-        self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
+        if report.when == "call":
+            for entry in getattr(report, report_fields.BLOCKING, None) or ():
+                self.blocking.append((report.nodeid, entry))
+            self.allowed_blocking.extend(
+                getattr(report, report_fields.ALLOWED_BLOCKING, None) or ()
+            )
         self.tests_ran = self.tests_ran or report.when == "call"
         self.trace_files += sum(
             name == report_fields.TRACE_FILE for name, _ in report.user_properties
@@ -83,16 +91,14 @@ class RunSummary:
     ) -> None:
         if self._claims is not None:
             self._claims.pytest_terminal_summary(terminalreporter)
+        self._blocking_summary(terminalreporter)
         # "Never fired" only means something once tests ran to the end.
         finished = self.tests_ran and exitstatus not in (
             pytest.ExitCode.USAGE_ERROR,
             pytest.ExitCode.INTERRUPTED,
         )
-        unused = [
-            rule
-            for rule in self.allow_rules
-            if finished and not rule.used and rule.text not in self.rules_used
-        ]
+        used = {entry.get("rule") for entry in self.allowed_blocking}
+        unused = [rule for rule in self.allow_rules if finished and rule.text not in used]
         if unused:
             terminalreporter.section("asyncspec: allow-list rules that never fired")
             for rule in unused:
@@ -113,3 +119,30 @@ class RunSummary:
             terminalreporter.line(
                 f"asyncspec: {self.trace_files} trace {files} written to {self.trace_dir}"
             )
+
+    def _blocking_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """One line per blocking place, and per rule the places it allowed."""
+        if not self.blocking and not self.allowed_blocking:
+            return
+        from .blocking_groups import merge_payloads, summary_line
+
+        root = os.path.join(str(terminalreporter.config.rootpath), "")
+        if self.blocking:
+            terminalreporter.section("asyncspec: blocking places")
+            for nodeid, entry in self.blocking:
+                terminalreporter.line(f"{nodeid}: {summary_line(entry, root)}")
+        if not self.allowed_blocking:
+            return
+        by_rule: dict[str, list[dict[str, Any]]] = {}
+        for entry in merge_payloads(self.allowed_blocking):
+            by_rule.setdefault(str(entry["rule"]), []).append(entry)
+        terminalreporter.section("asyncspec: blocking steps allowed by rules")
+        for rule, entries in by_rule.items():
+            steps = sum(int(entry["steps"]) for entry in entries)
+            places = len(entries)
+            terminalreporter.line(
+                f"{rule} -> {steps} step{'s' if steps != 1 else ''} at "
+                f"{places} place{'s' if places != 1 else ''}:"
+            )
+            for entry in entries:
+                terminalreporter.line(f"  {summary_line(entry, root)}")
