@@ -119,8 +119,9 @@ class ScheduleRun:
     picks: list[str]
     deviations: list[Deviation]
     real_waits: int
-    #: The schedule's task labels (kept only when asked for: it holds the tasks).
-    labels: dict[Any, str] = field(default_factory=dict)
+    #: The schedule's label of each task the tracer given to Explorer.run
+    #: traced, by the tracer's own label (plain data: no task is held).
+    labels: dict[int, str] = field(default_factory=dict)
     #: What the tracer given to Explorer.run recorded, if one was.
     trace: Trace | None = None
 
@@ -204,18 +205,27 @@ class Explorer:
         chooser: Chooser,
         listener: DeviationListener | None = None,
         *,
-        keep_labels: bool = False,
         tracer: Tracer | None = None,
     ) -> ScheduleRun:
         """Run the body once under ``chooser``; tasks it leaves are cancelled.
 
         ``tracer`` (installed) is stopped once the body's tasks are done, before
-        the explorer's own clean-up runs, so its trace shows the test alone.
+        the explorer's own clean-up runs, so its trace shows the test alone;
+        the run's ``labels`` then map its task numbers to this schedule's labels.
         """
         loop = self.loop
         before = asyncio.all_tasks(loop)
         loop.begin_schedule(chooser)
         loop.on_deviation = listener
+        labels: dict[int, str] = {}
+        if tracer is not None:
+
+            def note_label(task: asyncio.Future[Any], label: str) -> None:
+                record = tracer.record_of(task)
+                if record is not None:
+                    labels[record.label] = label
+
+            loop.on_label = note_label
         error: BaseException | None = None
         try:
             try:
@@ -226,7 +236,6 @@ class Explorer:
                 error = raised
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
-            labels = loop.task_labels() if keep_labels else {}
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)
         finally:
             loop.cancel_schedule_timers()
@@ -397,7 +406,7 @@ class Explorer:
         if tracer is not None:
             tracer.install()
         try:
-            final = self.run(ReplayChooser(deviations), note, keep_labels=True, tracer=tracer)
+            final = self.run(ReplayChooser(deviations), note, tracer=tracer)
         finally:
             if tracer is not None:
                 tracer.stop()  # when the body raised past the explorer
@@ -421,7 +430,7 @@ class Explorer:
         if trace is not None and tracer is not None and len(trace):
             # Name the rows by this schedule's labels, as the deviations are.
             for number, record in trace.tasks.items():
-                label = final.labels.get(tracer.live_task(number))
+                label = final.labels.get(number)
                 if label is not None:
                     record.name = label
             timeline = render_timeline(trace)

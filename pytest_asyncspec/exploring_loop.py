@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import re
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
@@ -139,6 +140,7 @@ class ExploringLoop(VirtualClockLoop):
         "_timer_labels",
         "deviations",
         "on_deviation",
+        "on_label",
         "picks",
         "real_waits",
     )
@@ -154,18 +156,28 @@ class ExploringLoop(VirtualClockLoop):
         #: The picks that were not the oldest candidate.
         self.deviations: list[Deviation] = []
         self.on_deviation: DeviationListener | None = None
+        #: Called with each task and its label when the schedule first sees it
+        #: (a report names trace rows by label without holding the tasks).
+        self.on_label: Callable[[asyncio.Future[Any], str], None] | None = None
         #: Times the schedule waited for real work (threads, outside sockets),
         #: whose timing, not the chooser, may then decide an order.
         self.real_waits = 0
         self._steps: dict[str, int] = {}
-        self._task_labels: dict[asyncio.Future[Any], str] = {}
+        # Held weakly: a task the user dropped must be collected when asyncio's
+        # own references go, so that its "exception was never retrieved" is
+        # logged as on the stock loop.  Picks and deviations keep plain labels.
+        self._task_labels: weakref.WeakKeyDictionary[asyncio.Future[Any], str] = (
+            weakref.WeakKeyDictionary()
+        )
         self._name_counts: dict[str, int] = {}
         self._timer_counts: dict[str, int] = {}
         # id() of a pending timer -> its label (timers define __eq__ on their
         # contents, so two identical call_later's would share a dict key).
         self._timer_labels: dict[int, str] = {}
-        # Timers set during the schedule (cancelled if pending at its end).
-        self._schedule_timers: list[asyncio.TimerHandle] = []
+        # Timers set during the schedule (cancelled if pending at its end),
+        # weakly: a pending one is held by the loop, a fired one may hold
+        # what its callback was given (a task's bound method, say).
+        self._schedule_timers: list[weakref.ref[asyncio.TimerHandle]] = []
         # The pool: candidates sorted by arrival, and per label the callbacks
         # queued behind its candidate.
         self._candidates: list[Candidate] = []
@@ -206,10 +218,6 @@ class ExploringLoop(VirtualClockLoop):
         self._task_labels.clear()
         self._timer_labels.clear()
 
-    def task_labels(self) -> dict[asyncio.Future[Any], str]:
-        """The labels of the tasks seen in the current schedule."""
-        return dict(self._task_labels)
-
     def steps_taken(self) -> dict[str, int]:
         """Picks per label in the current (or last) schedule."""
         return dict(self._steps)
@@ -233,6 +241,8 @@ class ExploringLoop(VirtualClockLoop):
         self._name_counts[name] = count
         label = f"{name}-{count}"
         self._task_labels[task] = label
+        if self.on_label is not None:
+            self.on_label(task, label)
         return label
 
     def _label_of(self, handle: asyncio.Handle) -> str:
@@ -255,13 +265,14 @@ class ExploringLoop(VirtualClockLoop):
             count = self._timer_counts.get(creator, 0) + 1
             self._timer_counts[creator] = count
             self._timer_labels[id(timer)] = f"{creator}:t{count}"  # see is_timer_label
-            self._schedule_timers.append(timer)
+            self._schedule_timers.append(weakref.ref(timer))
         return timer
 
     def cancel_schedule_timers(self) -> None:
         """Cancel the timers set during this schedule that have not fired."""
-        for timer in self._schedule_timers:
-            if timer._scheduled:  # type: ignore[attr-defined]
+        for held in self._schedule_timers:
+            timer = held()
+            if timer is not None and timer._scheduled:  # type: ignore[attr-defined]
                 timer.cancel()
         self._schedule_timers.clear()
 

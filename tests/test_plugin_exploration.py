@@ -658,3 +658,54 @@ def test_leaks_are_still_checked_when_a_test_explores(pytester: pytest.Pytester)
     failures = output_of(result).split("short test summary info")[0]
     assert failures.count("coroutine 'helper' was never awaited; created at") == 1
     assert "All traceback entries are hidden" not in output_of(result)
+
+
+def test_a_dropped_task_is_reported_as_on_the_stock_loop(pytester: pytest.Pytester) -> None:
+    """The exploring loop's task labels held every task of a schedule until
+    it ended, so a failed task the test dropped was never collected in it
+    and asyncio never logged that its exception went unretrieved."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(
+        test_dropped="""
+        import asyncio
+        import gc
+        import weakref
+
+        import pytest
+
+
+        async def fails():
+            raise ValueError("nobody looks at this")
+
+
+        def unretrieved(caplog):
+            return sum(
+                r.getMessage().startswith("Task exception was never retrieved")
+                for r in caplog.records
+            )
+
+
+        async def drop_one(caplog):
+            before = unretrieved(caplog)
+            task = asyncio.ensure_future(fails())
+            while not task.done():  # any schedule runs it in the end
+                await asyncio.sleep(0)
+            dropped = weakref.ref(task)
+            del task
+            gc.collect()
+            assert dropped() is None
+            assert unretrieved(caplog) == before + 1
+
+
+        @pytest.mark.asyncspec(schedules=10)
+        async def test_explored(caplog):
+            await drop_one(caplog)
+
+
+        @pytest.mark.asyncspec(clock="real")
+        async def test_stock(caplog):
+            await drop_one(caplog)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
