@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
@@ -244,8 +244,12 @@ class Explorer:
 
     def _cancel_leftovers(self, before: set[asyncio.Task[Any]]) -> None:
         # Each schedule starts clean, as a fresh asyncio.run would: what the
-        # body left running is cancelled (inside the schedule, so in order).
-        left = asyncio.all_tasks(self.loop) - before
+        # body left running is cancelled inside the schedule, in an order
+        # fixed by the schedule (the same seed must run the same picks).
+        left = cast(
+            "list[asyncio.Task[Any]]",
+            self.loop.in_label_order(asyncio.all_tasks(self.loop) - before),
+        )
         if not left:
             return
         if self.on_leftovers is not None:

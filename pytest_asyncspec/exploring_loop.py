@@ -44,7 +44,7 @@ import bisect
 import re
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
@@ -245,6 +245,34 @@ class ExploringLoop(VirtualClockLoop):
             self.on_label(task, label)
         return label
 
+    def in_label_order(self, tasks: Iterable[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
+        """``tasks`` in an order that depends on the schedule alone, never on
+        ``id()`` (``all_tasks`` is a set, whose order follows memory addresses).
+
+        Tasks with a label come in the order they got it.  The others are
+        labelled now, in the order their first step waits to run (the pool,
+        then asyncio's queue), as they would have been on arrival.  What is
+        left -- an eager task suspended in its first step never waited in
+        either -- comes by name, numbers compared as numbers (``Task-9``
+        before ``Task-10``: asyncio numbers tasks in creation order).
+        """
+        wanted = set(tasks)
+        if not wanted:
+            return []
+        if self._chooser is not None:
+            pooled = [*self._candidates, *(c for queue in self._queued.values() for c in queue)]
+            pooled.sort()
+            waiting = [c.handle for c in pooled]
+            waiting.extend(self._ready)  # type: ignore[attr-defined]
+            for handle in waiting:
+                owner = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+                if isinstance(owner, _TASK_TYPES) and owner in wanted:
+                    self.label_of_task(owner)
+        ordered = [task for task in self._task_labels if task in wanted]
+        rest = wanted.difference(ordered)
+        ordered.extend(sorted(rest, key=_name_key))
+        return ordered
+
     def _label_of(self, handle: asyncio.Handle) -> str:
         owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if owner is not None and isinstance(owner, _TASK_TYPES):
@@ -267,6 +295,12 @@ class ExploringLoop(VirtualClockLoop):
             self._timer_labels[id(timer)] = f"{creator}:t{count}"  # see is_timer_label
             self._schedule_timers.append(weakref.ref(timer))
         return timer
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        super()._timer_handle_cancelled(handle)  # type: ignore[misc]
+        # A cancelled timer never runs to claim its label: drop it now, or a
+        # later timer at the same address would inherit it.
+        self._timer_labels.pop(id(handle), None)
 
     def cancel_schedule_timers(self) -> None:
         """Cancel the timers set during this schedule that have not fired."""
@@ -413,5 +447,12 @@ class ExploringLoop(VirtualClockLoop):
         self._held = 0
 
 
+def _name_key(task: asyncio.Future[Any]) -> list[tuple[int, str]]:
+    """Sorts task names with their numbers compared as numbers."""
+    name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in _DIGITS.split(name)]
+
+
+_DIGITS = re.compile(r"(\d+)")
 #: Greater than any label, for searching the pool by arrival number.
 _LAST = "\U0010ffff"

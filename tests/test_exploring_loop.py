@@ -427,3 +427,23 @@ def test_a_dropped_task_is_collected_and_its_exception_reported_as_on_stock(
     explored, _ = run_logged(drop_a_failed_task, ExploringLoop, make_chooser())
     assert stock == ["Task exception was never retrieved", "collected"]
     assert explored == stock
+
+
+def test_cancelled_timers_leave_no_label_behind() -> None:
+    """A timer cancelled before it fired kept its label, keyed by its address,
+    until the schedule ended: wait_for in a loop grew the table without
+    bound (and an address reused could be given a dead timer's label)."""
+
+    async def timeouts() -> None:
+        for _ in range(500):
+            await asyncio.wait_for(asyncio.sleep(0), timeout=10)
+
+    loop = ExploringLoop()
+    try:
+        loop.begin_schedule(RandomChooser(5))
+        loop.run_until_complete(timeouts())
+        left = len(loop._timer_labels)
+        loop.end_schedule()
+    finally:
+        loop.close()
+    assert left == 0
