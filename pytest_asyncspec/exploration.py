@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
@@ -174,6 +174,22 @@ class Exploration:
         return [(d, pct_bound(self.labels, self.length, d)) for d in self.depths]
 
 
+class RunCycle(Protocol):
+    """What each run of a body needs around it (a test's fixtures, under pytest)."""
+
+    def baseline(self) -> set[asyncio.Task[Any]]:
+        """The tasks from before this run's set-up: not the run's to cancel."""
+        ...
+
+    def set_up(self) -> None:
+        """Prepare a run (before its schedule begins: in stock order)."""
+        ...
+
+    def tear_down(self) -> None:
+        """End what :meth:`set_up` prepared (after the body, under the schedule)."""
+        ...
+
+
 class Explorer:
     """Runs ``body`` on ``loop`` under schedules; see the module docstring."""
 
@@ -186,9 +202,11 @@ class Explorer:
         is_failure: Callable[[BaseException], bool] = failure_of_exception,
         shrink_budget: int = SHRINK_BUDGET,
         trace_failures: bool = True,
+        cycle: RunCycle | None = None,
     ) -> None:
         self.loop = loop
         self.body = body
+        self.cycle = cycle
         self.test = test
         self.is_failure = is_failure
         self.shrink_budget = shrink_budget
@@ -209,12 +227,27 @@ class Explorer:
     ) -> ScheduleRun:
         """Run the body once under ``chooser``; tasks it leaves are cancelled.
 
+        With a :class:`RunCycle`, its set-up runs first, in stock order, and its
+        tear-down after the body, under the schedule, before the leftovers
+        are cancelled; an error of either is the run's failure.
+
         ``tracer`` (installed) is stopped once the body's tasks are done, before
         the explorer's own clean-up runs, so its trace shows the test alone;
         the run's ``labels`` then map its task numbers to this schedule's labels.
         """
         loop = self.loop
-        before = asyncio.all_tasks(loop)
+        cycle = self.cycle
+        error: BaseException | None = None
+        if cycle is None:
+            before = asyncio.all_tasks(loop)
+        else:
+            before = cycle.baseline()
+            try:
+                cycle.set_up()
+            except BaseException as raised:
+                if not self.is_failure(raised):
+                    raise
+                error = raised
         loop.begin_schedule(chooser)
         loop.on_deviation = listener
         labels: dict[int, str] = {}
@@ -226,14 +259,24 @@ class Explorer:
                     labels[record.label] = label
 
             loop.on_label = note_label
-        error: BaseException | None = None
         try:
-            try:
-                self.body()
-            except BaseException as raised:
-                if not self.is_failure(raised):
-                    raise
-                error = raised
+            if error is None:
+                try:
+                    self.body()
+                except BaseException as raised:
+                    if not self.is_failure(raised):
+                        raise
+                    error = raised
+            if cycle is not None:
+                # What the set-up made is ended by its own tear-down, before
+                # anything is cancelled: a fixture's object whose helper task
+                # started in the body closes it itself, as in a normal run.
+                try:
+                    cycle.tear_down()
+                except BaseException as raised:
+                    if not self.is_failure(raised):
+                        raise
+                    error = error or raised
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)

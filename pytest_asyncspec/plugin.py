@@ -273,6 +273,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+    if EXPLORE_KEY in item.stash:
+        # An explored test's schedules each cancel what they leave, fixtures'
+        # tasks included; not what a loop shared with earlier tests holds.
+        import asyncio
+        import weakref
+
+        from .fixture_cycle import TASKS_BEFORE_SETUP
+        from .observation import current_loop
+
+        loop = current_loop()
+        item.stash[TASKS_BEFORE_SETUP] = weakref.WeakSet(
+            asyncio.all_tasks(loop) if loop is not None else ()
+        )
 
 
 def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -488,12 +501,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     observation = pyfuncitem.stash.get(OBSERVATION_KEY, None)
 
+    def trace_view() -> TraceView | None:
+        # Each schedule sets the fixture up anew: its view joins the recording.
+        view = pyfuncitem.stash.get(TRACE_VIEW_KEY, None)
+        if view is not None and observation is not None:
+            view._attach(observation)
+        return view
+
     run_explored(
         pyfuncitem,
         request,
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
-        lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
+        trace_view,
         observation.note_schedule_leftovers if observation is not None else None,
     )
     return True

@@ -246,7 +246,7 @@ def test_the_flag_explores_async_tests_and_runs_sync_tests_once(
     )
 
 
-def test_fixtures_are_set_up_once_and_the_clock_restarts_each_schedule(
+def test_fixtures_are_set_up_per_schedule_and_the_clock_restarts_each_schedule(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeini(STRICT_INI)
@@ -266,12 +266,13 @@ def test_fixtures_are_set_up_once_and_the_clock_restarts_each_schedule(
         @pytest.mark.asyncspec(schedules=40)
         async def test_body(resource, asyncspec_clock):
             resource["uses"] += 1
+            assert resource["uses"] == 1  # a fresh one each schedule
             BODIES.append(asyncspec_clock.now())
             await asyncio.gather(asyncio.sleep(1), asyncio.sleep(2))
             asyncspec_clock.assert_time(asyncspec_clock.now(), 2.0)
 
         def test_after():
-            assert SETUPS == [1]
+            assert SETUPS == [1] * 40
             assert BODIES == [0.0] * 40
         """
     )
@@ -322,9 +323,18 @@ def test_state_carried_across_schedules_is_not_blamed_on_stock_order(
         test_audit="""
         import asyncio
 
-        async def test_audit(tmp_path):
-            # tmp_path is set up once: every schedule appends to the same file.
-            log = tmp_path / "audit.log"
+        import pytest
+
+
+        @pytest.fixture(scope="module")
+        def audit_dir(tmp_path_factory):
+            return tmp_path_factory.mktemp("audit")
+
+
+        async def test_audit(audit_dir):
+            # A module-scoped fixture is set up once: every schedule appends
+            # to the same file.
+            log = audit_dir / "audit.log"
             with log.open("a") as out:
                 out.write("job\\n")
             await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
@@ -349,9 +359,9 @@ def test_state_carried_across_schedules_is_not_blamed_on_stock_order(
             "this failure does not come from the task order: it shrank to stock asyncio's own "
             "order (FIFO), with no deviation, and that same order passed as the first schedule "
             "of this exploration. What differs is state carried over from earlier schedules: "
-            "fixtures are set up once per test, not once per schedule, and module globals and "
-            "files the test writes keep what earlier schedules left. Build that state inside "
-            "the test body*",
+            "function-scoped fixtures are set up afresh for each schedule, but fixtures of a "
+            "wider scope (class, module, session), module globals and files outside tmp_path "
+            "keep what earlier schedules left.*",
         ]
     )
     text = output_of(result)
