@@ -168,6 +168,9 @@ class Exploration:
     failure: Failure | None = None
     #: Replayed before exploring (stored failures, or --asyncspec-replay).
     replayed: int = 0
+    #: Schedules that waited on real work (threads, sockets to outside the
+    #: loop): their timing, not the chooser, may have decided some orders.
+    waited_on_real_work: int = 0
 
     def bounds(self) -> list[tuple[int, float]]:
         """PCT's per-schedule lower bound for each depth used."""
@@ -349,6 +352,8 @@ class Explorer:
                 self._length = outcome.length = len(run.picks)
                 outcome.labels = len(set(run.picks))
             outcome.schedules += 1
+            if run.real_waits:
+                outcome.waited_on_real_work += 1
             key = hash(tuple(run.picks))
             if key not in seen:
                 seen.add(key)

@@ -268,6 +268,7 @@ def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
         "distinct": outcome.distinct,
         "replayed": outcome.replayed,
         "failed": outcome.failure is not None,
+        "real_work": outcome.waited_on_real_work,
     }
     if request.plan is not None:
         summary.update(
@@ -391,4 +392,13 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
         )
     if summary.get("failed"):
         text += "; FAILED"
+    real_work = summary.get("real_work", 0)
+    if real_work:
+        # Said once per test, as a note: not a failure, a limit of the method.
+        text += (
+            f"\n  note: {real_work} of these schedules waited on real work (threads, or "
+            "sockets to peers outside the loop); when that work's timing decides an order, "
+            "the schedule does not, so exploration is not faithful there and a failure "
+            "found may not replay"
+        )
     return text

@@ -27,7 +27,6 @@ import asyncio
 import contextvars
 import functools
 import re
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,9 +66,14 @@ class FixtureCycle:
     def baseline(self) -> set[asyncio.Task[Any]]:
         """The tasks a run must not cancel: those from before its set-up (a
         loop shared with earlier tests keeps theirs)."""
-        if self._first:
-            self._first = False
-            return set(self.item.stash.get(TASKS_BEFORE_SETUP, ()))
+        if not self._first:
+            return asyncio.all_tasks(self.loop)
+        self._first = False
+        if self._runner == "_function_scoped_runner":
+            return set()  # the test's own loop: every task on it is the test's
+        # pytest set the first run up before we could look: what a fixture
+        # started and its teardown leaves running stays, as it would on a
+        # shared loop without exploration.
         return asyncio.all_tasks(self.loop)
 
     def set_up(self) -> None:
@@ -182,10 +186,6 @@ class FixtureCycle:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(target, attribute, run_in_fresh_context)
             yield
-
-
-#: The tasks on the loop when the item's setup began (explored items only).
-TASKS_BEFORE_SETUP: pytest.StashKey[weakref.WeakSet[asyncio.Task[Any]]] = pytest.StashKey()
 
 
 def _fixturedef_of(finalizer: object) -> Any:

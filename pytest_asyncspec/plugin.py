@@ -273,19 +273,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
-    if EXPLORE_KEY in item.stash:
-        # An explored test's schedules each cancel what they leave, fixtures'
-        # tasks included; not what a loop shared with earlier tests holds.
-        import asyncio
-        import weakref
-
-        from .fixture_cycle import TASKS_BEFORE_SETUP
-        from .observation import current_loop
-
-        loop = current_loop()
-        item.stash[TASKS_BEFORE_SETUP] = weakref.WeakSet(
-            asyncio.all_tasks(loop) if loop is not None else ()
-        )
 
 
 def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:

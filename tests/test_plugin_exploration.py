@@ -764,3 +764,46 @@ def test_workers_left_behind_do_not_cost_the_replay_token(pytester: pytest.Pytes
         result.assert_outcomes(failed=1)
         assert "no replay token" not in output_of(result), seed
         token_in(result)
+
+
+REAL_WORK = """
+import asyncio
+import time
+
+import pytest
+
+
+def work():
+    time.sleep(0.001)
+    return 1
+
+
+@pytest.mark.asyncspec(schedules=5)
+async def test_threads():
+    assert await asyncio.gather(asyncio.to_thread(work), asyncio.to_thread(work)) == [1, 1]
+
+
+@pytest.mark.asyncspec(schedules=5)
+async def test_in_memory():
+    await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+"""
+
+
+def test_schedules_that_waited_on_real_work_are_noted_once_per_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """Where threads' timing, not the schedule, may decide an order, the
+    summary says so once for the test, as a note: the test still passes."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_real_work=REAL_WORK)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_real_work.py::test_threads: 5 schedules, *",
+            "  note: 5 of these schedules waited on real work (threads, or sockets to peers "
+            "outside the loop)*exploration is not faithful there*",
+            "test_real_work.py::test_in_memory: 5 schedules, *",
+        ]
+    )
+    assert output_of(result).count("note: ") == 1

@@ -10,9 +10,14 @@ Every test runs a small pytest session inside ``pytester``.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from pathlib import Path
+
 import pytest
 from pytester_helpers import STRICT_INI, output_of
 
+import pytest_asyncspec
 from pytest_asyncspec.replay_token import ReplayToken
 
 TOKEN_FLAG = "--asyncspec-replay="
@@ -411,3 +416,129 @@ def test_a_skip_in_the_body_tears_the_fixtures_down_once(pytester: pytest.Pytest
     pytester.makepyfile(test_skip=SKIPPED_MID_WAY, test_z_next=NEXT_MODULE)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(skipped=1, passed=2)
+
+
+# -- pytest-aiohttp's usual patterns ----------------------------------------------
+
+AIOHTTP_APP = """
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+STOP = web.AppKey("stop", asyncio.Event)
+
+
+async def watcher(app):
+    await app[STOP].wait()
+
+
+async def background(app):
+    # Started with the app, ended by its cleanup: the cleanup awaits it.
+    app[STOP] = asyncio.Event()
+    task = asyncio.create_task(watcher(app))
+    yield
+    app[STOP].set()
+    await task
+
+
+async def hello(request):
+    await asyncio.sleep(0.01)
+    return web.Response(text="hi")
+
+
+def make_app():
+    app = web.Application()
+    app.cleanup_ctx.append(background)
+    app.router.add_get("/", hello)
+    return app
+
+
+@pytest.mark.asyncspec(schedules=10)
+async def test_client_made_in_the_body(aiohttp_client):
+    client = await aiohttp_client(make_app())
+    response = await client.get("/")
+    assert await response.text() == "hi"
+
+
+@pytest.fixture
+async def client(aiohttp_client):
+    return await aiohttp_client(make_app(), timeout=aiohttp.ClientTimeout(total=2))
+
+
+@pytest.mark.asyncspec(schedules=10)
+async def test_client_from_a_fixture(client):
+    # A real server on 127.0.0.1, on the test's loop.
+    for _ in range(3):
+        response = await client.get("/")
+        assert await response.text() == "hi"
+"""
+
+
+def pytest_aiohttp_path() -> str | None:
+    """Where pytest-aiohttp can be imported from, if anywhere."""
+    spec = importlib.util.find_spec("pytest_aiohttp")
+    if spec is not None and spec.origin is not None:
+        return None  # importable as installed
+    for directory in os.environ.get("ASYNCSPEC_EXTRA_DEPS", "/tmp/explore-deps").split(os.pathsep):
+        if (Path(directory) / "pytest_aiohttp").is_dir():
+            return directory
+    pytest.skip(
+        "pytest-aiohttp is not installed (pip install pytest-aiohttp, or "
+        "pip install --target DIR pytest-aiohttp and ASYNCSPEC_EXTRA_DEPS=DIR)"
+    )
+
+
+def test_pytest_aiohttp_clients_and_their_apps_cleanups_explore(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The explorer cancelled the app's background task and the server's
+    tasks after each schedule: the client made in the body was closed at the
+    end, and the app's cleanup awaiting its task got CancelledError; a client
+    from a fixture, set up once, timed out on schedule 2 against a server
+    whose tasks were gone."""
+    extra = pytest_aiohttp_path()
+    # The subprocess imports this very plugin, and pytest-aiohttp.
+    plugin_root = str(Path(pytest_asyncspec.__file__).resolve().parents[1])
+    paths = [plugin_root, *([extra] if extra else [])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]))
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_a_app=AIOHTTP_APP, test_b_next=NEXT_MODULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    text = output_of(result)
+    assert "TimeoutError" not in text
+    assert "waited on real work" not in text  # the server is on the test's own loop
+
+
+SLOPPY_FIXTURE = """
+import asyncio
+
+import pytest
+
+
+async def forever():
+    await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def poller():
+    # Started here, never stopped: a normal run's loop cancels it at its end.
+    return asyncio.get_running_loop().create_task(forever())
+
+
+@pytest.mark.asyncspec(schedules=10, leaks="off")
+async def test_body(poller):
+    assert len(asyncio.all_tasks()) == 2  # this run's body and poller, no other
+    await asyncio.sleep(0)
+"""
+
+
+def test_a_task_a_fixture_leaves_running_ends_with_its_schedule(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_sloppy=SLOPPY_FIXTURE)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
