@@ -507,12 +507,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     observation = pyfuncitem.stash.get(OBSERVATION_KEY, None)
 
+    def trace_view() -> TraceView | None:
+        # Each schedule sets the fixture up anew: its view joins the recording.
+        view = pyfuncitem.stash.get(TRACE_VIEW_KEY, None)
+        if view is not None and observation is not None:
+            view._attach(observation)
+        return view
+
     run_explored(
         pyfuncitem,
         request,
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
-        lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
+        trace_view,
         observation,
     )
     return True
