@@ -118,7 +118,8 @@ def run_suite(
                 run.results = {**read_junit(junit), **lost}
                 break
             hung = _progress(scratch / "progress.log")
-            stacks = (scratch / "stacks.txt").read_text(encoding="utf-8", errors="replace")
+            stacks_file = scratch / "stacks.txt"
+            stacks = stacks_file.read_text(errors="replace") if stacks_file.exists() else ""
             if hung is None:
                 run.problem = (
                     f"pytest exited with status {finished.returncode} outside any test "
