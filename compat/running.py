@@ -41,10 +41,16 @@ class Limits:
 
 
 def pytest_command(
-    env: Environment, library: Library, mode: str, scratch: Path, skip: list[str]
+    env: Environment,
+    library: Library,
+    mode: str,
+    scratch: Path,
+    skip: list[str],
+    only: list[str] | None = None,
 ) -> list[str]:
-    """The pytest command line of ``library``'s suite in ``mode``."""
-    command = [str(env.python), "-m", "pytest", *library.paths]
+    """The pytest command line of ``library``'s suite (or of the tests ``only``
+    names) in ``mode``."""
+    command = [str(env.python), "-m", "pytest", *(library.paths if only is None else only)]
     command += ["-p", "compat.progress", *MODES[mode]]
     # junit's xunit1 flavour names each case's file (see outcomes.py).
     command += ["--junitxml", str(scratch / "junit.xml"), "-o", "junit_family=xunit1"]
@@ -94,9 +100,7 @@ def run_suite(
         for _attempt in range(limits.restarts + 1):
             for stale in ("junit.xml", "progress.log", "stacks.txt"):
                 (scratch / stale).unlink(missing_ok=True)
-            command = pytest_command(env, library, mode, scratch, list(lost))
-            if only is not None:
-                command += only
+            command = pytest_command(env, library, mode, scratch, list(lost), only)
             variables = {
                 key: value
                 for key, value in os.environ.items()

@@ -174,6 +174,16 @@ def test_each_mode_adds_only_its_settings_and_the_same_deselections() -> None:
         assert command[:at] + command[at + len(settings) :] == common
 
 
+def test_a_second_run_of_differing_tests_runs_only_those() -> None:
+    library = Library("lib", "1.0", "a thing", paths=("tests/ut", "tests/acceptance"))
+    env = Environment(Path("/venv/bin/python"), {"lib": Path("/src/lib")})
+    whole = running.pytest_command(env, library, "gate", Path("/scratch"), [])
+    assert whole[3:5] == ["tests/ut", "tests/acceptance"]
+    again = running.pytest_command(env, library, "gate", Path("/scratch"), [], ["t.py::a"])
+    assert again[3:5] == ["t.py::a", "-p"]
+    assert "tests/ut" not in again
+
+
 def test_a_suite_whose_addopts_use_the_cache_keeps_it_in_scratch() -> None:
     library = Library("lib", "1.0", "a thing", needs_cacheprovider=True)
     env = Environment(Path("/venv/bin/python"), {"lib": Path("/src/lib")})
