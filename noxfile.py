@@ -7,6 +7,7 @@ every supported Python, the uvloop run, and the lint and type gates.
     nox -s uvloop lint       # the uvloop run and the gates
     nox -s conformance       # CPython's test_asyncio on our loops, every Python
     nox -s bench             # benchmarks/ (the bench extra, looptime included)
+    nox -s compat            # real libraries' own test suites in every mode
 
 Interpreters are found on PATH as ``python3.10`` ... ``python3.13``; when
 pyenv is installed, its versions are added to PATH first, so a machine with
@@ -81,6 +82,19 @@ def conformance(session: nox.Session) -> None:
         "--report",
         "conformance-results.md",
         *session.posargs,
+    )
+
+
+@nox.session(python=False)
+def compat(session: nox.Session) -> None:
+    """Real asyncio libraries' own test suites without the plugin and in each mode.
+
+    The harness builds its own environment (pinned sdists, their test
+    requirements and this checkout, editable) in a cache outside the checkout,
+    so nothing is installed here.
+    """
+    session.run(
+        "python", "-m", "compat", "-j", "2", "--report", "compat-results.md", *session.posargs
     )
 
 
