@@ -42,7 +42,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Literal
 
 from . import threads
@@ -494,6 +494,8 @@ class BlockingWatchdog:
         self._vloop: VirtualClockLoop | None = None
         self._previous_listener: Callable[[float, FrameType], None] | None = None
         self._tallies: list[_SleepTally] = []
+        #: Whether the rules allow a sleep called from a line of user code.
+        self._user_lines: dict[tuple[CodeType, int], bool] = {}
         self._open_tally: _SleepTally | None = None
         self._final: list[BlockingEvent] | None = None
 
@@ -723,15 +725,29 @@ class BlockingWatchdog:
         if vloop is not None:
             # The loop has already counted the sleep.
             tally.loop_ns = vloop.virtual_ticks()
-        if self.allow and allowing_rule(
-            self.allow, _near_frames(frame, _coroutine_frame(tracer, label))
-        ):
+        if self.allow and self._sleep_allowed(frame, label):
             longest = tally.longest_allowed
         else:
             tally.unallowed += ticks
             longest = tally.longest_unallowed
         # The longest sleep names the step's blocking line.
         longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
+
+    def _sleep_allowed(self, frame: FrameType, label: int) -> bool:
+        """Whether a rule allows a blocking sleep called from ``frame``."""
+        code = frame.f_code
+        if _is_library(code.co_filename):
+            near = _near_frames(frame, _coroutine_frame(self.tracer, label))
+            return allowing_rule(self.allow, near) is not None
+        # Called from the user's code: that frame alone decides, so the
+        # answer for its line holds for every sleep made there.
+        key = (code, frame.f_lineno)
+        known = self._user_lines.get(key)
+        if known is None:
+            known = self._user_lines[key] = (
+                allowing_rule(self.allow, (_site_of(frame),)) is not None
+            )
+        return known
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded
