@@ -13,8 +13,10 @@ the loop, and the line that blocked, whatever the blocking call was
   again once it has run longer than the threshold: two wakes fall in the
   second half of the threshold, so every step over it has a stack to name
   its line and to judge allow rules by, however the wakes fall.  The later
-  stack, when there is one, is the one kept.  The step's final duration
-  comes from the trace;
+  stack, when there is one, is the one kept.  With allow rules it looks at
+  every wake and judges each look, so a rule naming one call of a step does
+  not allow the step's other blocking (see :class:`_Sample`).  The step's
+  final duration comes from the trace;
 * **virtual time** -- on a :class:`~pytest_asyncspec.clock.VirtualClockLoop`
   a blocking ``time.sleep`` returns at once, so no sampler could see it; the
   loop reports every such sleep with its caller's frame instead, and the
@@ -47,7 +49,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Literal
 
 from . import threads
@@ -415,14 +417,48 @@ class BlockingEvent:
 
 
 @dataclass
+class _Lane:
+    """What the sampler saw of a step that allow rules allow, or do not."""
+
+    #: Real time the step spent here, as far as the sampler can tell: each
+    #: look counts the time since the look before (or the step's start).
+    spent_ns: int = 0
+    #: The stack that names it: the first look past the threshold, else the
+    #: last look before it.
+    frames: tuple[FrameSite, ...] = ()
+    over: bool = False
+
+    def add(self, elapsed_ns: int, frames: tuple[FrameSite, ...], *, over: bool) -> None:
+        self.spent_ns += elapsed_ns
+        if not self.over:
+            self.frames, self.over = frames, over
+
+
+@dataclass
 class _Sample:
-    """The sampler saw task ``label``'s step (started at ``started_ns``) run too long."""
+    """The sampler's looks at task ``label``'s step (started at ``started_ns``),
+    from half the threshold on.
+
+    Without allow rules one look past the threshold names the step.  With
+    rules every wake looks, and each look is judged on its own, so a rule
+    naming one call of the step does not allow the rest of it: the step is
+    allowed when the time seen outside every rule stays within the threshold.
+    """
 
     label: int
     started_ns: int
+    #: When the step was last looked at (inside it).
     seen_ns: int
-    frames: tuple[FrameSite, ...]
     period: int = 0
+    allowed: _Lane = field(default_factory=_Lane)
+    unallowed: _Lane = field(default_factory=_Lane)
+
+    def frames(self, threshold_ns: int) -> tuple[FrameSite, ...]:
+        """The stack that names the step; the allow rules, read again on it
+        when settling, then decide the step as the looks did."""
+        if self.allowed.frames and self.unallowed.spent_ns <= threshold_ns:
+            return self.allowed.frames
+        return self.unallowed.frames or self.allowed.frames
 
 
 @dataclass
@@ -517,9 +553,9 @@ class BlockingWatchdog:
         self._first_step = 0
         #: Stacks of steps that ran (or may have run) past the threshold.
         self._samples: list[_Sample] = []
-        #: The stack of the step last seen past half the threshold, until it
-        #: is known whether the step went on past the threshold.
-        self._early: _Sample | None = None
+        #: The looks at the step last seen past half the threshold, until
+        #: another step is looked at.
+        self._looking: _Sample | None = None
         self._period = 0
         #: Clock reading at which each period after the 0th began.
         self._period_starts: list[int] = []
@@ -529,6 +565,8 @@ class BlockingWatchdog:
         self._vloop: VirtualClockLoop | None = None
         self._previous_listener: Callable[[float, FrameType], None] | None = None
         self._tallies: list[_SleepTally] = []
+        #: Whether the rules allow a sleep called from a line of user code.
+        self._user_lines: dict[tuple[CodeType, int], bool] = {}
         self._open_tally: _SleepTally | None = None
         self._final: list[BlockingEvent] | None = None
         self._collector: CollectorTime | None = None
@@ -653,9 +691,11 @@ class BlockingWatchdog:
         early_ns = threshold_ns // 2
         interval = self.sample_interval
         wait = self._stop_event.wait
-        # The steps whose stack was taken past the threshold, and past half of it.
+        # The step looked at past the threshold (no need to look again unless
+        # rules judge every look), and the step last looked at.
         sampled: tuple[int, int] | None = None
         looked: tuple[int, int] | None = None
+        every_wake = bool(self.allow)
         last_label, last_started = 0, 0
         last_wake = self._start_ns
         errors = 0
@@ -683,9 +723,11 @@ class BlockingWatchdog:
                 age = now - started
                 if label and age > early_ns and step != sampled:
                     over = age > threshold_ns
-                    if (over or step != looked) and self._sample(label, started, over=over):
+                    if (over or every_wake or step != looked) and self._sample(
+                        label, started, over=over
+                    ):
                         looked = step
-                        if over:
+                        if over and not every_wake:
                             sampled = step
             except Exception:
                 errors += 1
@@ -724,21 +766,16 @@ class BlockingWatchdog:
             # Not in a traced step, or on the step's very edge (the recorder
             # has set the task but not yet the start): look again next wake.
             return False
-        sample = _Sample(label, started, seen, sites, self._period)
-        # An early look at another step is kept only if that step may have
-        # run past the threshold (the trace settles it); one at this step is
-        # replaced by the look past the threshold.
-        early, self._early = self._early, None
-        if (
-            early is not None
-            and (early.label, early.started_ns) != (label, started)
-            and seen - early.started_ns > self._threshold_ns
-        ):
-            self._samples.append(early)
-        if over:
-            self._samples.append(sample)
-        else:
-            self._early = sample
+        sample = self._looking
+        if sample is None or (sample.label, sample.started_ns) != (label, started):
+            # The looks at another step are kept only if it may have run past
+            # the threshold (the trace settles it).
+            if sample is not None and seen - sample.started_ns > self._threshold_ns:
+                self._samples.append(sample)
+            sample = self._looking = _Sample(label, started, started, self._period)
+        lane = sample.allowed if allowing_rule(self.allow, sites) else sample.unallowed
+        lane.add(seen - sample.seen_ns, sites, over=over)
+        sample.seen_ns = seen
         tracer.remember_name(label)
         return True
 
@@ -778,15 +815,29 @@ class BlockingWatchdog:
         if vloop is not None:
             # The loop has already counted the sleep.
             tally.loop_ns = vloop.virtual_ticks()
-        if self.allow and allowing_rule(
-            self.allow, _near_frames(frame, _coroutine_frame(tracer, label))
-        ):
+        if self.allow and self._sleep_allowed(frame, label):
             longest = tally.longest_allowed
         else:
             tally.unallowed += ticks
             longest = tally.longest_unallowed
         # The longest sleep names the step's blocking line.
         longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
+
+    def _sleep_allowed(self, frame: FrameType, label: int) -> bool:
+        """Whether a rule allows a blocking sleep called from ``frame``."""
+        code = frame.f_code
+        if _is_library(code.co_filename):
+            near = _near_frames(frame, _coroutine_frame(self.tracer, label))
+            return allowing_rule(self.allow, near) is not None
+        # Called from the user's code: that frame alone decides, so the
+        # answer for its line holds for every sleep made there.
+        key = (code, frame.f_lineno)
+        known = self._user_lines.get(key)
+        if known is None:
+            known = self._user_lines[key] = (
+                allowing_rule(self.allow, (_site_of(frame),)) is not None
+            )
+        return known
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded
@@ -816,9 +867,9 @@ class BlockingWatchdog:
 
     def _events(self) -> list[BlockingEvent]:
         samples = list(self._samples)
-        early = self._early
-        if early is not None:
-            samples.append(early)
+        looking = self._looking
+        if looking is not None:
+            samples.append(looking)
         tallies = list(self._tallies)
         open_tally = self._open_tally
         if open_tally is not None and open_tally.ticks > self._threshold_ns:
@@ -869,7 +920,7 @@ class BlockingWatchdog:
                         matched.real_start_ns,
                         matched.real_ns,
                         "real",
-                        sample.frames,
+                        sample.frames(threshold_ns),
                         matched,
                         period=sample.period,
                     )
@@ -884,7 +935,7 @@ class BlockingWatchdog:
                         sample.started_ns,
                         now - sample.started_ns,
                         "real",
-                        sample.frames,
+                        sample.frames(threshold_ns),
                         None,
                         finished=False,
                         period=sample.period,

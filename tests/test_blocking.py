@@ -638,6 +638,38 @@ def test_a_rule_allows_the_call_it_names_not_the_rest_of_the_step(
     assert [event.allowed_by for event in watchdog.allowed()] == [rule]
 
 
+@pytest.mark.parametrize("library_first", [True, False])
+def test_on_the_real_clock_a_rule_allows_the_call_it_names_not_the_rest_of_the_step(
+    fake_library: ModuleType, library_first: bool
+) -> None:
+    """The same on the real clock, where the sampler judges each look: one
+    step blocks in the library (allowed) and in the user's own time.sleep,
+    0.3 s each against a 0.05 s threshold, and is reported at the user's
+    line; a 10 ms sleep of the user's beside an allowed call is not."""
+    rule = AllowRule("asyncspec_fakelib.fetch")
+
+    async def both() -> None:
+        if library_first:
+            fake_library.fetch(BLOCK)
+        time.sleep(BLOCK)  # the user's own real sleep
+        if not library_first:
+            fake_library.fetch(BLOCK)
+
+    watchdog, _ = run_watched(asyncio.new_event_loop(), both, allow=[rule])
+    (event,) = watchdog.violations()
+    assert event.duration >= 2 * BLOCK
+    assert event.site_frame is not None
+    assert event.site_frame.lineno == line_marked(__file__, "# the user's own real sleep")
+
+    async def mostly_allowed() -> None:
+        fake_library.fetch(BLOCK)
+        time.sleep(0.01)
+
+    watchdog, _ = run_watched(asyncio.new_event_loop(), mostly_allowed, allow=[rule])
+    assert watchdog.violations() == []
+    assert [event.allowed_by for event in watchdog.allowed()] == [rule]
+
+
 class SteppedWakes:
     """Stands in for the watchdog's stop event, so that its sampler wakes
     exactly when the test asks (:meth:`wake`) and at no other time."""

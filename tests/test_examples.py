@@ -61,6 +61,7 @@ def test_the_buggy_app_fails_with_one_diagnosis_per_bug(
         [
             "*_ test_pricing_never_blocks_the_loop _*",
             "* task step(s) held the event loop longer than max_blocking=0.03 s, at 1 place(s):",
+            "Blocked here * steps, worst 0.05 s, total * s (virtual time); the worst step:",
             "Task 'worker' (price_items) blocked the event loop for 0.05 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 0.03 s).",
             # "in Throttle.wait"; 3.10's code objects know no class: "in wait".
