@@ -104,10 +104,15 @@ class FixtureCycle:
         then raise the first error (noting the others)."""
         if not self._set_up:
             return
-        self._set_up = False
         item = self.item
-        finalizers, _ = self._state.stack.pop(item)
+        finalizers, _ = self._state.stack[item]
         loop_defs = _loop_fixture_defs(finalizers)
+        if all(_is_loop_or_noop(item, f, loop_defs) for f in finalizers):
+            # Nothing but the loop is set up (no fixture, no finalizer): a
+            # tear-down and set-up would change nothing but cost time.
+            return
+        self._set_up = False
+        del self._state.stack[item]
         self._watched.update(loop_defs)
         errors: list[BaseException] = []
         finished: set[Any] = set()
@@ -195,6 +200,16 @@ def _fixturedef_of(finalizer: object) -> Any:
         if isinstance(owner, pytest.FixtureDef):
             return owner
     return None
+
+
+def _is_loop_or_noop(item: pytest.Item, finalizer: object, loop_defs: set[Any]) -> bool:
+    """Whether ``finalizer`` ends a loop fixture, or is the item's own
+    ``teardown`` left as pytest's no-op."""
+    if _fixturedef_of(finalizer) in loop_defs:
+        return True
+    return getattr(finalizer, "__func__", None) is pytest.Item.teardown and (
+        getattr(finalizer, "__self__", None) is item
+    )
 
 
 def _loop_fixture_defs(finalizers: list[Callable[[], object]]) -> set[Any]:
