@@ -172,7 +172,7 @@ def run_explored(
         if view is not None:
             view._begin_schedule()
         # Looked up each run: the wrapper is patched in, and the fixtures are new.
-        item.obj(**cycle.arguments())
+        item.obj(**cycle.begin_body())
 
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure, cycle=cycle)
     explorer.on_leftovers = on_leftovers

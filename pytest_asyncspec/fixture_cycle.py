@@ -59,6 +59,7 @@ class FixtureCycle:
         # fixture's teardown may take out (tmp_path takes its setup report):
         # every run's teardown must find it, as the one of a normal run does.
         self._stashed = dict(item.stash._storage)
+        self._context = contextvars.copy_context()
         self._runner = next((name for name in item.fixturenames if _RUNNER.fullmatch(name)), None)
 
     # -- the explorer's RunCycle ---------------------------------------------
@@ -166,15 +167,18 @@ class FixtureCycle:
 
     # -- the body ----------------------------------------------------------------
 
-    def arguments(self) -> dict[str, Any]:
-        """The test function's arguments in the current run."""
+    def begin_body(self) -> dict[str, Any]:
+        """Start a run of the body: a fresh copy of the context (taken now,
+        after this run's fixtures set theirs) and the test function's arguments."""
+        self._context = contextvars.copy_context()
         item = self.item
         return {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
 
     @contextmanager
     def fresh_context_per_run(self) -> Iterator[None]:
-        """Run the test's coroutine in a fresh copy of the context each time,
-        as pytest-asyncio does once per test (it copies one for the call)."""
+        """Run the test's coroutine in the context :meth:`begin_body` copied:
+        pytest-asyncio copies one per test, shared by every call of the
+        coroutine in it (each example of a Hypothesis test, say)."""
         item = self.item
         target, attribute = getattr(item, "_synchronization_target_attr", (item, "obj"))
         synchronized = getattr(target, attribute)
@@ -186,7 +190,7 @@ class FixtureCycle:
         @functools.wraps(original)
         def run_in_fresh_context(*args: Any, **kwargs: Any) -> None:
             runner: Any = item.funcargs[self._runner]  # type: ignore[index]
-            runner.run(original(*args, **kwargs), context=contextvars.copy_context())
+            runner.run(original(*args, **kwargs), context=self._context)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(target, attribute, run_in_fresh_context)
