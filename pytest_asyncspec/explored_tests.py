@@ -147,8 +147,10 @@ def run_explored(
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
-    Before each run of the body, the test's clock restarts and its
-    ``asyncspec_trace`` view moves to the new schedule."""
+    Each run sets the test's function-scoped fixtures up before its schedule
+    and tears them down after the body (:mod:`.fixture_cycle`).  Before each
+    run of the body, the test's clock restarts and its ``asyncspec_trace``
+    view moves to the new schedule."""
     from .exploration import Explorer
     from .exploring_loop import ExploringLoop
     from .fixture_cycle import FixtureCycle
