@@ -303,6 +303,9 @@ def describe_failure(
             f"schedule {spec.number + 1} of {request.schedules} failed "
             f"({spec.name}, schedule seed {spec.seed})"
         )
+    real_work = request.summary.get("real_work", 0)
+    if real_work:
+        lines.append(real_work_note(real_work))  # up front: it qualifies all that follows
     if failure.mismatch is not None:
         lines.append(failure.mismatch.describe(EXPLORE_AGAIN))
     if failure.nondeterminism is not None:
@@ -397,10 +400,14 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     real_work = summary.get("real_work", 0)
     if real_work:
         # Said once per test, as a note: not a failure, a limit of the method.
-        text += (
-            f"\n  note: {real_work} of these schedules waited on real work (threads, or "
-            "sockets to peers outside the loop); when that work's timing decides an order, "
-            "the schedule does not, so exploration is not faithful there and a failure "
-            "found may not replay"
-        )
+        text += f"\n  {real_work_note(real_work)}"
     return text
+
+
+def real_work_note(schedules: int) -> str:
+    """What to know about a test whose schedules waited on real work."""
+    return (
+        f"note: {schedules} of these schedules waited on real work (threads, or sockets to "
+        "peers outside the loop); when that work's timing decides an order, the schedule "
+        "does not, so exploration is not faithful there and a failure found may not replay"
+    )
