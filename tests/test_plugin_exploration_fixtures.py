@@ -542,3 +542,51 @@ def test_a_task_a_fixture_leaves_running_ends_with_its_schedule(
     pytester.makepyfile(test_sloppy=SLOPPY_FIXTURE)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+SHARED_LOOP = """
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TICKS = []
+
+
+async def ticker():
+    while True:
+        TICKS.append(1)
+        await asyncio.sleep(1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def service():
+    task = asyncio.get_running_loop().create_task(ticker(), name="service")
+    yield task
+    task.cancel()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def session(service):
+    yield {"service": service}
+
+
+@pytest.mark.asyncspec(schedules=8)
+async def test_uses_both(session):
+    assert not session["service"].done()  # a module fixture's task outlives schedules
+    await asyncio.sleep(0)
+
+
+async def test_after():
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "service" and t.done()]
+"""
+
+
+def test_on_a_shared_loop_only_the_runs_own_tasks_are_cancelled(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_shared=SHARED_LOOP)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
