@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -590,3 +591,38 @@ def test_on_a_shared_loop_only_the_runs_own_tasks_are_cancelled(
     pytester.makepyfile(test_shared=SHARED_LOOP)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+BOTH_FAIL = """
+import asyncio
+
+import pytest
+
+
+@pytest.fixture
+async def strict():
+    yield
+    raise RuntimeError("teardown found a mess")
+
+
+@pytest.mark.asyncspec(schedules=3)
+async def test_body(strict):
+    await asyncio.sleep(0)
+    assert False, "the body's own failure"
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are 3.11+")
+def test_a_teardown_error_after_a_failing_body_is_not_lost(pytester: pytest.Pytester) -> None:
+    """The body's failure is the schedule's; its teardown's error used to be
+    dropped without a word (pytest reports both in a normal run)."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_both=BOTH_FAIL, test_z_next=NEXT_MODULE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the body's own failure*",
+            "E * the tear-down after it raised too: RuntimeError: teardown found a mess",
+        ]
+    )
