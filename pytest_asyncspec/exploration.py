@@ -289,7 +289,14 @@ class Explorer:
                 except BaseException as raised:
                     if not self.is_failure(raised):
                         raise
-                    error = error or raised
+                    if error is None:
+                        error = raised
+                    elif hasattr(error, "add_note"):
+                        # pytest would report both: the test's failure and
+                        # its teardown's error.
+                        error.add_note(
+                            f"the tear-down after it raised too: {type(raised).__name__}: {raised}"
+                        )
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
             if self.on_run_end is not None:

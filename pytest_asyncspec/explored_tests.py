@@ -161,8 +161,10 @@ def run_explored(
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
-    Before each run of the body, the test's clock restarts and its
-    ``asyncspec_trace`` view moves to the new schedule."""
+    Each run sets the test's function-scoped fixtures up before its schedule
+    and tears them down after the body (:mod:`.fixture_cycle`).  Before each
+    run of the body, the test's clock restarts and its ``asyncspec_trace``
+    view moves to the new schedule."""
     from .exploration import Explorer
     from .exploring_loop import ExploringLoop
     from .fixture_cycle import FixtureCycle
@@ -186,7 +188,7 @@ def run_explored(
         if view is not None:
             view._begin_schedule()
         # Looked up each run: the wrapper is patched in, and the fixtures are new.
-        item.obj(**cycle.arguments())
+        item.obj(**cycle.begin_body())
 
     explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure, cycle=cycle)
     if watcher is not None:
@@ -318,6 +320,9 @@ def describe_failure(
             f"schedule {spec.number + 1} of {request.schedules} failed "
             f"({spec.name}, schedule seed {spec.seed})"
         )
+    real_work = request.summary.get("real_work", 0)
+    if real_work:
+        lines.append(real_work_note(real_work))  # up front: it qualifies all that follows
     if failure.mismatch is not None:
         lines.append(failure.mismatch.describe(EXPLORE_AGAIN))
     if failure.nondeterminism is not None:
@@ -412,10 +417,14 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
     real_work = summary.get("real_work", 0)
     if real_work:
         # Said once per test, as a note: not a failure, a limit of the method.
-        text += (
-            f"\n  note: {real_work} of these schedules waited on real work (threads, or "
-            "sockets to peers outside the loop); when that work's timing decides an order, "
-            "the schedule does not, so exploration is not faithful there and a failure "
-            "found may not replay"
-        )
+        text += f"\n  {real_work_note(real_work)}"
     return text
+
+
+def real_work_note(schedules: int) -> str:
+    """What to know about a test whose schedules waited on real work."""
+    return (
+        f"note: {schedules} of these schedules waited on real work (threads, or sockets to "
+        "peers outside the loop); when that work's timing decides an order, the schedule "
+        "does not, so exploration is not faithful there and a failure found may not replay"
+    )

@@ -174,12 +174,14 @@ class ExploringLoop(VirtualClockLoop):
         #: whose timing, not the chooser, may then decide an order.
         self.real_waits = 0
         self._steps: dict[str, int] = {}
-        # Held weakly: a task the user dropped must be collected when asyncio's
-        # own references go, so that its "exception was never retrieved" is
-        # logged as on the stock loop.  Picks and deviations keep plain labels.
-        self._task_labels: weakref.WeakKeyDictionary[asyncio.Future[Any], str] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Tasks are held weakly: one the user dropped must be collected when
+        # asyncio's own references go, so that its "exception was never
+        # retrieved" is logged as on the stock loop.  Picks and deviations
+        # keep plain labels.  Keyed by id() for a fast lookup on every pick
+        # (a WeakKeyDictionary cost 6% of a schedule); a hit counts only when
+        # its weak reference still gives that very task, and a task's entry
+        # goes when it does.  Insertion order is the order labels were given.
+        self._task_labels: dict[int, tuple[weakref.ref[asyncio.Future[Any]], str]] = {}
         self._name_counts: dict[str, int] = {}
         self._timer_counts: dict[str, int] = {}
         # id() of a pending timer -> its label (timers define __eq__ on their
@@ -239,10 +241,10 @@ class ExploringLoop(VirtualClockLoop):
 
     def label_of_task(self, task: asyncio.Future[Any]) -> str:
         """This schedule's label for ``task`` (given on first sight)."""
-        label = self._task_labels.get(task)
-        if label is None:
-            label = self._new_task_label(task)
-        return label
+        entry = self._task_labels.get(id(task))
+        if entry is not None and entry[0]() is task:
+            return entry[1]
+        return self._new_task_label(task)
 
     def _new_task_label(self, task: asyncio.Future[Any]) -> str:
         name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
@@ -253,7 +255,15 @@ class ExploringLoop(VirtualClockLoop):
         count = self._name_counts.get(name, 0) + 1
         self._name_counts[name] = count
         label = f"{name}-{count}"
-        self._task_labels[task] = label
+        key = id(task)
+        labels = self._task_labels
+
+        def forget(held: weakref.ref[asyncio.Future[Any]]) -> None:
+            entry = labels.get(key)
+            if entry is not None and entry[0] is held:
+                del labels[key]
+
+        labels[key] = (weakref.ref(task, forget), label)
         if self.on_label is not None:
             self.on_label(task, label)
         return label
@@ -281,7 +291,11 @@ class ExploringLoop(VirtualClockLoop):
                 owner = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
                 if isinstance(owner, _TASK_TYPES) and owner in wanted:
                     self.label_of_task(owner)
-        ordered = [task for task in self._task_labels if task in wanted]
+        ordered = []
+        for held, _ in list(self._task_labels.values()):
+            task = held()
+            if task is not None and task in wanted:
+                ordered.append(task)
         rest = wanted.difference(ordered)
         ordered.extend(sorted(rest, key=_name_key))
         return ordered
@@ -290,8 +304,10 @@ class ExploringLoop(VirtualClockLoop):
         owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if owner is not None and isinstance(owner, _TASK_TYPES):
             task = cast("asyncio.Future[Any]", owner)
-            label = self._task_labels.get(task)
-            return label if label is not None else self._new_task_label(task)
+            entry = self._task_labels.get(id(task))
+            if entry is not None and entry[0]() is task:
+                return entry[1]
+            return self._new_task_label(task)
         if type(handle) is asyncio.TimerHandle:
             return self._timer_labels.pop(id(handle), LANE)
         if getattr(owner, "_asyncspec_bookkeeping", False):

@@ -59,6 +59,7 @@ class FixtureCycle:
         # fixture's teardown may take out (tmp_path takes its setup report):
         # every run's teardown must find it, as the one of a normal run does.
         self._stashed = dict(item.stash._storage)
+        self._context = contextvars.copy_context()
         self._runner = next((name for name in item.fixturenames if _RUNNER.fullmatch(name)), None)
 
     # -- the explorer's RunCycle ---------------------------------------------
@@ -104,10 +105,15 @@ class FixtureCycle:
         then raise the first error (noting the others)."""
         if not self._set_up:
             return
-        self._set_up = False
         item = self.item
-        finalizers, _ = self._state.stack.pop(item)
+        finalizers, _ = self._state.stack[item]
         loop_defs = _loop_fixture_defs(finalizers)
+        if all(_is_loop_or_noop(item, f, loop_defs) for f in finalizers):
+            # Nothing but the loop is set up (no fixture, no finalizer): a
+            # tear-down and set-up would change nothing but cost time.
+            return
+        self._set_up = False
+        del self._state.stack[item]
         self._watched.update(loop_defs)
         errors: list[BaseException] = []
         finished: set[Any] = set()
@@ -161,15 +167,18 @@ class FixtureCycle:
 
     # -- the body ----------------------------------------------------------------
 
-    def arguments(self) -> dict[str, Any]:
-        """The test function's arguments in the current run."""
+    def begin_body(self) -> dict[str, Any]:
+        """Start a run of the body: a fresh copy of the context (taken now,
+        after this run's fixtures set theirs) and the test function's arguments."""
+        self._context = contextvars.copy_context()
         item = self.item
         return {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
 
     @contextmanager
     def fresh_context_per_run(self) -> Iterator[None]:
-        """Run the test's coroutine in a fresh copy of the context each time,
-        as pytest-asyncio does once per test (it copies one for the call)."""
+        """Run the test's coroutine in the context :meth:`begin_body` copied:
+        pytest-asyncio copies one per test, shared by every call of the
+        coroutine in it (each example of a Hypothesis test, say)."""
         item = self.item
         target, attribute = getattr(item, "_synchronization_target_attr", (item, "obj"))
         synchronized = getattr(target, attribute)
@@ -181,7 +190,7 @@ class FixtureCycle:
         @functools.wraps(original)
         def run_in_fresh_context(*args: Any, **kwargs: Any) -> None:
             runner: Any = item.funcargs[self._runner]  # type: ignore[index]
-            runner.run(original(*args, **kwargs), context=contextvars.copy_context())
+            runner.run(original(*args, **kwargs), context=self._context)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(target, attribute, run_in_fresh_context)
@@ -195,6 +204,16 @@ def _fixturedef_of(finalizer: object) -> Any:
         if isinstance(owner, pytest.FixtureDef):
             return owner
     return None
+
+
+def _is_loop_or_noop(item: pytest.Item, finalizer: object, loop_defs: set[Any]) -> bool:
+    """Whether ``finalizer`` ends a loop fixture, or is the item's own
+    ``teardown`` left as pytest's no-op."""
+    if _fixturedef_of(finalizer) in loop_defs:
+        return True
+    return getattr(finalizer, "__func__", None) is pytest.Item.teardown and (
+        getattr(finalizer, "__self__", None) is item
+    )
 
 
 def _loop_fixture_defs(finalizers: list[Callable[[], object]]) -> set[Any]:

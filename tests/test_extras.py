@@ -27,6 +27,8 @@ OPT_IN_PLUGINS = {
     # Act only with -n / --looponfail.
     "xdist": "pytest-xdist",
     "xdist.looponfail": "pytest-xdist",
+    # Fixtures only (aiohttp_client, aiohttp_server, ...), used when asked for.
+    "aiohttp": "pytest-aiohttp",
     # Runs only tests marked for anyio or asking for its backend fixture.
     "anyio": "anyio",
 }

@@ -786,6 +786,12 @@ async def test_threads():
 @pytest.mark.asyncspec(schedules=5)
 async def test_in_memory():
     await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+
+
+@pytest.mark.asyncspec(schedules=5)
+async def test_fails_after_a_thread():
+    await asyncio.to_thread(work)
+    assert False, "plainly wrong"
 """
 
 
@@ -797,15 +803,22 @@ def test_schedules_that_waited_on_real_work_are_noted_once_per_test(
     pytester.makeini(STRICT_INI)
     pytester.makepyfile(test_real_work=REAL_WORK)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
+            # The failure's own section says it first.
+            "schedule 1 of 5 failed (*)",
+            "note: 1 of these schedules waited on real work*",
+            "*= asyncspec exploration =*",
             "test_real_work.py::test_threads: 5 schedules, *",
             # How many depends on whether the threads were done before the
             # loop looked, which a loaded machine decides.
             "  note: * of these schedules waited on real work (threads, or sockets to peers "
             "outside the loop)*exploration is not faithful there*",
             "test_real_work.py::test_in_memory: 5 schedules, *",
+            "test_real_work.py::test_fails_after_a_thread: 1 schedule, *; FAILED",
+            "  note: 1 of these schedules waited on real work*",
         ]
     )
-    assert output_of(result).count("note: ") == 1
+    # Once per test: in its summary line, and in its failure section if it fails.
+    assert output_of(result).count("note: ") == 3

@@ -10,8 +10,8 @@ Every test runs a small pytest session inside ``pytester``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -476,20 +476,6 @@ async def test_client_from_a_fixture(client):
 """
 
 
-def pytest_aiohttp_path() -> str | None:
-    """Where pytest-aiohttp can be imported from, if anywhere."""
-    spec = importlib.util.find_spec("pytest_aiohttp")
-    if spec is not None and spec.origin is not None:
-        return None  # importable as installed
-    for directory in os.environ.get("ASYNCSPEC_EXTRA_DEPS", "/tmp/explore-deps").split(os.pathsep):
-        if (Path(directory) / "pytest_aiohttp").is_dir():
-            return directory
-    pytest.skip(
-        "pytest-aiohttp is not installed (pip install pytest-aiohttp, or "
-        "pip install --target DIR pytest-aiohttp and ASYNCSPEC_EXTRA_DEPS=DIR)"
-    )
-
-
 def test_pytest_aiohttp_clients_and_their_apps_cleanups_explore(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -498,11 +484,11 @@ def test_pytest_aiohttp_clients_and_their_apps_cleanups_explore(
     end, and the app's cleanup awaiting its task got CancelledError; a client
     from a fixture, set up once, timed out on schedule 2 against a server
     whose tasks were gone."""
-    extra = pytest_aiohttp_path()
-    # The subprocess imports this very plugin, and pytest-aiohttp.
+    # The subprocess imports this very plugin (a worktree's, when run from one).
     plugin_root = str(Path(pytest_asyncspec.__file__).resolve().parents[1])
-    paths = [plugin_root, *([extra] if extra else [])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([plugin_root, os.environ.get("PYTHONPATH", "")])
+    )
     pytester.makeini(STRICT_INI)
     pytester.makepyfile(test_a_app=AIOHTTP_APP, test_b_next=NEXT_MODULE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
@@ -542,3 +528,86 @@ def test_a_task_a_fixture_leaves_running_ends_with_its_schedule(
     pytester.makepyfile(test_sloppy=SLOPPY_FIXTURE)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+SHARED_LOOP = """
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TICKS = []
+
+
+async def ticker():
+    while True:
+        TICKS.append(1)
+        await asyncio.sleep(1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def service():
+    task = asyncio.get_running_loop().create_task(ticker(), name="service")
+    yield task
+    task.cancel()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def session(service):
+    yield {"service": service}
+
+
+@pytest.mark.asyncspec(schedules=8)
+async def test_uses_both(session):
+    assert not session["service"].done()  # a module fixture's task outlives schedules
+    await asyncio.sleep(0)
+
+
+async def test_after():
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "service" and t.done()]
+"""
+
+
+def test_on_a_shared_loop_only_the_runs_own_tasks_are_cancelled(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_shared=SHARED_LOOP)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
+BOTH_FAIL = """
+import asyncio
+
+import pytest
+
+
+@pytest.fixture
+async def strict():
+    yield
+    raise RuntimeError("teardown found a mess")
+
+
+@pytest.mark.asyncspec(schedules=3)
+async def test_body(strict):
+    await asyncio.sleep(0)
+    assert False, "the body's own failure"
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are 3.11+")
+def test_a_teardown_error_after_a_failing_body_is_not_lost(pytester: pytest.Pytester) -> None:
+    """The body's failure is the schedule's; its teardown's error used to be
+    dropped without a word (pytest reports both in a normal run)."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_both=BOTH_FAIL, test_z_next=NEXT_MODULE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the body's own failure*",
+            "E * the tear-down after it raised too: RuntimeError: teardown found a mess",
+        ]
+    )
