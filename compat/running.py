@@ -133,7 +133,8 @@ def run_suite(
                 break
             kind = HANG if finished.timed_out or progress.HANG_MARK in stacks else CRASH
             seconds = limits.hang_after if kind == HANG else 0.0
-            detail = (stacks or finished.stderr)[-_TAIL:]
+            # The stacks' head: the hung thread's innermost frames come first.
+            detail = stacks[:_TAIL] if stacks else finished.stderr[-_TAIL:]
             lost[hung] = Outcome(kind, seconds, detail)
         else:
             run.problem = f"gave up after {limits.restarts} restarts past hung or crashed tests"
