@@ -12,7 +12,8 @@ import pytest
 
 from compat import comparison, report, running
 from compat.environment import Environment
-from compat.known_differences import BLOCKING, Known
+from compat.known_differences import BLOCKING_LIBRARY as BLOCKING
+from compat.known_differences import Known
 from compat.libraries import LIBRARIES, Library
 from compat.modes import BASELINE, MODES, PLUGIN_ENTRY_POINT
 from compat.outcomes import Outcome, node_id, read_junit
@@ -94,6 +95,7 @@ def test_a_listed_difference_that_did_not_occur_is_stale() -> None:
         ("lib", "c", "gate"): Known(BLOCKING, "fixed since"),
         ("lib", "c", "explore"): Known(BLOCKING, "mode not run"),
         ("other", "c", "gate"): Known(BLOCKING, "library not run"),
+        ("lib", "d", "gate"): Known(BLOCKING, "near the threshold", intermittent=True),
     }
     found = comparison.compare("lib", "gate", _results(b="passed"), _results(b="failed"), known)
     assert comparison.stale(found, ["lib"], ["none", "gate"], known) == [("lib", "c", "gate")]
