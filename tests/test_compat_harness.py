@@ -13,7 +13,7 @@ import pytest
 from compat import comparison, report, running
 from compat.environment import Environment
 from compat.known_differences import BLOCKING_LIBRARY as BLOCKING
-from compat.known_differences import Known
+from compat.known_differences import KNOWN_DIFFERENCES, Known
 from compat.libraries import LIBRARIES, Library
 from compat.modes import BASELINE, MODES, PLUGIN_ENTRY_POINT
 from compat.outcomes import Outcome, node_id, read_junit
@@ -253,3 +253,11 @@ def test_a_run_that_dies_outside_any_test_says_so(
     assert run.results == {}
     assert "status 4" in run.problem
     assert "ERROR: usage" in run.problem
+
+
+def test_every_known_difference_is_in_the_docs_with_its_cause() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "compat.md").read_text("utf-8")
+    for (library, test, mode), known in KNOWN_DIFFERENCES.items():
+        row = f"| {library} | `{test}` |"
+        assert row in page, f"docs/compat.md does not list {library} {test} ({mode})"
+        assert known.cause in page
