@@ -262,3 +262,26 @@ def test_every_known_difference_is_in_the_docs_with_its_cause() -> None:
         row = f"| {library} | `{test}` |"
         assert row in page, f"docs/compat.md does not list {library} {test} ({mode})"
         assert known.cause in page
+
+
+def test_the_progress_plugin_logs_each_test_and_leaves_out_exactly_the_listed_ones(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_server="def test_serve(): pass\ndef test_serve_run(): pass\ndef test_other(): pass\n"
+    )
+    skip = pytester.path / "skip.txt"
+    skip.write_text("test_server.py::test_serve\n", encoding="utf-8")
+    log = pytester.path / "progress.log"
+    monkeypatch.setenv("COMPAT_SKIP", str(skip))
+    monkeypatch.setenv("COMPAT_PROGRESS_LOG", str(log))
+    # This checkout's compat, whatever checkout the installed plugin points at.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    result = pytester.runpytest_subprocess("-p", "compat.progress", "-p", "no:asyncspec")
+    result.assert_outcomes(passed=2, deselected=1)
+    assert log.read_text("utf-8").splitlines() == [
+        "start test_server.py::test_serve_run",
+        "end test_server.py::test_serve_run",
+        "start test_server.py::test_other",
+        "end test_server.py::test_other",
+    ]
