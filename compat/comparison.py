@@ -77,10 +77,13 @@ def stale(
     modes: list[str],
     known: dict[tuple[str, str, str], Known] = KNOWN_DIFFERENCES,
 ) -> list[tuple[str, str, str]]:
-    """Known differences of the libraries and modes that ran which did not occur."""
+    """Known differences of the libraries and modes that ran which did not occur
+    (intermittent ones apart)."""
     seen = {(d.library, d.test, d.mode) for d in differences}
     return sorted(
-        key for key in known if key[0] in libraries and key[2] in modes and key not in seen
+        key
+        for key, entry in known.items()
+        if key[0] in libraries and key[2] in modes and key not in seen and not entry.intermittent
     )
 
 

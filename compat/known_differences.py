@@ -5,22 +5,174 @@ that is the library's or the test's own behaviour, not the plugin's doing;
 docs/compat.md lists the same entries.  A difference caused by the plugin is
 never listed here: it is a defect, reproduced in compat/DEFECTS.md.  The
 harness fails when a difference is missing here, and when an entry here no
-longer occurs.
+longer occurs, unless the entry is intermittent: a blocking step measured in
+real time just over the 0.05 s threshold crosses it only on a loaded machine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-BLOCKING = "true finding: blocking call in library"
+BLOCKING_LIBRARY = "true finding: blocking call in library"
+BLOCKING_TEST = "true finding: blocking call in the test itself"
 FIFO = "true finding: relies on FIFO order"
-LEAK = "true finding: leaks a task or coroutine"
 
 
 @dataclass(frozen=True)
 class Known:
     kind: str
     cause: str
+    #: Real-time measurements near the threshold: absent on a fast, idle machine.
+    intermittent: bool = False
 
 
-KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {}
+_AUTOSPEC = Known(
+    BLOCKING_TEST,
+    "unittest.mock.create_autospec in the test body builds signatures (inspect, "
+    "tokenize) on the loop thread: ~0.05 s of CPU, just over the threshold",
+    intermittent=True,
+)
+_JANUS_SYNC_PUT = Known(
+    BLOCKING_LIBRARY,
+    "the test calls janus's blocking sync_q.put on the loop thread "
+    "(janus/__init__.py:381, threading.Condition.wait) until its trigger thread "
+    "frees a slot: 0.8 s with the loop held",
+)
+_WAIT_FOR_N_DONE = Known(
+    FIFO,
+    "wait_for_n_done polls asyncio.wait(timeout=0) at most 5 times without progress: "
+    "it assumes a ready acquire task completes within 5 loop iterations, which holds "
+    "only when every ready task runs in each iteration, in order",
+)
+_STARTED_AFTER_ONE_YIELD = (
+    "creates a task, yields once (asyncio.sleep(0)) and asserts the task has already "
+    "run its first step, which only FIFO order guarantees"
+)
+
+KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {
+    # -- gate (asyncspec_max_blocking = 0.05) --
+    ("async-timeout", "tests/test_timeout.py::test_timeout_blocking_loop", "gate"): Known(
+        BLOCKING_TEST,
+        "the test calls time.sleep(0.1) inside a coroutine on purpose, to show that a "
+        "blocked loop cannot time out",
+    ),
+    ("janus", "tests/test_sync.py::TestQueue::test_simple_queue", "gate"): _JANUS_SYNC_PUT,
+    ("janus", "tests/test_sync.py::TestLifoQueue::test_simple_queue", "gate"): _JANUS_SYNC_PUT,
+    (
+        "janus",
+        "tests/test_sync.py::TestPriorityQueue::test_simple_queue",
+        "gate",
+    ): _JANUS_SYNC_PUT,
+    (
+        "janus",
+        "tests/test_sync.py::TestFailingQueue::test_failing_queue",
+        "gate",
+    ): _JANUS_SYNC_PUT,
+    ("async-lru", "tests/test_internals.py::test_done_callback_exception_logs", "gate"): Known(
+        BLOCKING_TEST,
+        "the test calls gc.collect() on the loop thread: ~0.07 s over the whole heap",
+        intermittent=True,
+    ),
+    (
+        "aiocache",
+        "tests/ut/test_decorators.py::TestCached::test_reuses_cache_instance",
+        "gate",
+    ): _AUTOSPEC,
+    (
+        "aiocache",
+        "tests/ut/test_decorators.py::TestMultiCached::test_reuses_cache_instance",
+        "gate",
+    ): _AUTOSPEC,
+    (
+        "aiocache",
+        "tests/ut/test_plugins.py::TestHitMissRatioPlugin::test_post_multi_get",
+        "gate",
+    ): _AUTOSPEC,
+    # -- explore (asyncspec_schedules = 20, seed 1): each fails again alone,
+    # under the replay token of its failing schedule --
+    ("aiolimiter", "tests/test_aiolimiter.py::test_acquire[acquire_task]", "explore"): (
+        _WAIT_FOR_N_DONE
+    ),
+    (
+        "aiolimiter",
+        "tests/test_aiolimiter.py::test_acquire[async_contextmanager_task]",
+        "explore",
+    ): _WAIT_FOR_N_DONE,
+    ("aiolimiter", "tests/test_aiolimiter.py::test_acquire_wait_time", "explore"): (
+        _WAIT_FOR_N_DONE
+    ),
+    ("aiolimiter", "tests/test_aiolimiter.py::test_decreasing_acquire", "explore"): (
+        _WAIT_FOR_N_DONE
+    ),
+    ("async-lru", "tests/test_cache_clear.py::test_cache_clear_pending_task", "explore"): Known(
+        FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the cache's pending-task list)"
+    ),
+    (
+        "async-lru",
+        "tests/test_cache_contains.py::test_cache_contains_pending_task",
+        "explore",
+    ): Known(FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the key is in the cache)"),
+    ("async-lru", "tests/test_close.py::test_cache_close_wait_bound_method", "explore"): Known(
+        FIFO,
+        "gathers three calls and yields once ('Yield to loop to start tasks'): closing "
+        "the cache then assumes all three have started, which only FIFO order guarantees",
+    ),
+    ("async-lru", "tests/test_exception.py::test_alru_exception", "explore"): Known(
+        FIFO,
+        "gathers three calls with one key and expects 2 hits / 1 miss: the second and "
+        "third must find the first's task still pending; in another order it has already "
+        "failed (failures are not cached) and they miss",
+    ),
+    ("aiojobs", "tests/test_job.py::test_exception_handler_called_once", "explore"): Known(
+        FIFO,
+        "spawns a job that raises and closes the scheduler at once: the handler is "
+        "called only if the job ran its first step before close() cancelled it",
+    ),
+    ("aiojobs", "tests/test_scheduler.py::test_exception_on_close", "explore"): Known(
+        FIFO,
+        "as test_exception_handler_called_once: the job must run before close() cancels it",
+    ),
+    ("aiojobs", "tests/test_scheduler.py::test_shielded_task_continues", "explore"): Known(
+        FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the shield is registered)"
+    ),
+    (
+        "aiojobs",
+        "tests/test_scheduler.py::test_wait_and_close_timeout_shield",
+        "explore",
+    ): Known(FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the shielded job has started)"),
+    (
+        "aiojobs",
+        "tests/test_scheduler.py::test_scheduler_concurrency_pending_limit",
+        "explore",
+    ): Known(
+        FIFO,
+        f"the test {_STARTED_AFTER_ONE_YIELD} (two jobs spawned); in another order it "
+        "waits for a job that was never spawned (alone: DeadlockError naming it)",
+    ),
+    ("janus", "tests/test_async.py::TestQueueGetTests::test_get_with_waiting_putters", "explore"): (
+        Known(
+            FIFO,
+            "creates put('a') then put('b') tasks and expects 'a' first: tasks start in "
+            "creation order only under FIFO",
+        )
+    ),
+    ("janus", "tests/test_async.py::TestQueuePut::test_put_cancelled_race", "explore"): Known(
+        FIFO,
+        "creates put('a'), put('b'), put('X') tasks and expects b to be the waiting putter "
+        "after a; when X waits first, the two gets wait for ever (DeadlockError)",
+    ),
+    ("janus", "tests/test_sync.py::TestFailingQueue::test_closed_loop_non_failing", "explore"): (
+        Known(FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the get is waiting)")
+    ),
+    (
+        "aiocache",
+        "tests/acceptance/test_lock.py::TestOptimisticLock::test_check_and_set_with_int_ttl"
+        "[memory_cache]",
+        "explore",
+    ): Known(
+        FIFO,
+        "sets ttl=1 (a call_later(1) that deletes the key) then sleeps 1 and expects the "
+        "key gone: two timers due at the same instant must run in the order they were "
+        "scheduled",
+    ),
+}

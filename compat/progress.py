@@ -1,4 +1,5 @@
-"""A pytest plugin loaded into each suite run (``-p compat.progress``): names a hung test.
+"""A pytest plugin loaded into each suite run (``-p compat.progress``): names a hung test
+and leaves it out of the next run.
 
 junit XML is written when a run ends, so a run that hangs leaves none.  This
 plugin writes each test's node id to a file as it starts and as it ends, and
@@ -21,6 +22,10 @@ HANG_VARIABLE = "COMPAT_HANG_AFTER"
 #: Where the watchdog writes the stacks: pytest captures file descriptor 2
 #: while a test runs, so stderr would lose them.
 STACKS_VARIABLE = "COMPAT_HANG_STACKS"
+#: A file of node ids not to run (one a line): the tests that hung or crashed.
+#: Matched exactly, unlike --deselect, whose prefix match would also drop
+#: ``test_x_run`` with ``test_x``.
+SKIP_VARIABLE = "COMPAT_SKIP"
 #: The watchdog's header line, which tells a hang from a crash.
 HANG_MARK = "Timeout ("
 
@@ -35,6 +40,18 @@ def pytest_configure(config: pytest.Config) -> None:
         _log = open(os.environ[LOG_VARIABLE], "a", encoding="utf-8")  # noqa: SIM115
     if os.environ.get(STACKS_VARIABLE):
         _stacks = open(os.environ[STACKS_VARIABLE], "w", encoding="utf-8")  # noqa: SIM115
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    path = os.environ.get(SKIP_VARIABLE)
+    if not path or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as listing:
+        skipped = set(listing.read().splitlines())
+    dropped = [item for item in items if item.nodeid in skipped]
+    if dropped:
+        items[:] = [item for item in items if item.nodeid not in skipped]
+        config.hook.pytest_deselected(items=dropped)
 
 
 def _write(event: str, nodeid: str) -> None:

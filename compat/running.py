@@ -45,7 +45,6 @@ def pytest_command(
     library: Library,
     mode: str,
     scratch: Path,
-    skip: list[str],
     only: list[str] | None = None,
 ) -> list[str]:
     """The pytest command line of ``library``'s suite (or of the tests ``only``
@@ -64,8 +63,8 @@ def pytest_command(
         command += ["-o", f"{key}={value.split(':', 1)[0]}"]
     if library.markers is not None:
         command += ["-m", library.markers[0]]
-    for nodeid in [*library.deselect, *skip]:
-        command += ["--deselect", nodeid]
+    for prefix in library.deselect:
+        command += ["--deselect", prefix]
     return command
 
 
@@ -100,7 +99,8 @@ def run_suite(
         for _attempt in range(limits.restarts + 1):
             for stale in ("junit.xml", "progress.log", "stacks.txt"):
                 (scratch / stale).unlink(missing_ok=True)
-            command = pytest_command(env, library, mode, scratch, list(lost), only)
+            (scratch / "skip.txt").write_text("\n".join(lost), encoding="utf-8")
+            command = pytest_command(env, library, mode, scratch, only)
             variables = {
                 key: value
                 for key, value in os.environ.items()
@@ -114,6 +114,7 @@ def run_suite(
                     progress.LOG_VARIABLE: str(scratch / "progress.log"),
                     progress.STACKS_VARIABLE: str(scratch / "stacks.txt"),
                     progress.HANG_VARIABLE: str(limits.hang_after),
+                    progress.SKIP_VARIABLE: str(scratch / "skip.txt"),
                 },
             )
             finished = run_bounded(command, cwd=str(source), env=variables, limit=limits.run_limit)
@@ -133,7 +134,8 @@ def run_suite(
                 break
             kind = HANG if finished.timed_out or progress.HANG_MARK in stacks else CRASH
             seconds = limits.hang_after if kind == HANG else 0.0
-            detail = (stacks or finished.stderr)[-_TAIL:]
+            # The stacks' head: the hung thread's innermost frames come first.
+            detail = stacks[:_TAIL] if stacks else finished.stderr[-_TAIL:]
             lost[hung] = Outcome(kind, seconds, detail)
         else:
             run.problem = f"gave up after {limits.restarts} restarts past hung or crashed tests"
