@@ -1,7 +1,7 @@
 """A large suite of small async tests, and a run of it that measures memory.
 
 Each generated test makes an ``asyncio.Queue`` and a worker task and passes
-20 items through it, sleeping 1 ms after each put: 21 tasks steps or so, the
+20 items through it, sleeping 1 ms after each put: some 45 task steps, the
 shape of a typical unit test of asyncio code.  ``run_suite`` runs the suite
 in a fresh pytest process under one of the :data:`MODES` and returns its peak
 resident set size and test counts.  The peak is read in a second fresh

@@ -489,8 +489,9 @@ def summary(claims: Sequence[JsonDict], tests: Sequence[_TestResult]) -> JsonDic
 # -- the JSON file and the table ------------------------------------------------------
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+def write_atomically(path: Path, text: str | Iterable[str]) -> None:
+    """Write ``text`` (a string, or its pieces in order) to a temporary file
+    beside ``path``, then rename it over ``path``."""
     import tempfile
 
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -501,7 +502,10 @@ def write_atomically(path: Path, text: str) -> None:
         os.umask(umask)
         os.fchmod(handle, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+            if isinstance(text, str):
+                file.write(text)
+            else:
+                file.writelines(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -34,7 +34,7 @@ import html
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -58,6 +58,7 @@ __all__ = [
     "MAX_TASKS",
     "HtmlReport",
     "pack_timeline",
+    "page_pieces",
     "render_page",
     "timeline_payload",
     "unpack_timeline",
@@ -424,7 +425,7 @@ def _claims_section(claims: Sequence[JsonDict], summary: JsonDict | None) -> str
     return "\n".join(lines)
 
 
-def _timelines_section(timelines: Sequence[JsonDict]) -> str:
+def _timelines_pieces(timelines: Sequence[JsonDict]) -> Iterator[str]:
     lines = ["<h2>Timelines</h2>"]
     if not timelines:
         lines.append(
@@ -432,7 +433,8 @@ def _timelines_section(timelines: Sequence[JsonDict]) -> str:
             "full trace: <code>--asyncspec-trace=on</code>, the <code>asyncspec_trace</code> "
             "fixture or <code>--asyncspec-trace-dir</code>.</p>"
         )
-        return "\n".join(lines)
+        yield "\n".join(lines)
+        return
     lines.append(
         '<p class="legend">One row per task, one bar per step on the loop-time axis '
         '(seconds from the first instant shown). <span class="key held"></span> a step that '
@@ -440,8 +442,9 @@ def _timelines_section(timelines: Sequence[JsonDict]) -> str:
         '<span class="key raised"></span> raised, <span class="key cancelled"></span> '
         "cancelled; the thin line is the task waiting. Hover a bar or a name for details.</p>"
     )
-    lines.extend(_timeline_section(entry, index) for index, entry in enumerate(timelines))
-    return "\n".join(lines)
+    yield "\n".join(lines)
+    for index, entry in enumerate(timelines):
+        yield "\n" + _timeline_section(entry, index)
 
 
 _CSS = """
@@ -487,21 +490,31 @@ def render_page(
     claims: Sequence[JsonDict], summary: JsonDict | None, timelines: Sequence[JsonDict]
 ) -> str:
     """The whole page: claims table, then one timeline per traced test."""
-    body = [
-        "<h1>pytest-asyncspec report</h1>",
-        f'<p class="meta">{_count(len(claims), "claim")}, '
-        f"{_count(len(timelines), 'traced test')}</p>",
-        _claims_section(claims, summary),
-        _timelines_section(timelines),
-    ]
-    return (
+    return "".join(page_pieces(claims, summary, timelines))
+
+
+def page_pieces(
+    claims: Sequence[JsonDict], summary: JsonDict | None, timelines: Sequence[JsonDict]
+) -> Iterator[str]:
+    """The page of :func:`render_page` in pieces, one test's timeline at a
+    time: written as they come, a page of thousands of timelines (tens of
+    megabytes) is never held whole in memory."""
+    yield (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>pytest-asyncspec report</title>\n"
-        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n"
     )
+    yield "<h1>pytest-asyncspec report</h1>\n"
+    yield (
+        f'<p class="meta">{_count(len(claims), "claim")}, '
+        f"{_count(len(timelines), 'traced test')}</p>\n"
+    )
+    yield _claims_section(claims, summary) + "\n"
+    yield from _timelines_pieces(timelines)
+    yield "\n</body>\n</html>\n"
 
 
 # -- the plugin object -----------------------------------------------------------
@@ -531,10 +544,11 @@ class HtmlReport:
                 return
             self.timelines[report.nodeid] = (position if isinstance(position, int) else 0, packed)
 
-    def page(self) -> str:
+    def page(self) -> Iterator[str]:
+        """The page, in pieces (see :func:`page_pieces`)."""
         document = self.claims.document()
         order = sorted(self.timelines.items(), key=lambda item: (item[1][0], item[0]))
-        return render_page(
+        return page_pieces(
             cast(list[JsonDict], document["claims"]),
             cast(JsonDict, document["summary"]),
             _PackedTimelines([packed for _, (_, packed) in order]),

@@ -16,12 +16,14 @@ skipped, saying which is missing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, output_of
@@ -33,6 +35,7 @@ from pytest_asyncspec.clock import VirtualClockLoop
 from pytest_asyncspec.html_report import (
     MAX_STEPS,
     MAX_TASKS,
+    page_pieces,
     render_page,
     timeline_payload,
     unpack_timeline,
@@ -193,6 +196,38 @@ def test_everything_from_user_code_is_escaped() -> None:
     assert 'aria-label="timeline of test_x.py::test[&quot;&lt;script&gt;' in page
     # An outcome string is never used as a class name unchecked.
     assert 'class="outcome other"' in page
+
+
+def test_the_page_is_drawn_one_timeline_at_a_time() -> None:
+    """A page of thousands of timelines is tens of megabytes: it is written
+    in pieces, each timeline unpacked only when its piece is drawn."""
+    unpacked: list[int] = []
+
+    entries = [
+        _timeline(f"test_x.py::test_{n}", [_task(1, "main", [[0.0, 0.0, "DONE"]])])
+        for n in range(3)
+    ]
+
+    class Counting(Sequence[JsonDict]):
+        """Notes which entries were read, as the packed payloads unpack."""
+
+        def __len__(self) -> int:
+            return len(entries)
+
+        def __getitem__(self, index: Any) -> Any:
+            unpacked.append(index)
+            return entries[index]
+
+    pieces = page_pieces([], None, Counting())
+    head = "".join(itertools.islice(pieces, 5))
+    assert "<h2>Timelines</h2>" in head
+    assert unpacked == []
+    first = next(pieces)
+    assert "test_x.py::test_0" in first
+    assert unpacked == [0]
+    rest = list(pieces)
+    assert [piece.count("<svg") for piece in [first, *rest]] == [1, 1, 1, 0]
+    assert head + first + "".join(rest) == render_page([], None, entries)
 
 
 def test_page_is_self_contained() -> None:
