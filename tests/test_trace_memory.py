@@ -25,10 +25,8 @@ MODES = {
 #: Modes whose recorder also runs in pure Python (the step log's reference
 #: implementation), beside the C accelerator where it is built.
 PURE_PYTHON_MODES = ("gate", "trace")
-#: An explored test is left out of the freed-objects check here: the
-#: exploring loop's own map of task labels holds its tasks (exploring_loop.py).
 FREED_MODES = [
-    *(pytest.param(mode, False, id=mode) for mode in sorted(MODES) if mode != "explore"),
+    *(pytest.param(mode, False, id=mode) for mode in sorted(MODES)),
     *(pytest.param(mode, True, id=f"{mode}-pure-python") for mode in PURE_PYTHON_MODES),
 ]
 
