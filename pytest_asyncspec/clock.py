@@ -71,6 +71,8 @@ DEFAULT_DEADLOCK_GRACE = 0.5
 #: Real seconds the loop may stay busy, with a timer pending, before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
+#: The busy limit of a loop whose busy streak has not begun yet.
+_NO_STREAK = -1
 
 
 class DeadlockError(RuntimeError):
@@ -186,9 +188,9 @@ class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
     __slots__ = (
-        "_busy_charged",
+        "_busy_clock",
         "_busy_grace",
-        "_busy_since",
+        "_busy_limit",
         "_children",
         "_deadlock_grace",
         "_epoch",
@@ -244,13 +246,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         #: Pids of children forked by hand (os.fork) from the loop's thread.
         self._forked: set[int] = set()
         self._deadlock_grace = deadlock_grace
-        #: The busy streak (see _follow_busy_time): its grace in the units of
-        #: _busy_clock (None: compute never moves the clock, and a busy poll
-        #: never times out), where it began, the ticks it charged so far, and
-        #: whether the clock follows it on every reading.
+        #: The busy streak (see _follow_busy_time): what it is measured in
+        #: (real ns; the exploring loop counts picks during a schedule), its
+        #: grace (None: compute never moves the clock, and a busy poll never
+        #: times out), the reading past which it is charged (_NO_STREAK until
+        #: it begins), and whether the clock follows it on every reading.
+        self._busy_clock: Callable[[], int] = time_patch.real_monotonic_ns
         self._busy_grace = None if busy_grace is None else seconds_to_ticks(busy_grace)
-        self._busy_since = 0
-        self._busy_charged = 0
+        self._busy_limit = _NO_STREAK
         self._following = False
         #: Ticks of real time charged to the clock so far (real_flow_ticks()).
         self._real_flow = 0
@@ -312,9 +315,10 @@ class VirtualClockLoop(PeerTrackingLoop):
             busy_before = self._busy_clock()
             time_patch.real_sleep(seconds)
             self._real_debt += max(0, time_patch.real_monotonic_ns() - start - ticks)
-            # The sleep moves the clock by itself: a busy streak must not
-            # charge its real time a second time.
-            self._busy_since += self._busy_clock() - busy_before
+            if self._busy_limit != _NO_STREAK:
+                # The sleep moves the clock by itself: a busy streak must not
+                # charge its real time a second time.
+                self._busy_limit += self._busy_clock() - busy_before
         self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
@@ -639,7 +643,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         ):
             # The loop will not sleep in this iteration: still busy.
             if heap and heap[0][0] < NEVER:
-                if self._busy_grace is not None:
+                if self._busy_grace is not None and self._busy_clock() > self._busy_limit:
                     self._follow_busy_time()
             elif self._following:
                 self._following = False  # no timer left to wait for
@@ -727,18 +731,13 @@ class VirtualClockLoop(PeerTrackingLoop):
 
     # -- a loop that never idles -----------------------------------------------
 
-    def _busy_clock(self) -> int:
-        """What a busy streak is measured in: real ns (the exploring loop
-        counts its picks instead, so that its schedules stay deterministic)."""
-        return time_patch.real_monotonic_ns()
-
     def _restart_busy_streak(self) -> None:
         """The loop was idle (it jumped or waited), ran again after a stop, or
-        got its first pending timer: a new busy streak starts now."""
-        if self._busy_grace is not None:
-            self._busy_since = self._busy_clock()
-            self._busy_charged = 0
-            self._following = False
+        got its first pending timer: a new busy streak begins at the next busy
+        iteration (read then, not now: a jump stays as cheap as it was, and a
+        streak that begins late is charged later, never earlier)."""
+        self._busy_limit = _NO_STREAK
+        self._following = False
 
     def _follow_busy_time(self) -> None:
         """The clock follows the time the loop spends busy past the grace.
@@ -757,12 +756,16 @@ class VirtualClockLoop(PeerTrackingLoop):
         grace = self._busy_grace
         if grace is None:
             return
-        excess = self._busy_clock() - self._busy_since - grace - self._busy_charged
+        now = self._busy_clock()
+        if self._busy_limit == _NO_STREAK:
+            self._busy_limit = now + grace
+            return
+        excess = now - self._busy_limit
         if excess > 0:
             self._ticks += excess
-            self._busy_charged += excess
             # Real time, as the real work of rule 5: a span with it is not exact.
             self._real_flow += excess
+            self._busy_limit = now
             self._following = True
 
     def _follow_busy_time_here(self) -> None:
