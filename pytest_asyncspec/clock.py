@@ -71,8 +71,8 @@ DEFAULT_DEADLOCK_GRACE = 0.5
 #: Real seconds the loop may stay busy, with a timer pending, before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
-#: The busy limit of a loop whose busy streak has not begun yet.
-_NO_STREAK = -1
+#: The busy grace of a loop whose busy time is never charged (``busy_grace=None``).
+_NEVER_CHARGED = 1 << 80
 
 
 class DeadlockError(RuntimeError):
@@ -248,12 +248,12 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._deadlock_grace = deadlock_grace
         #: The busy streak (see _follow_busy_time): what it is measured in
         #: (real ns; the exploring loop counts picks during a schedule), its
-        #: grace (None: compute never moves the clock, and a busy poll never
-        #: times out), the reading past which it is charged (_NO_STREAK until
-        #: it begins), and whether the clock follows it on every reading.
+        #: grace (_NEVER_CHARGED for busy_grace=None: compute never moves the
+        #: clock, and a busy poll never times out), the reading past which it
+        #: is charged, and whether the clock follows it on every reading.
         self._busy_clock: Callable[[], int] = time_patch.real_monotonic_ns
-        self._busy_grace = None if busy_grace is None else seconds_to_ticks(busy_grace)
-        self._busy_limit = _NO_STREAK
+        self._busy_grace = _NEVER_CHARGED if busy_grace is None else seconds_to_ticks(busy_grace)
+        self._busy_limit = _NEVER_CHARGED  # until the loop runs
         self._following = False
         #: Ticks of real time charged to the clock so far (real_flow_ticks()).
         self._real_flow = 0
@@ -315,10 +315,9 @@ class VirtualClockLoop(PeerTrackingLoop):
             busy_before = self._busy_clock()
             time_patch.real_sleep(seconds)
             self._real_debt += max(0, time_patch.real_monotonic_ns() - start - ticks)
-            if self._busy_limit != _NO_STREAK:
-                # The sleep moves the clock by itself: a busy streak must not
-                # charge its real time a second time.
-                self._busy_limit += self._busy_clock() - busy_before
+            # The sleep moves the clock by itself: a busy streak must not
+            # charge its real time a second time.
+            self._busy_limit += self._busy_clock() - busy_before
         self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
@@ -642,8 +641,8 @@ class VirtualClockLoop(PeerTrackingLoop):
             or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             # The loop will not sleep in this iteration: still busy.
-            if heap and heap[0][0] < NEVER:
-                if self._busy_grace is not None and self._busy_clock() > self._busy_limit:
+            if heap:
+                if self._busy_clock() > self._busy_limit:
                     self._follow_busy_time()
             elif self._following:
                 self._following = False  # no timer left to wait for
@@ -732,11 +731,9 @@ class VirtualClockLoop(PeerTrackingLoop):
     # -- a loop that never idles -----------------------------------------------
 
     def _restart_busy_streak(self) -> None:
-        """The loop was idle (it jumped or waited), ran again after a stop, or
-        got its first pending timer: a new busy streak begins at the next busy
-        iteration (read then, not now: a jump stays as cheap as it was, and a
-        streak that begins late is charged later, never earlier)."""
-        self._busy_limit = _NO_STREAK
+        """The loop was idle (it jumped or waited), runs again after a stop, or
+        got its first pending timer: a new busy streak begins now."""
+        self._busy_limit = self._busy_clock() + self._busy_grace
         self._following = False
 
     def _follow_busy_time(self) -> None:
@@ -753,13 +750,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         busy poll times out at most the grace late.  A streak shorter than the
         grace charges nothing: short bursts of work keep exact timings.
         """
-        grace = self._busy_grace
-        if grace is None:
-            return
         now = self._busy_clock()
-        if self._busy_limit == _NO_STREAK:
-            self._busy_limit = now + grace
-            return
         excess = now - self._busy_limit
         if excess > 0:
             self._ticks += excess
