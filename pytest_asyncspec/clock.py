@@ -14,6 +14,9 @@ Semantics (see ``docs/concepts/virtual-time.md``):
   something is (the outside world gets its ``d`` too); on any other thread it
   stays real;
 * timers due at the same instant fire in the order they were scheduled;
+* a loop that never idles while a timer is pending (a busy poll on
+  ``sleep(0)``) is charged the real time it spends busy beyond a grace, so
+  its timers fire as on asyncio's own loop instead of never;
 * threads started while the loop runs, and thread-pool jobs, are real work
   while they run and do not hold the clock while they wait, untimed, for the
   loop itself (see :mod:`pytest_asyncspec.threads`);
