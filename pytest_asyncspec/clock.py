@@ -14,6 +14,9 @@ Semantics (see ``docs/concepts/virtual-time.md``):
   something is (the outside world gets its ``d`` too); on any other thread it
   stays real;
 * timers due at the same instant fire in the order they were scheduled;
+* a loop that never idles while a timer is pending (a busy poll on
+  ``sleep(0)``) is charged the real time it spends busy beyond a grace, so
+  its timers fire as on asyncio's own loop instead of never;
 * threads started while the loop runs, and thread-pool jobs, are real work
   while they run and do not hold the clock while they wait, untimed, for the
   loop itself (see :mod:`pytest_asyncspec.threads`);
@@ -71,6 +74,8 @@ DEFAULT_DEADLOCK_GRACE = 0.5
 #: Real seconds the loop may stay busy, with a timer pending, before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
+#: The busy grace of a loop whose busy time is never charged (``busy_grace=None``).
+_NEVER_CHARGED = 1 << 80
 
 
 class DeadlockError(RuntimeError):
@@ -186,9 +191,9 @@ class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
     __slots__ = (
-        "_busy_charged",
+        "_busy_clock",
         "_busy_grace",
-        "_busy_since",
+        "_busy_limit",
         "_children",
         "_deadlock_grace",
         "_epoch",
@@ -244,13 +249,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         #: Pids of children forked by hand (os.fork) from the loop's thread.
         self._forked: set[int] = set()
         self._deadlock_grace = deadlock_grace
-        #: The busy streak (see _follow_busy_time): its grace in the units of
-        #: _busy_clock (None: compute never moves the clock, and a busy poll
-        #: never times out), where it began, the ticks it charged so far, and
-        #: whether the clock follows it on every reading.
-        self._busy_grace = None if busy_grace is None else seconds_to_ticks(busy_grace)
-        self._busy_since = 0
-        self._busy_charged = 0
+        #: The busy streak (see _follow_busy_time): what it is measured in
+        #: (real ns; the exploring loop counts picks during a schedule), its
+        #: grace (_NEVER_CHARGED for busy_grace=None: compute never moves the
+        #: clock, and a busy poll never times out), the reading past which it
+        #: is charged, and whether the clock follows it on every reading.
+        self._busy_clock: Callable[[], int] = time_patch.real_monotonic_ns
+        self._busy_grace = _NEVER_CHARGED if busy_grace is None else seconds_to_ticks(busy_grace)
+        self._busy_limit = _NEVER_CHARGED  # until the loop runs
         self._following = False
         #: Ticks of real time charged to the clock so far (real_flow_ticks()).
         self._real_flow = 0
@@ -314,7 +320,7 @@ class VirtualClockLoop(PeerTrackingLoop):
             self._real_debt += max(0, time_patch.real_monotonic_ns() - start - ticks)
             # The sleep moves the clock by itself: a busy streak must not
             # charge its real time a second time.
-            self._busy_since += self._busy_clock() - busy_before
+            self._busy_limit += self._busy_clock() - busy_before
         self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
@@ -638,8 +644,8 @@ class VirtualClockLoop(PeerTrackingLoop):
             or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             # The loop will not sleep in this iteration: still busy.
-            if heap and heap[0][0] < NEVER:
-                if self._busy_grace is not None:
+            if heap:
+                if self._busy_clock() > self._busy_limit:
                     self._follow_busy_time()
             elif self._following:
                 self._following = False  # no timer left to wait for
@@ -727,18 +733,11 @@ class VirtualClockLoop(PeerTrackingLoop):
 
     # -- a loop that never idles -----------------------------------------------
 
-    def _busy_clock(self) -> int:
-        """What a busy streak is measured in: real ns (the exploring loop
-        counts its picks instead, so that its schedules stay deterministic)."""
-        return time_patch.real_monotonic_ns()
-
     def _restart_busy_streak(self) -> None:
-        """The loop was idle (it jumped or waited), ran again after a stop, or
-        got its first pending timer: a new busy streak starts now."""
-        if self._busy_grace is not None:
-            self._busy_since = self._busy_clock()
-            self._busy_charged = 0
-            self._following = False
+        """The loop was idle (it jumped or waited), runs again after a stop, or
+        got its first pending timer: a new busy streak begins now."""
+        self._busy_limit = self._busy_clock() + self._busy_grace
+        self._following = False
 
     def _follow_busy_time(self) -> None:
         """The clock follows the time the loop spends busy past the grace.
@@ -754,15 +753,13 @@ class VirtualClockLoop(PeerTrackingLoop):
         busy poll times out at most the grace late.  A streak shorter than the
         grace charges nothing: short bursts of work keep exact timings.
         """
-        grace = self._busy_grace
-        if grace is None:
-            return
-        excess = self._busy_clock() - self._busy_since - grace - self._busy_charged
+        now = self._busy_clock()
+        excess = now - self._busy_limit
         if excess > 0:
             self._ticks += excess
-            self._busy_charged += excess
             # Real time, as the real work of rule 5: a span with it is not exact.
             self._real_flow += excess
+            self._busy_limit = now
             self._following = True
 
     def _follow_busy_time_here(self) -> None:

@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
+from . import time_patch
 from .clock import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from .deviation import Deviation
 from .task_table import shown_task_name
@@ -215,12 +216,16 @@ class ExploringLoop(VirtualClockLoop):
             raise RuntimeError("a schedule is already running on this loop; end it first")
         self._reset_schedule_state()
         self._chooser = chooser
-        self._restart_busy_streak()  # measured in picks from now on
+        # A busy streak is measured in picks from now on (see PICK_NS).
+        picks = self.picks
+        self._busy_clock = lambda: len(picks) * PICK_NS
+        self._restart_busy_streak()
 
     def end_schedule(self) -> None:
         """Back to stock order; callbacks still in the pool return to it, oldest first."""
         self._chooser = None
-        self._restart_busy_streak()  # measured in real time again
+        self._busy_clock = time_patch.real_monotonic_ns
+        self._restart_busy_streak()
         pending = list(self._candidates)
         for queue in self._queued.values():
             pending.extend(queue)
@@ -463,11 +468,6 @@ class ExploringLoop(VirtualClockLoop):
         # No frame of the loop may keep a failed task alive (see
         # VirtualClockLoop._run_ready).
         handle = entry = oldest = successor = None  # type: ignore[assignment]
-
-    def _busy_clock(self) -> int:
-        if self._chooser is None:
-            return super()._busy_clock()
-        return len(self.picks) * PICK_NS
 
     def _flow_in_real_time(self, due: int | None) -> None:
         if self._chooser is not None:

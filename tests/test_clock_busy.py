@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pytester_helpers import VIRTUAL_INI, output_of
 
 from pytest_asyncspec import ExploringLoop, VirtualClockLoop, time_patch
 from pytest_asyncspec.clock import DEFAULT_BUSY_GRACE
@@ -363,3 +364,43 @@ def test_a_real_blocking_sleep_in_a_streak_is_charged_once(run_virtual: RunVirtu
         return moved
 
     assert 0.2 <= run_virtual(main) < 0.3
+
+
+# -- under the plugin ------------------------------------------------------------------
+
+BUSY_SUITE = """
+import asyncio
+
+import pytest
+
+
+async def poll():
+    while True:
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_poll_times_out():
+    loop = asyncio.get_running_loop()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(poll(), 1)
+    assert loop.time() >= 1
+
+
+@pytest.mark.asyncspec(schedules=3)
+async def test_an_explored_busy_poll_times_out():
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(poll(), 0.01)
+"""
+
+
+def test_a_busy_poll_times_out_under_the_plugin(pytester: pytest.Pytester) -> None:
+    """With ``asyncspec_clock = virtual``, the loop pytest-asyncio runs a test on
+    (the exploring loop, traced) times the poll out, in a plain run and in
+    explored schedules alike.  A subprocess with a timeout keeps a hang bounded."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(test_busy=BUSY_SUITE)
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+
+    assert result.ret == 0, output_of(result)
+    result.assert_outcomes(passed=2)
