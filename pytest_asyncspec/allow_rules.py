@@ -123,3 +123,24 @@ class AllowRule:
 def parse_allow_rules(texts: Iterable[str]) -> list[AllowRule]:
     """Parse allow rules (``ValueError`` on the first bad one); blank entries are skipped."""
     return [AllowRule(text) for text in texts if text.strip()]
+
+
+def first_match(rules: Iterable[AllowRule], sites: Iterable[FrameSite]) -> AllowRule | None:
+    """The first rule that matches any of ``sites``, counted as a hit."""
+    places = tuple(sites)
+    for rule in rules:
+        if any(rule.matches(site) for site in places):
+            rule.hits += 1
+            return rule
+    return None
+
+
+def parse_leak_rules(texts: Iterable[str]) -> list[AllowRule]:
+    """Parse the rules of the leak allow-list: the same forms as blocking
+    rules, naming a task's coroutine (``module.function``) or the file and
+    line that created it (``ValueError`` on the first bad one)."""
+    try:
+        return parse_allow_rules(texts)
+    except ValueError as error:
+        # The parser's words are the blocking list's; the rule is the same.
+        raise ValueError(str(error).replace("blocking allow rule", "leak allow rule")) from None

@@ -1,29 +1,36 @@
 """What the plugin watches while one async test runs, and what it concludes.
 
 An :class:`Observation` installs a :class:`~pytest_asyncspec.trace.Tracer` on
-the test's loop, a blocking watchdog when a threshold is set, timed output
-capture and leak tracking, then turns what they saw into failures and report
-sections.  It never lets its own trouble decide a test's outcome: an internal
-error becomes a report section, and the test's result stands.
+the test's loop when pytest-asyncio's runner makes that loop available, so
+the tasks of the test's async fixtures are traced as well as the test's own:
+it spans the test's setup, call and teardown.  Each phase gets its own
+blocking watchdog, timed output capture and unawaited-coroutine tracking
+(entered and left inside pytest's own capture of that phase), and every
+task is known by the phase, and the fixture, that created it.  The
+observation turns what it saw into failures and report sections, and never
+lets its own trouble decide a test's outcome: an internal error becomes a
+report section, and the test's result stands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import traceback
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .allow_rules import AllowRule
-from .blocking import BlockingWatchdog
+from .allow_rules import AllowRule, first_match
+from .blocking import BlockingEvent, BlockingWatchdog
 from .hang import hang_report
 from .leaks import (
     LeakedTask,
     UnawaitedCoroutine,
+    creation_site,
     describe_task,
     leak_report,
     pending_tasks,
@@ -33,13 +40,35 @@ from .leaks import (
 from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
-from .trace import Outcome, Trace, Tracer
+from .trace import Outcome, TaskRecord, Trace, Tracer
 from .trace_events import trace_file_name, write_trace_events
+
+#: pytest's phases of a test, in order, and how reports say them.
+PHASE_WORDS = {"setup": "during setup", "call": "during the test", "teardown": "during teardown"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """When in a test something began: the phase, and the fixture being set up."""
+
+    phase: str
+    fixture: str | None = None
+    #: The fixture's scope when it is wider than the test's (module, session):
+    #: what it starts outlives the test, so it is not the test's leak.
+    shared_scope: str | None = None
+
+    def describe(self) -> str:
+        words = PHASE_WORDS[self.phase]
+        if self.fixture is None:
+            return words
+        if self.shared_scope is None:
+            return f"{words} (fixture {self.fixture!r})"
+        return f"{words} ({self.shared_scope}-scoped fixture {self.fixture!r})"
 
 
 @dataclass
 class Observation:
-    """The instruments around one test call."""
+    """The instruments around one test: its setup, call and teardown."""
 
     nodeid: str
     effective: Effective
@@ -50,8 +79,9 @@ class Observation:
     #: it only steps over max_blocking are kept: blocking detection at a
     #: fraction of the cost, and no timeline.
     full_trace: bool = True
+    #: Places whose tasks and coroutines may outlive the test (leak allow-list).
+    allow_leaks: list[AllowRule] = field(default_factory=list)
     tracer: Tracer | None = None
-    watchdog: BlockingWatchdog | None = None
     output: TimedOutput | None = None
     unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
     #: In an explored test: what the first schedule to leave tasks running
@@ -61,11 +91,24 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
-    #: Blocking steps of a test that failed for another reason (a report section).
+    #: Blocking steps of a phase that failed for another reason (a report section).
     blocking_report: str = ""
+    #: The phase being watched (None: between phases, or stopped).
+    phase: str | None = None
+    #: Unallowed blocking steps of each phase that has ended.
+    blocking: dict[str, list[BlockingEvent]] = field(default_factory=dict)
+    #: Where each phase and each fixture setup began, in order: the steps
+    #: recorded by then, the label of the next task, and the origin.
+    _mark_steps: list[int] = field(default_factory=list)
+    _mark_labels: list[int] = field(default_factory=list)
+    _mark_origins: list[Origin] = field(default_factory=list)
+    _fixtures: list[Origin] = field(default_factory=list)
+    _watchdog: BlockingWatchdog | None = None
+    _phase_unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _phase_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
-    def start(self) -> None:
+    def start(self, phase: str = "setup") -> None:
         try:
             keep_over = None
             if not self.full_trace:
@@ -82,46 +125,144 @@ class Observation:
             )
             self.tracer.install()
             self._stack.callback(self.tracer.stop)
-            self.output = self._stack.enter_context(capture_output(self.tracer))
+            self.output = TimedOutput()
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+            return
+        self.begin_phase(phase)
+
+    def begin_phase(self, phase: str) -> None:
+        """Watch ``phase`` (``setup``, ``call`` or ``teardown``) from now on."""
+        self.end_phase()
+        tracer = self.tracer
+        if tracer is None:
+            return
+        self.phase = phase
+        self._fixtures.clear()
+        self._mark(Origin(phase))
+        try:
+            # pytest swaps sys.stdout and the warning filters between phases:
+            # what replaces them must be put back inside the same phase.
+            self._phase_stack.enter_context(capture_output(tracer, into=self.output))
             if self.effective.leaks != "off":
-                self.unawaited = self._stack.enter_context(track_unawaited())
-            if self.effective.max_blocking is not None:
-                self.watchdog = BlockingWatchdog(
-                    self.tracer, self.effective.max_blocking, allow=self.allow
+                # The garbage collection that finds coroutines dropped in
+                # reference cycles runs once, at the end of the test.
+                self._phase_unawaited = self._phase_stack.enter_context(
+                    track_unawaited(collect=phase == "teardown")
                 )
-                self.watchdog.start()
-                self._stack.callback(self.watchdog.stop)
+            if self.effective.max_blocking is not None:
+                watchdog = BlockingWatchdog(tracer, self.effective.max_blocking, allow=self.allow)
+                watchdog.start()
+                self._watchdog = watchdog
         except Exception:
             self.internal_errors.append(traceback.format_exc())
 
+    def end_phase(self) -> None:
+        """Stop watching the current phase and settle its blocking steps."""
+        phase, self.phase = self.phase, None
+        if phase is None:
+            return
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+            self.blocking[phase] = watchdog.violations()
+            self.internal_errors.extend(watchdog.watchdog_errors)
+        try:
+            self._phase_stack.close()
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+        # Filled as the tracking block exits.
+        self.unawaited.extend(self._phase_unawaited)
+        self._phase_unawaited = []
+        self._collect_tracer_errors()
+
+    def _collect_tracer_errors(self) -> None:
+        # Each phase's report shows what went wrong in it.
+        if self.tracer is not None:
+            self.internal_errors.extend(self.tracer.internal_errors)
+            self.tracer.internal_errors.clear()
+
+    def fixture_setup_began(self, name: str, shared_scope: str | None) -> None:
+        """A fixture's setup starts: tasks made until it ends are its own."""
+        if self.phase is None:
+            return
+        origin = Origin(self.phase, name, shared_scope)
+        self._fixtures.append(origin)
+        self._mark(origin)
+
+    def fixture_setup_ended(self) -> None:
+        if self.phase is None or not self._fixtures:
+            return
+        self._fixtures.pop()
+        self._mark(self._fixtures[-1] if self._fixtures else Origin(self.phase))
+
+    def _mark(self, origin: Origin) -> None:
+        if self.tracer is None:
+            return
+        steps, label = self.tracer.position()
+        self._mark_steps.append(steps)
+        self._mark_labels.append(label)
+        self._mark_origins.append(origin)
+
     def stop(self) -> None:
+        self.end_phase()
         try:
             self._stack.close()
         except Exception:
             self.internal_errors.append(traceback.format_exc())
-        if self.tracer is not None:
-            self.internal_errors.extend(self.tracer.internal_errors)
-        if self.watchdog is not None:
-            self.internal_errors.extend(self.watchdog.watchdog_errors)
+        self._collect_tracer_errors()
 
     @property
     def trace(self) -> Trace | None:
         return None if self.tracer is None else self.tracer.trace()
 
+    # -- where things began --------------------------------------------------
+
+    def origin_of_task(self, label: int) -> Origin | None:
+        """The phase (and fixture) in which the task with ``label`` was created."""
+        return self._origin_at(self._mark_labels, label)
+
+    def origin_of_step(self, index: int) -> Origin | None:
+        """The phase (and fixture setup) in which the trace's step ``index`` ran."""
+        return self._origin_at(self._mark_steps, index)
+
+    def _origin_at(self, keys: list[int], value: int) -> Origin | None:
+        at = bisect.bisect_right(keys, value) - 1
+        return self._mark_origins[at] if at >= 0 else None
+
+    def _shared(self, label: int, records: dict[int, TaskRecord]) -> bool:
+        """Whether a wider-scoped fixture started the task, or a task it
+        started did (a server's connection handlers): it outlives the test."""
+        seen: set[int] = set()
+        while label and label not in seen:
+            seen.add(label)
+            origin = self.origin_of_task(label)
+            if origin is not None and origin.shared_scope is not None:
+                return True
+            record = records.get(label)
+            label = record.parent or 0 if record is not None else 0
+        return False
+
     # -- conclusions ---------------------------------------------------------
 
-    def blocking_failures(self) -> str:
-        if self.watchdog is None:
-            return ""
-        violations = self.watchdog.violations()
+    def blocking_failures(self, phase: str) -> str:
+        """The report of the unallowed blocking steps of ``phase``, or ``""``."""
+        violations = self.blocking.get(phase, [])
         if not violations:
             return ""
         threshold = self.effective.max_blocking
         head = (
             f"{len(violations)} task step(s) held the event loop longer than "
-            f"max_blocking={threshold:g} s:"
+            f"max_blocking={threshold:g} s {PHASE_WORDS[phase]}:"
         )
-        return "\n\n".join([head, *(event.describe() for event in violations)])
+        return "\n\n".join([head, *(self._describe_blocking(event) for event in violations)])
+
+    def _describe_blocking(self, event: BlockingEvent) -> str:
+        text = event.describe()
+        origin = self.origin_of_task(event.task_label)
+        if origin is not None:
+            text += f"\nThe task was created {origin.describe()}."
+        return text
 
     def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
         """An explored test's schedule ended with these tasks still running."""
@@ -133,17 +274,33 @@ class Observation:
                 (describe_task(task, self.tracer) for task in tasks), key=task_order
             )
 
-    def leaks(self) -> str:
+    def leaks(self, allow: Sequence[AllowRule] = ()) -> str:
+        """The leak report, judged once the test's fixtures are torn down.
+
+        Only tasks this test created count (a shared loop may keep tasks that
+        belong to a wider-scoped fixture on purpose), less the tasks started by
+        a wider-scoped fixture and those an allow rule (the run's list, then
+        ``allow``: the test's markers) names."""
         if self.effective.leaks == "off" or self.tracer is None:
             return ""
         tracer = self.tracer
+        rules = [*self.allow_leaks, *allow]
         try:
-            # Only tasks this test created: a shared loop may keep tasks that
-            # belong to a wider-scoped fixture on purpose.
-            tasks = [leak for leak in pending_tasks(self.loop, tracer) if leak.label]
+            records = tracer.tasks
+            tasks = [
+                replace(leak, started=self._started(leak.label))
+                for leak in pending_tasks(self.loop, tracer)
+                if leak.label
+                and not self._shared(leak.label, records)
+                and first_match(rules, leak.sites) is None
+            ]
             # Each schedule of an explored test makes its own coroutines: name each once.
-            unawaited = list({(c.name, c.created_where): c for c in self.unawaited}.values())
-            report = leak_report(tasks, unawaited)
+            unawaited = [
+                coroutine
+                for coroutine in {(c.name, c.created_where): c for c in self.unawaited}.values()
+                if first_match(rules, coroutine.sites) is None
+            ]
+            report = leak_report(tasks, unawaited, when="after the test's teardown")
             if self.schedule_leaks:
                 left = leak_report(
                     self.schedule_leaks,
@@ -156,8 +313,11 @@ class Observation:
             # test ends ("Task was destroyed but it is pending"): still a leak.
             lost = [
                 record
-                for record in tracer.tasks.values()
-                if record.outcome is Outcome.PENDING and tracer.live_task(record.label) is None
+                for record in records.values()
+                if record.outcome is Outcome.PENDING
+                and tracer.live_task(record.label) is None
+                and not self._shared(record.label, records)
+                and first_match(rules, (creation_site(record.created_where),)) is None
             ]
         except Exception:
             self.internal_errors.append(traceback.format_exc())
@@ -174,11 +334,26 @@ class Observation:
             report = "\n".join(filter(None, [report, "\n".join(lines)]))
         return report
 
+    def _started(self, label: int | None) -> str:
+        origin = None if label is None else self.origin_of_task(label)
+        return "" if origin is None else origin.describe()
+
     def timeline(self) -> str:
         trace = self.trace
         if not self.full_trace or trace is None or not len(trace):
             return ""
-        return render_timeline(trace, blocking_threshold=self.effective.max_blocking)
+        return render_timeline(
+            trace, blocking_threshold=self.effective.max_blocking, phases=self.task_phases(trace)
+        )
+
+    def task_phases(self, trace: Trace) -> dict[int, str]:
+        """The phase that created each task of ``trace``, by label."""
+        phases = {}
+        for label in trace.tasks:
+            origin = self.origin_of_task(label)
+            if origin is not None:
+                phases[label] = origin.phase
+        return phases
 
     def hang(self) -> str:
         return hang_report(self.loop, tracer=self.tracer)
@@ -224,7 +399,8 @@ class TraceView:
 
     Attribute access forwards to the current :class:`~pytest_asyncspec.trace.Trace`
     (``asyncspec_trace.start_of("worker")``); ``output`` holds the lines the
-    test printed, each with its loop time and task.
+    test and its async fixtures printed, each with its loop time and task;
+    :meth:`phase_of` says in which phase a task was created.
     """
 
     def __init__(self) -> None:
@@ -249,8 +425,9 @@ class TraceView:
         __tracebackhide__ = True
         if self._observation is None or self._observation.tracer is None:
             raise RuntimeError(
-                "asyncspec_trace records the test's own coroutine: read it inside the "
-                "async test body, not in a fixture or a synchronous test"
+                "asyncspec_trace records the tasks of the test's loop, from its async "
+                "fixtures' setup to their teardown: read it inside the async test body or "
+                "an async fixture, not in a synchronous test or fixture"
             )
         return self._observation
 
@@ -259,6 +436,15 @@ class TraceView:
         output = self._current().output
         assert output is not None
         return output if not self._first_line else TimedOutput(output.lines[self._first_line :])
+
+    def phase_of(self, which: int | str) -> str:
+        """The phase that created a task (by label or name): ``setup``,
+        ``call`` or ``teardown``."""
+        observation = self._current()
+        label = self.snapshot().task(which).label
+        origin = observation.origin_of_task(label)
+        assert origin is not None  # every traced task was made in a phase
+        return origin.phase
 
     def snapshot(self) -> Trace:
         tracer = self._current().tracer

@@ -3,8 +3,8 @@
 Tests leave their asyncspec data on their reports (:mod:`.report_fields`),
 so whichever process receives the reports, a serial run or a pytest-xdist
 controller, sees the same data: each claim's figures, each explored test's
-summary and the allow-list rules that fired.  One plugin object gathers all
-three, so a run that uses none of them pays for one registration; the
+summary and the allow-list rules (blocking and leaks) that fired.  One plugin
+object gathers them all, so a run that uses none of them pays for one registration; the
 claims report module loads only when the first claim's data arrives (or a
 report file is asked for).
 """
@@ -32,6 +32,8 @@ class RunSummary:
         report_path: Path | None,
         allow_rules: list[AllowRule],
         trace_dir: Path | None = None,
+        *,
+        leak_rules: list[AllowRule] | None = None,
     ) -> None:
         self.report_path = report_path
         self.trace_dir = trace_dir
@@ -41,6 +43,12 @@ class RunSummary:
         self.allow_rules = allow_rules
         #: Texts of allow-list rules that fired in any process.
         self.rules_used: set[str] = set()
+        self.leak_rules = leak_rules or []
+        #: Texts of run-wide leak rules that matched in any process.
+        self.leak_rules_used: set[str] = set()
+        #: allow_leaks marker rules by name, and whether any test they reached
+        #: had a leak they matched.
+        self.marked_leak_rules: dict[str, bool] = {}
         self.tests_ran = False
 
     def claims(self) -> ClaimsReport:
@@ -59,6 +67,11 @@ class RunSummary:
 
             self.exploration_lines.append(summary_line(report.nodeid, summary))
         self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
+        leak_rules = getattr(report, report_fields.LEAK_RULES, None)
+        if isinstance(leak_rules, dict):
+            self.leak_rules_used.update(leak_rules.get("used") or ())
+            for name, used in leak_rules.get("marked") or ():
+                self.marked_leak_rules[name] = self.marked_leak_rules.get(name, False) or used
         self.tests_ran = self.tests_ran or report.when == "call"
         self.trace_files += sum(
             name == report_fields.TRACE_FILE for name, _ in report.user_properties
@@ -80,15 +93,24 @@ class RunSummary:
             pytest.ExitCode.USAGE_ERROR,
             pytest.ExitCode.INTERRUPTED,
         )
-        unused = [
-            rule
-            for rule in self.allow_rules
-            if finished and not rule.used and rule.text not in self.rules_used
-        ]
-        if unused:
-            terminalreporter.section("asyncspec: allow-list rules that never fired")
-            for rule in unused:
-                terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+        if finished:
+            _report_unused(
+                terminalreporter,
+                "asyncspec: allow-list rules that never fired",
+                [rule.text for rule in self.allow_rules if not rule.used],
+                self.rules_used,
+                "no blocking step matched it",
+            )
+            _report_unused(
+                terminalreporter,
+                "asyncspec: leak allow-list rules that never fired",
+                [
+                    *(rule.text for rule in self.leak_rules if not rule.used),
+                    *self.marked_leak_rules,
+                ],
+                self.leak_rules_used | {n for n, used in self.marked_leak_rules.items() if used},
+                "no leaked task or coroutine matched it",
+            )
         if self.exploration_lines:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:
@@ -98,3 +120,19 @@ class RunSummary:
             terminalreporter.line(
                 f"asyncspec: {self.trace_files} trace {files} written to {self.trace_dir}"
             )
+
+
+def _report_unused(
+    terminalreporter: pytest.TerminalReporter,
+    title: str,
+    candidates: list[str],
+    used: set[str],
+    why: str,
+) -> None:
+    """A section naming the allow rules that never matched, if there are any."""
+    unused = [text for text in candidates if text not in used]
+    if not unused:
+        return
+    terminalreporter.section(title)
+    for text in unused:
+        terminalreporter.line(f"{text}  ({why}; remove it?)")

@@ -61,7 +61,7 @@ def test_the_buggy_app_fails_with_one_diagnosis_per_bug(
     result.stdout.fnmatch_lines(
         [
             "*_ test_pricing_never_blocks_the_loop _*",
-            "* task step(s) held the event loop longer than max_blocking=0.03 s:",
+            "* task step(s) held the event loop longer than max_blocking=0.03 s during the test:",
             "Task 'worker' (price_items) blocked the event loop for 0.05 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 0.03 s).",
             # "in Throttle.wait"; 3.10's code objects know no class: "in wait".

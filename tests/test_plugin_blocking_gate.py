@@ -112,7 +112,7 @@ def test_sleep_in_a_task_fails_naming_task_duration_and_line(pytester: pytest.Py
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
             "Task 'blocker' (blocker) blocked the event loop for 0.* s "
             "(real time; threshold 0.1 s).",
             f"Blocking call: *test_sleeping.py:{line} in blocker",
@@ -232,7 +232,7 @@ def test_virtual_clock_sleep_is_reported_with_its_virtual_duration(
     result.stdout.fnmatch_lines(
         [
             "*_ test_long _*",
-            "1 task step(s) held the event loop longer than max_blocking=1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=1 s during the test:",
             "Task 'Task-*' (test_long) blocked the event loop for 2.5 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 1 s).",
             f"Blocking call: *test_virtual.py:{line} in test_long",
@@ -384,7 +384,10 @@ def test_precedence_flag_over_marker_over_ini(
     else:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
-            [f"1 task step(s) held the event loop longer than max_blocking={threshold:g} s:"]
+            [
+                "1 task step(s) held the event loop longer than "
+                f"max_blocking={threshold:g} s during the test:"
+            ]
         )
 
 
@@ -750,8 +753,170 @@ def test_blocking_report_survives_a_test_that_fails_for_another_reason(
         [
             "E   *AssertionError: woke up late",
             "*- asyncspec blocking calls -*",
-            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
             "Task 'hog' (hog) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
             f"Blocking call: *test_both.py:{line} in hog",
+        ]
+    )
+
+
+# -- async fixtures: setup, call and teardown are gated --------------------------
+
+# A service started by an async fixture, as a user runs the code under test:
+# its worker blocks while the test runs; other fixtures block in their own
+# setup or teardown.  On the virtual clock the 1.5 s sleeps take no real time.
+FIXTURE_BLOCKING = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+async def work() -> None:
+    await asyncio.sleep(0.1)
+    time.sleep(1.5)  # the worker blocks
+
+
+@pytest.fixture
+async def service():
+    task = asyncio.create_task(work(), name="worker")
+    yield task
+    await task
+
+
+@pytest.fixture
+async def slow_start():
+    time.sleep(1.5)  # setup blocks
+    yield
+
+
+@pytest.fixture
+async def slow_stop():
+    yield
+    time.sleep(1.5)  # teardown blocks
+
+
+async def test_service(service) -> None:
+    await asyncio.sleep(1)
+
+
+async def test_slow_start(slow_start) -> None:
+    await asyncio.sleep(0)
+
+
+async def test_slow_stop(slow_stop) -> None:
+    await asyncio.sleep(0)
+"""
+
+
+def test_fixture_worker_blocking_fails_the_test_naming_line_and_phase(
+    pytester: pytest.Pytester,
+) -> None:
+    """A worker task that an async fixture started and that blocks the loop
+    for 1.5 s while the test runs fails a 0.05 s gate: the report names the
+    blocking line, the phase it blocked in, and the fixture that made the
+    task.  (The observation used to start at the test's call, so the worker
+    was not traced and the test passed.)"""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_service")
+    result.assert_outcomes(failed=1)
+    line = line_of(path, "# the worker blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_service _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during the test:",
+            "Task 'worker' (work) blocked the event loop for 1.5 s "
+            "(virtual time, in 1 blocking time.sleep() call; threshold 0.05 s).",
+            f"Blocking call: *test_fixtures.py:{line} in work",
+            "*",
+            "The task was created during setup (fixture 'service').",
+        ]
+    )
+
+
+def test_blocking_in_a_fixture_setup_is_an_error_at_setup(pytester: pytest.Pytester) -> None:
+    """An async fixture that blocks the loop in its own setup is reported as
+    an error at setup ("during setup"), like any other fixture failure: the
+    test body does not run."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_slow_start")
+    result.assert_outcomes(errors=1)
+    line = line_of(path, "# setup blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at setup of test_slow_start _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during setup:",
+            "Task * (*setup) blocked the event loop for 1.5 s *",
+            f"Blocking call: *test_fixtures.py:{line} in slow_start",
+            "*",
+            "The task was created during setup (fixture 'slow_start').",
+        ]
+    )
+
+
+def test_blocking_in_a_fixture_teardown_is_an_error_at_teardown(
+    pytester: pytest.Pytester,
+) -> None:
+    """An async fixture that blocks the loop in its teardown gives the
+    (passing) test an error at teardown, "during teardown"."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_slow_stop")
+    result.assert_outcomes(passed=1, errors=1)
+    line = line_of(path, "# teardown blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_slow_stop _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during teardown:",
+            "Task * (*async_finalizer) blocked the event loop for 1.5 s *",
+            f"Blocking call: *test_fixtures.py:{line} in slow_stop",
+            "*",
+            "The task was created during teardown.",
+        ]
+    )
+
+
+def test_fixture_blocking_on_the_real_clock_is_gated_too(pytester: pytest.Pytester) -> None:
+    """On the real clock the watchdog samples the fixture worker's step, so
+    the gate names its line there too."""
+    make_project(pytester)
+    path = pytester.makepyfile(
+        test_real="""
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+        import pytest
+
+
+        async def work() -> None:
+            await asyncio.sleep(0)
+            time.sleep(0.3)  # the worker blocks
+
+
+        @pytest.fixture
+        async def service():
+            task = asyncio.create_task(work(), name="worker")
+            yield
+            await task
+
+
+        async def test_it(service) -> None:
+            await asyncio.sleep(0.01)
+        """
+    )
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    assert result.parseoutcomes().get("failed", 0) + result.parseoutcomes().get("errors", 0) == 1
+    line = line_of(path, "# the worker blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during *:",
+            "Task 'worker' (work) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
+            f"Blocking call: *test_real.py:{line} in work",
         ]
     )

@@ -646,7 +646,8 @@ def test_leaks_are_still_checked_when_a_test_explores(pytester: pytest.Pytester)
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::RuntimeWarning")
-    result.assert_outcomes(failed=1)
+    # Leaks are judged once the test's fixtures are torn down: an error at teardown.
+    result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*1 task(s) still pending when a schedule's run of the test ended (in 5 schedule(s)*",
