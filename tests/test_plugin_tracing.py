@@ -913,6 +913,32 @@ def test_allowed_leaks_pass_and_the_others_are_still_errors(
     assert "test_allowed.forever'" not in text.split("never fired")[1]
 
 
+def test_leak_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -> None:
+    """With ``-n 2`` the leak rules match in the workers; the controller
+    lists only the rules that matched nothing, as a serial run does."""
+    make_project(pytester, "asyncspec_leaks = error")
+    pytester.makepyfile(framework=FRAMEWORK, test_allowed=ALLOWED_LEAKS)
+    summaries = []
+    for extra in ([], ["-n", "2", *NO_BENCHMARK]):
+        result = pytester.runpytest_subprocess(
+            "-W",
+            "ignore::RuntimeWarning",
+            "--asyncspec-allow-leaks=framework.*",
+            "--asyncspec-allow-leaks=nothing.matches.*",
+            *extra,
+        )
+        result.assert_outcomes(passed=4, errors=1)
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "rules that never fired" in line)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+        summaries.append([line.split("  (")[0] for line in lines[start + 1 : end] if line.strip()])
+    assert summaries[0] == summaries[1]
+    assert summaries[0] == [
+        "nothing.matches.*",
+        "test_allowed.py::test_marked: @pytest.mark.allow_leaks('test_allowed.never_used')",
+    ]
+
+
 def test_without_the_allow_list_the_framework_leaks_are_errors(
     pytester: pytest.Pytester,
 ) -> None:
