@@ -740,12 +740,13 @@ def _finish_observation(watched: Watched) -> str:
     return "\n\n".join(problem for problem in problems if problem)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_setup")
-def pytest_runtest_setup_checks(item: pytest.Item) -> Generator[None, None, None]:
+# A plain implementation, not a wrapper: failing inside every plugin's
+# setup wrapper leaves their teardown the state it expects.
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_checks(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
-    return (yield)
 
 
 # trylast: inside pytest's own capture of the phase, so the output and
