@@ -1101,8 +1101,14 @@ def explode(*args: object, **kwargs: object) -> None:
 
 
 # For the whole inner run, not in a fixture: a fixture's patch is undone in
-# the teardown, before the trace file is written.
-pytest.MonkeyPatch().setattr(pytest_asyncspec.observation, "{name}", explode)
+# the teardown, before the trace file is written.  Undone when the inner run
+# ends, since it shares the outer run's process.
+_patch = pytest.MonkeyPatch()
+_patch.setattr(pytest_asyncspec.observation, "{name}", explode)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _patch.undo()
 """
 
 OUTCOME_TESTS = """\
