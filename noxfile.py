@@ -6,6 +6,8 @@ every supported Python, the uvloop run, and the lint and type gates.
     nox -s tests-3.12        # one interpreter
     nox -s uvloop lint       # the uvloop run and the gates
     nox -s conformance       # CPython's test_asyncio on our loops, every Python
+    nox -s bench             # benchmarks/ (the bench extra, looptime included)
+    nox -s compat            # real libraries' own test suites in every mode
 
 Interpreters are found on PATH as ``python3.10`` ... ``python3.13``; when
 pyenv is installed, its versions are added to PATH first, so a machine with
@@ -83,10 +85,38 @@ def conformance(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=False)
+def compat(session: nox.Session) -> None:
+    """Real asyncio libraries' own test suites without the plugin and in each mode.
+
+    The harness builds its own environment (pinned sdists, their test
+    requirements and this checkout, editable) in a cache outside the checkout,
+    so nothing is installed here.
+    """
+    session.run(
+        "python", "-m", "compat", "-j", "2", "--report", "compat-results.md", *session.posargs
+    )
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,dev]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "--strict")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """benchmarks/, with looptime as the peer (the bench extra keeps it out of `test`)."""
+    session.install("-e", ".[test,bench]")
+    session.run(
+        "pytest",
+        "benchmarks/",
+        "--benchmark-columns=min,median,mean,stddev,rounds",
+        "--benchmark-group-by=group",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )

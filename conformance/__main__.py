@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness_support.processes import run_bounded
 
 from .harness import LOOPS
 from .known_differences import KNOWN_DIFFERENCES
@@ -173,9 +173,9 @@ def run_module(
             if only_file is not None:
                 command += ["--only", str(only_file)]
             env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-            try:
-                stderr, code = _run_bounded(command, scratch, env)
-            except subprocess.TimeoutExpired:
+            finished = run_bounded(command, cwd=scratch, env=env, limit=_MODULE_LIMIT)
+            stderr, code = finished.stderr, finished.returncode
+            if finished.timed_out:
                 stderr, code = "the module run exceeded its time limit", -1
             results, started, done = _read(out)
             if done:
@@ -202,30 +202,6 @@ def run_module(
 
 
 _TAIL = 4000
-
-
-def _run_bounded(command: list[str], cwd: str, env: dict[str, str]) -> tuple[str, int]:
-    """Run the harness in its own session; on timeout end it and its children."""
-    with subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as proc:
-        try:
-            _, stderr = proc.communicate(timeout=_MODULE_LIMIT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-        finally:
-            # Children a test forked and left behind must not outlive the run.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        return stderr, proc.returncode
 
 
 @dataclass

@@ -19,8 +19,14 @@
  * Only one rare path calls back into Python, on the recorder subclass:
  *   _yielded(result) -> int   what a kept step that yielded something other
  *                             than None waits for: awaited << 8 | kind
- * A task's end is only noted: (label, error) appended to StepLog.endings,
- * error None when its coroutine returned from a send.
+ * and, once a task, how it ended:
+ *   step_log.describe_ending(error)
+ *                             what StepLog.endings keeps of the exception a
+ *                             coroutine raised: plain data, never the
+ *                             exception, which would keep its traceback's
+ *                             frames and their locals alive after stock
+ *                             asyncio frees them.
+ * A task that returned from a send is noted (label, None) without a call.
  *
  * Built on Linux only, where time.perf_counter_ns() reads CLOCK_MONOTONIC
  * too, so the stamps taken here and in Python share one clock.
@@ -45,6 +51,26 @@ static PyObject *str_ticks;
 static PyObject *str_frombytes;
 static PyObject *str_throw;
 static PyObject *str_close;
+/* step_log.describe_ending, looked up at the first exception (step_log
+ * imports this module, so not at this module's import). */
+static PyObject *ending_describer;
+
+static PyObject *
+describe_ending(PyObject *error)
+{
+    if (ending_describer == NULL) {
+        PyObject *module = PyImport_ImportModule("pytest_asyncspec.step_log");
+        if (module == NULL) {
+            return NULL;
+        }
+        ending_describer = PyObject_GetAttrString(module, "describe_ending");
+        Py_DECREF(module);
+        if (ending_describer == NULL) {
+            return NULL;
+        }
+    }
+    return PyObject_CallOneArg(ending_describer, error);
+}
 
 static inline long long
 read_clock(clockid_t clock)
@@ -80,7 +106,7 @@ typedef struct {
     long long steps;
     PyObject *vloop;   /* a VirtualClockLoop (its _ticks are loop time), or NULL */
     PyObject *records; /* array('q') */
-    PyObject *endings; /* list of (label, error or None) */
+    PyObject *endings; /* list of (label, describe_ending(error) or None) */
     Py_ssize_t used;   /* words buffered in chunk */
     long long chunk[CHUNK_STEPS * WORDS];
 } StepLog;
@@ -477,11 +503,16 @@ step_ended(Recorder *self, const StepStart *s, int raised)
                        steplog_loop_ns(log), s->outer);
     }
     step_restore(log, s);
-    /* Noted, not handled: what the ending means is worked out when someone
-     * reads the tasks (a Python call here would cost more than the step). */
-    PyObject *label = PyLong_FromLongLong(self->label);
-    PyObject *ending = label == NULL ? NULL : PyTuple_Pack(2, label, value == NULL ? Py_None : value);
+    /* A return (the common case) is noted without a Python call; an
+     * exception is reduced to plain data now, so the log never holds it. */
+    PyObject *detail = Py_NewRef(Py_None);
+    if (value != NULL) {
+        Py_SETREF(detail, describe_ending(value));
+    }
+    PyObject *label = detail == NULL ? NULL : PyLong_FromLongLong(self->label);
+    PyObject *ending = label == NULL ? NULL : PyTuple_Pack(2, label, detail);
     Py_XDECREF(label);
+    Py_XDECREF(detail);
     if (ending == NULL || PyList_Append(log->endings, ending) < 0) {
         PyErr_WriteUnraisable((PyObject *)self);
     }

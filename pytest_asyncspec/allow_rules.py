@@ -1,9 +1,9 @@
 """Allow-list rules: the places where blocking the loop is accepted.
 
 Parsed when the run starts (a bad rule is a usage error before any test),
-matched against the frames of a blocking step by :mod:`.blocking`.  Kept
-apart from it so that reading the rules loads neither the tracer nor the
-watchdog.
+and :func:`allowing_rule` decides which rule, if any, allows a blocking
+step from the frames :mod:`.blocking` caught.  Kept apart from it so that
+reading the rules loads neither the tracer nor the watchdog.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import fnmatch
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -38,10 +38,10 @@ class AllowRule:
       (``mypkg.db.*``).  On Python 3.10 code objects do not know their class,
       so there the class part is not checked.
 
-    An event is allowed when *any* frame of its step's stack matches, so a
-    rule naming a helper allows whatever that helper calls.  ``hits`` counts
-    the events a rule allowed (shared by every watchdog given the rule), so
-    rules that never fire can be reported at the end of a run.
+    A rule allows a blocking step only near the call that blocked: see
+    :func:`allowing_rule`.  ``hits`` counts the events a rule allowed (shared
+    by every watchdog given the rule), so rules that never fire can be
+    reported at the end of a run.
     """
 
     __slots__ = ("hits", "kind", "line", "pattern", "text")
@@ -125,8 +125,38 @@ def parse_allow_rules(texts: Iterable[str]) -> list[AllowRule]:
     return [AllowRule(text) for text in texts if text.strip()]
 
 
+def allowing_rule(rules: Sequence[AllowRule], frames: Sequence[FrameSite]) -> AllowRule | None:
+    """The rule that allows a blocking step whose stack is ``frames``
+    (outermost first, as caught while it blocked), or None.
+
+    Only the frames that made the blocking call count: the innermost one,
+    then outward through library frames (stdlib, installed packages) up to
+    and including the first frame of the user's own code.  A rule naming a
+    frame further out -- a framework's request dispatcher, the user's own
+    caller of a helper -- would otherwise allow everything below it, and the
+    gate would go silent for a whole application.  With no frames (the
+    blocking frame was never caught) nothing is allowed: a rule can only
+    vouch for a place it has seen.  Rules are tried innermost frame first,
+    and in their own order on one frame.
+    """
+    for frame in reversed(frames):
+        for rule in rules:
+            if rule.matches(frame):
+                return rule
+        if not frame.library:
+            return None
+    return None
+
+
 def first_match(rules: Iterable[AllowRule], sites: Iterable[FrameSite]) -> AllowRule | None:
-    """The first rule that matches any of ``sites``, counted as a hit."""
+    """The first rule that matches any of ``sites``, counted as a hit.
+
+    For the leak allow-list: ``sites`` are the places that name one leaked
+    task or dropped coroutine (its coroutine's function, the line that
+    created it), not a stack, so any of them may match.  A blocking step's
+    stack is judged by :func:`allowing_rule` instead, which reads only the
+    frames near the blocking call.
+    """
     places = tuple(sites)
     for rule in rules:
         if any(rule.matches(site) for site in places):

@@ -8,24 +8,38 @@ the loop, and the line that blocked, whatever the blocking call was
 
 * **real time** -- a daemon thread wakes every quarter threshold and reads two
   attributes of the :class:`~pytest_asyncspec.trace.Tracer` (the running
-  step's task and real start).  When a step has run longer than the
-  threshold it samples the loop thread's stack once (``sys._current_frames``)
-  to name the line.  The step's final duration comes from the trace;
+  step's task and real start).  It samples the loop thread's stack
+  (``sys._current_frames``) once a step has run half the threshold, and
+  again once it has run longer than the threshold: two wakes fall in the
+  second half of the threshold, so every step over it has a stack to name
+  its line and to judge allow rules by, however the wakes fall.  The later
+  stack, when there is one, is the one kept.  With allow rules it looks at
+  every wake and judges each look, so a rule naming one call of a step does
+  not allow the step's other blocking (see :class:`_Sample`).  The step's
+  final duration comes from the trace;
 * **virtual time** -- on a :class:`~pytest_asyncspec.clock.VirtualClockLoop`
   a blocking ``time.sleep`` returns at once, so no sampler could see it; the
   loop reports every such sleep with its caller's frame instead, and the
   sleeps of one step add up to its virtual blocking time (exact);
 * **missed samples** -- a step longer than the threshold that the sampler
   could not look at (a C call that holds the GIL, a starved machine) is still
-  reported, by duration only.
+  reported, by duration only, and no allow rule applies to it;
+* **the garbage collector** -- a collection that runs inside a step (a full
+  one can take tens of milliseconds) is timed through ``gc.callbacks``
+  (:mod:`.collector`) and taken out of the step's blocking time: a step that
+  is over the threshold only because of it is reported as the collector's,
+  never a violation, and the sampler does not sample during a collection.
 
-Events whose stack passes through a place named by an :class:`AllowRule` are
-allowed, not violations.  Nothing here imports pytest.
+An event is allowed, not a violation, when an :class:`AllowRule` names the
+frame that made the blocking call or a library frame between it and the
+user's code (:func:`~pytest_asyncspec.allow_rules.allowing_rule`).  Nothing
+here imports pytest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import os
 import site
@@ -34,13 +48,14 @@ import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from types import FrameType, TracebackType
+from dataclasses import dataclass, field, replace
+from types import CodeType, FrameType, TracebackType
 from typing import Literal
 
 from . import threads
-from .allow_rules import AllowRule
+from .allow_rules import AllowRule, allowing_rule
 from .clock import VirtualClockLoop
+from .collector import CollectorTime
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
 
@@ -92,7 +107,9 @@ class FrameSite:
     function: str
     #: The module the code belongs to (its ``__name__``), or "" if unknown.
     module: str
-    #: In the standard library or an installed package (site-packages).
+    #: Not the user's own code: the standard library, an installed package
+    #: (any file under a site-packages or dist-packages directory), or this
+    #: plugin.
     library: bool
 
     @property
@@ -147,14 +164,26 @@ def _library_prefixes() -> tuple[str, ...]:
 
 
 _LIBRARY_PREFIXES = _library_prefixes()
+#: Our own files are never the user's code either.
+_OWN_PREFIX = os.path.normcase(os.path.dirname(os.path.abspath(__file__))) + os.sep
+#: Installed packages live in such a directory wherever it is (another
+#: interpreter's, a vendored tree, a tool's private environment), not only
+#: under this interpreter's install paths.
+_PACKAGE_DIRECTORIES = frozenset({"site-packages", "dist-packages"})
 _library_cache: dict[str, bool] = {}
 
 
 def _is_library(filename: str) -> bool:
+    """Whether ``filename`` is not the user's own code: the stdlib, an
+    installed package, or this plugin."""
     known = _library_cache.get(filename)
     if known is None:
-        known = filename.startswith("<frozen") or os.path.normcase(filename).startswith(
-            _LIBRARY_PREFIXES
+        normal = os.path.normcase(filename)
+        known = (
+            filename.startswith("<frozen")
+            or normal.startswith(_LIBRARY_PREFIXES)
+            or normal.startswith(_OWN_PREFIX)
+            or not _PACKAGE_DIRECTORIES.isdisjoint(normal.replace("\\", "/").split("/"))
         )
         _library_cache[filename] = known
     return known
@@ -202,6 +231,26 @@ def _step_frames(
     return sites, len(above), True
 
 
+def _near_frames(innermost: FrameType, outermost: FrameType | None) -> tuple[FrameSite, ...]:
+    """The frames an allow rule may match, outermost first: from the
+    innermost outward, without loop machinery, up to the first frame of the
+    user's code (or the step's coroutine).  What
+    :func:`~pytest_asyncspec.allow_rules.allowing_rule` reads of the whole
+    stack, for the price of walking a frame or two."""
+    sites: list[FrameSite] = []
+    frame: FrameType | None = innermost
+    while frame is not None:
+        site = _site_of(frame)
+        if not _is_internal(site.module):
+            sites.append(site)
+            if not site.library:
+                break
+        if frame is outermost:
+            break
+        frame = frame.f_back
+    return tuple(reversed(sites))
+
+
 def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     """The frame of the coroutine of the task with ``label``, if it runs one."""
     task = tracer.live_task(label)
@@ -213,8 +262,6 @@ def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
     return frame if isinstance(frame, FrameType) else None
 
-
-# -- allow rules ---------------------------------------------------------
 
 # -- events --------------------------------------------------------------
 
@@ -246,10 +293,28 @@ class BlockingEvent:
     #: Blocking ``time.sleep`` calls that make up a virtual-clock event.
     sleep_calls: int = 0
     allowed_by: AllowRule | None = None
+    #: Real seconds of ``duration`` the garbage collector ran (on the loop
+    #: thread, inside this step): not the step's own blocking.
+    collector: float = 0.0
+    #: The watchdog's period (:meth:`BlockingWatchdog.new_period`) the step
+    #: began in: 0 before the first.  The plugin starts one per explored
+    #: schedule.
+    period: int = 0
 
     @property
     def allowed(self) -> bool:
         return self.allowed_by is not None
+
+    @property
+    def own_duration(self) -> float:
+        """What the step itself held the loop: ``duration`` less the collector's time."""
+        return self.duration - self.collector
+
+    @property
+    def by_collector(self) -> bool:
+        """Over the threshold only because the garbage collector ran inside
+        the step: the collector's pause, not a blocking call of the task."""
+        return self.collector > 0 and self.own_duration <= self.threshold
 
     @property
     def innermost(self) -> FrameSite | None:
@@ -292,6 +357,16 @@ class BlockingEvent:
             calls = "call" if self.sleep_calls == 1 else "calls"
             clock += f", in {self.sleep_calls} blocking time.sleep() {calls}"
         verb = "blocked" if self.finished else "had blocked"
+        if self.by_collector:
+            return (
+                f"The garbage collector held the event loop for {self.collector:.3f} s inside "
+                f"a step of task {self.task_name!r} ({self.coroutine}), which took "
+                f"{how_long} in all ({clock}; threshold {self.threshold:g} s): "
+                f"{self.own_duration:.3f} s of the task's own, under the threshold, so not "
+                "counted against it.  Collections run wherever the program happens to "
+                "allocate; gc.freeze() after start-up, or fewer long-lived objects, makes "
+                "full ones shorter."
+            )
         lines = [
             f"Task {self.task_name!r} ({self.coroutine}) {verb} the event loop for "
             f"{'at least ' if not self.finished else ''}{how_long} "
@@ -299,6 +374,11 @@ class BlockingEvent:
             + ("" if self.finished else " and was still blocking when the watchdog stopped")
             + "."
         ]
+        if self.collector:
+            lines.append(
+                f"Of this, {self.collector:.3f} s was the garbage collector's (not "
+                f"counted): the task's own {self.own_duration:.3f} s is over the threshold."
+            )
         site = self.site_frame
         if site is None:
             why = (
@@ -307,8 +387,9 @@ class BlockingEvent:
                 else "the watchdog stopped before it could look at the step's stack"
             )
             lines.append(
-                f"Blocking call: not sampled -- {why} (a C call that holds the GIL, or a "
-                f"starved machine). The task was created at {self.created_where}."
+                f"Blocking call: not caught -- {why} (a C call that holds the GIL, or a "
+                "starved machine), so no allow rule can apply to it. The task was "
+                f"created at {self.created_where}."
             )
         else:
             lines.append(f"Blocking call: {site.shown(prefix)}")
@@ -316,18 +397,18 @@ class BlockingEvent:
             for frame in self._chain_frames():
                 mark = "> " if frame is site else "  "
                 lines.append(f"  {mark}{frame.shown(prefix)}")
+        # A rule cannot allow a step whose frames were never caught: no
+        # point suggesting one for it.
+        allow = "" if site is None else ", or allow this place with an allow rule"
         if self.allowed_by is not None:
             lines.append(f"Allowed by rule {self.allowed_by.text!r}.")
         elif self.clock == "virtual":
-            lines.append(
-                "Fix: await asyncio.sleep(...) instead of time.sleep(...), or allow this "
-                "place with an allow rule."
-            )
+            lines.append(f"Fix: await asyncio.sleep(...) instead of time.sleep(...){allow}.")
         else:
+            api = ", use an async API" if allow else " or use an async API"
             lines.append(
                 "Fix: run the blocking work in a thread (await asyncio.to_thread(...) or "
-                "loop.run_in_executor(...)), use an async API, or allow this place with "
-                "an allow rule."
+                f"loop.run_in_executor(...)){api}{allow}."
             )
         return "\n".join(lines)
 
@@ -336,18 +417,71 @@ class BlockingEvent:
 
 
 @dataclass
+class _Lane:
+    """What the sampler saw of a step that allow rules allow, or do not."""
+
+    #: Real time the step spent here, as far as the sampler can tell: each
+    #: look counts the time since the look before (or the step's start).
+    spent_ns: int = 0
+    #: The stack that names it: the first look past the threshold, else the
+    #: last look before it.
+    frames: tuple[FrameSite, ...] = ()
+    over: bool = False
+
+    def add(self, elapsed_ns: int, frames: tuple[FrameSite, ...], *, over: bool) -> None:
+        self.spent_ns += elapsed_ns
+        if not self.over:
+            self.frames, self.over = frames, over
+
+
+@dataclass
 class _Sample:
-    """The sampler saw task ``label``'s step (started at ``started_ns``) run too long."""
+    """The sampler's looks at task ``label``'s step (started at ``started_ns``),
+    from half the threshold on.
+
+    Without allow rules one look past the threshold names the step.  With
+    rules every wake looks, and each look is judged on its own, so a rule
+    naming one call of the step does not allow the rest of it: the step is
+    allowed when the time seen outside every rule stays within the threshold.
+    """
 
     label: int
     started_ns: int
+    #: When the step was last looked at (inside it).
     seen_ns: int
-    frames: tuple[FrameSite, ...]
+    period: int = 0
+    allowed: _Lane = field(default_factory=_Lane)
+    unallowed: _Lane = field(default_factory=_Lane)
+
+    def frames(self, threshold_ns: int) -> tuple[FrameSite, ...]:
+        """The stack that names the step; the allow rules, read again on it
+        when settling, then decide the step as the looks did."""
+        if self.allowed.frames and self.unallowed.spent_ns <= threshold_ns:
+            return self.allowed.frames
+        return self.unallowed.frames or self.allowed.frames
+
+
+@dataclass
+class _Longest:
+    """The longest of some blocking sleeps, and its stack."""
+
+    ticks: int = -1
+    frames: tuple[FrameSite, ...] = ()
+
+    def offer(self, ticks: int, frames: Callable[[], tuple[FrameSite, ...]]) -> None:
+        # Frames are walked only for a sleep longer than every one before it.
+        if ticks > self.ticks:
+            self.ticks = ticks
+            self.frames = frames()
 
 
 @dataclass
 class _SleepTally:
-    """The blocking sleeps of one step on a virtual clock."""
+    """The blocking sleeps of one step on a virtual clock.
+
+    Each sleep is judged by the allow rules on its own: a rule naming one
+    call of the step allows that call's time, not the rest of the step.
+    """
 
     label: int
     #: The step's serial number (``Tracer.step_serial``): what tells the
@@ -361,8 +495,11 @@ class _SleepTally:
     loop_ns: int = 0
     ticks: int = 0
     calls: int = 0
-    largest: int = -1
-    frames: tuple[FrameSite, ...] = ()
+    period: int = 0
+    #: Ticks of the sleeps no allow rule allows.
+    unallowed: int = 0
+    longest_unallowed: _Longest = field(default_factory=_Longest)
+    longest_allowed: _Longest = field(default_factory=_Longest)
 
 
 class BlockingWatchdog:
@@ -414,15 +551,25 @@ class BlockingWatchdog:
         self._stopped = False
         self._start_ns = 0
         self._first_step = 0
+        #: Stacks of steps that ran (or may have run) past the threshold.
         self._samples: list[_Sample] = []
+        #: The looks at the step last seen past half the threshold, until
+        #: another step is looked at.
+        self._looking: _Sample | None = None
+        self._period = 0
+        #: Clock reading at which each period after the 0th began.
+        self._period_starts: list[int] = []
         # Set by the sampler when a step may have run too long unseen; only
         # then is the whole trace scanned for long steps.
         self._maybe_missed = False
         self._vloop: VirtualClockLoop | None = None
         self._previous_listener: Callable[[float, FrameType], None] | None = None
         self._tallies: list[_SleepTally] = []
+        #: Whether the rules allow a sleep called from a line of user code.
+        self._user_lines: dict[tuple[CodeType, int], bool] = {}
         self._open_tally: _SleepTally | None = None
         self._final: list[BlockingEvent] | None = None
+        self._collector: CollectorTime | None = None
 
     # -- life --------------------------------------------------------------
 
@@ -436,6 +583,12 @@ class BlockingWatchdog:
             # stopped); uvloop does not, and is then run by our caller.
             running = getattr(loop, "_thread_id", None) if loop.is_running() else None
             self._loop_thread = running if isinstance(running, int) else threading.get_ident()
+        # A tenth of a millisecond, or a hundredth of the threshold, of
+        # collection in one step is worth keeping; less cannot matter.
+        self._collector = CollectorTime(
+            self.tracer, self._loop_thread, min(100_000, self._threshold_ns // 100)
+        )
+        self._collector.install()
         # Steps recorded before the watchdog started are not its business.
         self._first_step = len(Trace(self.tracer))
         self._start_ns = self._clock()
@@ -463,6 +616,8 @@ class BlockingWatchdog:
                     f"the sampling thread did not stop within {_JOIN_TIMEOUT:g} s; "
                     "it is a daemon thread and is left behind"
                 )
+        if self._collector is not None:
+            self._collector.remove()
         vloop = self._vloop
         if vloop is not None:
             if vloop.on_blocking_sleep == self._on_blocking_sleep:
@@ -473,6 +628,16 @@ class BlockingWatchdog:
     @property
     def running(self) -> bool:
         return self._started and not self._stopped
+
+    def new_period(self) -> int:
+        """Start a new period: events of steps that begin from now on carry
+        its number (1, 2, ...).  Call it between steps, on the loop's thread."""
+        self._period_starts.append(self._clock())
+        self._period += 1
+        return self._period
+
+    def _period_at(self, started_ns: int) -> int:
+        return bisect.bisect_right(self._period_starts, started_ns)
 
     def __enter__(self) -> BlockingWatchdog:
         self.start()
@@ -498,8 +663,16 @@ class BlockingWatchdog:
         return self._settle(count_hits=False)
 
     def violations(self) -> list[BlockingEvent]:
-        """The blocking steps no allow rule accepts."""
-        return [event for event in self.events() if event.allowed_by is None]
+        """The blocking steps no allow rule accepts (the collector's pauses are
+        not the task's)."""
+        return [
+            event for event in self.events() if event.allowed_by is None and not event.by_collector
+        ]
+
+    def collector_pauses(self) -> list[BlockingEvent]:
+        """The steps over the threshold only because the garbage collector
+        ran inside them."""
+        return [event for event in self.events() if event.by_collector]
 
     def allowed(self) -> list[BlockingEvent]:
         """The blocking steps some allow rule accepts."""
@@ -515,9 +688,14 @@ class BlockingWatchdog:
     def _watch(self) -> None:
         tracer = self.tracer
         threshold_ns = self._threshold_ns
+        early_ns = threshold_ns // 2
         interval = self.sample_interval
         wait = self._stop_event.wait
+        # The step looked at past the threshold (no need to look again unless
+        # rules judge every look), and the step last looked at.
         sampled: tuple[int, int] | None = None
+        looked: tuple[int, int] | None = None
+        every_wake = bool(self.allow)
         last_label, last_started = 0, 0
         last_wake = self._start_ns
         errors = 0
@@ -532,21 +710,25 @@ class BlockingWatchdog:
                 # apart (the GIL was held, the machine starved), or the step
                 # seen last time has ended and may have run too long, a scan
                 # of the trace settles it at the end.
+                last = (last_label, last_started)
                 if now - last_wake > threshold_ns or (
                     last_label
-                    and (last_label, last_started) != (label, started)
-                    and (last_label, last_started) != sampled
+                    and last != (label, started)
+                    and last not in (sampled, looked)
                     and now - last_started > threshold_ns
                 ):
                     self._maybe_missed = True
                 last_wake, last_label, last_started = now, label, started
-                if (
-                    label
-                    and now - started > threshold_ns
-                    and (label, started) != sampled
-                    and self._sample(label, started)
-                ):
-                    sampled = (label, started)
+                step = (label, started)
+                age = now - started
+                if label and age > early_ns and step != sampled:
+                    over = age > threshold_ns
+                    if (over or every_wake or step != looked) and self._sample(
+                        label, started, over=over
+                    ):
+                        looked = step
+                        if over and not every_wake:
+                            sampled = step
             except Exception:
                 errors += 1
                 self._record_error("the sampling thread")
@@ -560,8 +742,11 @@ class BlockingWatchdog:
             if stopping:
                 return
 
-    def _sample(self, label: int, started: int) -> bool:
-        """Record where the loop thread is; False if it was not inside the step."""
+    def _sample(self, label: int, started: int, *, over: bool) -> bool:
+        """Record where the loop thread is; False if it was not inside the step.
+
+        ``over``: the step has run past the threshold (else past half of it).
+        """
         assert self._loop_thread is not None
         frame = _current_frames().get(self._loop_thread)
         if frame is None:
@@ -570,7 +755,10 @@ class BlockingWatchdog:
         tracer = self.tracer
         # Our thread may have lost the GIL between reading the step and the
         # stack: if the step changed meanwhile, the stack is another step's.
+        # During a collection it shows whatever line allocated last.
         if tracer.current != label or tracer.step_started_ns != started:
+            return False
+        if self._collector is not None and self._collector.collecting:
             return False
         sites, count, boundary = _step_frames(frame, _coroutine_frame(tracer, label))
         del frame
@@ -578,7 +766,16 @@ class BlockingWatchdog:
             # Not in a traced step, or on the step's very edge (the recorder
             # has set the task but not yet the start): look again next wake.
             return False
-        self._samples.append(_Sample(label, started, seen, sites))
+        sample = self._looking
+        if sample is None or (sample.label, sample.started_ns) != (label, started):
+            # The looks at another step are kept only if it may have run past
+            # the threshold (the trace settles it).
+            if sample is not None and seen - sample.started_ns > self._threshold_ns:
+                self._samples.append(sample)
+            sample = self._looking = _Sample(label, started, started, self._period)
+        lane = sample.allowed if allowing_rule(self.allow, sites) else sample.unallowed
+        lane.add(seen - sample.seen_ns, sites, over=over)
+        sample.seen_ns = seen
         tracer.remember_name(label)
         return True
 
@@ -607,7 +804,9 @@ class BlockingWatchdog:
         tally = self._open_tally
         if tally is None or tally.label != label or tally.serial != serial:
             self._close_tally()
-            tally = self._open_tally = _SleepTally(label, serial, tracer.step_started_ns)
+            tally = self._open_tally = _SleepTally(
+                label, serial, tracer.step_started_ns, period=self._period
+            )
             tracer.remember_name(label)
         ticks = seconds_to_ticks(seconds)
         tally.ticks += ticks
@@ -616,11 +815,29 @@ class BlockingWatchdog:
         if vloop is not None:
             # The loop has already counted the sleep.
             tally.loop_ns = vloop.virtual_ticks()
-        # The longest sleep names the step's blocking line; frames are walked
-        # only when a sleep beats the step's longest so far.
-        if ticks > tally.largest:
-            tally.largest = ticks
-            tally.frames = _step_frames(frame, _coroutine_frame(tracer, label))[0]
+        if self.allow and self._sleep_allowed(frame, label):
+            longest = tally.longest_allowed
+        else:
+            tally.unallowed += ticks
+            longest = tally.longest_unallowed
+        # The longest sleep names the step's blocking line.
+        longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
+
+    def _sleep_allowed(self, frame: FrameType, label: int) -> bool:
+        """Whether a rule allows a blocking sleep called from ``frame``."""
+        code = frame.f_code
+        if _is_library(code.co_filename):
+            near = _near_frames(frame, _coroutine_frame(self.tracer, label))
+            return allowing_rule(self.allow, near) is not None
+        # Called from the user's code: that frame alone decides, so the
+        # answer for its line holds for every sleep made there.
+        key = (code, frame.f_lineno)
+        known = self._user_lines.get(key)
+        if known is None:
+            known = self._user_lines[key] = (
+                allowing_rule(self.allow, (_site_of(frame),)) is not None
+            )
+        return known
 
     def _close_tally(self) -> None:
         # Only steps over the threshold are kept, so memory stays bounded
@@ -640,10 +857,7 @@ class BlockingWatchdog:
             return []
         settled: list[BlockingEvent] = []
         for event in events:
-            rule = next(
-                (rule for rule in self.allow if any(rule.matches(f) for f in event.frames)),
-                None,
-            )
+            rule = allowing_rule(self.allow, event.frames)
             if rule is not None:
                 if count_hits:
                     rule.hits += 1
@@ -653,6 +867,9 @@ class BlockingWatchdog:
 
     def _events(self) -> list[BlockingEvent]:
         samples = list(self._samples)
+        looking = self._looking
+        if looking is not None:
+            samples.append(looking)
         tallies = list(self._tallies)
         open_tally = self._open_tally
         if open_tally is not None and open_tally.ticks > self._threshold_ns:
@@ -703,20 +920,25 @@ class BlockingWatchdog:
                         matched.real_start_ns,
                         matched.real_ns,
                         "real",
-                        sample.frames,
+                        sample.frames(threshold_ns),
                         matched,
+                        period=sample.period,
                     )
                 )
-            elif running == (sample.label, sample.started_ns):
+            elif (
+                running == (sample.label, sample.started_ns)
+                and now - sample.started_ns > threshold_ns
+            ):
                 events.append(
                     self._event(
                         sample.label,
                         sample.started_ns,
                         now - sample.started_ns,
                         "real",
-                        sample.frames,
+                        sample.frames(threshold_ns),
                         None,
                         finished=False,
+                        period=sample.period,
                     )
                 )
         # Long steps the sampler never saw, innermost (shortest) first so an
@@ -737,6 +959,7 @@ class BlockingWatchdog:
                     "real",
                     (),
                     long_step,
+                    period=self._period_at(long_step.real_start_ns),
                 )
             )
         label, started = running
@@ -747,7 +970,16 @@ class BlockingWatchdog:
             and not any(not event.finished and event.started_ns == started for event in events)
         ):
             events.append(
-                self._event(label, started, now - started, "real", (), None, finished=False)
+                self._event(
+                    label,
+                    started,
+                    now - started,
+                    "real",
+                    (),
+                    None,
+                    finished=False,
+                    period=self._period_at(started),
+                )
             )
         events.extend(self._virtual_events(tallies, by_label))
         events.sort(key=lambda event: (event.started_ns, event.clock))
@@ -766,7 +998,15 @@ class BlockingWatchdog:
         events = []
         for (label, serial), parts in merged.items():
             ticks = sum(part.ticks for part in parts)
-            longest = max(parts, key=lambda part: part.largest)
+            # The step is a violation when the sleeps no rule allows add up
+            # to more than the threshold: it is then named by the longest of
+            # them (settling finds no rule for its frames); otherwise by the
+            # longest allowed one, whose rule allows the step.
+            if sum(part.unallowed for part in parts) > self._threshold_ns:
+                lanes = [part.longest_unallowed for part in parts]
+            else:
+                lanes = [part.longest_allowed for part in parts]
+            longest = max(lanes, key=lambda lane: lane.ticks)
             # The step in the trace, if kept (threshold-only recording keeps
             # steps long in real time): the task's one step whose loop time
             # holds the sleeps.  A task's steps never overlap, and the sleeps
@@ -785,6 +1025,7 @@ class BlockingWatchdog:
                 longest.frames,
                 step,
                 finished=not unfinished,
+                period=parts[0].period,
             )
             events.append(replace(event, sleep_calls=sum(part.calls for part in parts)))
         return events
@@ -799,8 +1040,11 @@ class BlockingWatchdog:
         step: Step | None,
         *,
         finished: bool = True,
+        period: int,
     ) -> BlockingEvent:
         record = self.tracer.tasks.get(label)
+        collector = self._collector
+        spent = collector.spent_in(label, started_ns) if collector and clock == "real" else 0
         return BlockingEvent(
             task_label=label,
             task_name=record.name if record is not None else f"task {label}",
@@ -813,4 +1057,6 @@ class BlockingWatchdog:
             frames=frames,
             finished=finished,
             step_index=step.index if step is not None else None,
+            collector=min(spent, duration_ns) / TICKS_PER_SECOND,
+            period=period,
         )

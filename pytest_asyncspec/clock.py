@@ -37,6 +37,7 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import weakref
 from asyncio import base_events
 from collections.abc import Callable
@@ -67,6 +68,9 @@ _MAX_CANCELLED_FRACTION = 0.5
 #: Real seconds a loop with pending tasks and nothing else waits for a
 #: thread to call back before it reports a deadlock.
 DEFAULT_DEADLOCK_GRACE = 0.5
+#: Real seconds the loop may stay busy, with a timer pending, before its
+#: clock follows the real time it spends busy (see _follow_busy_time).
+DEFAULT_BUSY_GRACE = 0.5
 
 
 class DeadlockError(RuntimeError):
@@ -105,9 +109,16 @@ class DeadlockError(RuntimeError):
 
 
 class _JobTiming:
-    """When an executor job was submitted and how long it really ran."""
+    """When an executor job was submitted, which worker ran it, and for how long."""
 
-    __slots__ = ("duration", "flow_at_submit", "submitted_ns", "ticks_at_submit")
+    __slots__ = (
+        "duration",
+        "ended_ns",
+        "flow_at_submit",
+        "submitted_ns",
+        "ticks_at_submit",
+        "worker",
+    )
 
     def __init__(self, ticks: int, flow: int, submitted_ns: int) -> None:
         self.ticks_at_submit = ticks
@@ -115,15 +126,22 @@ class _JobTiming:
         self.submitted_ns = submitted_ns
         #: Real ns the job ran (set on the thread that ran or finished it).
         self.duration: int | None = None
+        #: The thread-pool worker that ran it, and the real ns it ended at
+        #: (None for other executors, whose workers cannot be told apart).
+        self.worker: threading.Thread | None = None
+        self.ended_ns = 0
 
 
 def _run_timed(timing: _JobTiming, func: Callable[..., _T], *args: Any) -> _T:
-    # Runs on the executor's worker thread: measures the job's own real time.
+    # Runs on the executor's worker thread: measures the job's own real time,
+    # and notes the worker, which a job queued behind this one waits for.
+    timing.worker = threading.current_thread()
     start = time_patch.real_monotonic_ns()
     try:
         return func(*args)
     finally:
-        timing.duration = time_patch.real_monotonic_ns() - start
+        timing.ended_ns = time_patch.real_monotonic_ns()
+        timing.duration = timing.ended_ns - start
 
 
 def _cancel_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any]) -> None:
@@ -168,9 +186,13 @@ class VirtualClockLoop(PeerTrackingLoop):
     """An asyncio loop on virtual time; a drop-in ``loop_factory``."""
 
     __slots__ = (
+        "_busy_charged",
+        "_busy_grace",
+        "_busy_since",
         "_children",
         "_deadlock_grace",
         "_epoch",
+        "_following",
         "_foreign_time",
         "_forked",
         "_held",
@@ -183,6 +205,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_ticks",
         "_timer_heap",
         "_timer_seq",
+        "_worker_free",
         "on_blocking_sleep",
     )
 
@@ -191,6 +214,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         selector: selectors.BaseSelector | None = None,
         *,
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
+        busy_grace: float | None = DEFAULT_BUSY_GRACE,
     ) -> None:
         #: A replacement of ``time`` set on this loop (see _LoopTime), and
         #: whether a subclass defines its own ``time``.
@@ -205,6 +229,12 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        #: Each thread-pool worker -> (real ns its last job ended, tick at
+        #: which the loop sees that job done): where a job queued behind it
+        #: starts.
+        self._worker_free: weakref.WeakKeyDictionary[threading.Thread, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Ready callbacks a subclass holds outside ``_ready`` (the exploring
         #: loop's pool): while any are held, time must not jump.
         self._held = 0
@@ -214,6 +244,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         #: Pids of children forked by hand (os.fork) from the loop's thread.
         self._forked: set[int] = set()
         self._deadlock_grace = deadlock_grace
+        #: The busy streak (see _follow_busy_time): its grace in the units of
+        #: _busy_clock (None: compute never moves the clock, and a busy poll
+        #: never times out), where it began, the ticks it charged so far, and
+        #: whether the clock follows it on every reading.
+        self._busy_grace = None if busy_grace is None else seconds_to_ticks(busy_grace)
+        self._busy_since = 0
+        self._busy_charged = 0
+        self._following = False
         #: Ticks of real time charged to the clock so far (real_flow_ticks()).
         self._real_flow = 0
         #: Real ns waited for the outside but not yet charged, because a
@@ -232,10 +270,14 @@ class VirtualClockLoop(PeerTrackingLoop):
     time = _LoopTime()
 
     def _virtual_time(self) -> float:
+        if self._following:
+            self._follow_busy_time_here()
         return self._ticks / TICKS_PER_SECOND
 
     def virtual_ticks(self) -> int:
         """Ticks (ns) elapsed on this loop's clock since it was created."""
+        if self._following:
+            self._follow_busy_time_here()
         return self._ticks
 
     def epoch_ns(self) -> int:
@@ -267,8 +309,12 @@ class VirtualClockLoop(PeerTrackingLoop):
             ticks = 1
         if ticks > 0 and self._real_work_in_flight():
             start = time_patch.real_monotonic_ns()
+            busy_before = self._busy_clock()
             time_patch.real_sleep(seconds)
             self._real_debt += max(0, time_patch.real_monotonic_ns() - start - ticks)
+            # The sleep moves the clock by itself: a busy streak must not
+            # charge its real time a second time.
+            self._busy_since += self._busy_clock() - busy_before
         self._ticks += ticks
         listener = self.on_blocking_sleep
         if listener is not None:
@@ -295,6 +341,8 @@ class VirtualClockLoop(PeerTrackingLoop):
         if when is None:
             raise TypeError("when cannot be None")
         due = seconds_to_ticks(when)
+        if self._following:
+            self._follow_busy_time()
         now = self._ticks if self._own_time() else seconds_to_ticks(self.time())
         if due <= now and when > ticks_to_seconds(now):
             # A moment after now that rounds to now (a deadline a few ulps
@@ -324,6 +372,8 @@ class VirtualClockLoop(PeerTrackingLoop):
         ticks = seconds_to_ticks(delay)
         if ticks <= 0 < delay:
             ticks = 1
+        if self._following:
+            self._follow_busy_time()
         return self._schedule(self._ticks + ticks, callback, args, context)
 
     def _own_time(self) -> bool:
@@ -350,6 +400,9 @@ class VirtualClockLoop(PeerTrackingLoop):
         source = timer._source_traceback  # type: ignore[attr-defined]
         while source and os.path.dirname(source[-1].filename) == _PACKAGE_DIR:
             del source[-1]  # debug mode: end at the caller's line, as stock does
+        if not self._timer_heap:
+            # Busy time counts only while a timer is pending: from now on.
+            self._restart_busy_streak()
         heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
@@ -386,7 +439,7 @@ class VirtualClockLoop(PeerTrackingLoop):
             if executor is None:
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
-        timing = _JobTiming(self._ticks, self._real_flow, time_patch.real_monotonic_ns())
+        timing = _JobTiming(self.virtual_ticks(), self._real_flow, time_patch.real_monotonic_ns())
         if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
             # The job's own running time, measured on its thread, and which
             # thread runs it (a job waiting for the loop is idle).  A process
@@ -422,8 +475,9 @@ class VirtualClockLoop(PeerTrackingLoop):
         # One callback both ends the job's flight and hands its outcome over,
         # so the loop never sees "nothing in flight" while a result is on its way.
         self._jobs_in_flight -= 1
-        # The job is seen no earlier than its submission plus its real running
-        # time, so a job never looks faster than it ran, although the loop's
+        # The job is seen no earlier than its start (_job_start_tick) plus its
+        # real running time, so a job never looks faster than it ran (nor a
+        # queued one sooner than its worker could take it), although the loop's
         # own compute (after submitting, before waiting) is not charged.  What
         # ran while the loop computed counts for at most as long as the loop
         # waited for the job: a job that finished during the loop's compute,
@@ -431,9 +485,11 @@ class VirtualClockLoop(PeerTrackingLoop):
         assert timing.duration is not None
         waited = self._real_flow - timing.flow_at_submit
         owed = min(
-            timing.ticks_at_submit + timing.duration - self._ticks,
+            self._job_start_tick(timing) + timing.duration - self._ticks,
             waited,
         )
+        if timing.worker is not None:
+            self._worker_free[timing.worker] = (timing.ended_ns, self._ticks + max(0, owed))
         if owed > 0 and not future.done():
             # Delivered by a timer at that tick: a timer due earlier still
             # fires first, at its own tick.
@@ -446,6 +502,19 @@ class VirtualClockLoop(PeerTrackingLoop):
             )
         else:
             _deliver_job(job, future)
+
+    def _job_start_tick(self, timing: _JobTiming) -> int:
+        """The tick at which a job started: its submission, or, if it waited
+        in the pool's queue for the job before it on its worker, the tick at
+        which that job was seen done (as in real time, it starts when its
+        worker frees, so three 1 s jobs on one worker end at 1, 2 and 3 s)."""
+        start = timing.ticks_at_submit
+        worker = timing.worker
+        if worker is not None:
+            before = self._worker_free.get(worker)
+            if before is not None and timing.submitted_ns < before[0]:
+                start = max(start, before[1])
+        return start
 
     def _deliver_job_late(
         self,
@@ -541,6 +610,8 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._check_running()  # type: ignore[attr-defined]
         time_patch.enter(self)
         threads.enter(self._threads)
+        # Real time spent while the loop was stopped was not spent busy.
+        self._restart_busy_streak()
         try:
             super().run_forever()
         except DeadlockError as error:
@@ -566,6 +637,12 @@ class VirtualClockLoop(PeerTrackingLoop):
             or (heap and heap[0][0] <= self._ticks)
             or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
+            # The loop will not sleep in this iteration: still busy.
+            if heap and heap[0][0] < NEVER:
+                if self._busy_grace is not None:
+                    self._follow_busy_time()
+            elif self._following:
+                self._following = False  # no timer left to wait for
             self._poll(0)
         else:
             self._wait_or_jump()
@@ -643,8 +720,56 @@ class VirtualClockLoop(PeerTrackingLoop):
                 return
         if due is not None:
             self._ticks = max(self._ticks, due)
+            self._restart_busy_streak()  # the loop was idle: it jumped
             return
         self._wait_without_timers(FdKind.LISTENING in kinds)
+        self._restart_busy_streak()
+
+    # -- a loop that never idles -----------------------------------------------
+
+    def _busy_clock(self) -> int:
+        """What a busy streak is measured in: real ns (the exploring loop
+        counts its picks instead, so that its schedules stay deterministic)."""
+        return time_patch.real_monotonic_ns()
+
+    def _restart_busy_streak(self) -> None:
+        """The loop was idle (it jumped or waited), ran again after a stop, or
+        got its first pending timer: a new busy streak starts now."""
+        if self._busy_grace is not None:
+            self._busy_since = self._busy_clock()
+            self._busy_charged = 0
+            self._following = False
+
+    def _follow_busy_time(self) -> None:
+        """The clock follows the time the loop spends busy past the grace.
+
+        A loop that never idles never jumps, so a poll such as ``while not
+        flag: await asyncio.sleep(0)`` under ``wait_for(..., 1)`` would spin
+        forever where asyncio's own loop times out after a second.  So while a
+        timer is pending, the time the loop has spent busy (no iteration in
+        which it would have slept) beyond the grace is charged to the clock,
+        on every reading once charging began.  Only the excess is charged,
+        never faster than real time: a timer never fires before its delay has
+        passed for real, as on asyncio's own loop (no false timeouts), and a
+        busy poll times out at most the grace late.  A streak shorter than the
+        grace charges nothing: short bursts of work keep exact timings.
+        """
+        grace = self._busy_grace
+        if grace is None:
+            return
+        excess = self._busy_clock() - self._busy_since - grace - self._busy_charged
+        if excess > 0:
+            self._ticks += excess
+            self._busy_charged += excess
+            # Real time, as the real work of rule 5: a span with it is not exact.
+            self._real_flow += excess
+            self._following = True
+
+    def _follow_busy_time_here(self) -> None:
+        # A reading from another thread (a hang report's) only reads: the
+        # clock is the loop thread's to move.
+        if self._thread_id == threading.get_ident():  # type: ignore[attr-defined]
+            self._follow_busy_time()
 
     def _alarm_armed(self) -> bool:
         """Whether a real interval timer will deliver a signal this loop handles.
@@ -703,6 +828,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._real_debt += waited - step
         self._ticks += step
         self._real_flow += step
+        self._restart_busy_streak()  # the loop was idle: it waited
 
     def _wait_without_timers(self, may_get_connections: bool) -> None:
         if may_get_connections or not asyncio.all_tasks(self):

@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
@@ -119,8 +119,9 @@ class ScheduleRun:
     picks: list[str]
     deviations: list[Deviation]
     real_waits: int
-    #: The schedule's task labels (kept only when asked for: it holds the tasks).
-    labels: dict[Any, str] = field(default_factory=dict)
+    #: The schedule's label of each task the tracer given to Explorer.run
+    #: traced, by the tracer's own label (plain data: no task is held).
+    labels: dict[int, str] = field(default_factory=dict)
     #: What the tracer given to Explorer.run recorded, if one was.
     trace: Trace | None = None
 
@@ -167,10 +168,29 @@ class Exploration:
     failure: Failure | None = None
     #: Replayed before exploring (stored failures, or --asyncspec-replay).
     replayed: int = 0
+    #: Schedules that waited on real work (threads, sockets to outside the
+    #: loop): their timing, not the chooser, may have decided some orders.
+    waited_on_real_work: int = 0
 
     def bounds(self) -> list[tuple[int, float]]:
         """PCT's per-schedule lower bound for each depth used."""
         return [(d, pct_bound(self.labels, self.length, d)) for d in self.depths]
+
+
+class RunCycle(Protocol):
+    """What each run of a body needs around it (a test's fixtures, under pytest)."""
+
+    def baseline(self) -> set[asyncio.Task[Any]]:
+        """The tasks from before this run's set-up: not the run's to cancel."""
+        ...
+
+    def set_up(self) -> None:
+        """Prepare a run (before its schedule begins: in stock order)."""
+        ...
+
+    def tear_down(self) -> None:
+        """End what :meth:`set_up` prepared (after the body, under the schedule)."""
+        ...
 
 
 class Explorer:
@@ -185,9 +205,11 @@ class Explorer:
         is_failure: Callable[[BaseException], bool] = failure_of_exception,
         shrink_budget: int = SHRINK_BUDGET,
         trace_failures: bool = True,
+        cycle: RunCycle | None = None,
     ) -> None:
         self.loop = loop
         self.body = body
+        self.cycle = cycle
         self.test = test
         self.is_failure = is_failure
         self.shrink_budget = shrink_budget
@@ -195,6 +217,12 @@ class Explorer:
         #: Called with the tasks a schedule's run of the body left running,
         #: before they are cancelled (the plugin's leak check reads them).
         self.on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None
+        #: Called before each run of the body with the schedule it runs
+        #: (None for a trial run while shrinking a failure), and after it
+        #: with the token that replays the run (None for a trial run): the
+        #: plugin's blocking report names the schedule a step blocked in.
+        self.on_run_start: Callable[[ScheduleSpec | None], None] | None = None
+        self.on_run_end: Callable[[ReplayToken | None], None] | None = None
         self._length = 0
 
     # -- one schedule ----------------------------------------------------------
@@ -204,29 +232,79 @@ class Explorer:
         chooser: Chooser,
         listener: DeviationListener | None = None,
         *,
-        keep_labels: bool = False,
         tracer: Tracer | None = None,
+        spec: ScheduleSpec | None = None,
     ) -> ScheduleRun:
         """Run the body once under ``chooser``; tasks it leaves are cancelled.
 
+        With a :class:`RunCycle`, its set-up runs first, in stock order, and its
+        tear-down after the body, under the schedule, before the leftovers
+        are cancelled; an error of either is the run's failure.
+
         ``tracer`` (installed) is stopped once the body's tasks are done, before
-        the explorer's own clean-up runs, so its trace shows the test alone.
+        the explorer's own clean-up runs, so its trace shows the test alone;
+        the run's ``labels`` then map its task numbers to this schedule's labels.
+        ``spec`` is the schedule the chooser runs, if it is one.
         """
         loop = self.loop
-        before = asyncio.all_tasks(loop)
-        loop.begin_schedule(chooser)
-        loop.on_deviation = listener
+        cycle = self.cycle
+        if self.on_run_start is not None:
+            self.on_run_start(spec)
         error: BaseException | None = None
-        try:
+        if cycle is None:
+            before = asyncio.all_tasks(loop)
+        else:
+            before = cycle.baseline()
             try:
-                self.body()
+                cycle.set_up()
             except BaseException as raised:
                 if not self.is_failure(raised):
                     raise
                 error = raised
+        loop.begin_schedule(chooser)
+        loop.on_deviation = listener
+        labels: dict[int, str] = {}
+        if tracer is not None:
+
+            def note_label(task: asyncio.Future[Any], label: str) -> None:
+                record = tracer.record_of(task)
+                if record is not None:
+                    labels[record.label] = label
+
+            loop.on_label = note_label
+        try:
+            if error is None:
+                try:
+                    self.body()
+                except BaseException as raised:
+                    if not self.is_failure(raised):
+                        raise
+                    error = raised
+            if cycle is not None:
+                # What the set-up made is ended by its own tear-down, before
+                # anything is cancelled: a fixture's object whose helper task
+                # started in the body closes it itself, as in a normal run.
+                try:
+                    cycle.tear_down()
+                except BaseException as raised:
+                    if not self.is_failure(raised):
+                        raise
+                    if error is None:
+                        error = raised
+                    elif hasattr(error, "add_note"):
+                        # pytest would report both: the test's failure and
+                        # its teardown's error.
+                        error.add_note(
+                            f"the tear-down after it raised too: {type(raised).__name__}: {raised}"
+                        )
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None
-            labels = loop.task_labels() if keep_labels else {}
+            if self.on_run_end is not None:
+                self.on_run_end(
+                    None
+                    if spec is None
+                    else ReplayToken(self.test, spec.name, spec.seed, tuple(loop.deviations))
+                )
             return ScheduleRun(error, loop.picks, loop.deviations, loop.real_waits, labels, trace)
         finally:
             loop.cancel_schedule_timers()
@@ -235,8 +313,12 @@ class Explorer:
 
     def _cancel_leftovers(self, before: set[asyncio.Task[Any]]) -> None:
         # Each schedule starts clean, as a fresh asyncio.run would: what the
-        # body left running is cancelled (inside the schedule, so in order).
-        left = asyncio.all_tasks(self.loop) - before
+        # body left running is cancelled inside the schedule, in an order
+        # fixed by the schedule (the same seed must run the same picks).
+        left = cast(
+            "list[asyncio.Task[Any]]",
+            self.loop.in_label_order(asyncio.all_tasks(self.loop) - before),
+        )
         if not left:
             return
         if self.on_leftovers is not None:
@@ -263,7 +345,7 @@ class Explorer:
         loop.run_until_complete(until_quiet())
 
     def run_spec(self, spec: ScheduleSpec) -> ScheduleRun:
-        return self.run(spec.chooser(self._length))
+        return self.run(spec.chooser(self._length), spec=spec)
 
     # -- many schedules --------------------------------------------------------
 
@@ -293,6 +375,8 @@ class Explorer:
                 self._length = outcome.length = len(run.picks)
                 outcome.labels = len(set(run.picks))
             outcome.schedules += 1
+            if run.real_waits:
+                outcome.waited_on_real_work += 1
             key = hash(tuple(run.picks))
             if key not in seen:
                 seen.add(key)
@@ -326,7 +410,7 @@ class Explorer:
     def _replay(self, token: ReplayToken) -> tuple[Failure | None, ReplayMismatchError | None]:
         spec = ScheduleSpec.from_name(token.strategy, token.seed)
         chooser = ReplayChooser(token.deviations)
-        run = self.run(chooser)
+        run = self.run(chooser, spec=spec)
         unapplied = chooser.unapplied()
         mismatch = None
         if unapplied:
@@ -397,7 +481,7 @@ class Explorer:
         if tracer is not None:
             tracer.install()
         try:
-            final = self.run(ReplayChooser(deviations), note, keep_labels=True, tracer=tracer)
+            final = self.run(ReplayChooser(deviations), note, tracer=tracer)
         finally:
             if tracer is not None:
                 tracer.stop()  # when the body raised past the explorer
@@ -421,7 +505,7 @@ class Explorer:
         if trace is not None and tracer is not None and len(trace):
             # Name the rows by this schedule's labels, as the deviations are.
             for number, record in trace.tasks.items():
-                label = final.labels.get(tracer.live_task(number))
+                label = final.labels.get(number)
                 if label is not None:
                     record.name = label
             timeline = render_timeline(trace)

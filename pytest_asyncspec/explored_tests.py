@@ -1,11 +1,12 @@
 """Exploration inside pytest: which tests explore, running them, and their report.
 
-An explored test's fixtures are set up once; its body then runs once per
-schedule on the same loop (pytest-asyncio's), as a property-based test runs
-once per example.  Fixture state the body changes is therefore seen by the
-next schedule; state the body creates itself is fresh each time.  Tasks a
-schedule leaves behind are cancelled before the next one starts, and the
-``asyncspec_clock`` fixture starts again at t = 0 in every schedule.
+Each schedule is a full run of an explored test on the same loop
+(pytest-asyncio's): its function-scoped fixtures set up before the schedule,
+the body in a fresh copy of the context, the fixtures torn down after it,
+under the schedule (:mod:`.fixture_cycle`).  Wider-scoped fixtures are set
+up once, as for any test.  Tasks a run leaves behind are cancelled before
+the next one starts, and ``asyncspec_clock`` starts again at t = 0 in every
+schedule.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from .failure_store import FailureStore
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
-from .strategies import Plan
+from .strategies import Plan, ScheduleSpec
 
 if TYPE_CHECKING:
     # Running an exploration loads these (run_explored); collection does not.
-    from .exploration import Exploration, Failure
+    from .exploration import Exploration, Explorer, Failure
     from .observation import TraceView
     from .timing import LoopClock
 
@@ -41,6 +42,20 @@ class ExploreRequest:
     replay: ReplayToken | None = None
     report: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+class RunWatcher(Protocol):
+    """What watches an explored test's runs of its body (the plugin's
+    observation of the test)."""
+
+    def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """A run of the body ended with these tasks still running."""
+
+    def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
+        """A run of the body under ``spec`` (None: a shrinking trial) begins."""
+
+    def end_schedule_run(self, token: ReplayToken | None) -> None:
+        """The run that began last ended; ``token`` replays it."""
 
 
 def session_seed() -> int:
@@ -127,11 +142,13 @@ def _where(effective: Effective, name: str) -> str:
 
 
 def _is_test_failure(error: BaseException) -> bool:
-    # pytest.fail() raises a BaseException; skip and xfail end the test as
-    # they would without exploration.
+    # pytest.fail() raises a BaseException, and so does a CancelledError out
+    # of the body or a fixture's teardown: in a normal run both fail the
+    # test.  Skip and xfail end the test as they would without exploration;
+    # KeyboardInterrupt and pytest.exit() end the run.
     if isinstance(error, (pytest.skip.Exception, pytest.xfail.Exception)):
         return False
-    return isinstance(error, (Exception, pytest.fail.Exception))
+    return isinstance(error, (Exception, pytest.fail.Exception, asyncio.CancelledError))
 
 
 def run_explored(
@@ -140,14 +157,17 @@ def run_explored(
     store: FailureStore,
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
-    on_leftovers: Callable[[list[asyncio.Task[Any]]], None] | None = None,
+    watcher: RunWatcher | None = None,
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
-    Before each run of the body, the test's clock restarts and its
-    ``asyncspec_trace`` view moves to the new schedule."""
-    from .exploration import Exploration, Explorer, ReplayMismatchError
+    Each run sets the test's function-scoped fixtures up before its schedule
+    and tears them down after the body (:mod:`.fixture_cycle`).  Before each
+    run of the body, the test's clock restarts and its ``asyncspec_trace``
+    view moves to the new schedule."""
+    from .exploration import Explorer
     from .exploring_loop import ExploringLoop
+    from .fixture_cycle import FixtureCycle
     from .observation import current_loop
 
     loop = current_loop()
@@ -158,8 +178,7 @@ def run_explored(
             "event_loop_policy of your own replaced it; let pytest-asyncspec provide the loop",
             pytrace=False,
         )
-    function = item.obj
-    arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+    cycle = FixtureCycle(item, loop)
 
     def body() -> None:
         test_clock = clock()
@@ -168,29 +187,19 @@ def run_explored(
         view = trace_view()
         if view is not None:
             view._begin_schedule()
-        function(**arguments)
+        # Looked up each run: the wrapper is patched in, and the fixtures are new.
+        item.obj(**cycle.begin_body())
 
-    explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure)
-    explorer.on_leftovers = on_leftovers
-    if request.replay is not None:
-        outcome = Exploration(replayed=1)
-        mismatch: ReplayMismatchError | None = None
+    explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure, cycle=cycle)
+    if watcher is not None:
+        explorer.on_leftovers = watcher.note_schedule_leftovers
+        explorer.on_run_start = watcher.begin_schedule_run
+        explorer.on_run_end = watcher.end_schedule_run
+    with cycle.fresh_context_per_run():
         try:
-            outcome.failure = explorer.replay(request.replay)
-        except ReplayMismatchError as stale:
-            mismatch = stale
-        if mismatch is not None:
-            # It passed, but not under the token's schedule: no green from it.
-            request.summary = {**_summary(request, outcome), "failed": True, "mismatch": True}
-            pytest.fail(f"--asyncspec-replay: {mismatch.describe(EXPLORE_AGAIN)}", pytrace=False)
-    else:
-        assert request.plan is not None
-        stored = _stored_tokens(store, item)
-        outcome = explorer.explore(request.plan, request.schedules, first=stored)
-        for token in stored:
-            found = outcome.failure.token if outcome.failure is not None else None
-            if found is None or found.encode() != token.encode():
-                store.discard(item.nodeid, token.encode())
+            outcome = _explore(item, request, store, explorer)
+        finally:
+            cycle.close()
     request.summary = _summary(request, outcome)
     failure = outcome.failure
     if failure is None:
@@ -203,6 +212,34 @@ def run_explored(
     if hasattr(error, "add_note") and note:
         error.add_note(note)
     raise error
+
+
+def _explore(
+    item: pytest.Function, request: ExploreRequest, store: FailureStore, explorer: Explorer
+) -> Exploration:
+    """Replay the asked-for token, or stored failures then new schedules."""
+    from .exploration import Exploration, ReplayMismatchError
+
+    if request.replay is not None:
+        outcome = Exploration(replayed=1)
+        mismatch: ReplayMismatchError | None = None
+        try:
+            outcome.failure = explorer.replay(request.replay)
+        except ReplayMismatchError as stale:
+            mismatch = stale
+        if mismatch is not None:
+            # It passed, but not under the token's schedule: no green from it.
+            request.summary = {**_summary(request, outcome), "failed": True, "mismatch": True}
+            pytest.fail(f"--asyncspec-replay: {mismatch.describe(EXPLORE_AGAIN)}", pytrace=False)
+        return outcome
+    assert request.plan is not None
+    stored = _stored_tokens(store, item)
+    outcome = explorer.explore(request.plan, request.schedules, first=stored)
+    for token in stored:
+        found = outcome.failure.token if outcome.failure is not None else None
+        if found is None or found.encode() != token.encode():
+            store.discard(item.nodeid, token.encode())
+    return outcome
 
 
 #: What to do about a token that did not apply, under pytest.
@@ -250,6 +287,7 @@ def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
         "distinct": outcome.distinct,
         "replayed": outcome.replayed,
         "failed": outcome.failure is not None,
+        "real_work": outcome.waited_on_real_work,
     }
     if request.plan is not None:
         summary.update(
@@ -282,6 +320,9 @@ def describe_failure(
             f"schedule {spec.number + 1} of {request.schedules} failed "
             f"({spec.name}, schedule seed {spec.seed})"
         )
+    real_work = request.summary.get("real_work", 0)
+    if real_work:
+        lines.append(real_work_note(real_work))  # up front: it qualifies all that follows
     if failure.mismatch is not None:
         lines.append(failure.mismatch.describe(EXPLORE_AGAIN))
     if failure.nondeterminism is not None:
@@ -297,10 +338,12 @@ def describe_failure(
             "this failure does not come from the task order: it shrank to stock asyncio's "
             "own order (FIFO), with no deviation, and that same order passed as the first "
             "schedule of this exploration. What differs is state carried over from earlier "
-            "schedules: fixtures are set up once per test, not once per schedule, and module "
-            "globals and files the test writes keep what earlier schedules left. Build that state "
-            "inside the test body (a fresh object, file or directory per run), or reset it "
-            "at the start of the body. (No replay token: replayed alone, stock order passes.)"
+            "schedules: function-scoped fixtures are set up afresh for each schedule, but "
+            "fixtures of a wider scope (class, module, session), module globals and files "
+            "outside tmp_path keep what earlier schedules left. Build that state in the test "
+            "or a function-scoped fixture (a fresh object, file or directory per run), or "
+            "reset it at the start of the body. (No replay token: replayed alone, stock order "
+            "passes.)"
         )
         if failure.timeline:
             lines.extend(["", failure.timeline])
@@ -371,4 +414,17 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
         )
     if summary.get("failed"):
         text += "; FAILED"
+    real_work = summary.get("real_work", 0)
+    if real_work:
+        # Said once per test, as a note: not a failure, a limit of the method.
+        text += f"\n  {real_work_note(real_work)}"
     return text
+
+
+def real_work_note(schedules: int) -> str:
+    """What to know about a test whose schedules waited on real work."""
+    return (
+        f"note: {schedules} of these schedules waited on real work (threads, or sockets to "
+        "peers outside the loop); when that work's timing decides an order, the schedule "
+        "does not, so exploration is not faithful there and a failure found may not replay"
+    )

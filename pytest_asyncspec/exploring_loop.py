@@ -42,11 +42,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import re
+import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
-from .clock import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
+from .clock import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from .deviation import Deviation
 from .task_table import shown_task_name
 
@@ -63,6 +64,12 @@ FAIRNESS_BOUND = 64
 #: observing a test does not change the schedules it is explored under.
 BOOKKEEPING = "asyncspec"
 _TIMER_LABEL = re.compile(r":t\d+$")
+#: What one pick costs a busy streak during a schedule, in ns: the clock of a
+#: loop that never idles follows its picks, not real time, so a schedule
+#: replays exactly.  A microsecond is under what a callback costs asyncio's
+#: own loop (two to three here), so a burst of work is never made to look
+#: slower than it runs there, and a busy poll still times out.
+PICK_NS = 1_000
 
 
 def is_timer_label(label: str) -> bool:
@@ -139,12 +146,18 @@ class ExploringLoop(VirtualClockLoop):
         "_timer_labels",
         "deviations",
         "on_deviation",
+        "on_label",
         "picks",
         "real_waits",
     )
 
-    def __init__(self, *args: Any, deadlock_grace: float = DEFAULT_DEADLOCK_GRACE) -> None:
-        super().__init__(*args, deadlock_grace=deadlock_grace)
+    def __init__(
+        self,
+        *args: Any,
+        deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
+        busy_grace: float | None = DEFAULT_BUSY_GRACE,
+    ) -> None:
+        super().__init__(*args, deadlock_grace=deadlock_grace, busy_grace=busy_grace)
         self._chooser: Chooser | None = None
         self._reset_schedule_state()
 
@@ -154,18 +167,30 @@ class ExploringLoop(VirtualClockLoop):
         #: The picks that were not the oldest candidate.
         self.deviations: list[Deviation] = []
         self.on_deviation: DeviationListener | None = None
+        #: Called with each task and its label when the schedule first sees it
+        #: (a report names trace rows by label without holding the tasks).
+        self.on_label: Callable[[asyncio.Future[Any], str], None] | None = None
         #: Times the schedule waited for real work (threads, outside sockets),
         #: whose timing, not the chooser, may then decide an order.
         self.real_waits = 0
         self._steps: dict[str, int] = {}
-        self._task_labels: dict[asyncio.Future[Any], str] = {}
+        # Tasks are held weakly: one the user dropped must be collected when
+        # asyncio's own references go, so that its "exception was never
+        # retrieved" is logged as on the stock loop.  Picks and deviations
+        # keep plain labels.  Keyed by id() for a fast lookup on every pick
+        # (a WeakKeyDictionary cost 6% of a schedule); a hit counts only when
+        # its weak reference still gives that very task, and a task's entry
+        # goes when it does.  Insertion order is the order labels were given.
+        self._task_labels: dict[int, tuple[weakref.ref[asyncio.Future[Any]], str]] = {}
         self._name_counts: dict[str, int] = {}
         self._timer_counts: dict[str, int] = {}
         # id() of a pending timer -> its label (timers define __eq__ on their
         # contents, so two identical call_later's would share a dict key).
         self._timer_labels: dict[int, str] = {}
-        # Timers set during the schedule (cancelled if pending at its end).
-        self._schedule_timers: list[asyncio.TimerHandle] = []
+        # Timers set during the schedule (cancelled if pending at its end),
+        # weakly: a pending one is held by the loop, a fired one may hold
+        # what its callback was given (a task's bound method, say).
+        self._schedule_timers: list[weakref.ref[asyncio.TimerHandle]] = []
         # The pool: candidates sorted by arrival, and per label the callbacks
         # queued behind its candidate.
         self._candidates: list[Candidate] = []
@@ -190,10 +215,12 @@ class ExploringLoop(VirtualClockLoop):
             raise RuntimeError("a schedule is already running on this loop; end it first")
         self._reset_schedule_state()
         self._chooser = chooser
+        self._restart_busy_streak()  # measured in picks from now on
 
     def end_schedule(self) -> None:
         """Back to stock order; callbacks still in the pool return to it, oldest first."""
         self._chooser = None
+        self._restart_busy_streak()  # measured in real time again
         pending = list(self._candidates)
         for queue in self._queued.values():
             pending.extend(queue)
@@ -206,10 +233,6 @@ class ExploringLoop(VirtualClockLoop):
         self._task_labels.clear()
         self._timer_labels.clear()
 
-    def task_labels(self) -> dict[asyncio.Future[Any], str]:
-        """The labels of the tasks seen in the current schedule."""
-        return dict(self._task_labels)
-
     def steps_taken(self) -> dict[str, int]:
         """Picks per label in the current (or last) schedule."""
         return dict(self._steps)
@@ -218,10 +241,10 @@ class ExploringLoop(VirtualClockLoop):
 
     def label_of_task(self, task: asyncio.Future[Any]) -> str:
         """This schedule's label for ``task`` (given on first sight)."""
-        label = self._task_labels.get(task)
-        if label is None:
-            label = self._new_task_label(task)
-        return label
+        entry = self._task_labels.get(id(task))
+        if entry is not None and entry[0]() is task:
+            return entry[1]
+        return self._new_task_label(task)
 
     def _new_task_label(self, task: asyncio.Future[Any]) -> str:
         name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
@@ -232,15 +255,59 @@ class ExploringLoop(VirtualClockLoop):
         count = self._name_counts.get(name, 0) + 1
         self._name_counts[name] = count
         label = f"{name}-{count}"
-        self._task_labels[task] = label
+        key = id(task)
+        labels = self._task_labels
+
+        def forget(held: weakref.ref[asyncio.Future[Any]]) -> None:
+            entry = labels.get(key)
+            if entry is not None and entry[0] is held:
+                del labels[key]
+
+        labels[key] = (weakref.ref(task, forget), label)
+        if self.on_label is not None:
+            self.on_label(task, label)
         return label
+
+    def in_label_order(self, tasks: Iterable[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
+        """``tasks`` in an order that depends on the schedule alone, never on
+        ``id()`` (``all_tasks`` is a set, whose order follows memory addresses).
+
+        Tasks with a label come in the order they got it.  The others are
+        labelled now, in the order their first step waits to run (the pool,
+        then asyncio's queue), as they would have been on arrival.  What is
+        left -- an eager task suspended in its first step never waited in
+        either -- comes by name, numbers compared as numbers (``Task-9``
+        before ``Task-10``: asyncio numbers tasks in creation order).
+        """
+        wanted = set(tasks)
+        if not wanted:
+            return []
+        if self._chooser is not None:
+            pooled = [*self._candidates, *(c for queue in self._queued.values() for c in queue)]
+            pooled.sort()
+            waiting = [c.handle for c in pooled]
+            waiting.extend(self._ready)  # type: ignore[attr-defined]
+            for handle in waiting:
+                owner = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
+                if isinstance(owner, _TASK_TYPES) and owner in wanted:
+                    self.label_of_task(owner)
+        ordered = []
+        for held, _ in list(self._task_labels.values()):
+            task = held()
+            if task is not None and task in wanted:
+                ordered.append(task)
+        rest = wanted.difference(ordered)
+        ordered.extend(sorted(rest, key=_name_key))
+        return ordered
 
     def _label_of(self, handle: asyncio.Handle) -> str:
         owner: Any = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if owner is not None and isinstance(owner, _TASK_TYPES):
             task = cast("asyncio.Future[Any]", owner)
-            label = self._task_labels.get(task)
-            return label if label is not None else self._new_task_label(task)
+            entry = self._task_labels.get(id(task))
+            if entry is not None and entry[0]() is task:
+                return entry[1]
+            return self._new_task_label(task)
         if type(handle) is asyncio.TimerHandle:
             return self._timer_labels.pop(id(handle), LANE)
         if getattr(owner, "_asyncspec_bookkeeping", False):
@@ -255,13 +322,20 @@ class ExploringLoop(VirtualClockLoop):
             count = self._timer_counts.get(creator, 0) + 1
             self._timer_counts[creator] = count
             self._timer_labels[id(timer)] = f"{creator}:t{count}"  # see is_timer_label
-            self._schedule_timers.append(timer)
+            self._schedule_timers.append(weakref.ref(timer))
         return timer
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        super()._timer_handle_cancelled(handle)  # type: ignore[misc]
+        # A cancelled timer never runs to claim its label: drop it now, or a
+        # later timer at the same address would inherit it.
+        self._timer_labels.pop(id(handle), None)
 
     def cancel_schedule_timers(self) -> None:
         """Cancel the timers set during this schedule that have not fired."""
-        for timer in self._schedule_timers:
-            if timer._scheduled:  # type: ignore[attr-defined]
+        for held in self._schedule_timers:
+            timer = held()
+            if timer is not None and timer._scheduled:  # type: ignore[attr-defined]
                 timer.cancel()
         self._schedule_timers.clear()
 
@@ -390,6 +464,11 @@ class ExploringLoop(VirtualClockLoop):
         # VirtualClockLoop._run_ready).
         handle = entry = oldest = successor = None  # type: ignore[assignment]
 
+    def _busy_clock(self) -> int:
+        if self._chooser is None:
+            return super()._busy_clock()
+        return len(self.picks) * PICK_NS
+
     def _flow_in_real_time(self, due: int | None) -> None:
         if self._chooser is not None:
             self.real_waits += 1
@@ -402,5 +481,12 @@ class ExploringLoop(VirtualClockLoop):
         self._held = 0
 
 
+def _name_key(task: asyncio.Future[Any]) -> list[tuple[int, str]]:
+    """Sorts task names with their numbers compared as numbers."""
+    name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in _DIGITS.split(name)]
+
+
+_DIGITS = re.compile(r"(\d+)")
 #: Greater than any label, for searching the pool by arrival number.
 _LAST = "\U0010ffff"

@@ -15,7 +15,11 @@ The page is drawn from plain, JSON-able data only:
   where the test ran and carried on its call report in :data:`.report_fields.TIMELINE`,
   so that a pytest-xdist controller receives the same data a serial run
   collects.  A payload keeps at most :data:`MAX_TASKS` tasks and
-  :data:`MAX_STEPS` steps; the page says when a timeline was clipped.
+  :data:`MAX_STEPS` steps; the page says when a timeline was clipped.  It
+  travels, and waits for the page, packed (:func:`pack_timeline`: JSON,
+  zlib, base64), since pytest keeps every report to the end of the run: a
+  suite of thousands of traced tests keeps a few hundred bytes a test, not
+  the tens of kilobytes of the decoded data.
 
 :class:`HtmlReport` is the pytest plugin object that gathers the payloads
 where reports arrive (never on an xdist worker) and writes the page at the
@@ -25,8 +29,11 @@ so a serial run and ``-n 2`` on the virtual clock give the same file.
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -50,8 +57,10 @@ __all__ = [
     "MAX_STEPS",
     "MAX_TASKS",
     "HtmlReport",
+    "pack_timeline",
     "render_page",
     "timeline_payload",
+    "unpack_timeline",
 ]
 
 #: Most tasks one test's timeline keeps (the first ones created).  Beyond a
@@ -143,6 +152,32 @@ def timeline_payload(
         "total_tasks": len(records),
         "total_steps": len(trace),
     }
+
+
+def pack_timeline(payload: JsonDict) -> str:
+    """``payload`` as compact text (JSON, zlib, base64): still a plain
+    string on the report, for pytest-xdist to carry."""
+    encoded = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(encoded)).decode("ascii")
+
+
+def unpack_timeline(packed: str) -> JsonDict:
+    """The payload :func:`pack_timeline` packed."""
+    return cast(JsonDict, json.loads(zlib.decompress(base64.b64decode(packed))))
+
+
+class _PackedTimelines(Sequence[JsonDict]):
+    """Packed payloads, unpacked one at a time as the page is drawn (all of
+    them at once would be the memory the packing saved)."""
+
+    def __init__(self, packed: list[str]) -> None:
+        self._packed = packed
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __getitem__(self, index: int) -> JsonDict:  # type: ignore[override]
+        return unpack_timeline(self._packed[index])
 
 
 # -- rendering -------------------------------------------------------------------
@@ -494,25 +529,27 @@ class HtmlReport:
     def __init__(self, path: Path, claims: ClaimsReport) -> None:
         self.path = path
         self.claims = claims
-        self.timelines: dict[str, JsonDict] = {}
+        #: By test id: (its position, the packed payload).
+        self.timelines: dict[str, tuple[int, str]] = {}
         self.write_error: str | None = None
         self.written = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, report_fields.TIMELINE, None)
-        if report.when == "call" and isinstance(payload, dict):
-            self.timelines[report.nodeid] = payload
+        packed = getattr(report, report_fields.TIMELINE, None)
+        if report.when == "call" and isinstance(packed, str):
+            try:
+                position = unpack_timeline(packed).get("position", 0)
+            except (ValueError, zlib.error):
+                return
+            self.timelines[report.nodeid] = (position if isinstance(position, int) else 0, packed)
 
     def page(self) -> str:
         document = self.claims.document()
-        timelines = sorted(
-            self.timelines.values(),
-            key=lambda entry: (cast(int, entry.get("position", 0)), str(entry.get("test"))),
-        )
+        order = sorted(self.timelines.items(), key=lambda item: (item[1][0], item[0]))
         return render_page(
             cast(list[JsonDict], document["claims"]),
             cast(JsonDict, document["summary"]),
-            timelines,
+            _PackedTimelines([packed for _, (_, packed) in order]),
         )
 
     @pytest.hookimpl(trylast=True)

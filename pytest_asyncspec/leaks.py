@@ -316,6 +316,7 @@ def track_unawaited(
             # "always": the same line may drop a coroutine in several tests,
             # and each must be seen, not just the first.
             warnings.simplefilter("always", RuntimeWarning)
+            _read_each_warning_at_once(caught, found)
             try:
                 yield found
             except BaseException:
@@ -342,6 +343,31 @@ def track_unawaited(
                     _reemit(warning)
             else:
                 _reemit(warning)
+
+
+def _read_each_warning_at_once(
+    caught: list[warnings.WarningMessage], found: list[UnawaitedCoroutine]
+) -> None:
+    """Turn a never-awaited coroutine's warning into plain data as it is
+    issued, other warnings going on to ``caught``.
+
+    A recorded warning holds its source, here the dropped coroutine, and with
+    it the arguments it was called with: kept to the block's end they would
+    outlive the moment stock Python frees them.  ``catch_warnings(record=True)``
+    records through ``warnings._showwarnmsg_impl`` (CPython), which it also
+    restores on exit; where that hook is missing, warnings are read at the end.
+    """
+    if not hasattr(warnings, "_showwarnmsg_impl"):
+        return
+
+    def note(warning: warnings.WarningMessage) -> None:
+        leak = _unawaited(warning)
+        if leak is None:
+            caught.append(warning)
+        else:
+            found.append(leak)
+
+    warnings._showwarnmsg_impl = note
 
 
 def leak_report(

@@ -22,10 +22,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .allow_rules import AllowRule, first_match
 from .blocking import BlockingEvent, BlockingWatchdog
+from .blocking_groups import BlockingGroup, Schedule, describe_violations, group_events
 from .hang import hang_report
 from .leaks import (
     LeakedTask,
@@ -42,6 +43,11 @@ from .settings import Effective
 from .timeline import render_timeline
 from .trace import Outcome, TaskRecord, Trace, Tracer
 from .trace_events import trace_file_name, write_trace_events
+
+if TYPE_CHECKING:
+    from .replay_token import ReplayToken
+    from .strategies import ScheduleSpec
+
 
 #: pytest's phases of a test, in order, and how reports say them.
 PHASE_WORDS = {"setup": "during setup", "call": "during the test", "teardown": "during teardown"}
@@ -95,8 +101,13 @@ class Observation:
     blocking_report: str = ""
     #: The phase being watched (None: between phases, or stopped).
     phase: str | None = None
-    #: Unallowed blocking steps of each phase that has ended.
+    #: The blocking steps of each phase that has ended (allowed or not, and
+    #: the garbage collector's pauses), as its watchdog settled them.
     blocking: dict[str, list[BlockingEvent]] = field(default_factory=dict)
+    #: In an explored test: the schedule each of the call phase's watchdog
+    #: periods ran (the schedules run inside the call phase).
+    schedules: dict[int, Schedule] = field(default_factory=dict)
+    _period: int = 0
     #: Where each phase and each fixture setup began, in order: the steps
     #: recorded by then, the label of the next task, and the origin.
     _mark_steps: list[int] = field(default_factory=list)
@@ -165,7 +176,7 @@ class Observation:
         watchdog, self._watchdog = self._watchdog, None
         if watchdog is not None:
             watchdog.stop()
-            self.blocking[phase] = watchdog.violations()
+            self.blocking[phase] = watchdog.events()
             self.internal_errors.extend(watchdog.watchdog_errors)
         try:
             self._phase_stack.close()
@@ -245,24 +256,73 @@ class Observation:
 
     # -- conclusions ---------------------------------------------------------
 
-    def blocking_failures(self, phase: str) -> str:
-        """The report of the unallowed blocking steps of ``phase``, or ``""``."""
-        violations = self.blocking.get(phase, [])
-        if not violations:
-            return ""
-        threshold = self.effective.max_blocking
-        head = (
-            f"{len(violations)} task step(s) held the event loop longer than "
-            f"max_blocking={threshold:g} s {PHASE_WORDS[phase]}:"
-        )
-        return "\n\n".join([head, *(self._describe_blocking(event) for event in violations)])
+    def _phase_events(self, phase: str) -> list[BlockingEvent]:
+        """The blocking steps of ``phase``: settled once it ended, a snapshot
+        while it runs."""
+        if phase == self.phase and self._watchdog is not None:
+            return self._watchdog.events()
+        return self.blocking.get(phase, [])
 
-    def _describe_blocking(self, event: BlockingEvent) -> str:
-        text = event.describe()
-        origin = self.origin_of_task(event.task_label)
-        if origin is not None:
-            text += f"\nThe task was created {origin.describe()}."
-        return text
+    def blocking_groups(self, phase: str, *, allowed: bool) -> list[BlockingGroup]:
+        """The blocking steps of ``phase`` that no rule allowed (or, with
+        ``allowed``, that one did), one group per place.  The collector's
+        pauses are neither (see :meth:`collector_report`)."""
+        events = [
+            event
+            for event in self._phase_events(phase)
+            if not event.by_collector and (event.allowed_by is not None) == allowed
+        ]
+        # Only the call phase runs schedules: other phases' periods are all 0.
+        return group_events(events, self.schedules if phase == "call" else None)
+
+    def blocking_failures(self, phase: str) -> str:
+        """The report of the unallowed blocking steps of ``phase``, one entry
+        per place, or ``""``."""
+        threshold = self.effective.max_blocking
+        if threshold is None:
+            return ""
+        return describe_violations(
+            self.blocking_groups(phase, allowed=False),
+            threshold,
+            when=PHASE_WORDS[phase],
+            note=self._created,
+        )
+
+    def _created(self, group: BlockingGroup) -> str:
+        """Where the task of a place was created (its worst step's task)."""
+        origin = self.origin_of_task(group.worst.task_label)
+        return "" if origin is None else f"The task was created {origin.describe()}."
+
+    # -- an explored test's runs of its body ---------------------------------
+
+    def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        self._period = watchdog.new_period()
+        if spec is None:
+            schedule = Schedule("a trial run while shrinking a failure", counted=False)
+        elif spec.number < 0:
+            # Several stored tokens may replay before exploring: tell them apart.
+            schedule = Schedule(f"the replayed schedule ({spec.name}, seed {spec.seed})")
+        else:
+            schedule = Schedule(f"schedule {spec.number + 1}")
+        self.schedules[self._period] = schedule
+
+    def end_schedule_run(self, token: ReplayToken | None) -> None:
+        schedule = self.schedules.get(self._period)
+        if schedule is None or token is None:
+            return
+        command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
+        self.schedules[self._period] = replace(schedule, replay=command)
+
+    def collector_report(self, phase: str) -> str:
+        """Steps of ``phase`` over max_blocking only because the garbage
+        collector ran inside them: not failures, but shown, so a slow
+        collection is seen."""
+        return "\n\n".join(
+            event.describe() for event in self._phase_events(phase) if event.by_collector
+        )
 
     def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
         """An explored test's schedule ended with these tasks still running."""
@@ -410,7 +470,8 @@ class TraceView:
         self._window: tuple[int, int] | None = None
         self._first_line = 0
 
-    def _attach(self, observation: Observation) -> None:
+    def _attach(self, observation: Observation | None) -> None:
+        """Show ``observation``'s trace (None: the test is over)."""
         self._observation = observation
 
     def _begin_schedule(self) -> None:

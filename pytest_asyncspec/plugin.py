@@ -12,7 +12,6 @@ installed as without it (``tests/test_startup_imports.py``).
 
 from __future__ import annotations
 
-import inspect
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from .settings import (
     allow_leak_rules,
     effective_for,
     effective_global,
+    enabled_modes,
     html_path,
     replay_token,
     report_path,
@@ -77,6 +77,8 @@ SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
 HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
+#: Why an async test runs outside the modes it asked for, and those modes.
+OUTSIDE_MODES_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
 TRACE_FIXTURE = "asyncspec_trace"
 
 
@@ -305,6 +307,7 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
     replay = replay_token(config)
     replayed = replay.test if replay is not None else None
+    modes_on = bool(enabled_modes(unmarked))
     for item in items:
         # One walk over the markers of the test, its class and module: most
         # tests have neither an asyncspec nor a claim marker.
@@ -312,8 +315,17 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         effective = unmarked
         if MARKER in marks or item.name == replayed:
             effective = effective_for(config, item)
-        if (MARKER in marks or _uses_loop_fixtures(item)) and not is_async_test(item):
+        run_by_pytest_asyncio = is_async_test(item)
+        if (MARKER in marks or _uses_loop_fixtures(item)) and not run_by_pytest_asyncio:
             _check_marked_test_is_run_by_pytest_asyncio(item)
+        if not run_by_pytest_asyncio and (
+            modes_on if effective is unmarked else enabled_modes(effective)
+        ):
+            from .outside_modes import why_outside
+
+            reason = why_outside(item)
+            if reason is not None:
+                item.stash[OUTSIDE_MODES_KEY] = (reason, ", ".join(enabled_modes(effective)))
         if opted_in or effective is not unmarked:
             _check_loop(item, effective)
         item.stash[SETTINGS_KEY] = effective
@@ -395,12 +407,19 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
     """The asyncspec marker and loop fixtures act on async tests that
     pytest-asyncio runs; on any other test they would be silently ignored, or
     fail with pytest's own "async def functions are not natively supported"."""
-    function = getattr(item, "obj", None)
-    if inspect.iscoroutinefunction(function):
+    from .outside_modes import STRICT_MODE, why_outside
+
+    reason = why_outside(item)
+    if reason is not None:
+        way_out = (
+            "add @pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
+            if reason == STRICT_MODE
+            else "let pytest-asyncio run it instead, or leave the asyncspec marker and "
+            "fixtures off it"
+        )
         raise pytest.UsageError(
-            f"{item.nodeid}: pytest-asyncio does not run this async test (strict mode), so "
-            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: add "
-            "@pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
+            f"{item.nodeid}: pytest-asyncio does not run this async test ({reason}), so "
+            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: {way_out}"
         )
     # A sync test under a class or module marker is simply not affected; its
     # own marker asks for something that cannot happen.  (A sync test may use
@@ -550,13 +569,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     observation = pyfuncitem.stash.get(OBSERVATION_KEY, None)
 
+    def trace_view() -> TraceView | None:
+        # Each schedule sets the fixture up anew: its view joins the recording.
+        view = pyfuncitem.stash.get(TRACE_VIEW_KEY, None)
+        if view is not None and observation is not None:
+            view._attach(observation)
+        return view
+
     run_explored(
         pyfuncitem,
         request,
         failure_store(pyfuncitem.config),
         lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
-        lambda: pyfuncitem.stash.get(TRACE_VIEW_KEY, None),
-        observation.note_schedule_leftovers if observation is not None else None,
+        trace_view,
+        observation,
     )
     return True
 
@@ -849,10 +875,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     _attach_claim(item, report)
-    rules = item.config.stash.get(ALLOW_RULES_KEY, [])
-    if rules:
-        # Every phase: a rule may fire in a fixture's setup or teardown.
-        setattr(report, report_fields.RULES_USED, [rule.text for rule in rules if rule.used])
+    outside = item.stash.get(OUTSIDE_MODES_KEY, None)
+    if outside is not None and call.when == "call":
+        setattr(report, report_fields.OUTSIDE_MODES, list(outside))
     request = item.stash.get(EXPLORE_KEY, None)
     if request is not None and call.when == "call":
         if request.summary:
@@ -863,6 +888,8 @@ def pytest_runtest_makereport(
             report.sections.append((SECTION, request.report))
     observation = item.stash.get(OBSERVATION_KEY, None)
     if observation is None:
+        if call.when == "teardown":
+            _release_observation(item)
         return report
     try:
         _attach_observation(item, report, call, observation)
@@ -880,6 +907,9 @@ def pytest_runtest_makereport(
             )
         )
         observation.internal_errors.clear()
+    if call.when == "teardown":
+        # The teardown's report is the test's last: it has what it needs.
+        _release_observation(item)
     return report
 
 
@@ -889,6 +919,14 @@ def _attach_observation(
     call: pytest.CallInfo[None],
     observation: Observation,
 ) -> None:
+    # Every phase carries its own blocking places and collector pauses: a
+    # fixture's setup or teardown may block too.
+    _attach_blocking(report, observation, call.when)
+    collector = observation.collector_report(call.when)
+    if collector:
+        # pytest shows a teardown's sections beside a failure when their title says so.
+        at = " at teardown" if call.when == "teardown" else ""
+        report.sections.append((f"asyncspec garbage collector{at}", collector))
     if observation.blocking_report:
         report.sections.append(("asyncspec blocking calls", observation.blocking_report))
         observation.blocking_report = ""
@@ -926,6 +964,37 @@ def _attach_leak_rules(
         setattr(report, report_fields.LEAK_RULES, {"used": used, "marked": marked})
 
 
+def _release_observation(item: pytest.Item) -> None:
+    """Drop what watched the test once its last report is made.
+
+    pytest keeps every item, and so its stash, until the session ends: an
+    observation left there would keep the test's loop, step log, task table
+    and captured output alive for the rest of the run (about 100 KB a test).
+    What the end-of-run reports need is already on the test's reports (the
+    teardown's, made just before: leaks, leak rules, trace file).
+    """
+    if OBSERVATION_KEY in item.stash:
+        del item.stash[OBSERVATION_KEY]
+    view = item.stash.get(TRACE_VIEW_KEY, None)
+    if view is not None:
+        view._attach(None)
+        del item.stash[TRACE_VIEW_KEY]
+
+
+def _attach_blocking(report: pytest.TestReport, observation: Observation, phase: str) -> None:
+    """Carry the blocking places of the report's phase on it, for the run's
+    summary (each phase's report its own: none is counted twice)."""
+    if observation.effective.max_blocking is None:
+        return
+    for name, allowed in (
+        (report_fields.BLOCKING, False),
+        (report_fields.ALLOWED_BLOCKING, True),
+    ):
+        groups = observation.blocking_groups(phase, allowed=allowed)
+        if groups:
+            setattr(report, name, [{**group.payload(), "phase": phase} for group in groups])
+
+
 def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
     """Carry the test's claim data on its report (xdist serialises report attributes)."""
     tag = item.stash.get(CLAIM_KEY, None)
@@ -956,7 +1025,7 @@ def _attach_timeline(
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
-    from .html_report import timeline_payload
+    from .html_report import pack_timeline, timeline_payload
 
     payload = timeline_payload(
         trace,
@@ -966,4 +1035,4 @@ def _attach_timeline(
         virtual=trace.virtual,
         phases=observation.task_phases(trace),
     )
-    setattr(report, report_fields.TIMELINE, payload)
+    setattr(report, report_fields.TIMELINE, pack_timeline(payload))

@@ -12,9 +12,14 @@ from __future__ import annotations
 CLAIM = "asyncspec_claim"
 #: An explored test's summary: schedules, distinct orders, seed, PCT bounds.
 EXPLORATION_SUMMARY = "asyncspec_exploration"
-#: Allow-list rules that fired so far in the process that ran the test.
-RULES_USED = "asyncspec_rules_used"
-#: A traced test's timeline, for the HTML page (see :mod:`.html_report`).
+#: The test's blocking steps that no allow rule allowed, one entry per place
+#: (:meth:`.blocking_groups.BlockingGroup.payload`).
+BLOCKING = "asyncspec_blocking"
+#: The test's blocking steps that an allow rule allowed, one entry per rule
+#: and place (the entry's ``rule``).
+ALLOWED_BLOCKING = "asyncspec_allowed_blocking"
+#: A traced test's timeline, for the HTML page, packed as text
+#: (:func:`.html_report.pack_timeline`).
 TIMELINE = "asyncspec_timeline"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
@@ -22,3 +27,6 @@ TRACE_FILE = "asyncspec_trace_file"
 #: The leak allow rules of a test's leak check: ``{"used": [run-wide rule
 #: texts that matched so far], "marked": [[marker rule name, matched?], ...]}``.
 LEAK_RULES = "asyncspec_leak_rules"
+#: An async test that pytest-asyncio does not run: [why, the modes it missed]
+#: (see :mod:`.outside_modes`).
+OUTSIDE_MODES = "asyncspec_outside_modes"

@@ -3,15 +3,17 @@
 Tests leave their asyncspec data on their reports (:mod:`.report_fields`),
 so whichever process receives the reports, a serial run or a pytest-xdist
 controller, sees the same data: each claim's figures, each explored test's
-summary and the allow-list rules (blocking and leaks) that fired.  One plugin
-object gathers them all, so a run that uses none of them pays for one registration; the
+summary, its blocking places (allowed or not, from every phase of a test)
+and the leak allow-list rules that fired.  One plugin object gathers them
+all, so a run that uses none of them pays for one registration; the
 claims report module loads only when the first claim's data arrives (or a
 report file is asked for).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -41,8 +43,11 @@ class RunSummary:
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
         self.allow_rules = allow_rules
-        #: Texts of allow-list rules that fired in any process.
-        self.rules_used: set[str] = set()
+        #: Blocking places no rule allowed, with the test that reported each
+        #: (each phase of a test reports its own: nothing is counted twice).
+        self.blocking: list[tuple[str, dict[str, Any]]] = []
+        #: Blocking places allowed by a rule (each entry names its rule and test).
+        self.allowed_blocking: list[dict[str, Any]] = []
         self.leak_rules = leak_rules or []
         #: Texts of run-wide leak rules that matched in any process.
         self.leak_rules_used: set[str] = set()
@@ -50,6 +55,9 @@ class RunSummary:
         #: had a leak they matched.
         self.marked_leak_rules: dict[str, bool] = {}
         self.tests_ran = False
+        #: Async tests the modes could not reach: why -> node ids.
+        self.outside_modes: dict[str, list[str]] = {}
+        self.modes_missed: set[str] = set()
 
     def claims(self) -> ClaimsReport:
         if self._claims is None:
@@ -66,12 +74,23 @@ class RunSummary:
             from .explored_tests import summary_line
 
             self.exploration_lines.append(summary_line(report.nodeid, summary))
-        self.rules_used.update(getattr(report, report_fields.RULES_USED, None) or ())
         leak_rules = getattr(report, report_fields.LEAK_RULES, None)
         if isinstance(leak_rules, dict):
             self.leak_rules_used.update(leak_rules.get("used") or ())
             for name, used in leak_rules.get("marked") or ():
                 self.marked_leak_rules[name] = self.marked_leak_rules.get(name, False) or used
+        outside = getattr(report, report_fields.OUTSIDE_MODES, None)
+        if report.when == "call" and outside:
+            reason, modes = outside
+            self.outside_modes.setdefault(reason, []).append(report.nodeid)
+            self.modes_missed.update(modes.split(", "))
+        # Every phase: a fixture's setup or teardown may block, or fire a rule.
+        for entry in getattr(report, report_fields.BLOCKING, None) or ():
+            self.blocking.append((report.nodeid, entry))
+        self.allowed_blocking.extend(
+            {**entry, "test": report.nodeid}
+            for entry in getattr(report, report_fields.ALLOWED_BLOCKING, None) or ()
+        )
         self.tests_ran = self.tests_ran or report.when == "call"
         self.trace_files += sum(
             name == report_fields.TRACE_FILE for name, _ in report.user_properties
@@ -88,17 +107,20 @@ class RunSummary:
     ) -> None:
         if self._claims is not None:
             self._claims.pytest_terminal_summary(terminalreporter)
+        self._blocking_summary(terminalreporter)
         # "Never fired" only means something once tests ran to the end.
         finished = self.tests_ran and exitstatus not in (
             pytest.ExitCode.USAGE_ERROR,
             pytest.ExitCode.INTERRUPTED,
         )
         if finished:
+            # Computed from what the reports carried, so the same under xdist.
+            used = {entry.get("rule") for entry in self.allowed_blocking}
             _report_unused(
                 terminalreporter,
                 "asyncspec: allow-list rules that never fired",
-                [rule.text for rule in self.allow_rules if not rule.used],
-                self.rules_used,
+                [rule.text for rule in self.allow_rules],
+                {str(text) for text in used},
                 "no blocking step matched it",
             )
             _report_unused(
@@ -111,6 +133,13 @@ class RunSummary:
                 self.leak_rules_used | {n for n, used in self.marked_leak_rules.items() if used},
                 "no leaked task or coroutine matched it",
             )
+        if self.outside_modes:
+            from .outside_modes import summary_lines
+
+            terminalreporter.section("asyncspec: async tests outside the modes")
+            modes = ", ".join(sorted(self.modes_missed))
+            for line in summary_lines(self.outside_modes, modes):
+                terminalreporter.line(line)
         if self.exploration_lines:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:
@@ -120,6 +149,33 @@ class RunSummary:
             terminalreporter.line(
                 f"asyncspec: {self.trace_files} trace {files} written to {self.trace_dir}"
             )
+
+    def _blocking_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """One line per blocking place, and per rule the places it allowed."""
+        if not self.blocking and not self.allowed_blocking:
+            return
+        from .blocking_groups import merge_payloads, summary_line
+
+        root = os.path.join(str(terminalreporter.config.rootpath), "")
+        if self.blocking:
+            terminalreporter.section("asyncspec: blocking places")
+            for nodeid, entry in self.blocking:
+                terminalreporter.line(f"{nodeid}: {summary_line(entry, root)}")
+        if not self.allowed_blocking:
+            return
+        by_rule: dict[str, list[dict[str, Any]]] = {}
+        for entry in merge_payloads(self.allowed_blocking):
+            by_rule.setdefault(str(entry["rule"]), []).append(entry)
+        terminalreporter.section("asyncspec: blocking steps allowed by rules")
+        for rule, entries in by_rule.items():
+            steps = sum(int(entry["steps"]) for entry in entries)
+            places = len(entries)
+            terminalreporter.line(
+                f"{rule} -> {steps} step{'s' if steps != 1 else ''} at "
+                f"{places} place{'s' if places != 1 else ''}:"
+            )
+            for entry in entries:
+                terminalreporter.line(f"  {summary_line(entry, root)}")
 
 
 def _report_unused(

@@ -370,6 +370,24 @@ class Effective:
         return f"Effective({fields})"
 
 
+def enabled_modes(effective: Effective) -> list[str]:
+    """The modes ``effective`` asks for, as the settings would be written."""
+    modes: list[str] = []
+    if effective.clock != "real":
+        modes.append(f"clock={effective.clock}")
+    if effective.loop != "asyncio":
+        modes.append(f"loop={effective.loop}")
+    if effective.max_blocking is not None:
+        modes.append(f"max_blocking={effective.max_blocking:g}")
+    if effective.trace:
+        modes.append("trace=on")
+    if effective.leaks != "off":
+        modes.append(f"leaks={effective.leaks}")
+    if effective.schedules:
+        modes.append(f"schedules={effective.schedules}")
+    return modes
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("asyncspec", "pytest-asyncspec: virtual time, traces, timing checks")
     for setting in SETTINGS:

@@ -12,10 +12,12 @@ Two small types carry everything the tracer does once per task step:
     the one rare path: ``_yielded(result) -> int`` (what a kept step that
     yielded something other than ``None`` waits for, as
     ``awaited << 8 | kind``).  When the coroutine finishes, the log notes
-    ``(label, error)`` in :attr:`StepLog.endings`: ``error`` is ``None`` or a
-    ``StopIteration`` when it returned, else the exception it raised.  What an
-    ending means is worked out when someone reads the tasks: a Python call
-    per task here would cost more than the task's steps.
+    ``(label, detail)`` in :attr:`StepLog.endings`: ``detail`` is ``None``
+    when it returned, else :func:`describe_ending` of the exception it
+    raised.  A return is noted without a Python call (one per task would
+    cost more than the task's steps); an exception is rare, and is reduced to
+    plain data at once: holding it would keep its traceback, the frames on
+    it and their locals alive after stock asyncio has freed them.
 
 This module is the reference implementation and the contract.  A C
 implementation of the same two types (``_step_log_c``, built on Linux when a
@@ -33,6 +35,7 @@ inside (an eager task's first step), or 0.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -48,6 +51,28 @@ AWAITED_SHIFT = 32
 KIND_DONE = 7
 
 _PACK = Struct("=6q").pack
+
+#: What :attr:`StepLog.endings` keeps of a task's end besides its label:
+#: ``None`` when it returned, else (``"cancelled"`` or ``"raised"``, the
+#: error as ``"Type: message"`` or None).
+EndDetail = tuple[str, str | None] | None
+
+_CANCELLED: EndDetail = ("cancelled", None)
+
+
+def describe_ending(error: BaseException) -> EndDetail:
+    """What is kept of the exception a task's coroutine ended with: strings
+    only (never the exception, its traceback or its frames)."""
+    if isinstance(error, StopIteration):
+        return None
+    if isinstance(error, asyncio.CancelledError):
+        return _CANCELLED
+    name = type(error).__name__
+    try:
+        text = f"{name}: {error}"
+    except Exception:  # a broken __str__ must not break the recording
+        text = f"{name}: <unprintable {name} object>"
+    return ("raised", text)
 
 
 class PyStepLog:
@@ -94,8 +119,8 @@ class PyStepLog:
         self.keep_over_ns = keep_over_ns
         self.vloop = vloop
         self.records = array("q")
-        #: Every task's end, in order: (label, error or None).
-        self.endings: list[tuple[int, BaseException | None]] = []
+        #: Every task's end, in order: (label, what it left; see EndDetail).
+        self.endings: list[tuple[int, EndDetail]] = []
 
     def clock(self) -> int:
         """Now, in ns, on the clock this log stamps steps with."""
@@ -248,7 +273,7 @@ class PyRecorderBase:
         log.current = outer
         log.step_started_ns = outer_started
         log.step_serial = outer_serial
-        log.endings.append((self._label, error))
+        log.endings.append((self._label, describe_ending(error)))
 
     def close(self) -> None:
         self._coro.close()

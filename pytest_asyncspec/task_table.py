@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .step_log import EndDetail
 from .ticks import TICKS_PER_SECOND
 
 #: Where a task was created: (file, line), or None when no frame outside
@@ -78,14 +79,14 @@ Mark = tuple[int, int]
 class TaskTable:
     """Per-task facts by label (1, 2, 3, ... in creation order)."""
 
-    def __init__(self, endings: list[tuple[int, BaseException | None]]) -> None:
+    def __init__(self, endings: list[tuple[int, EndDetail]]) -> None:
         # By label - 1: (coroutine, parent label or 0, created at ns, site).
         self._created: list[tuple[str, int, int, Site | None]] = []
         # By label - 1: the task, held weakly (until the factory made it, a
         # stand-in that answers None).
         self._tasks: list[Callable[[], asyncio.Future[Any] | None]] = []
-        # Every ending, in order: (label, error), error None or StopIteration
-        # when the task returned; appended by the step log.
+        # Every ending, in order: (label, detail), detail None when the task
+        # returned (see step_log.EndDetail); appended by the step log.
         self._endings = endings
         # Names read from tasks soon after they were made (a task may be gone
         # by the time its record is built).
@@ -175,14 +176,12 @@ class TaskTable:
             )
 
 
-def _apply_ending(record: TaskRecord, error: BaseException | None) -> None:
-    if error is None or isinstance(error, StopIteration):
+def _apply_ending(record: TaskRecord, detail: EndDetail) -> None:
+    if detail is None:
         record.outcome = Outcome.RETURNED
-    elif isinstance(error, asyncio.CancelledError):
-        record.outcome = Outcome.CANCELLED
     else:
-        record.outcome = Outcome.RAISED
-        record.error = f"{type(error).__name__}: {error}"
+        record.outcome = Outcome(detail[0])
+        record.error = detail[1]
 
 
 def _not_yet() -> None:

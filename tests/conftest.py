@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -110,30 +109,3 @@ def _run_virtual(
 def run_virtual() -> RunVirtual:
     """A runner for coroutines on a fresh virtual-clock loop (Python 3.10+)."""
     return _run_virtual
-
-
-@pytest.fixture(autouse=True)
-def _keep_outer_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Give this thread's current event loop back after an in-process inner run.
-
-    On a sync test, looptime's ``pytest_pyfunc_call`` asks the policy for the
-    current loop, which creates and sets an idle one; the inner pytest-asyncio
-    run then sets its own loop and finally ``None``, dropping that idle loop
-    unclosed, and the ResourceWarning fails the outer session under
-    ``filterwarnings = error``.  Putting the outer loop back leaves the thread
-    as the test found it; nothing is closed here.
-    """
-    if "pytester" not in request.fixturenames:
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            outer: asyncio.AbstractEventLoop | None = policy.get_event_loop()
-        except RuntimeError:
-            outer = None
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy.set_event_loop(outer)

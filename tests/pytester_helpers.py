@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 
 # The inner project of a pytester test: as strict as this project's own
-# configuration; looptime (a peer plugin installed for benchmarks) re-classes
-# every loop it sees, so it is kept out, as in the outer suite.
+# configuration.
 STRICT_INI = """\
 [pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers
+addopts = --strict-markers
 filterwarnings = error
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function

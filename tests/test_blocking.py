@@ -8,20 +8,22 @@ scheduling noise cannot flip them; virtual-clock cases are exact.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 import blocking_helpers.chain as chain
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop, blocking
-from pytest_asyncspec.allow_rules import AllowRule, parse_allow_rules
+from pytest_asyncspec.allow_rules import AllowRule, allowing_rule, parse_allow_rules
 from pytest_asyncspec.blocking import (
     BlockingEvent,
     BlockingWatchdog,
@@ -262,14 +264,21 @@ def test_steps_under_the_threshold_are_not_reported() -> None:
 
 def test_a_long_step_the_sampler_never_saw_is_reported_by_duration() -> None:
     # The sampler never wakes during the run, as when a C call holds the GIL
-    # for the whole step: the trace still shows the step was too long.
-    watchdog, _ = run_watched(asyncio.new_event_loop(), blocking_sleep_main, sample_interval=60)
+    # for the whole step: the trace still shows the step was too long, and a
+    # rule that would match any frame cannot allow a step whose frames nobody saw.
+    everything = AllowRule("*.py")
+    watchdog, _ = run_watched(
+        asyncio.new_event_loop(), blocking_sleep_main, sample_interval=60, allow=[everything]
+    )
     event = only_event(watchdog)
     assert event.task_name == "sleeper"
     assert event.duration >= BLOCK
     assert event.frames == ()
     assert event.site is None
-    assert "not sampled" in event.describe()
+    assert watchdog.violations() == [event]
+    assert not everything.used
+    assert "Blocking call: not caught" in event.describe()
+    assert "no allow rule can apply to it" in event.describe()
     assert "created at" in event.describe()
 
 
@@ -445,16 +454,294 @@ def test_an_allow_rule_suppresses_a_matching_event_and_is_marked_used() -> None:
     assert watchdog.unused_rules() == [elsewhere]
 
 
-def test_an_allow_rule_naming_a_function_on_the_chain_allows_what_it_calls() -> None:
+def test_a_rule_naming_the_users_caller_does_not_allow_the_call_below_it() -> None:
+    """``level_three`` (the user's code) makes the blocking call: a rule naming
+    ``level_two``, its caller, is above the first user frame and allows
+    nothing; the rule naming ``level_three`` itself does."""
+    caller = AllowRule("blocking_helpers.chain.level_two")
+
     async def main() -> None:
         chain.level_one(2.0)
 
-    watchdog, _ = run_watched(
-        VirtualClockLoop(), main, threshold=1.0, allow=["blocking_helpers.chain.level_two"]
-    )
+    watchdog, _ = run_watched(VirtualClockLoop(), main, threshold=1.0, allow=[caller])
+    assert len(watchdog.violations()) == 1
+    assert not caller.used
+    blocker = AllowRule("blocking_helpers.chain.level_three")
+    watchdog, _ = run_watched(VirtualClockLoop(), main, threshold=1.0, allow=[caller, blocker])
     assert watchdog.violations() == []
-    assert len(watchdog.allowed()) == 1
-    assert watchdog.unused_rules() == []
+    assert [event.allowed_by for event in watchdog.allowed()] == [blocker]
+    assert not caller.used
+
+
+def stack_frame(name: str, *, library: bool) -> FrameSite:
+    folder = "/venv/lib/python3/site-packages" if library else "/src"
+    return FrameSite(f"{folder}/{name}.py", 10, name, name, library=library)
+
+
+#: A web request, outermost first: the framework's dispatcher (a library)
+#: calls the user's handler, which calls an HTTP client (a library) that
+#: blocks in a socket read (the stdlib).
+REQUEST_STACK = (
+    stack_frame("dispatcher", library=True),
+    stack_frame("handler", library=False),
+    stack_frame("client", library=True),
+    stack_frame("socket", library=True),
+)
+
+
+@pytest.mark.parametrize(
+    ("rules", "allowed_by"),
+    [
+        pytest.param(["dispatcher.py"], None, id="outer-library-frame"),
+        pytest.param(["*/site-packages/*.py", "dispatcher.py"], 0, id="library-glob"),
+        pytest.param(["handler.handler"], 0, id="first-user-frame"),
+        pytest.param(["client.py"], 0, id="library-between"),
+        pytest.param(["socket.py:10"], 0, id="blocking-frame"),
+        pytest.param(["dispatcher.py", "client.client"], 1, id="only-the-near-rule"),
+        pytest.param([], None, id="no-rules"),
+    ],
+)
+def test_a_rule_allows_only_frames_from_the_blocking_call_to_the_users_code(
+    rules: list[str], allowed_by: int | None
+) -> None:
+    parsed = parse_allow_rules(rules)
+    found = allowing_rule(parsed, REQUEST_STACK)
+    assert found is (None if allowed_by is None else parsed[allowed_by])
+
+
+def test_a_stack_of_library_frames_alone_may_be_allowed_anywhere() -> None:
+    # A library's own task: no user frame to stop at.
+    stack = (stack_frame("pool", library=True), stack_frame("socket", library=True))
+    (rule,) = parse_allow_rules(["pool.py"])
+    assert allowing_rule([rule], stack) is rule
+
+
+def test_a_step_whose_frames_were_not_caught_is_never_allowed() -> None:
+    assert allowing_rule(parse_allow_rules(["*.py", "*.*"]), ()) is None
+
+
+@pytest.fixture
+def fake_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A module under a directory named site-packages: an installed package
+    as far as the watchdog can tell."""
+    folder = tmp_path / "site-packages"
+    folder.mkdir()
+    (folder / "asyncspec_fakelib.py").write_text(FAKE_LIBRARY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    module = importlib.import_module("asyncspec_fakelib")
+    monkeypatch.setitem(sys.modules, "asyncspec_fakelib", module)
+    return module
+
+
+FAKE_LIBRARY = """\
+import time
+
+
+def fetch(seconds):
+    time.sleep(seconds)  # the library blocks here
+
+
+def dispatch(handler, *args):
+    return handler(*args)  # the framework calls the user's handler
+
+
+def wait_for(event, timeout):
+    event.wait(timeout)  # the library waits here
+"""
+
+
+async def calls_the_library(library: ModuleType) -> None:
+    library.fetch(2.0)  # the user calls the library
+
+
+def test_a_library_frame_between_the_call_and_the_users_code_is_allowed(
+    fake_library: ModuleType,
+) -> None:
+    """The blocking line is the user's call into the library; a rule naming
+    the library's function allows it, one naming the test that called the
+    user's coroutine does not."""
+    user_line = line_marked(__file__, "# the user calls the library")
+
+    async def main() -> None:
+        await calls_the_library(fake_library)
+
+    watchdog, _ = run_watched(VirtualClockLoop(), main, threshold=1.0)
+    event = only_event(watchdog)
+    assert event.innermost is not None
+    assert event.innermost.library
+    assert event.site == f"{__file__}:{user_line} in calls_the_library"
+    # The coroutine awaiting the user's one is further out: a rule naming
+    # its line does not allow what the user's code below it calls.
+    caller = AllowRule(f"test_blocking.py:{line_marked(__file__, '# main awaits')}")
+    library = AllowRule("asyncspec_fakelib.fetch")
+
+    async def main_marked() -> None:
+        await calls_the_library(fake_library)  # main awaits
+
+    watchdog, _ = run_watched(
+        VirtualClockLoop(), main_marked, threshold=1.0, allow=[caller, library]
+    )
+    assert [event.allowed_by for event in watchdog.events()] == [library]
+    assert not caller.used
+    watchdog, _ = run_watched(VirtualClockLoop(), main_marked, threshold=1.0, allow=[caller])
+    assert len(watchdog.violations()) == 1
+
+
+def test_a_framework_rule_does_not_silence_the_users_handler(fake_library: ModuleType) -> None:
+    """The framework's dispatcher (a library frame above the user's handler)
+    matches a path rule; the handler's own time.sleep below it is reported."""
+
+    def handler() -> None:
+        time.sleep(2.0)  # the handler blocks
+
+    async def main() -> None:
+        fake_library.dispatch(handler)
+
+    framework = AllowRule("*/site-packages/asyncspec_fakelib.py")
+    watchdog, _ = run_watched(VirtualClockLoop(), main, threshold=1.0, allow=[framework])
+    (event,) = watchdog.violations()
+    assert event.site_frame is not None
+    assert event.site_frame.lineno == line_marked(__file__, "# the handler blocks")
+    assert not framework.used
+
+
+@pytest.mark.parametrize("library_first", [True, False])
+def test_a_rule_allows_the_call_it_names_not_the_rest_of_the_step(
+    fake_library: ModuleType, library_first: bool
+) -> None:
+    """One step blocks in the library (allowed, 0.3 s) and in the user's own
+    time.sleep (0.2 s): the step is reported, named by the user's sleep,
+    whichever came first, though the library's sleep is the longer.  A sleep
+    of the user's under the threshold beside an allowed one leaves the step
+    allowed."""
+    rule = AllowRule("asyncspec_fakelib.fetch")
+
+    async def both() -> None:
+        if library_first:
+            fake_library.fetch(0.3)
+        time.sleep(0.2)  # the user's own sleep
+        if not library_first:
+            fake_library.fetch(0.3)
+
+    watchdog, _ = run_watched(VirtualClockLoop(), both, allow=[rule])
+    (event,) = watchdog.violations()
+    assert event.duration == pytest.approx(0.5)
+    assert event.site_frame is not None
+    assert event.site_frame.lineno == line_marked(__file__, "# the user's own sleep")
+
+    async def mostly_allowed() -> None:
+        fake_library.fetch(0.2)
+        time.sleep(0.01)
+
+    watchdog, _ = run_watched(VirtualClockLoop(), mostly_allowed, allow=[rule])
+    assert watchdog.violations() == []
+    assert [event.allowed_by for event in watchdog.allowed()] == [rule]
+
+
+@pytest.mark.parametrize("library_first", [True, False])
+def test_on_the_real_clock_a_rule_allows_the_call_it_names_not_the_rest_of_the_step(
+    fake_library: ModuleType, library_first: bool
+) -> None:
+    """The same on the real clock, where the sampler judges each look: one
+    step blocks in the library (allowed) and in the user's own time.sleep,
+    0.3 s each against a 0.05 s threshold, and is reported at the user's
+    line; a 10 ms sleep of the user's beside an allowed call is not."""
+    rule = AllowRule("asyncspec_fakelib.fetch")
+
+    async def both() -> None:
+        if library_first:
+            fake_library.fetch(BLOCK)
+        time.sleep(BLOCK)  # the user's own real sleep
+        if not library_first:
+            fake_library.fetch(BLOCK)
+
+    watchdog, _ = run_watched(asyncio.new_event_loop(), both, allow=[rule])
+    (event,) = watchdog.violations()
+    assert event.duration >= 2 * BLOCK
+    assert event.site_frame is not None
+    assert event.site_frame.lineno == line_marked(__file__, "# the user's own real sleep")
+
+    async def mostly_allowed() -> None:
+        fake_library.fetch(BLOCK)
+        time.sleep(0.01)
+
+    watchdog, _ = run_watched(asyncio.new_event_loop(), mostly_allowed, allow=[rule])
+    assert watchdog.violations() == []
+    assert [event.allowed_by for event in watchdog.allowed()] == [rule]
+
+
+class SteppedWakes:
+    """Stands in for the watchdog's stop event, so that its sampler wakes
+    exactly when the test asks (:meth:`wake`) and at no other time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pending: list[threading.Event] = []
+        self._serving: threading.Event | None = None
+        self._stopped = False
+
+    def wake(self) -> threading.Event:
+        """One wake of the sampler; the event is set once it has looked."""
+        done = threading.Event()
+        with self._lock:
+            self._pending.append(done)
+            self._lock.notify_all()
+        return done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            if self._serving is not None:
+                self._serving.set()  # the previous wake is over
+                self._serving = None
+            while not self._pending and not self._stopped:
+                self._lock.wait()
+            if self._pending:
+                self._serving = self._pending.pop(0)
+                return False
+            return True
+
+    def set(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+
+
+def test_whether_a_step_is_allowed_does_not_depend_on_when_the_sampler_looked(
+    fake_library: ModuleType,
+) -> None:
+    """Two steps block in the same library call.  The sampler looks at the
+    first only before it passes the threshold (at 0.6 of it: the step ends at
+    1.1), at the second after it.  Both are allowed by the rule naming the
+    library; neither is left without its frames."""
+    threshold = 0.4
+    loop = asyncio.new_event_loop()
+    tracer = Tracer(loop)
+    tracer.install()
+    watchdog = BlockingWatchdog(tracer, threshold, allow=["asyncspec_fakelib.wait_for"])
+    wakes = SteppedWakes()
+    watchdog._stop_event = wakes  # type: ignore[assignment]
+
+    def look_at(fraction: float, then: float) -> None:
+        time.sleep(threshold * fraction)
+        fake_library.wait_for(wakes.wake(), 30)
+        time.sleep(threshold * then)
+
+    async def main() -> None:
+        look_at(0.6, 0.5)
+        await asyncio.sleep(0)
+        look_at(1.2, 0.1)
+
+    try:
+        with watchdog:
+            loop.run_until_complete(loop.create_task(main(), name="looked-at"))
+    finally:
+        tracer.stop()
+        loop.close()
+    events = watchdog.events()
+    assert [event.duration > threshold for event in events] == [True, True]
+    assert watchdog.violations() == [], "\n\n".join(e.describe() for e in events)
+    assert all(event.innermost is not None for event in events)
+    assert events[0].site_frame == events[1].site_frame
 
 
 def test_a_rule_that_matches_nothing_leaves_the_event_a_violation() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import sys
 import threading
@@ -557,3 +558,102 @@ def test_a_finished_thread_is_not_kept_alive_by_the_loop(run_virtual: RunVirtual
         return witness() is None
 
     assert run_virtual(main)
+
+
+# -- jobs queued behind others on a pool's workers ------------------------------------
+
+#: Real seconds each queued job sleeps on its worker.
+JOB = 0.3
+
+
+def _job_ends(submit: Callable[[asyncio.AbstractEventLoop], Any], count: int) -> Callable[[], Any]:
+    """A ``main`` that submits ``count`` jobs at once (each a real ``time.sleep(JOB)``)
+    and returns the loop time at which each one was seen done, in submission order."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ends = [0.0] * count
+
+        async def one(index: int) -> None:
+            await submit(loop)
+            ends[index] = loop.time() - started
+
+        await asyncio.gather(*(one(index) for index in range(count)))
+        return ends
+
+    return main
+
+
+def _slots(ends: list[float]) -> list[int]:
+    """Which round of a pool's workers each job ran in (1 for the first jobs)."""
+    return [round(end / JOB) for end in ends]
+
+
+def _assert_seen_as_run(ends: list[float], slots: list[int]) -> None:
+    # Never seen before the worker could have finished it (the slot's end),
+    # and not a whole extra job later: a loaded machine adds milliseconds.
+    for end, slot in zip(ends, slots, strict=True):
+        assert slot * JOB <= end < (slot + 0.5) * JOB, (ends, slots)
+
+
+@pytest.mark.parametrize(("workers", "slots"), [(1, [1, 2, 3]), (2, [1, 1, 2])])
+def test_jobs_queued_on_a_busy_worker_start_when_the_one_before_ends(
+    run_virtual: RunVirtual, workers: int, slots: list[int]
+) -> None:
+    """Three ``time.sleep(JOB)`` jobs handed at once to a pool of ``workers``: a job
+    waiting in the pool's queue starts (in virtual time) when the one before it on
+    its worker ends, as in real time on the stock loop: on one worker they are seen
+    done at JOB, 2 JOB and 3 JOB, on two at JOB, JOB and 2 JOB, never earlier."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    main = _job_ends(lambda loop: loop.run_in_executor(pool, time.sleep, JOB), 3)
+    try:
+        ends = run_virtual(main)
+    finally:
+        pool.shutdown(wait=True)
+
+    _assert_seen_as_run(ends, slots)
+
+
+def _stock_default_workers() -> int:
+    # ThreadPoolExecutor's own default, which asyncio's default executor keeps.
+    count = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (count or 1) + 4)
+
+
+@pytest.mark.parametrize("how", ["to_thread", "run_in_executor(None)", "set_default_executor"])
+def test_the_default_executor_queues_jobs_as_on_the_stock_loop(
+    run_virtual: RunVirtual, how: str
+) -> None:
+    """One job more than the default executor has workers, through
+    ``asyncio.to_thread`` or ``run_in_executor(None, ...)``: on the stock loop all
+    but the last end after JOB and the last after 2 JOB, and so on the virtual
+    clock (same worker count, the queued job starts when a worker frees).  With a
+    one-worker default executor set by the test, each job waits for the one before."""
+    workers = 1 if how == "set_default_executor" else _stock_default_workers()
+    count = workers + 1
+
+    def submit(loop: asyncio.AbstractEventLoop) -> Any:
+        if how == "to_thread":
+            return asyncio.to_thread(time.sleep, JOB)
+        return loop.run_in_executor(None, time.sleep, JOB)
+
+    def on(run: Callable[[Callable[[], Any]], list[float]]) -> list[float]:
+        main = _job_ends(submit, count)
+        if how != "set_default_executor":
+            return run(main)
+
+        async def with_one_worker() -> list[float]:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            asyncio.get_running_loop().set_default_executor(pool)
+            ends: list[float] = await main()
+            return ends
+
+        return run(with_one_worker)
+
+    stock = on(lambda main: asyncio.run(main()))
+    virtual = on(run_virtual)
+
+    expected = list(range(1, count + 1)) if workers == 1 else [1] * workers + [2]
+    assert _slots(stock) == expected, stock
+    _assert_seen_as_run(virtual, expected)

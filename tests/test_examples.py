@@ -21,8 +21,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fetcher"
 # As strict as this project's own configuration (see test_plugin_exploration.py).
 INI = """\
 [pytest]
-addopts = --strict-markers -p no:looptime_plugin -p no:looptime_timeproxies
-    -p no:looptime_chronometers -p no:anyio
+addopts = --strict-markers -p no:anyio
 filterwarnings = error
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
@@ -61,7 +60,9 @@ def test_the_buggy_app_fails_with_one_diagnosis_per_bug(
     result.stdout.fnmatch_lines(
         [
             "*_ test_pricing_never_blocks_the_loop _*",
-            "* task step(s) held the event loop longer than max_blocking=0.03 s during the test:",
+            "* task step(s) held the event loop longer than max_blocking=0.03 s during the test, "
+            "at 1 place(s):",
+            "Blocked here * steps, worst 0.05 s, total * s (virtual time); the worst step:",
             "Task 'worker' (price_items) blocked the event loop for 0.05 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 0.03 s).",
             # "in Throttle.wait"; 3.10's code objects know no class: "in wait".

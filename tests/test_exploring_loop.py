@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -390,3 +392,58 @@ def test_recorded_deviations_replay_every_schedule_exactly(
             loop.close()
         again, again_picks = run_logged(program, ExploringLoop, ReplayChooser(deviations))
         assert (again, again_picks) == (first, picks), seed
+
+
+# -- what the loop holds --------------------------------------------------------
+
+
+async def drop_a_failed_task(log: list[str]) -> None:
+    """Make a task that fails, drop it unretrieved, and collect it: stock asyncio
+    then reports "Task exception was never retrieved" through the handler."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: log.append(str(context["message"])))
+
+    async def fails() -> None:
+        raise ValueError("nobody looks at this")
+
+    task = asyncio.ensure_future(fails())
+    while not task.done():  # any schedule runs it in the end
+        await asyncio.sleep(0)
+    dropped = weakref.ref(task)
+    del task
+    gc.collect()
+    log.append("collected" if dropped() is None else "still held")
+
+
+@pytest.mark.parametrize(
+    "make_chooser", [FifoChooser, lambda: RandomChooser(3)], ids=["fifo", "random"]
+)
+def test_a_dropped_task_is_collected_and_its_exception_reported_as_on_stock(
+    make_chooser: Callable[[], Chooser],
+) -> None:
+    """Task labels hold tasks weakly: an exception nobody retrieved is logged
+    when the task is collected, mid-schedule, exactly as on the stock loop."""
+    stock, _ = run_logged(drop_a_failed_task, asyncio.new_event_loop, None)
+    explored, _ = run_logged(drop_a_failed_task, ExploringLoop, make_chooser())
+    assert stock == ["Task exception was never retrieved", "collected"]
+    assert explored == stock
+
+
+def test_cancelled_timers_leave_no_label_behind() -> None:
+    """A timer cancelled before it fired kept its label, keyed by its address,
+    until the schedule ended: wait_for in a loop grew the table without
+    bound (and an address reused could be given a dead timer's label)."""
+
+    async def timeouts() -> None:
+        for _ in range(500):
+            await asyncio.wait_for(asyncio.sleep(0), timeout=10)
+
+    loop = ExploringLoop()
+    try:
+        loop.begin_schedule(RandomChooser(5))
+        loop.run_until_complete(timeouts())
+        left = len(loop._timer_labels)
+        loop.end_schedule()
+    finally:
+        loop.close()
+    assert left == 0

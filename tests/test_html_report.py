@@ -16,6 +16,7 @@ skipped, saying which is missing.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ from pytest_asyncspec.html_report import (
     MAX_TASKS,
     render_page,
     timeline_payload,
+    unpack_timeline,
 )
 from pytest_asyncspec.trace import Trace, Tracer
 
@@ -365,6 +367,32 @@ def test_reports_carry_no_timeline_without_the_option(pytester: pytest.Pytester)
     reports = recorder.getreports("pytest_runtest_logreport")
     assert [r for r in reports if r.when == "call"]
     assert not any(hasattr(report, report_fields.TIMELINE) for report in reports)
+
+
+def test_reports_carry_the_timeline_packed(pytester: pytest.Pytester) -> None:
+    """pytest keeps every report to the end of the run: the timeline rides on
+    it as compressed text, a fraction of its decoded size, that unpacks to
+    the payload the page is drawn from."""
+    pytester.makeini(VIRTUAL_INI + "asyncspec_html = page.html\n")
+    pytester.makepyfile(
+        test_many="""
+        import asyncio
+
+        async def test_many_steps():
+            for _ in range(500):
+                await asyncio.sleep(0.001)
+        """
+    )
+    recorder = pytester.inline_run("--asyncspec-trace=on")
+    (report,) = [r for r in recorder.getreports("pytest_runtest_logreport") if r.when == "call"]
+    packed = getattr(report, report_fields.TIMELINE)
+    assert isinstance(packed, str)
+    payload = unpack_timeline(packed)
+    assert payload["test"] == "test_many.py::test_many_steps"
+    assert payload["total_steps"] == 501
+    assert len(packed) * 3 < len(json.dumps(payload))
+    page = (pytester.path / "page.html").read_text(encoding="utf-8")
+    assert page.count('<svg class="timeline"') == 1
 
 
 def test_a_directory_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -250,8 +250,8 @@ def test_virtual_clock_report_is_the_full_traces_with_the_threshold_alone(
     stamped with the coarse clock: on the virtual clock a worker's steps
     then often share a start stamp, and its sleeps were merged into one
     event ("0.2 s ... in 2 blocking time.sleep() calls"), differently from
-    run to run.  The report must be exactly the full trace's: one event per
-    step, each 0.1 s."""
+    run to run.  The report must be exactly the full trace's: three steps
+    per worker, each 0.1 s (one entry per worker, as they block at one place)."""
     make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.05")
     pytester.makepyfile(
         test_workers="""
@@ -278,11 +278,13 @@ def test_virtual_clock_report_is_the_full_traces_with_the_threshold_alone(
         result = pytester.runpytest(*args)
         result.assert_outcomes(failed=1)
         text = output_of(result)
-        return text[text.index("9 task step(s)") : text.index("short test summary info")]
+        return text[text.index("9 task step(s)") : text.index("asyncspec: blocking places")]
 
     threshold_only = failure()
-    assert threshold_only.count("blocked the event loop for 0.1 s (virtual time, in 1 ") == 9
-    assert "blocked the event loop for 0.2 s" not in threshold_only
+    tally = "Blocked here 3 steps, worst 0.1 s, total 0.3 s (virtual time); the worst step:"
+    assert threshold_only.count(tally) == 3
+    assert threshold_only.count("blocked the event loop for 0.1 s (virtual time, in 1 ") == 3
+    assert "0.2 s" not in threshold_only
     full = failure("--asyncspec-trace=on")
     full = full[: full.index("asyncspec timeline")]
     assert threshold_only.rstrip(" -=\n") == full.rstrip(" -=\n")
@@ -533,14 +535,13 @@ def test_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -
         pytest.param("*/helpers.py", id="file-glob"),
         pytest.param("helpers.py:{f3}", id="file-line"),
         pytest.param("helpers.f3", id="function"),
-        pytest.param("helpers.f2", id="function-up-the-chain"),
         pytest.param("helpers.f*", id="function-glob"),
     ],
 )
 def test_each_rule_form_allows_the_helper(pytester: pytest.Pytester, rule: str) -> None:
     """Each accepted rule form (file, file glob, file:line, module.function,
-    a function further up the chain, a function glob) allows the blocking
-    call in the helper; a used rule is not reported as never fired."""
+    a function glob) allows the blocking call in the helper; a used rule is
+    not reported as never fired."""
     paths = make_gated_suite(pytester)
     rule = rule.format(f3=line_of(paths["helpers"], "time.sleep"))
     result = pytester.runpytest("test_api.py", f"--asyncspec-allow-blocking={rule}")
@@ -548,18 +549,30 @@ def test_each_rule_form_allows_the_helper(pytester: pytest.Pytester, rule: str) 
     assert "allow-list rules that never fired" not in output_of(result)
 
 
-def test_a_rule_for_another_line_does_not_allow(pytester: pytest.Pytester) -> None:
-    """A ``file:LINE`` rule for a line of the same file that no frame of the
-    blocking step is on does not allow the call: the test fails, and the rule
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param("helpers.py:{def_f3}", id="another-line"),
+        pytest.param("helpers.f2", id="function-up-the-chain"),
+        pytest.param("helpers.f1", id="outermost-helper"),
+        pytest.param("test_api.py", id="the-test-file"),
+    ],
+)
+def test_a_rule_away_from_the_blocking_frame_does_not_allow(
+    pytester: pytest.Pytester, rule: str
+) -> None:
+    """``f3`` (the user's code) calls ``time.sleep``.  A rule for a line no
+    frame of the step is on, or for a frame further out than ``f3`` (its
+    callers, the test) does not allow the call: the test fails, and the rule
     is listed as never fired."""
     paths = make_gated_suite(pytester)
-    wrong = line_of(paths["helpers"], "def f3")
-    result = pytester.runpytest("test_api.py", f"--asyncspec-allow-blocking=helpers.py:{wrong}")
+    rule = rule.format(def_f3=line_of(paths["helpers"], "def f3"))
+    result = pytester.runpytest("test_api.py", f"--asyncspec-allow-blocking={rule}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "*= asyncspec: allow-list rules that never fired =*",
-            f"helpers.py:{wrong}  (no blocking step matched it; remove it?)",
+            f"{rule}  (no blocking step matched it; remove it?)",
         ]
     )
 
@@ -918,5 +931,228 @@ def test_fixture_blocking_on_the_real_clock_is_gated_too(pytester: pytest.Pytest
             "1 task step(s) held the event loop longer than max_blocking=0.1 s during *:",
             "Task 'worker' (work) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
             f"Blocking call: *test_real.py:{line} in work",
+        ]
+    )
+
+
+# -- allow rules near the blocking call, and the report of what they allowed ----
+
+# An installed web framework and HTTP client, as far as the gate can tell:
+# both live under a directory named site-packages.
+FAKE_FRAMEWORK = """\
+def dispatch(handler, request):
+    return handler(request)  # the framework calls the user's handler
+"""
+
+FAKE_CLIENT = """\
+import time
+
+
+def get(url):
+    time.sleep(0.2)  # the client blocks
+    return url
+"""
+
+FAKE_APP = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import fakeclient
+import fakeframework
+
+
+def cached(request: str) -> str:
+    time.sleep(0.2)  # the handler blocks
+    return request
+
+
+def proxied(request: str) -> str:
+    return fakeclient.get(request)  # the handler calls the client
+
+
+async def test_cached() -> None:
+    assert fakeframework.dispatch(cached, "a") == "a"
+
+
+async def test_proxied() -> None:
+    for _ in range(3):
+        assert fakeframework.dispatch(proxied, "b") == "b"
+        await asyncio.sleep(0)  # each request in its own step
+"""
+
+
+def make_web_project(pytester: pytest.Pytester, *rules: str) -> Path:
+    packages = pytester.mkdir("site-packages")
+    (packages / "fakeframework.py").write_text(FAKE_FRAMEWORK, encoding="utf-8")
+    (packages / "fakeclient.py").write_text(FAKE_CLIENT, encoding="utf-8")
+    make_project(
+        pytester,
+        "asyncspec_clock = virtual",
+        "asyncspec_max_blocking = 0.1",
+        f"pythonpath = {packages}",
+        "asyncspec_allow_blocking =",
+        *(f"    {rule}" for rule in rules),
+    )
+    return pytester.makepyfile(test_app=FAKE_APP)
+
+
+def test_a_framework_rule_does_not_silence_the_users_handler_below_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A path rule naming the framework's dispatcher (a frame above the
+    user's handler) used to allow every blocking call the handler made; now
+    the handler's own time.sleep fails its test, and the client's blocking
+    call is reported at the user's line that called into the client."""
+    path = make_web_project(pytester, "*/site-packages/fakeframework.py")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    text = output_of(result)
+    assert f"Blocking call: {path}:{line_of(path, '# the handler blocks')} in cached" in text
+    assert f"Blocking call: {path}:{line_of(path, '# the handler calls')} in proxied" in text
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec: allow-list rules that never fired =*",
+            "*/site-packages/fakeframework.py  (no blocking step matched it; remove it?)",
+        ]
+    )
+
+
+def test_a_library_frame_between_the_call_and_the_users_code_is_allowed(
+    pytester: pytest.Pytester,
+) -> None:
+    """A rule naming the client (a library frame between the blocking call
+    and the user's handler) allows the client's blocking, and only that: the
+    handler that sleeps itself still fails.  The run's summary lists which
+    rule allowed which steps, and where."""
+    path = make_web_project(pytester, "fakeclient.get")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED test_app.py::test_proxied",
+            "FAILED test_app.py::test_cached - Failed: 1 task step(s) held*",
+        ]
+    )
+    client = line_of(path, "# the handler calls")
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec: blocking steps allowed by rules =*",
+            "fakeclient.get -> 3 steps at 1 place:",
+            f"  task 'test_proxied' at test_app.py:{client} in proxied: 3 steps, worst 0.2 s, "
+            "total 0.6 s (virtual time)",
+        ]
+    )
+    assert "never fired" not in output_of(result)
+
+
+def test_the_report_fields_carry_blocking_places_and_what_each_rule_allowed(
+    pytester: pytest.Pytester,
+) -> None:
+    """The test's report carries its blocking places (one entry per place)
+    and the places each rule allowed, as plain data a controller or another
+    tool reads."""
+    path = make_web_project(pytester, "fakeclient.get")
+    recorder = pytester.inline_run("-p", "no:cacheprovider")
+    reports = {
+        report.nodeid.rsplit("::", 1)[1]: report
+        for report in recorder.getreports("pytest_runtest_logreport")
+        if report.when == "call"
+    }
+    (blocked,) = reports["test_cached"].asyncspec_blocking
+    assert blocked["place"] == f"{path}:{line_of(path, '# the handler blocks')} in cached"
+    assert (blocked["steps"], blocked["rule"], blocked["clock"]) == (1, None, "virtual")
+    (allowed,) = reports["test_proxied"].asyncspec_allowed_blocking
+    assert allowed["rule"] == "fakeclient.get"
+    assert allowed["place"] == f"{path}:{line_of(path, '# the handler calls')} in proxied"
+    assert (allowed["steps"], allowed["worst"], allowed["total"]) == (3, 0.2, pytest.approx(0.6))
+    assert not hasattr(reports["test_proxied"], "asyncspec_blocking")
+
+
+# -- one entry per place under exploration --------------------------------------
+
+EXPLORED_BLOCKING = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+async def worker(audits: int) -> None:
+    await asyncio.sleep(0)
+    time.sleep(0.1)  # the first audit write
+    if audits == 2:
+        await asyncio.sleep(0)
+        time.sleep(0.2)  # the second audit write
+
+
+async def test_workers() -> None:
+    await asyncio.gather(worker({first}), worker({second}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("audits", "places"),
+    [pytest.param((1, 1), 1, id="one-line"), pytest.param((1, 2), 2, id="two-lines")],
+)
+def test_exploration_reports_each_blocking_place_once(
+    pytester: pytest.Pytester, audits: tuple[int, int], places: int
+) -> None:
+    """Twenty schedules of a test that blocks at one line used to print
+    twenty near-identical entries; now one entry per line says how many steps
+    in how many schedules, the worst and total time, and how to replay the
+    first schedule, and the run's summary has one line per place."""
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.05")
+    path = pytester.makepyfile(
+        test_explored=EXPLORED_BLOCKING.format(first=audits[0], second=audits[1])
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-schedules=20")
+    result.assert_outcomes(failed=1)
+    text = output_of(result)
+    failure = text[: text.index("asyncspec: blocking places")]
+    assert failure.count("Blocking call:") == places
+    first = line_of(path, "# the first audit write")
+    steps = 40 if places == 1 else 60
+    head = (
+        f"{steps} task step(s) held the event loop longer than max_blocking=0.05 s "
+        "during the test, at "
+    )
+    assert f"{head}{places} place(s):" in failure
+    assert "Blocked here 40 steps in 20 schedules, worst 0.1 s, total 4 s (virtual time)" in failure
+    assert failure.count("First in schedule 1; replay it with: pytest ") == places
+    summary = text[text.index("asyncspec: blocking places") :]
+    summary = summary[: summary.index("asyncspec exploration")]
+    entries = [line for line in summary.splitlines() if line.startswith("test_explored.py::")]
+    assert len(entries) == places
+    assert entries[0] == (
+        f"test_explored.py::test_workers: task 'worker' at test_explored.py:{first} in worker: "
+        "40 steps in 20 schedules, worst 0.1 s, total 4 s (virtual time)"
+    )
+    if places == 2:
+        second = line_of(path, "# the second audit write")
+        assert entries[1] == (
+            f"test_explored.py::test_workers: task 'worker' at test_explored.py:{second} in "
+            "worker: 20 steps in 20 schedules, worst 0.2 s, total 4 s (virtual time)"
+        )
+
+
+def test_the_replay_command_of_a_blocking_place_replays_its_schedule(
+    pytester: pytest.Pytester,
+) -> None:
+    """The command printed for a place's first schedule runs that schedule
+    alone: the same place, one run."""
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.05")
+    pytester.makepyfile(test_explored=EXPLORED_BLOCKING.format(first=1, second=1))
+    explored = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-schedules=5")
+    (token,) = set(re.findall(r"--asyncspec-replay=(\S+)", output_of(explored)))
+    replayed = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(
+        [
+            "2 task step(s) held the event loop longer than max_blocking=0.05 s "
+            "during the test, at 1 place(s):",
+            "Blocked here 2 steps in 1 schedule, worst 0.1 s, total 0.2 s (virtual time); *",
+            "First in the replayed schedule (fifo, seed *); replay it with: pytest *",
         ]
     )

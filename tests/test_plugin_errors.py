@@ -406,7 +406,7 @@ def test_an_async_test_pytest_asyncio_does_not_run_is_a_usage_error(
         result = pytester.runpytest(path)
         assert_usage_error(
             result,
-            "ERROR: *: pytest-asyncio does not run this async test (strict mode)*"
+            "ERROR: *: pytest-asyncio does not run this async test (strict mode*"
             "add @pytest.mark.asyncio to it, or set asyncio_mode = auto*",
         )
 

@@ -64,17 +64,6 @@ async def observe(request: pytest.FixtureRequest, settings, sleep: float = 0.1) 
     path.write_text(json.dumps(record))
 """
 
-# looptime (a peer plugin installed here for benchmarks) re-classes every loop
-# it sees; these arguments take it out of inner runs that compare loop types.
-NO_LOOPTIME = (
-    "-p",
-    "no:looptime_plugin",
-    "-p",
-    "no:looptime_timeproxies",
-    "-p",
-    "no:looptime_chronometers",
-)
-
 
 # Long enough that a real wait cannot be mistaken for a virtual jump on a
 # loaded machine, short enough to keep real-clock runs quick.
@@ -171,10 +160,10 @@ def test_default_is_the_real_clock_on_the_policy_loop(pytester: pytest.Pytester)
             assert isinstance(time.sleep, types.BuiltinFunctionType)
         """
     )
-    result = pytester.runpytest(*NO_LOOPTIME)
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
 
-    record = run_one(pytester, *NO_LOOPTIME)
+    record = run_one(pytester)
     assert_real(record)
     assert record["sources"] == {"clock": "default", "loop": "default"}
     assert record["loop"] == "asyncio"
@@ -199,8 +188,8 @@ def test_default_loop_type_matches_a_run_without_the_plugin(pytester: pytest.Pyt
             await asyncio.sleep(0)
         """
     )
-    pytester.runpytest(*NO_LOOPTIME).assert_outcomes(passed=1)
-    pytester.runpytest(*NO_LOOPTIME, "-p", "no:asyncspec").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest("-p", "no:asyncspec").assert_outcomes(passed=1)
     with_plugin, without_plugin = (pytester.path / "loop_type.txt").read_text().splitlines()
     assert with_plugin == without_plugin
 
@@ -365,7 +354,7 @@ def test_markers_anywhere_in_a_real_clock_suite_get_their_loop(
     )
     pytester.makepyfile(test_b_class=marked_class)
     pytester.makepyfile(test_c_plain=probe_module(probe_test("test_plain_later")))
-    pytester.runpytest(*NO_LOOPTIME).assert_outcomes(passed=4)
+    pytester.runpytest().assert_outcomes(passed=4)
     assert_real(observed(pytester, "test_plain_first"))
     assert_virtual(observed(pytester, "test_marked"))
     assert_virtual(observed(pytester, "test_in_class"))
@@ -382,7 +371,7 @@ def test_an_unmarked_suite_is_not_parametrized_by_loop(pytester: pytest.Pytester
             assert not hasattr(request.node, "callspec")
         """
     )
-    pytester.runpytest(*NO_LOOPTIME).assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)
 
 
 def test_ini_override_option_counts_as_ini(pytester: pytest.Pytester) -> None:
@@ -653,7 +642,7 @@ def test_a_marker_added_after_collection_is_a_clear_error(pytester: pytest.Pytes
         """
     )
     pytester.makepyfile(test_late="async def test_late():\n    pass\n")
-    result = pytester.runpytest(*NO_LOOPTIME)
+    result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [

@@ -23,10 +23,7 @@ def test_the_readme_example_passes_in_a_fresh_project(pytester: pytest.Pytester)
     assert len(blocks) == 1, "the README shows one example; test every one you add"
     # A user's project: pytest-asyncio in its default (strict) mode, no
     # asyncspec settings in the ini file.
-    pytester.makeini(
-        "[pytest]\naddopts = -p no:looptime_plugin -p no:looptime_timeproxies "
-        "-p no:looptime_chronometers\nasyncio_default_fixture_loop_scope = function\n"
-    )
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(test_readme_example=blocks[0])
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -84,9 +85,7 @@ def test_send_records_each_step_and_passes_values_through(types_: tuple[Any, Any
     assert all(start <= end for _, start, end, *_ in steps)
     assert [step[3:5] for step in steps] == [[0, 0]] * 3  # a real loop: no ticks
     assert calls.yielded == ["a future"]
-    ((label, error),) = log.endings
-    assert label == 5
-    assert error is None or isinstance(error, StopIteration)
+    assert log.endings == [(5, None)]
     assert log.steps == 3
     assert (log.current, log.step_started_ns, log.step_serial) == (0, 0, 0)
 
@@ -114,7 +113,7 @@ def test_an_exception_ends_the_task_and_propagates(types_: tuple[Any, Any]) -> N
     recorder.send(None)
     with pytest.raises(KeyError, match="lost") as raised:
         recorder.send(None)
-    assert log.endings == [(2, raised.value)]
+    assert log.endings == [(2, ("raised", "KeyError: 'lost'"))]
     assert raised.value.__traceback__ is not None
     assert words(log)[-1][0] == 2 << 8 | KIND_DONE
 
@@ -145,10 +144,7 @@ def test_throw_is_a_step_and_a_caught_throw_returns(types_: tuple[Any, Any]) -> 
     recorder.send(None)
     with pytest.raises(ValueError, match="thrown"):
         recorder.throw(ValueError("thrown"))
-    assert [label for label, _ in log.endings] == [4, 5]
-    returned = log.endings[0][1]
-    assert returned is None or isinstance(returned, StopIteration)
-    assert isinstance(log.endings[-1][1], ValueError)
+    assert log.endings == [(4, None), (5, ("raised", "ValueError: thrown"))]
 
 
 def test_keep_over_keeps_only_long_steps(types_: tuple[Any, Any]) -> None:
@@ -323,7 +319,92 @@ def test_endings_by_exception_fill_and_flush_the_buffer(types_: tuple[Any, Any])
         with pytest.raises(ValueError, match=f"^{number}$"):
             cls(fails(number), log, 1).send(None)
     assert len(log.records) == 3_000 * WORDS
-    assert [str(error) for _, error in log.endings] == [str(n) for n in range(3_000)]
+    assert [detail for _, detail in log.endings] == [
+        ("raised", f"ValueError: {n}") for n in range(3_000)
+    ]
+
+
+def test_endings_keep_no_exception_result_or_frame(types_: tuple[Any, Any]) -> None:
+    """Stock asyncio frees a finished task's exception, with the frames on
+    its traceback and their locals, once the task is dropped: the log must
+    keep plain data only (and no returned value, nor a StopIteration holding
+    one)."""
+    log_type, base = types_
+    log = log_type(None, -1)
+    cls = recorder_class(base, Calls())
+
+    class Big:
+        pass
+
+    refs: list[weakref.ref[Big]] = []
+
+    async def fails() -> None:
+        big = Big()
+        refs.append(weakref.ref(big))
+        await _suspend()
+        raise ValueError("boom")
+
+    async def returns() -> Big:
+        big = Big()
+        refs.append(weakref.ref(big))
+        await _suspend()
+        return big
+
+    async def returns_when_thrown_at() -> Big:
+        big = Big()
+        refs.append(weakref.ref(big))
+        try:
+            await _suspend()
+        except KeyError:
+            return big
+        return Big()
+
+    async def cancelled() -> None:
+        big = Big()
+        refs.append(weakref.ref(big))
+        await _suspend()
+
+    recorder = cls(fails(), log, 1)
+    recorder.send(None)
+    with pytest.raises(ValueError, match="boom"):
+        recorder.send(None)
+    recorder = cls(returns(), log, 2)
+    recorder.send(None)
+    with pytest.raises(StopIteration):  # the Python iterator protocol's return
+        recorder.send(None)
+    recorder = cls(returns_when_thrown_at(), log, 3)
+    recorder.send(None)
+    with pytest.raises(StopIteration):  # a return from a throw
+        recorder.throw(KeyError("wake"))
+    recorder = cls(cancelled(), log, 4)
+    recorder.send(None)
+    with pytest.raises(asyncio.CancelledError):
+        recorder.throw(asyncio.CancelledError("stop"))
+    del recorder
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 4
+    assert log.endings == [
+        (1, ("raised", "ValueError: boom")),
+        (2, None),
+        (3, None),
+        (4, ("cancelled", None)),
+    ]
+
+
+def test_an_unprintable_exception_is_noted_by_its_type(types_: tuple[Any, Any]) -> None:
+    log_type, base = types_
+    log = log_type(None, -1)
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    async def fails() -> None:
+        raise Unprintable
+
+    with pytest.raises(Unprintable):
+        recorder_class(base, Calls())(fails(), log, 1).send(None)
+    assert log.endings == [(1, ("raised", "Unprintable: <unprintable Unprintable object>"))]
 
 
 @pytest.mark.skipif(step_log.coarse_resolution_ns() is None, reason="no coarse clock here")

@@ -1,0 +1,177 @@
+"""Async tests that pytest-asyncio does not run get none of the modes; the run
+summary says how many ran that way, and why, instead of staying silent."""
+
+from __future__ import annotations
+
+import pytest
+from pytester_helpers import NO_BENCHMARK, assert_usage_error, output_of
+
+# Strict mode, so that aiohttp's own plugin runs its unmarked coroutine tests.
+STRICT_MODE_INI = """\
+[pytest]
+addopts = --strict-markers
+asyncio_mode = strict
+asyncio_default_fixture_loop_scope = function
+asyncspec_clock = virtual
+asyncspec_max_blocking = 0.5
+"""
+
+UNITTEST_CASES = """
+import asyncio
+import unittest
+
+
+class Service(unittest.IsolatedAsyncioTestCase):
+    async def test_sleeps(self):
+        await asyncio.sleep(0.01)
+
+    async def test_reads_its_loop(self):
+        # Its own loop: the stock one, whatever the ini asked for.
+        assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+
+    def test_sync_method(self):
+        pass
+
+
+class WithAsyncSetUp(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        await asyncio.sleep(0)
+
+    def test_sync_after_async_set_up(self):
+        pass
+
+
+class Plain(unittest.TestCase):
+    def test_plain(self):
+        pass
+"""
+
+ANYIO_TESTS = """
+import asyncio
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_on_anyio():
+    await asyncio.sleep(0.01)
+"""
+
+PYTEST_ASYNCIO_TESTS = """
+import asyncio
+
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_on_the_virtual_clock():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.sleep(3600)
+    assert loop.time() - started == 3600
+
+
+def test_sync():
+    pass
+"""
+
+
+def _summary(pytester: pytest.Pytester, *args: str) -> str:
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    return output_of(result)
+
+
+def test_the_summary_counts_async_tests_outside_the_modes_by_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_MODE_INI)
+    pytester.makeconftest('pytest_plugins = "aiohttp.pytest_plugin"\n')
+    pytester.makepyfile(
+        test_unittest=UNITTEST_CASES,
+        test_anyio=ANYIO_TESTS,
+        test_ours=PYTEST_ASYNCIO_TESTS,
+        test_aiohttp=(
+            "import asyncio\n\nasync def test_with_aiohttp_loop(loop):\n"
+            "    await asyncio.sleep(0.01)\n"
+        ),
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=9)
+    result.stdout.fnmatch_lines(
+        [
+            "*asyncspec: async tests outside the modes*",
+            "5 async tests ran without clock=virtual, max_blocking=0.5: pytest-asyncio does "
+            "not run them*",
+            "  3: unittest.IsolatedAsyncioTestCase runs it on an event loop of its own: "
+            "test_unittest.py::*",
+            "  1: *",
+            "  1: *",
+        ]
+    )
+    output = output_of(result)
+    assert "anyio's pytest plugin runs it: test_anyio.py::test_on_anyio" in output
+    assert (
+        "the pytest plugin aiohttp.pytest_plugin runs it: "
+        "test_aiohttp.py::test_with_aiohttp_loop[pyloop]" in output
+    )
+    # Tests pytest-asyncio runs, sync tests and sync unittest methods without
+    # an async set-up are not counted.
+    for name in ("test_on_the_virtual_clock", "test_sync_method", "test_plain", "test_sync "):
+        assert name not in output.split("outside the modes")[1]
+
+
+def test_nothing_is_said_when_no_mode_is_on(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        STRICT_MODE_INI.replace("asyncspec_clock = virtual\n", "").replace(
+            "asyncspec_max_blocking = 0.5\n", ""
+        )
+    )
+    pytester.makepyfile(test_unittest=UNITTEST_CASES)
+    assert "outside the modes" not in _summary(pytester)
+
+
+def test_nothing_is_said_when_pytest_asyncio_runs_every_async_test(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_MODE_INI)
+    pytester.makepyfile(test_ours=PYTEST_ASYNCIO_TESTS)
+    assert "outside the modes" not in _summary(pytester)
+
+
+def test_a_mode_asked_for_by_the_ini_is_named(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        STRICT_MODE_INI.replace("asyncspec_clock = virtual\n", "asyncspec_trace = on\n")
+    )
+    pytester.makepyfile(test_unittest=UNITTEST_CASES)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["3 async tests ran without max_blocking=0.5, trace=on: *"])
+
+
+def test_under_xdist_the_controller_counts_the_workers_tests(pytester: pytest.Pytester) -> None:
+    pytester.makeini(STRICT_MODE_INI)
+    pytester.makepyfile(test_unittest=UNITTEST_CASES, test_ours=PYTEST_ASYNCIO_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", *NO_BENCHMARK)
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["3 async tests ran without clock=virtual, max_blocking=0.5: *"])
+
+
+def test_the_marker_on_a_test_another_plugin_runs_names_that_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_MODE_INI)
+    pytester.makepyfile(
+        test_anyio=ANYIO_TESTS.replace(
+            "@pytest.mark.anyio\n", "@pytest.mark.anyio\n@pytest.mark.asyncspec(trace=True)\n"
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert_usage_error(
+        result,
+        "ERROR: test_anyio.py::test_on_anyio: pytest-asyncio does not run this async test "
+        "(anyio's pytest plugin runs it), so @pytest.mark.asyncspec *",
+    )
