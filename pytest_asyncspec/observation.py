@@ -85,7 +85,8 @@ class Observation:
     #: it only steps over max_blocking are kept: blocking detection at a
     #: fraction of the cost, and no timeline.
     full_trace: bool = True
-    #: Places whose tasks and coroutines may outlive the test (leak allow-list).
+    #: Places whose tasks and coroutines may outlive the test (leak allow-list:
+    #: the run's rules, then the test's allow_leaks markers').
     allow_leaks: list[AllowRule] = field(default_factory=list)
     tracer: Tracer | None = None
     output: TimedOutput | None = None
@@ -289,9 +290,19 @@ class Observation:
         )
 
     def _created(self, group: BlockingGroup) -> str:
-        """Where the task of a place was created (its worst step's task)."""
-        origin = self.origin_of_task(group.worst.task_label)
-        return "" if origin is None else f"The task was created {origin.describe()}."
+        """Where the tasks of a place were created.  In an explored test the
+        same task is made anew each schedule: by pytest's setup the first
+        time, by the schedule's own fixture setup (in the call) after."""
+        origins: dict[str, None] = {}
+        for event in group.events:
+            origin = self.origin_of_task(event.task_label)
+            if origin is not None:
+                origins[origin.describe()] = None
+        if not origins:
+            return ""
+        if len(origins) == 1:
+            return f"The task was created {next(iter(origins))}."
+        return f"The task, one per run, was created {' or '.join(origins)}."
 
     # -- an explored test's runs of its body ---------------------------------
 
@@ -328,32 +339,49 @@ class Observation:
         """An explored test's schedule ended with these tasks still running."""
         if self.effective.leaks == "off" or not tasks:
             return
+        try:
+            left = self._unallowed(
+                [describe_task(task, self.tracer) for task in tasks], self.allow_leaks
+            )
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+            return
+        if not left:
+            return
         self.schedules_leaking += 1
         if not self.schedule_leaks:
-            self.schedule_leaks = sorted(
-                (describe_task(task, self.tracer) for task in tasks), key=task_order
-            )
+            self.schedule_leaks = sorted(left, key=task_order)
+
+    def _unallowed(self, leaked: list[LeakedTask], rules: Sequence[AllowRule]) -> list[LeakedTask]:
+        """``leaked`` less the tasks of wider-scoped fixtures and those a rule
+        allows, each told in which phase (and fixture) it was started.  In an
+        explored test each schedule sets its function-scoped fixtures up in
+        the call: their tasks were started "during the test (fixture ...)"."""
+        assert self.tracer is not None
+        records = self.tracer.tasks
+        return [
+            replace(leak, started=self._started(leak.label))
+            for leak in leaked
+            if leak.label
+            and not self._shared(leak.label, records)
+            and first_match(rules, leak.sites) is None
+        ]
 
     def leaks(self, allow: Sequence[AllowRule] = ()) -> str:
         """The leak report, judged once the test's fixtures are torn down.
 
         Only tasks this test created count (a shared loop may keep tasks that
         belong to a wider-scoped fixture on purpose), less the tasks started by
-        a wider-scoped fixture and those an allow rule (the run's list, then
-        ``allow``: the test's markers) names."""
+        a wider-scoped fixture and those an allow rule names
+        (:attr:`allow_leaks`: the run's list, then the test's markers; then
+        ``allow``)."""
         if self.effective.leaks == "off" or self.tracer is None:
             return ""
         tracer = self.tracer
         rules = [*self.allow_leaks, *allow]
         try:
             records = tracer.tasks
-            tasks = [
-                replace(leak, started=self._started(leak.label))
-                for leak in pending_tasks(self.loop, tracer)
-                if leak.label
-                and not self._shared(leak.label, records)
-                and first_match(rules, leak.sites) is None
-            ]
+            tasks = self._unallowed(pending_tasks(self.loop, tracer), rules)
             # Each schedule of an explored test makes its own coroutines: name each once.
             unawaited = [
                 coroutine

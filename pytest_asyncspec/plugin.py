@@ -658,7 +658,12 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
         full_trace=effective.trace or uses_fixture or directory is not None,
-        allow_leaks=item.config.stash.get(LEAK_RULES_KEY, []),
+        # The run's rules, then the test's markers': an explored test's
+        # schedules are judged by them too, before the test's end.
+        allow_leaks=[
+            *item.config.stash.get(LEAK_RULES_KEY, []),
+            *(rule for _, rule in item.stash.get(MARKED_LEAK_RULES_KEY, [])),
+        ],
     )
     observation.start("setup")
     for name, scope in watched.fixtures:
@@ -755,10 +760,9 @@ def _finish_observation(watched: Watched) -> str:
     item = watched.item
     observation.stop()
     problems = [observation.blocking_failures("teardown")]
-    marked = item.stash.get(MARKED_LEAK_RULES_KEY, [])
     # A test that failed was cut short before its own clean-up: what it left
     # running says nothing more than its failure does.
-    leaks = "" if watched.failed else observation.leaks([rule for _, rule in marked])
+    leaks = "" if watched.failed else observation.leaks()
     if leaks and observation.effective.leaks == "error":
         problems.append(leaks)
     elif leaks:

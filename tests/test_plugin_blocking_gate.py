@@ -1156,3 +1156,121 @@ def test_the_replay_command_of_a_blocking_place_replays_its_schedule(
             "First in the replayed schedule (fifo, seed *); replay it with: pytest *",
         ]
     )
+
+
+# -- per phase and per place together ---------------------------------------------
+
+PHASED_BLOCKING = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+@pytest.fixture
+async def warm_cache():
+    time.sleep(0.2)  # the cache warms up
+    yield
+    time.sleep(0.2)  # the cache is flushed
+
+
+async def test_uses_cache(warm_cache) -> None:
+    time.sleep(0.2)  # the test blocks
+    await asyncio.sleep(0)
+"""
+
+
+def test_each_phase_reports_its_own_places_and_the_summary_counts_each_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """An async fixture allowed to block in its setup and teardown by a rule,
+    and a test body that blocks: the setup's and teardown's reports carry
+    the allowed places (phase ``setup`` / ``teardown``), the call's the
+    failing one, and the run's summary lists each once, marking the
+    fixture's places with their phase; the rule has fired."""
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.1")
+    path = pytester.makepyfile(test_phased=PHASED_BLOCKING)
+    rule = "test_phased.warm_cache"
+    recorder = pytester.inline_run("-p", "no:cacheprovider", f"--asyncspec-allow-blocking={rule}")
+    reports = {
+        report.when: report
+        for report in recorder.getreports("pytest_runtest_logreport")
+        if report.nodeid.endswith("test_uses_cache")
+    }
+    (setup,) = reports["setup"].asyncspec_allowed_blocking
+    (teardown,) = reports["teardown"].asyncspec_allowed_blocking
+    assert (setup["phase"], setup["rule"], setup["steps"]) == ("setup", rule, 1)
+    assert (teardown["phase"], teardown["rule"], teardown["steps"]) == ("teardown", rule, 1)
+    (failing,) = reports["call"].asyncspec_blocking
+    assert failing["phase"] == "call"
+    assert failing["place"].endswith(
+        f"test_phased.py:{line_of(path, '# the test blocks')} in test_uses_cache"
+    )
+    assert not hasattr(reports["call"], "asyncspec_allowed_blocking")
+    assert not hasattr(reports["setup"], "asyncspec_blocking")
+
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-allow-blocking={rule}")
+    result.assert_outcomes(failed=1)
+    warm = line_of(path, "# the cache warms up")
+    flush = line_of(path, "# the cache is flushed")
+    result.stdout.fnmatch_lines(
+        [
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
+            "*= asyncspec: blocking places =*",
+            "test_phased.py::test_uses_cache: task 'test_uses_cache' at test_phased.py:* "
+            "in test_uses_cache: 1 step, worst 0.2 s (virtual time)",
+            "*= asyncspec: blocking steps allowed by rules =*",
+            f"{rule} -> 2 steps at 2 places:",
+            f"  task * at test_phased.py:{warm} in warm_cache (at setup): 1 step, *",
+            f"  task * at test_phased.py:{flush} in warm_cache (at teardown): 1 step, *",
+        ]
+    )
+    text = output_of(result)
+    assert "never fired" not in text
+    summary = text[text.index("asyncspec: blocking places") :]
+    assert summary.count("in test_uses_cache: 1 step") == 1
+
+
+def test_a_rule_firing_only_in_a_fixture_setup_has_fired_under_xdist(
+    pytester: pytest.Pytester,
+) -> None:
+    """The never-fired list is computed from the reports' allowed places:
+    a rule that only a fixture's setup needed has fired, serially and under
+    ``-n 2`` alike."""
+    pytest.importorskip("xdist")
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.1")
+    pytester.makepyfile(
+        test_setup_only="""
+        import time
+
+        import pytest
+
+
+        @pytest.fixture
+        async def slow_start():
+            time.sleep(0.2)
+            yield
+
+
+        async def test_a(slow_start) -> None:
+            pass
+
+
+        async def test_b() -> None:
+            pass
+        """
+    )
+    for extra in ([], ["-n", "2", *NO_BENCHMARK]):
+        result = pytester.runpytest_subprocess(
+            "--asyncspec-allow-blocking=test_setup_only.slow_start",
+            "--asyncspec-allow-blocking=legacy/*.py",
+            *extra,
+        )
+        result.assert_outcomes(passed=2)
+        text = output_of(result)
+        never = text.split("allow-list rules that never fired", 1)[1]
+        assert "legacy/*.py" in never
+        assert "test_setup_only.slow_start" not in never
+        assert "test_setup_only.slow_start -> 1 step at 1 place:" in text
