@@ -2,7 +2,8 @@
 
 Parsed when the run starts (a bad rule is a usage error before any test),
 and :func:`allowing_rule` decides which rule, if any, allows a blocking
-step from the frames :mod:`.blocking` caught.  Kept apart from it so that
+step from the frames :mod:`.blocking` caught.  The leak allow-list uses the
+same rules on a task's own places instead (:func:`first_match`).  Kept apart from it so that
 reading the rules loads neither the tracer nor the watchdog.
 """
 

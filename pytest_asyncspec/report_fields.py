@@ -12,8 +12,9 @@ from __future__ import annotations
 CLAIM = "asyncspec_claim"
 #: An explored test's summary: schedules, distinct orders, seed, PCT bounds.
 EXPLORATION_SUMMARY = "asyncspec_exploration"
-#: The test's blocking steps that no allow rule allowed, one entry per place
-#: (:meth:`.blocking_groups.BlockingGroup.payload`).
+#: The blocking steps of the report's phase that no allow rule allowed, one
+#: entry per place (:meth:`.blocking_groups.BlockingGroup.payload` and its
+#: ``phase``: each of setup, call and teardown carries its own).
 BLOCKING = "asyncspec_blocking"
 #: The test's blocking steps that an allow rule allowed, one entry per rule
 #: and place (the entry's ``rule``).
