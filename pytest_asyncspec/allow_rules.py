@@ -2,7 +2,8 @@
 
 Parsed when the run starts (a bad rule is a usage error before any test),
 and :func:`allowing_rule` decides which rule, if any, allows a blocking
-step from the frames :mod:`.blocking` caught.  Kept apart from it so that
+step from the frames :mod:`.blocking` caught.  The leak allow-list uses the
+same rules on a task's own places instead (:func:`first_match`).  Kept apart from it so that
 reading the rules loads neither the tracer nor the watchdog.
 """
 
@@ -146,3 +147,31 @@ def allowing_rule(rules: Sequence[AllowRule], frames: Sequence[FrameSite]) -> Al
         if not frame.library:
             return None
     return None
+
+
+def first_match(rules: Iterable[AllowRule], sites: Iterable[FrameSite]) -> AllowRule | None:
+    """The first rule that matches any of ``sites``, counted as a hit.
+
+    For the leak allow-list: ``sites`` are the places that name one leaked
+    task or dropped coroutine (its coroutine's function, the line that
+    created it), not a stack, so any of them may match.  A blocking step's
+    stack is judged by :func:`allowing_rule` instead, which reads only the
+    frames near the blocking call.
+    """
+    places = tuple(sites)
+    for rule in rules:
+        if any(rule.matches(site) for site in places):
+            rule.hits += 1
+            return rule
+    return None
+
+
+def parse_leak_rules(texts: Iterable[str]) -> list[AllowRule]:
+    """Parse the rules of the leak allow-list: the same forms as blocking
+    rules, naming a task's coroutine (``module.function``) or the file and
+    line that created it (``ValueError`` on the first bad one)."""
+    try:
+        return parse_allow_rules(texts)
+    except ValueError as error:
+        # The parser's words are the blocking list's; the rule is the same.
+        raise ValueError(str(error).replace("blocking allow rule", "leak allow rule")) from None

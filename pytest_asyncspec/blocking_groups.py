@@ -17,7 +17,7 @@ Nothing here imports pytest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,10 +121,14 @@ def tally(steps: int, schedules: int, worst: float, total: float, clock: str) ->
 
 def summary_line(entry: Mapping[str, Any], root: str | None = None) -> str:
     """One line for a :meth:`BlockingGroup.payload` (or a merge of them);
-    the place's file is shown relative to ``root`` when under it."""
+    the place's file is shown relative to ``root`` when under it, and a
+    place in a test's setup or teardown says so (the entry's ``phase``)."""
     place = str(entry["place"])
     if root is not None and place.startswith(root):
         place = place[len(root) :]
+    phase = entry.get("phase")
+    if phase in ("setup", "teardown"):
+        place += f" (at {phase})"
     text = f"task {entry['task']!r} at {place}: " + tally(
         int(entry["steps"]),
         int(entry["schedules"]),
@@ -138,15 +142,22 @@ def summary_line(entry: Mapping[str, Any], root: str | None = None) -> str:
 
 def merge_payloads(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Payloads of one place from several tests added up (``tests`` counts
-    them), in order of first appearance."""
+    the distinct tests, by an entry's ``test`` when it has one: a test whose
+    setup and call blocked at the same place is one test), in order of first
+    appearance."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for entry in entries:
-        key = (entry["task"], entry["place"], entry["clock"], entry.get("rule"))
+    seen: dict[tuple[Any, ...], set[Any]] = {}
+    for number, entry in enumerate(entries):
+        key = (entry["task"], entry["place"], entry["clock"], entry.get("rule"), entry.get("phase"))
+        test = entry.get("test", number)
         into = merged.get(key)
         if into is None:
             merged[key] = {**entry, "tests": 1}
+            seen[key] = {test}
             continue
-        into["tests"] += 1
+        if test not in seen[key]:
+            seen[key].add(test)
+            into["tests"] += 1
         for name in ("steps", "schedules", "total"):
             into[name] += entry[name]
         into["worst"] = max(into["worst"], entry["worst"])
@@ -189,12 +200,27 @@ def group_events(
     return list(groups.values())
 
 
-def describe_violations(groups: list[BlockingGroup], threshold: float) -> str:
-    """The failure section for blocking steps no rule allowed."""
+def describe_violations(
+    groups: list[BlockingGroup],
+    threshold: float,
+    *,
+    when: str = "",
+    note: Callable[[BlockingGroup], str] | None = None,
+) -> str:
+    """The failure section for blocking steps no rule allowed: a head line
+    (``when`` says in which part of the test, "during setup"), then one entry
+    per place, each followed by ``note(group)`` when it says something."""
     if not groups:
         return ""
     steps = sum(group.steps for group in groups)
     head = f"{steps} task step(s) held the event loop longer than max_blocking={threshold:g} s"
+    if when:
+        head += f" {when}"
     if steps != len(groups):
         head += f", at {len(groups)} place(s)"
-    return "\n\n".join([head + ":", *(group.describe() for group in groups)])
+    entries = []
+    for group in groups:
+        text = group.describe()
+        extra = note(group) if note is not None else ""
+        entries.append(f"{text}\n{extra}" if extra else text)
+    return "\n\n".join([head + ":", *entries])

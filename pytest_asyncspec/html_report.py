@@ -34,7 +34,7 @@ import html
 import json
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -96,7 +96,13 @@ _TASK_OUTCOMES = {"returned", "raised", "cancelled", "pending"}
 
 
 def timeline_payload(
-    trace: Trace, *, test: str, outcome: str, position: int, virtual: bool
+    trace: Trace,
+    *,
+    test: str,
+    outcome: str,
+    position: int,
+    virtual: bool,
+    phases: Mapping[int, str] | None = None,
 ) -> JsonDict:
     """One traced test's timeline as plain data (what travels on its report).
 
@@ -104,7 +110,8 @@ def timeline_payload(
     their steps in the order they ended, the first :data:`MAX_STEPS`.  Each
     step is ``[start, end, awaits]``: loop seconds, and what the task waited
     on after it.  ``total_tasks`` and ``total_steps`` count the whole trace,
-    so the page can say what it left out.
+    so the page can say what it left out.  ``phases`` (task label -> the
+    test's phase that created it) marks the tasks of its fixtures.
     """
     records = sorted(trace.tasks.values(), key=lambda record: record.label)
     kept = records[:MAX_TASKS]
@@ -132,6 +139,7 @@ def timeline_payload(
             "created_where": record.created_where,
             "outcome": record.outcome.value,
             "error": record.error,
+            "phase": (phases or {}).get(record.label, "call"),
             "steps": rows[record.label],
         }
         for record in kept
@@ -283,6 +291,10 @@ def _svg(entry: JsonDict, index: int) -> str:
         label = task.get("label", row + 1)
         outcome = str(task.get("outcome", ""))
         created = _number(task.get("created"))
+        phase = str(task.get("phase", "call"))
+        if phase != "call":
+            # A task of the test's fixtures, made during its setup or teardown.
+            name = f"{name} [{phase}]"
         about = [f"{name} (task {label}, {task.get('coroutine', '')})", f"outcome: {outcome}"]
         if task.get("error"):
             about.append(f"error: {task.get('error')}")

@@ -21,10 +21,11 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from types import FrameType
+from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import Any
 
+from .blocking import FrameSite
 from .trace import TaskRecord, Tracer
 
 # waiting.py's frame helpers describe a task's await chain; reused, not copied.
@@ -76,6 +77,12 @@ class LeakedTask:
     chain: tuple[str, ...]
     #: What would wake it (the innermost asyncio primitive and its future).
     awaiting: str
+    #: When in the test it was created ("during setup (fixture 'server')"),
+    #: when the plugin knows.
+    started: str = ""
+    #: The places an allow rule may name: the task's coroutine and the line
+    #: that created it.
+    sites: tuple[FrameSite, ...] = field(default=(), compare=False, repr=False)
 
     def describe(self) -> str:
         who = f"task {self.name!r} ({self.coroutine})"
@@ -85,6 +92,8 @@ class LeakedTask:
         created = f"  created at {self.created_where}"
         if self.created_at is not None:
             created += f" (loop time {self.created_at:g} s)"
+        if self.started:
+            created += f" {self.started}"
         lines.append(created)
         lines.extend(f"  suspended at {place}" for place in self.chain)
         return "\n".join(lines)
@@ -132,17 +141,43 @@ def describe_task(task: asyncio.Task[Any], tracer: Tracer | None = None) -> Leak
     """Name one unfinished task, where it was created and where it is suspended."""
     record = _traced_record(task, tracer)
     frames = await_chain(task)
+    created_where = record.created_where if record is not None else _source_traceback_site(task)
+    sites = [creation_site(created_where)]
+    if frames:
+        own = frames[0]
+        module = own.f_globals.get("__name__")
+        sites.insert(
+            0,
+            _site(
+                own.f_code, own.f_lineno, qualname(own), module if isinstance(module, str) else ""
+            ),
+        )
     return LeakedTask(
         name=task.get_name(),
         coroutine=coroutine_name(task),
         label=None if record is None else record.label,
-        created_where=(
-            record.created_where if record is not None else _source_traceback_site(task)
-        ),
+        created_where=created_where,
         created_at=None if record is None else record.created_at,
         chain=tuple(place(frame) for frame in frames),
         awaiting=_awaiting(task, frames),
+        sites=tuple(sites),
     )
+
+
+def _site(code: CodeType | str, lineno: int, function: str, module: str) -> FrameSite:
+    # Only allow rules read these sites, and they never ask whether a place
+    # is in a library.
+    filename = code if isinstance(code, str) else code.co_filename
+    return FrameSite(filename, lineno, function, module, library=False)
+
+
+def creation_site(created_where: str) -> FrameSite:
+    """The ``file:line`` that created a task, as a place an allow rule can name
+    (path rules only: the creating function is not recorded)."""
+    filename, _, line = created_where.rpartition(":")
+    if not filename or not line.isdigit():
+        return _site(created_where, 0, "", "")
+    return _site(filename, int(line), "", "")
 
 
 def task_order(leak: LeakedTask) -> tuple[bool, int, str]:
@@ -183,6 +218,9 @@ class UnawaitedCoroutine:
     origin: tuple[str, ...]
     #: The warning Python emitted for it.
     message: str
+    #: The places an allow rule may name: the coroutine's function (when the
+    #: dying coroutine was at hand) and the line that created it.
+    sites: tuple[FrameSite, ...] = field(default=(), compare=False, repr=False)
 
     def describe(self) -> str:
         return f"coroutine {self.name!r} was never awaited; created at {self.created_where}"
@@ -218,11 +256,27 @@ def _unawaited(warning: warnings.WarningMessage) -> UnawaitedCoroutine | None:
     if match is None:
         return None
     origin = _origin_from_coroutine(warning.source) or _origin_from_message(message)
+    created_where = f"{origin[0][0]}:{origin[0][1]}" if origin else UNKNOWN
+    sites = [creation_site(created_where)]
+    code = getattr(warning.source, "cr_code", None)
+    frame = getattr(warning.source, "cr_frame", None)
+    if isinstance(code, CodeType):
+        module = getattr(frame, "f_globals", {}).get("__name__")
+        sites.insert(
+            0,
+            _site(
+                code,
+                code.co_firstlineno,
+                match["name"],
+                module if isinstance(module, str) else "",
+            ),
+        )
     return UnawaitedCoroutine(
         name=match["name"],
-        created_where=f"{origin[0][0]}:{origin[0][1]}" if origin else UNKNOWN,
+        created_where=created_where,
         origin=tuple(f"{file}:{line} in {function}" for file, line, function in origin),
         message=message,
+        sites=tuple(sites),
     )
 
 
@@ -237,14 +291,17 @@ def _reemit(warning: warnings.WarningMessage) -> None:
 
 
 @contextlib.contextmanager
-def track_unawaited(depth: int = DEFAULT_ORIGIN_DEPTH) -> Iterator[list[UnawaitedCoroutine]]:
+def track_unawaited(
+    depth: int = DEFAULT_ORIGIN_DEPTH, *, collect: bool = True
+) -> Iterator[list[UnawaitedCoroutine]]:
     """Collect the coroutines dropped without being awaited inside the block.
 
     Coroutine origin tracking is switched on (at least ``depth`` frames) for
     the block so each report can name the creating line; the previous depth
-    is restored afterwards.  A garbage collection runs before the block ends,
-    so coroutines caught in reference cycles are reported here rather than in
-    some later test.  The yielded list is filled when the block exits.
+    is restored afterwards.  A garbage collection runs before the block ends
+    (unless ``collect`` is false: a later block of the same test will run
+    it), so coroutines caught in reference cycles are reported here rather
+    than in some later test.  The yielded list is filled when the block exits.
 
     Every other warning caught in the block is emitted again at exit, through
     the filters that were in force outside it.
@@ -266,7 +323,8 @@ def track_unawaited(depth: int = DEFAULT_ORIGIN_DEPTH) -> Iterator[list[Unawaite
                 body_failed = True
                 raise
             finally:
-                gc.collect()
+                if collect:
+                    gc.collect()
                 for warning in caught:
                     leak = _unawaited(warning)
                     if leak is None:

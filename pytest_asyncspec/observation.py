@@ -1,30 +1,37 @@
 """What the plugin watches while one async test runs, and what it concludes.
 
 An :class:`Observation` installs a :class:`~pytest_asyncspec.trace.Tracer` on
-the test's loop, a blocking watchdog when a threshold is set, timed output
-capture and leak tracking, then turns what they saw into failures and report
-sections.  It never lets its own trouble decide a test's outcome: an internal
-error becomes a report section, and the test's result stands.
+the test's loop when pytest-asyncio's runner makes that loop available, so
+the tasks of the test's async fixtures are traced as well as the test's own:
+it spans the test's setup, call and teardown.  Each phase gets its own
+blocking watchdog, timed output capture and unawaited-coroutine tracking
+(entered and left inside pytest's own capture of that phase), and every
+task is known by the phase, and the fixture, that created it.  The
+observation turns what it saw into failures and report sections, and never
+lets its own trouble decide a test's outcome: an internal error becomes a
+report section, and the test's result stands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .allow_rules import AllowRule
-from .blocking import BlockingWatchdog
+from .allow_rules import AllowRule, first_match
+from .blocking import BlockingEvent, BlockingWatchdog
 from .blocking_groups import BlockingGroup, Schedule, describe_violations, group_events
 from .hang import hang_report
 from .leaks import (
     LeakedTask,
     UnawaitedCoroutine,
+    creation_site,
     describe_task,
     leak_report,
     pending_tasks,
@@ -34,7 +41,7 @@ from .leaks import (
 from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
-from .trace import Outcome, Trace, Tracer
+from .trace import Outcome, TaskRecord, Trace, Tracer
 from .trace_events import trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
@@ -42,9 +49,32 @@ if TYPE_CHECKING:
     from .strategies import ScheduleSpec
 
 
+#: pytest's phases of a test, in order, and how reports say them.
+PHASE_WORDS = {"setup": "during setup", "call": "during the test", "teardown": "during teardown"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """When in a test something began: the phase, and the fixture being set up."""
+
+    phase: str
+    fixture: str | None = None
+    #: The fixture's scope when it is wider than the test's (module, session):
+    #: what it starts outlives the test, so it is not the test's leak.
+    shared_scope: str | None = None
+
+    def describe(self) -> str:
+        words = PHASE_WORDS[self.phase]
+        if self.fixture is None:
+            return words
+        if self.shared_scope is None:
+            return f"{words} (fixture {self.fixture!r})"
+        return f"{words} ({self.shared_scope}-scoped fixture {self.fixture!r})"
+
+
 @dataclass
 class Observation:
-    """The instruments around one test call."""
+    """The instruments around one test: its setup, call and teardown."""
 
     nodeid: str
     effective: Effective
@@ -55,8 +85,10 @@ class Observation:
     #: it only steps over max_blocking are kept: blocking detection at a
     #: fraction of the cost, and no timeline.
     full_trace: bool = True
+    #: Places whose tasks and coroutines may outlive the test (leak allow-list:
+    #: the run's rules, then the test's allow_leaks markers').
+    allow_leaks: list[AllowRule] = field(default_factory=list)
     tracer: Tracer | None = None
-    watchdog: BlockingWatchdog | None = None
     output: TimedOutput | None = None
     unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
     #: In an explored test: what the first schedule to leave tasks running
@@ -66,14 +98,29 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
-    #: Blocking steps of a test that failed for another reason (a report section).
+    #: Blocking steps of a phase that failed for another reason (a report section).
     blocking_report: str = ""
-    #: In an explored test: the schedule each of the watchdog's periods ran.
+    #: The phase being watched (None: between phases, or stopped).
+    phase: str | None = None
+    #: The blocking steps of each phase that has ended (allowed or not, and
+    #: the garbage collector's pauses), as its watchdog settled them.
+    blocking: dict[str, list[BlockingEvent]] = field(default_factory=dict)
+    #: In an explored test: the schedule each of the call phase's watchdog
+    #: periods ran (the schedules run inside the call phase).
     schedules: dict[int, Schedule] = field(default_factory=dict)
     _period: int = 0
+    #: Where each phase and each fixture setup began, in order: the steps
+    #: recorded by then, the label of the next task, and the origin.
+    _mark_steps: list[int] = field(default_factory=list)
+    _mark_labels: list[int] = field(default_factory=list)
+    _mark_origins: list[Origin] = field(default_factory=list)
+    _fixtures: list[Origin] = field(default_factory=list)
+    _watchdog: BlockingWatchdog | None = None
+    _phase_unawaited: list[UnawaitedCoroutine] = field(default_factory=list)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _phase_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
-    def start(self) -> None:
+    def start(self, phase: str = "setup") -> None:
         try:
             keep_over = None
             if not self.full_trace:
@@ -90,54 +137,180 @@ class Observation:
             )
             self.tracer.install()
             self._stack.callback(self.tracer.stop)
-            self.output = self._stack.enter_context(capture_output(self.tracer))
+            self.output = TimedOutput()
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+            return
+        self.begin_phase(phase)
+
+    def begin_phase(self, phase: str) -> None:
+        """Watch ``phase`` (``setup``, ``call`` or ``teardown``) from now on."""
+        self.end_phase()
+        tracer = self.tracer
+        if tracer is None:
+            return
+        self.phase = phase
+        self._fixtures.clear()
+        self._mark(Origin(phase))
+        try:
+            # pytest swaps sys.stdout and the warning filters between phases:
+            # what replaces them must be put back inside the same phase.
+            self._phase_stack.enter_context(capture_output(tracer, into=self.output))
             if self.effective.leaks != "off":
-                self.unawaited = self._stack.enter_context(track_unawaited())
-            if self.effective.max_blocking is not None:
-                self.watchdog = BlockingWatchdog(
-                    self.tracer, self.effective.max_blocking, allow=self.allow
+                # The garbage collection that finds coroutines dropped in
+                # reference cycles runs once, at the end of the test.
+                self._phase_unawaited = self._phase_stack.enter_context(
+                    track_unawaited(collect=phase == "teardown")
                 )
-                self.watchdog.start()
-                self._stack.callback(self.watchdog.stop)
+            if self.effective.max_blocking is not None:
+                watchdog = BlockingWatchdog(tracer, self.effective.max_blocking, allow=self.allow)
+                watchdog.start()
+                self._watchdog = watchdog
         except Exception:
             self.internal_errors.append(traceback.format_exc())
 
+    def end_phase(self) -> None:
+        """Stop watching the current phase and settle its blocking steps."""
+        phase, self.phase = self.phase, None
+        if phase is None:
+            return
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+            self.blocking[phase] = watchdog.events()
+            self.internal_errors.extend(watchdog.watchdog_errors)
+        try:
+            self._phase_stack.close()
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+        # Filled as the tracking block exits.
+        self.unawaited.extend(self._phase_unawaited)
+        self._phase_unawaited = []
+        self._collect_tracer_errors()
+
+    def _collect_tracer_errors(self) -> None:
+        # Each phase's report shows what went wrong in it.
+        if self.tracer is not None:
+            self.internal_errors.extend(self.tracer.internal_errors)
+            self.tracer.internal_errors.clear()
+
+    def fixture_setup_began(self, name: str, shared_scope: str | None) -> None:
+        """A fixture's setup starts: tasks made until it ends are its own."""
+        if self.phase is None:
+            return
+        origin = Origin(self.phase, name, shared_scope)
+        self._fixtures.append(origin)
+        self._mark(origin)
+
+    def fixture_setup_ended(self) -> None:
+        if self.phase is None or not self._fixtures:
+            return
+        self._fixtures.pop()
+        self._mark(self._fixtures[-1] if self._fixtures else Origin(self.phase))
+
+    def _mark(self, origin: Origin) -> None:
+        if self.tracer is None:
+            return
+        steps, label = self.tracer.position()
+        self._mark_steps.append(steps)
+        self._mark_labels.append(label)
+        self._mark_origins.append(origin)
+
     def stop(self) -> None:
+        self.end_phase()
         try:
             self._stack.close()
         except Exception:
             self.internal_errors.append(traceback.format_exc())
-        if self.tracer is not None:
-            self.internal_errors.extend(self.tracer.internal_errors)
-        if self.watchdog is not None:
-            self.internal_errors.extend(self.watchdog.watchdog_errors)
+        self._collect_tracer_errors()
 
     @property
     def trace(self) -> Trace | None:
         return None if self.tracer is None else self.tracer.trace()
 
+    # -- where things began --------------------------------------------------
+
+    def origin_of_task(self, label: int) -> Origin | None:
+        """The phase (and fixture) in which the task with ``label`` was created."""
+        return self._origin_at(self._mark_labels, label)
+
+    def origin_of_step(self, index: int) -> Origin | None:
+        """The phase (and fixture setup) in which the trace's step ``index`` ran."""
+        return self._origin_at(self._mark_steps, index)
+
+    def _origin_at(self, keys: list[int], value: int) -> Origin | None:
+        at = bisect.bisect_right(keys, value) - 1
+        return self._mark_origins[at] if at >= 0 else None
+
+    def _shared(self, label: int, records: dict[int, TaskRecord]) -> bool:
+        """Whether a wider-scoped fixture started the task, or a task it
+        started did (a server's connection handlers): it outlives the test."""
+        seen: set[int] = set()
+        while label and label not in seen:
+            seen.add(label)
+            origin = self.origin_of_task(label)
+            if origin is not None and origin.shared_scope is not None:
+                return True
+            record = records.get(label)
+            label = record.parent or 0 if record is not None else 0
+        return False
+
     # -- conclusions ---------------------------------------------------------
 
-    def blocking_groups(self, *, allowed: bool) -> list[BlockingGroup]:
-        """The test's blocking steps that no rule allowed (or, with
-        ``allowed``, that one did), one group per place."""
-        if self.watchdog is None:
-            return []
-        events = self.watchdog.allowed() if allowed else self.watchdog.violations()
-        return group_events(events, self.schedules)
+    def _phase_events(self, phase: str) -> list[BlockingEvent]:
+        """The blocking steps of ``phase``: settled once it ended, a snapshot
+        while it runs."""
+        if phase == self.phase and self._watchdog is not None:
+            return self._watchdog.events()
+        return self.blocking.get(phase, [])
 
-    def blocking_failures(self) -> str:
+    def blocking_groups(self, phase: str, *, allowed: bool) -> list[BlockingGroup]:
+        """The blocking steps of ``phase`` that no rule allowed (or, with
+        ``allowed``, that one did), one group per place.  The collector's
+        pauses are neither (see :meth:`collector_report`)."""
+        events = [
+            event
+            for event in self._phase_events(phase)
+            if not event.by_collector and (event.allowed_by is not None) == allowed
+        ]
+        # Only the call phase runs schedules: other phases' periods are all 0.
+        return group_events(events, self.schedules if phase == "call" else None)
+
+    def blocking_failures(self, phase: str) -> str:
+        """The report of the unallowed blocking steps of ``phase``, one entry
+        per place, or ``""``."""
         threshold = self.effective.max_blocking
         if threshold is None:
             return ""
-        return describe_violations(self.blocking_groups(allowed=False), threshold)
+        return describe_violations(
+            self.blocking_groups(phase, allowed=False),
+            threshold,
+            when=PHASE_WORDS[phase],
+            note=self._created,
+        )
+
+    def _created(self, group: BlockingGroup) -> str:
+        """Where the tasks of a place were created.  In an explored test the
+        same task is made anew each schedule: by pytest's setup the first
+        time, by the schedule's own fixture setup (in the call) after."""
+        origins: dict[str, None] = {}
+        for event in group.events:
+            origin = self.origin_of_task(event.task_label)
+            if origin is not None:
+                origins[origin.describe()] = None
+        if not origins:
+            return ""
+        if len(origins) == 1:
+            return f"The task was created {next(iter(origins))}."
+        return f"The task, one per run, was created {' or '.join(origins)}."
 
     # -- an explored test's runs of its body ---------------------------------
 
     def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
-        if self.watchdog is None:
+        watchdog = self._watchdog
+        if watchdog is None:
             return
-        self._period = self.watchdog.new_period()
+        self._period = watchdog.new_period()
         if spec is None:
             schedule = Schedule("a trial run while shrinking a failure", counted=False)
         elif spec.number < 0:
@@ -154,34 +327,68 @@ class Observation:
         command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
         self.schedules[self._period] = replace(schedule, replay=command)
 
-    def collector_report(self) -> str:
-        """Steps over max_blocking only because the garbage collector ran
-        inside them: not failures, but shown, so a slow collection is seen."""
-        if self.watchdog is None:
-            return ""
-        return "\n\n".join(event.describe() for event in self.watchdog.collector_pauses())
+    def collector_report(self, phase: str) -> str:
+        """Steps of ``phase`` over max_blocking only because the garbage
+        collector ran inside them: not failures, but shown, so a slow
+        collection is seen."""
+        return "\n\n".join(
+            event.describe() for event in self._phase_events(phase) if event.by_collector
+        )
 
     def note_schedule_leftovers(self, tasks: list[asyncio.Task[Any]]) -> None:
         """An explored test's schedule ended with these tasks still running."""
         if self.effective.leaks == "off" or not tasks:
             return
+        try:
+            left = self._unallowed(
+                [describe_task(task, self.tracer) for task in tasks], self.allow_leaks
+            )
+        except Exception:
+            self.internal_errors.append(traceback.format_exc())
+            return
+        if not left:
+            return
         self.schedules_leaking += 1
         if not self.schedule_leaks:
-            self.schedule_leaks = sorted(
-                (describe_task(task, self.tracer) for task in tasks), key=task_order
-            )
+            self.schedule_leaks = sorted(left, key=task_order)
 
-    def leaks(self) -> str:
+    def _unallowed(self, leaked: list[LeakedTask], rules: Sequence[AllowRule]) -> list[LeakedTask]:
+        """``leaked`` less the tasks of wider-scoped fixtures and those a rule
+        allows, each told in which phase (and fixture) it was started.  In an
+        explored test each schedule sets its function-scoped fixtures up in
+        the call: their tasks were started "during the test (fixture ...)"."""
+        assert self.tracer is not None
+        records = self.tracer.tasks
+        return [
+            replace(leak, started=self._started(leak.label))
+            for leak in leaked
+            if leak.label
+            and not self._shared(leak.label, records)
+            and first_match(rules, leak.sites) is None
+        ]
+
+    def leaks(self, allow: Sequence[AllowRule] = ()) -> str:
+        """The leak report, judged once the test's fixtures are torn down.
+
+        Only tasks this test created count (a shared loop may keep tasks that
+        belong to a wider-scoped fixture on purpose), less the tasks started by
+        a wider-scoped fixture and those an allow rule names
+        (:attr:`allow_leaks`: the run's list, then the test's markers; then
+        ``allow``)."""
         if self.effective.leaks == "off" or self.tracer is None:
             return ""
         tracer = self.tracer
+        rules = [*self.allow_leaks, *allow]
         try:
-            # Only tasks this test created: a shared loop may keep tasks that
-            # belong to a wider-scoped fixture on purpose.
-            tasks = [leak for leak in pending_tasks(self.loop, tracer) if leak.label]
+            records = tracer.tasks
+            tasks = self._unallowed(pending_tasks(self.loop, tracer), rules)
             # Each schedule of an explored test makes its own coroutines: name each once.
-            unawaited = list({(c.name, c.created_where): c for c in self.unawaited}.values())
-            report = leak_report(tasks, unawaited)
+            unawaited = [
+                coroutine
+                for coroutine in {(c.name, c.created_where): c for c in self.unawaited}.values()
+                if first_match(rules, coroutine.sites) is None
+            ]
+            report = leak_report(tasks, unawaited, when="after the test's teardown")
             if self.schedule_leaks:
                 left = leak_report(
                     self.schedule_leaks,
@@ -194,8 +401,11 @@ class Observation:
             # test ends ("Task was destroyed but it is pending"): still a leak.
             lost = [
                 record
-                for record in tracer.tasks.values()
-                if record.outcome is Outcome.PENDING and tracer.live_task(record.label) is None
+                for record in records.values()
+                if record.outcome is Outcome.PENDING
+                and tracer.live_task(record.label) is None
+                and not self._shared(record.label, records)
+                and first_match(rules, (creation_site(record.created_where),)) is None
             ]
         except Exception:
             self.internal_errors.append(traceback.format_exc())
@@ -212,11 +422,26 @@ class Observation:
             report = "\n".join(filter(None, [report, "\n".join(lines)]))
         return report
 
+    def _started(self, label: int | None) -> str:
+        origin = None if label is None else self.origin_of_task(label)
+        return "" if origin is None else origin.describe()
+
     def timeline(self) -> str:
         trace = self.trace
         if not self.full_trace or trace is None or not len(trace):
             return ""
-        return render_timeline(trace, blocking_threshold=self.effective.max_blocking)
+        return render_timeline(
+            trace, blocking_threshold=self.effective.max_blocking, phases=self.task_phases(trace)
+        )
+
+    def task_phases(self, trace: Trace) -> dict[int, str]:
+        """The phase that created each task of ``trace``, by label."""
+        phases = {}
+        for label in trace.tasks:
+            origin = self.origin_of_task(label)
+            if origin is not None:
+                phases[label] = origin.phase
+        return phases
 
     def hang(self) -> str:
         return hang_report(self.loop, tracer=self.tracer)
@@ -262,7 +487,8 @@ class TraceView:
 
     Attribute access forwards to the current :class:`~pytest_asyncspec.trace.Trace`
     (``asyncspec_trace.start_of("worker")``); ``output`` holds the lines the
-    test printed, each with its loop time and task.
+    test and its async fixtures printed, each with its loop time and task;
+    :meth:`phase_of` says in which phase a task was created.
     """
 
     def __init__(self) -> None:
@@ -288,8 +514,9 @@ class TraceView:
         __tracebackhide__ = True
         if self._observation is None or self._observation.tracer is None:
             raise RuntimeError(
-                "asyncspec_trace records the test's own coroutine: read it inside the "
-                "async test body, not in a fixture or a synchronous test"
+                "asyncspec_trace records the tasks of the test's loop, from its async "
+                "fixtures' setup to their teardown: read it inside the async test body or "
+                "an async fixture, not in a synchronous test or fixture"
             )
         return self._observation
 
@@ -298,6 +525,15 @@ class TraceView:
         output = self._current().output
         assert output is not None
         return output if not self._first_line else TimedOutput(output.lines[self._first_line :])
+
+    def phase_of(self, which: int | str) -> str:
+        """The phase that created a task (by label or name): ``setup``,
+        ``call`` or ``teardown``."""
+        observation = self._current()
+        label = self.snapshot().task(which).label
+        origin = observation.origin_of_task(label)
+        assert origin is not None  # every traced task was made in a phase
+        return origin.phase
 
     def snapshot(self) -> Trace:
         tracer = self._current().tracer

@@ -147,7 +147,7 @@ class _StdoutProxy:
 
 
 @contextmanager
-def capture_output(tracer: Tracer) -> Iterator[TimedOutput]:
+def capture_output(tracer: Tracer, into: TimedOutput | None = None) -> Iterator[TimedOutput]:
     """Record each line printed on this thread, with its loop time and task.
 
     Enter it on the thread that will run ``tracer.loop``.  Until the block
@@ -157,9 +157,13 @@ def capture_output(tracer: Tracer) -> Iterator[TimedOutput]:
     are forwarded only: their loop time would mean nothing.  A trailing line
     without a newline is recorded at exit, and ``sys.stdout`` is restored
     whatever happened in the block.
+
+    ``into`` continues an earlier recording: a test's setup, call and
+    teardown are captured in turn (each inside pytest's own capture of that
+    phase) into one transcript.
     """
     original = sys.stdout
-    output = TimedOutput()
+    output = TimedOutput() if into is None else into
     proxy = _StdoutProxy(original, tracer, threading.get_ident(), output)
     sys.stdout = cast(TextIO, proxy)
     try:

@@ -23,6 +23,8 @@ from . import report_fields
 from .loops import LoopFactory, UnsupportedLoopError, loop_factory
 from .run_summary import RunSummary
 from .settings import (
+    ALLOW_LEAKS_HELP,
+    ALLOW_LEAKS_MARKER,
     CLAIM_HELP,
     CLAIM_MARKER,
     MARKER,
@@ -30,6 +32,7 @@ from .settings import (
     Effective,
     add_options,
     allow_blocking_rules,
+    allow_leak_rules,
     effective_for,
     effective_global,
     enabled_modes,
@@ -57,6 +60,14 @@ SETTINGS_KEY: pytest.StashKey[Effective] = pytest.StashKey()
 OBSERVATION_KEY: pytest.StashKey[Observation] = pytest.StashKey()
 TRACE_VIEW_KEY: pytest.StashKey[TraceView] = pytest.StashKey()
 ALLOW_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
+#: The run's leak allow-list (ini and command line).
+LEAK_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
+#: A test's allow_leaks marker rules, each under the name the run summary
+#: gives it ("test_file.py: @pytest.mark.allow_leaks('rule')").
+MARKED_LEAK_RULES_KEY: pytest.StashKey[list[tuple[str, AllowRule]]] = pytest.StashKey()
+#: One rule object per marker and rule text, shared by the tests the marker
+#: reaches, so a rule used by any of them counts as used.
+MARKER_RULE_CACHE_KEY: pytest.StashKey[dict[str, AllowRule]] = pytest.StashKey()
 CLAIM_KEY: pytest.StashKey[ClaimTag] = pytest.StashKey()
 CLAIM_POSITION_KEY: pytest.StashKey[int] = pytest.StashKey()
 CLOCK_KEY: pytest.StashKey[LoopClock] = pytest.StashKey()
@@ -78,6 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
+    config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
     validate_config(config)
     try:
         # One list for the whole run, so a rule used by any test counts as used.
@@ -86,6 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(
             f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
+        ) from None
+    try:
+        rules = allow_leak_rules(config)
+        config.stash[LEAK_RULES_KEY] = _parse_leak_rules(rules) if rules else []
+    except ValueError as error:
+        raise pytest.UsageError(
+            f"--asyncspec-allow-leaks / asyncspec_allow_leaks: {error}"
         ) from None
     global_settings = effective_global(config)
     _check_exploration_flags(global_settings)
@@ -103,7 +122,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # Claims, explored tests' summaries and fired allow-list rules are
         # gathered where reports arrive: here, or on the xdist controller; a
         # worker only attaches each test's data to its reports.
-        summary = RunSummary(report_path(config), config.stash[ALLOW_RULES_KEY], trace_dir(config))
+        summary = RunSummary(
+            report_path(config),
+            config.stash[ALLOW_RULES_KEY],
+            trace_dir(config),
+            leak_rules=config.stash[LEAK_RULES_KEY],
+        )
         config.pluginmanager.register(summary, "asyncspec-summary")
         page = html_path(config)
         if page is not None:
@@ -164,6 +188,12 @@ def _parse_allow_rules(rules: list[str]) -> list[AllowRule]:
     from .allow_rules import parse_allow_rules
 
     return parse_allow_rules(rules)
+
+
+def _parse_leak_rules(rules: list[str]) -> list[AllowRule]:
+    from .allow_rules import parse_leak_rules
+
+    return parse_leak_rules(rules)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -270,13 +300,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 WORKER_USAGE_ERROR_KEY: pytest.StashKey[str] = pytest.StashKey()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
-    if error is not None:
-        pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
-
-
 def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every marker, sync tests included, before anything runs, and
     note on each test the settings, claim and exploration it runs with."""
@@ -306,6 +329,8 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         if opted_in or effective is not unmarked:
             _check_loop(item, effective)
         item.stash[SETTINGS_KEY] = effective
+        if ALLOW_LEAKS_MARKER in marks:
+            item.stash[MARKED_LEAK_RULES_KEY] = _marked_leak_rules(item)
         if CLAIM_MARKER in marks:
             from .claims import claim_tag
 
@@ -335,6 +360,38 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         from .claims import check_consistent
 
         check_consistent(tagged)
+
+
+def _marked_leak_rules(item: pytest.Item) -> list[tuple[str, AllowRule]]:
+    """The rules of the allow_leaks markers that reach ``item`` (its own,
+    its class's, its module's), validated."""
+    from .allow_rules import parse_leak_rules
+
+    cache = item.config.stash.setdefault(MARKER_RULE_CACHE_KEY, {})
+    rules = []
+    for node, mark in item.iter_markers_with_node(ALLOW_LEAKS_MARKER):
+        where = f"{item.nodeid}: @pytest.mark.{ALLOW_LEAKS_MARKER}"
+        if mark.kwargs or not mark.args:
+            raise pytest.UsageError(
+                f"{where} takes one or more rules as positional strings, e.g. "
+                f"@pytest.mark.{ALLOW_LEAKS_MARKER}('aiohttp.*', 'tests/helpers.py:12'); "
+                f"got args={mark.args!r}, kwargs={mark.kwargs!r}"
+            )
+        for text in mark.args:
+            if not isinstance(text, str) or not text.strip():
+                raise pytest.UsageError(
+                    f"{where}: every rule must be a non-empty string, got {text!r}"
+                )
+            key = f"{node.nodeid or '.'}: @pytest.mark.{ALLOW_LEAKS_MARKER}({text!r})"
+            rule = cache.get(key)
+            if rule is None:
+                try:
+                    (rule,) = parse_leak_rules([text])
+                except ValueError as error:
+                    raise pytest.UsageError(f"{where}: {error}") from None
+                cache[key] = rule
+            rules.append((key, rule))
+    return rules
 
 
 #: Fixtures that read the running loop of an async test.
@@ -487,11 +544,16 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
 
 @pytest.fixture
 def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
-    """The task steps of this test, recorded as it runs (queries, timed output)."""
+    """The task steps of this test and its async fixtures, recorded as they run
+    (queries, timed output, the phase of each task)."""
     from .observation import TraceView
 
     view = TraceView()
     request.node.stash[TRACE_VIEW_KEY] = view
+    observation = request.node.stash.get(OBSERVATION_KEY, None)
+    if observation is not None:
+        # The runner came first: the observation already watches the setup.
+        view._attach(observation)
     return view
 
 
@@ -526,58 +588,69 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 # -- observing async tests -----------------------------------------------------
+#
+# An async test's observation spans its setup, call and teardown: it starts
+# when pytest-asyncio's runner for the test's loop scope has made the loop
+# (the runner fixture's setup, or at the test's setup when a wider-scoped
+# runner is already up), so the tasks of the test's async fixtures are traced
+# and gated too; and it stops after the async fixtures' teardown, before the
+# runner closes the loop (a finalizer on the runner's fixture, which
+# pytest-asyncio's async fixtures finalize before it; or the end of the
+# test's teardown when the runner outlives the test).  Leaks are judged then.
+
+#: pytest-asyncio's runner fixtures, one per loop scope ("_module_scoped_runner").
+_RUNNER_PREFIX, _RUNNER_SUFFIX = "_", "_scoped_runner"
+#: The loops of pytest-asyncio's runners that are up, by loop scope.
+LIVE_LOOPS_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+#: The async test being set up, run or torn down, when it is observed.
+WATCHED_KEY: pytest.StashKey[Watched] = pytest.StashKey()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    # The test's own error is shown from the test down; our own pytest.fail
-    # (blocking, leaks) is shown without a traceback, and hiding its only
-    # frame would add pytest's "All traceback entries are hidden" line.
-    __tracebackhide__ = _unless_our_failure
-    observation = _start_observation(item)
-    if observation is None:
-        return (yield)
-    try:
-        outcome = yield
-    except BaseException:
-        # The test failed on its own; its blocking steps still belong in the
-        # report, as a section beside its own error.
-        observation.stop()
-        try:
-            observation.blocking_report = observation.blocking_failures()
-        except Exception:
-            # Our report must never replace the test's own error.
-            observation.internal_errors.append(traceback.format_exc())
-        raise
-    observation.stop()
-    problems = [text for text in (observation.blocking_failures(),) if text]
-    leaks = observation.leaks()
-    if leaks and observation.effective.leaks == "error":
-        problems.append(leaks)
-    elif leaks:
-        item.warn(AsyncspecLeakWarning(leaks))
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
-    return outcome
+class Watched:
+    """An async test that wants an observation, from its setup to its teardown."""
+
+    __slots__ = ("failed", "finished", "fixtures", "item", "loop_scope", "observation")
+
+    def __init__(self, item: pytest.Item, loop_scope: str) -> None:
+        self.item = item
+        self.loop_scope = loop_scope
+        self.observation: Observation | None = None
+        #: Fixtures whose setup is running (name, scope if wider than the
+        #: test's): an async fixture's setup asks for the runner, so the
+        #: observation may start inside it.
+        self.fixtures: list[tuple[str, str | None]] = []
+        self.finished = False
+        #: The setup or the call failed.
+        self.failed = False
 
 
-def _unless_our_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
-    return not excinfo.errisinstance(pytest.fail.Exception)
+def _loop_scope(item: pytest.Item) -> str:
+    """The scope of the loop the test runs in, read as pytest-asyncio reads it."""
+    marker = item.get_closest_marker("asyncio")
+    scope = None
+    if marker is not None:
+        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
+    return str(scope or item.config.getini("asyncio_default_test_loop_scope") or "function")
 
 
-def _start_observation(item: pytest.Item) -> Observation | None:
+def _watch(item: pytest.Item) -> Watched | None:
     if not is_async_test(item) or SETTINGS_KEY not in item.stash:
         return None
+    from .observation import wants_observation
+
+    uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
+    if not wants_observation(item.stash[SETTINGS_KEY], uses_fixture, trace_dir(item.config)):
+        return None
+    return Watched(item, _loop_scope(item))
+
+
+def _start_observation(watched: Watched, loop: Any) -> None:
+    item = watched.item
     effective = item.stash[SETTINGS_KEY]
     directory = trace_dir(item.config)
     uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
-    from .observation import Observation, current_loop, wants_observation
+    from .observation import Observation
 
-    if not wants_observation(effective, uses_fixture, directory):
-        return None
-    loop = current_loop()
-    if loop is None:
-        return None
     observation = Observation(
         nodeid=item.nodeid,
         effective=effective,
@@ -585,13 +658,215 @@ def _start_observation(item: pytest.Item) -> Observation | None:
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
         full_trace=effective.trace or uses_fixture or directory is not None,
+        # The run's rules, then the test's markers': an explored test's
+        # schedules are judged by them too, before the test's end.
+        allow_leaks=[
+            *item.config.stash.get(LEAK_RULES_KEY, []),
+            *(rule for _, rule in item.stash.get(MARKED_LEAK_RULES_KEY, [])),
+        ],
     )
-    observation.start()
+    observation.start("setup")
+    for name, scope in watched.fixtures:
+        observation.fixture_setup_began(name, scope)
+    watched.observation = observation
     item.stash[OBSERVATION_KEY] = observation
     view = item.stash.get(TRACE_VIEW_KEY, None)
     if view is not None:
         view._attach(observation)
-    return observation
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """Start the observation once the test's runner is up, and note which
+    fixture's setup makes each task.  tryfirst: outside pytest-asyncio's own
+    wrapper, whose setup of an async fixture first sets up the runner."""
+    name = fixturedef.argname
+    config = request.config
+    watched = config.stash.get(WATCHED_KEY, None)
+    if name.startswith(_RUNNER_PREFIX) and name.endswith(_RUNNER_SUFFIX):
+        runner = yield
+        scope = name[len(_RUNNER_PREFIX) : -len(_RUNNER_SUFFIX)]
+        _runner_is_up(config, fixturedef, scope, runner, watched)
+        return runner
+    if watched is None:
+        return (yield)
+    observation = watched.observation
+    shared = None if fixturedef.scope == "function" else fixturedef.scope
+    watched.fixtures.append((name, shared))
+    if observation is not None:
+        observation.fixture_setup_began(name, shared)
+    try:
+        return (yield)
+    finally:
+        watched.fixtures.pop()
+        if watched.observation is not None:
+            watched.observation.fixture_setup_ended()
+
+
+def _runner_is_up(
+    config: pytest.Config,
+    fixturedef: pytest.FixtureDef[Any],
+    scope: str,
+    runner: object,
+    watched: Watched | None,
+) -> None:
+    get_loop = getattr(runner, "get_loop", None)
+    if get_loop is None:
+        return
+    loop = get_loop()
+    live = config.stash.setdefault(LIVE_LOOPS_KEY, {})
+    live[scope] = loop
+
+    def runner_goes_down() -> None:
+        if live.get(scope) is loop:
+            del live[scope]
+        _loop_closing(config, loop)
+
+    # Registered now, so it runs after the finalizers that pytest-asyncio
+    # adds for each async fixture set up on this runner (last in, first out),
+    # and before the runner's own teardown closes the loop.
+    fixturedef.addfinalizer(runner_goes_down)
+    if watched is not None and watched.observation is None and watched.loop_scope == scope:
+        _start_observation(watched, loop)
+
+
+def _loop_closing(config: pytest.Config, loop: object) -> None:
+    """The runner of ``loop`` is about to close it: the observation on it ends here."""
+    watched = config.stash.get(WATCHED_KEY, None)
+    observation = None if watched is None else watched.observation
+    if watched is None or observation is None or observation.loop is not loop:
+        return
+    if observation.phase == "setup":
+        # The runner is replaced while the test is being set up (another
+        # loop factory): what it watched never reached the test.
+        observation.stop()
+        watched.observation = None
+        del watched.item.stash[OBSERVATION_KEY]
+        return
+    problems = _finish_observation(watched)
+    if problems:
+        pytest.fail(problems, pytrace=False)
+
+
+def _finish_observation(watched: Watched) -> str:
+    """Stop the observation and judge the teardown: its blocking steps, and
+    the leaks of the whole test (an error under leaks=error, else a warning)."""
+    observation = watched.observation
+    if observation is None or watched.finished:
+        return ""
+    watched.finished = True
+    item = watched.item
+    observation.stop()
+    problems = [observation.blocking_failures("teardown")]
+    # A test that failed was cut short before its own clean-up: what it left
+    # running says nothing more than its failure does.
+    leaks = "" if watched.failed else observation.leaks()
+    if leaks and observation.effective.leaks == "error":
+        problems.append(leaks)
+    elif leaks:
+        item.warn(AsyncspecLeakWarning(leaks))
+    return "\n\n".join(problem for problem in problems if problem)
+
+
+# A plain implementation, not a wrapper: failing inside every plugin's
+# setup wrapper leaves their teardown the state it expects.
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_checks(item: pytest.Item) -> None:
+    error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
+    if error is not None:
+        pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+
+
+# trylast: inside pytest's own capture of the phase, so the output and
+# warning capture entered for the phase are left before pytest's.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    watched = _watch(item)
+    if watched is None:
+        return (yield)
+    item.config.stash[WATCHED_KEY] = watched
+    loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(watched.loop_scope)
+    if loop is not None and not loop.is_closed():
+        # A wider-scoped runner is already up: its fixtures' setup is watched
+        # from the start.
+        _start_observation(watched, loop)
+    yield from _watch_phase(item, "setup")
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _watch_phase(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    watched = item.config.stash.get(WATCHED_KEY, None)
+    if watched is None or watched.item is not item:
+        return (yield)
+    observation = watched.observation
+    if observation is not None:
+        observation.begin_phase("teardown")
+    try:
+        yield
+    except BaseException:
+        # pytest's teardown failed first; ours goes beside it as a section.
+        if observation is not None:
+            observation.blocking_report = _finish_observation(watched)
+        raise
+    finally:
+        del item.config.stash[WATCHED_KEY]
+    # The runner outlives the test (a wider loop scope): the test's own
+    # fixtures are torn down by now, and the loop is still open.
+    problems = _finish_observation(watched)
+    if problems:
+        pytest.fail(problems, pytrace=False)
+
+
+def _watch_phase(item: pytest.Item, phase: str) -> Generator[None, object, object]:
+    """Run pytest's ``phase`` of the test with the observation watching it, and
+    fail the phase on its blocking steps (an error at setup, a failure of
+    the test in the call)."""
+    # The test's own error is shown from the test down; our own pytest.fail
+    # is shown without a traceback, and hiding its only frame would add
+    # pytest's "All traceback entries are hidden" line.
+    __tracebackhide__ = _unless_our_failure
+    watched = item.config.stash.get(WATCHED_KEY, None)
+    if watched is None or watched.item is not item:
+        return (yield)
+    # The setup's observation begins inside the setup, with the runner.
+    if phase != "setup" and watched.observation is not None:
+        watched.observation.begin_phase(phase)
+    try:
+        outcome = yield
+    except BaseException:
+        watched.failed = True
+        observation = watched.observation
+        if observation is None:
+            raise
+        # The phase failed on its own; its blocking steps still belong in
+        # the report, as a section beside its own error.
+        observation.end_phase()
+        try:
+            observation.blocking_report = observation.blocking_failures(phase)
+        except Exception:
+            # Our report must never replace the test's own error.
+            observation.internal_errors.append(traceback.format_exc())
+        raise
+    observation = watched.observation
+    if observation is None:
+        return outcome
+    observation.end_phase()
+    problems = observation.blocking_failures(phase)
+    if problems:
+        watched.failed = True
+        pytest.fail(problems, pytrace=False)
+    return outcome
+
+
+def _unless_our_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    return not excinfo.errisinstance(pytest.fail.Exception)
 
 
 class AsyncspecLeakWarning(pytest.PytestWarning):
@@ -615,40 +890,82 @@ def pytest_runtest_makereport(
             from .explored_tests import SECTION
 
             report.sections.append((SECTION, request.report))
-    if call.when == "teardown":
-        _release_observation(item)
     observation = item.stash.get(OBSERVATION_KEY, None)
-    if observation is None or call.when != "call":
+    if observation is None:
+        if call.when == "teardown":
+            _release_observation(item)
         return report
     try:
-        _attach_blocking(report, observation)
-        observation.write_trace_file()
-        _attach_timeline(item, report, observation)
-        if observation.trace_file is not None:
-            report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
-        if observation.blocking_report:
-            report.sections.append(("asyncspec blocking calls", observation.blocking_report))
-        collector = observation.collector_report()
-        if collector:
-            report.sections.append(("asyncspec garbage collector", collector))
-        if report.failed:
-            if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
-                report.sections.append(("asyncspec pending tasks", observation.hang()))
-            # An explored test's report has the failing schedule's timeline;
-            # the whole trace would draw every schedule.
-            timeline = "" if request is not None and request.report else observation.timeline()
-            if timeline:
-                report.sections.append(("asyncspec timeline", timeline))
+        _attach_observation(item, report, call, observation)
     except Exception:
         observation.internal_errors.append(traceback.format_exc())
-    if observation.internal_errors:
+    # Shown with the call (or the failed setup); what goes wrong later is
+    # shown with the teardown, whose sections pytest prints when their title
+    # says "teardown".
+    if observation.internal_errors and (call.when != "setup" or report.failed):
+        at = " at teardown" if call.when == "teardown" else ""
         report.sections.append(
             (
-                "asyncspec internal error (the test's own outcome stands)",
+                f"asyncspec internal error{at} (the test's own outcome stands)",
                 "\n".join(observation.internal_errors),
             )
         )
+        observation.internal_errors.clear()
+    if call.when == "teardown":
+        # The teardown's report is the test's last: it has what it needs.
+        _release_observation(item)
     return report
+
+
+def _attach_observation(
+    item: pytest.Item,
+    report: pytest.TestReport,
+    call: pytest.CallInfo[None],
+    observation: Observation,
+) -> None:
+    # Every phase carries its own blocking places and collector pauses: a
+    # fixture's setup or teardown may block too.
+    _attach_blocking(report, observation, call.when)
+    collector = observation.collector_report(call.when)
+    if collector:
+        # pytest shows a teardown's sections beside a failure when their title says so.
+        at = " at teardown" if call.when == "teardown" else ""
+        report.sections.append((f"asyncspec garbage collector{at}", collector))
+    if observation.blocking_report:
+        report.sections.append(("asyncspec blocking calls", observation.blocking_report))
+        observation.blocking_report = ""
+    if call.when == "teardown":
+        _attach_leak_rules(item, report, observation)
+        # The whole test is recorded by now, fixtures' teardown included.
+        observation.write_trace_file()
+        if observation.trace_file is not None:
+            report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
+        return
+    if call.when != "call":
+        return
+    request = item.stash.get(EXPLORE_KEY, None)
+    _attach_timeline(item, report, observation)
+    if report.failed:
+        if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+            report.sections.append(("asyncspec pending tasks", observation.hang()))
+        # An explored test's report has the failing schedule's timeline;
+        # the whole trace would draw every schedule.
+        timeline = "" if request is not None and request.report else observation.timeline()
+        if timeline:
+            report.sections.append(("asyncspec timeline", timeline))
+
+
+def _attach_leak_rules(
+    item: pytest.Item, report: pytest.TestReport, observation: Observation
+) -> None:
+    """Which leak allow rules took part in the test's leak check, and which
+    matched (the run summary reports the ones that never did)."""
+    if observation.effective.leaks == "off":
+        return
+    used = [rule.text for rule in item.config.stash.get(LEAK_RULES_KEY, []) if rule.used]
+    marked = [[key, rule.used] for key, rule in item.stash.get(MARKED_LEAK_RULES_KEY, [])]
+    if used or marked:
+        setattr(report, report_fields.LEAK_RULES, {"used": used, "marked": marked})
 
 
 def _release_observation(item: pytest.Item) -> None:
@@ -657,7 +974,8 @@ def _release_observation(item: pytest.Item) -> None:
     pytest keeps every item, and so its stash, until the session ends: an
     observation left there would keep the test's loop, step log, task table
     and captured output alive for the rest of the run (about 100 KB a test).
-    What the end-of-run reports need is already on the test's reports.
+    What the end-of-run reports need is already on the test's reports (the
+    teardown's, made just before: leaks, leak rules, trace file).
     """
     if OBSERVATION_KEY in item.stash:
         del item.stash[OBSERVATION_KEY]
@@ -667,17 +985,18 @@ def _release_observation(item: pytest.Item) -> None:
         del item.stash[TRACE_VIEW_KEY]
 
 
-def _attach_blocking(report: pytest.TestReport, observation: Observation) -> None:
-    """Carry the test's blocking places on its report, for the run's summary."""
-    if observation.watchdog is None:
+def _attach_blocking(report: pytest.TestReport, observation: Observation, phase: str) -> None:
+    """Carry the blocking places of the report's phase on it, for the run's
+    summary (each phase's report its own: none is counted twice)."""
+    if observation.effective.max_blocking is None:
         return
     for name, allowed in (
         (report_fields.BLOCKING, False),
         (report_fields.ALLOWED_BLOCKING, True),
     ):
-        groups = observation.blocking_groups(allowed=allowed)
+        groups = observation.blocking_groups(phase, allowed=allowed)
         if groups:
-            setattr(report, name, [group.payload() for group in groups])
+            setattr(report, name, [{**group.payload(), "phase": phase} for group in groups])
 
 
 def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -718,5 +1037,6 @@ def _attach_timeline(
         outcome=report.outcome,
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
+        phases=observation.task_phases(trace),
     )
     setattr(report, report_fields.TIMELINE, pack_timeline(payload))

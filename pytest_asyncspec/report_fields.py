@@ -12,8 +12,9 @@ from __future__ import annotations
 CLAIM = "asyncspec_claim"
 #: An explored test's summary: schedules, distinct orders, seed, PCT bounds.
 EXPLORATION_SUMMARY = "asyncspec_exploration"
-#: The test's blocking steps that no allow rule allowed, one entry per place
-#: (:meth:`.blocking_groups.BlockingGroup.payload`).
+#: The blocking steps of the report's phase that no allow rule allowed, one
+#: entry per place (:meth:`.blocking_groups.BlockingGroup.payload` and its
+#: ``phase``: each of setup, call and teardown carries its own).
 BLOCKING = "asyncspec_blocking"
 #: The test's blocking steps that an allow rule allowed, one entry per rule
 #: and place (the entry's ``rule``).
@@ -24,6 +25,9 @@ TIMELINE = "asyncspec_timeline"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
 TRACE_FILE = "asyncspec_trace_file"
+#: The leak allow rules of a test's leak check: ``{"used": [run-wide rule
+#: texts that matched so far], "marked": [[marker rule name, matched?], ...]}``.
+LEAK_RULES = "asyncspec_leak_rules"
 #: An async test that pytest-asyncio does not run: [why, the modes it missed]
 #: (see :mod:`.outside_modes`).
 OUTSIDE_MODES = "asyncspec_outside_modes"

@@ -3,8 +3,9 @@
 Tests leave their asyncspec data on their reports (:mod:`.report_fields`),
 so whichever process receives the reports, a serial run or a pytest-xdist
 controller, sees the same data: each claim's figures, each explored test's
-summary and its blocking places, allowed or not.  One plugin object gathers
-them all, so a run that uses none of them pays for one registration; the
+summary, its blocking places (allowed or not, from every phase of a test)
+and the leak allow-list rules that fired.  One plugin object gathers them
+all, so a run that uses none of them pays for one registration; the
 claims report module loads only when the first claim's data arrives (or a
 report file is asked for).
 """
@@ -33,6 +34,8 @@ class RunSummary:
         report_path: Path | None,
         allow_rules: list[AllowRule],
         trace_dir: Path | None = None,
+        *,
+        leak_rules: list[AllowRule] | None = None,
     ) -> None:
         self.report_path = report_path
         self.trace_dir = trace_dir
@@ -40,10 +43,17 @@ class RunSummary:
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
         self.allow_rules = allow_rules
-        #: Blocking places no rule allowed, with the test that reported each.
+        #: Blocking places no rule allowed, with the test that reported each
+        #: (each phase of a test reports its own: nothing is counted twice).
         self.blocking: list[tuple[str, dict[str, Any]]] = []
-        #: Blocking places allowed by a rule (each entry names its rule).
+        #: Blocking places allowed by a rule (each entry names its rule and test).
         self.allowed_blocking: list[dict[str, Any]] = []
+        self.leak_rules = leak_rules or []
+        #: Texts of run-wide leak rules that matched in any process.
+        self.leak_rules_used: set[str] = set()
+        #: allow_leaks marker rules by name, and whether any test they reached
+        #: had a leak they matched.
+        self.marked_leak_rules: dict[str, bool] = {}
         self.tests_ran = False
         #: Async tests the modes could not reach: why -> node ids.
         self.outside_modes: dict[str, list[str]] = {}
@@ -64,17 +74,23 @@ class RunSummary:
             from .explored_tests import summary_line
 
             self.exploration_lines.append(summary_line(report.nodeid, summary))
+        leak_rules = getattr(report, report_fields.LEAK_RULES, None)
+        if isinstance(leak_rules, dict):
+            self.leak_rules_used.update(leak_rules.get("used") or ())
+            for name, used in leak_rules.get("marked") or ():
+                self.marked_leak_rules[name] = self.marked_leak_rules.get(name, False) or used
         outside = getattr(report, report_fields.OUTSIDE_MODES, None)
         if report.when == "call" and outside:
             reason, modes = outside
             self.outside_modes.setdefault(reason, []).append(report.nodeid)
             self.modes_missed.update(modes.split(", "))
-        if report.when == "call":
-            for entry in getattr(report, report_fields.BLOCKING, None) or ():
-                self.blocking.append((report.nodeid, entry))
-            self.allowed_blocking.extend(
-                getattr(report, report_fields.ALLOWED_BLOCKING, None) or ()
-            )
+        # Every phase: a fixture's setup or teardown may block, or fire a rule.
+        for entry in getattr(report, report_fields.BLOCKING, None) or ():
+            self.blocking.append((report.nodeid, entry))
+        self.allowed_blocking.extend(
+            {**entry, "test": report.nodeid}
+            for entry in getattr(report, report_fields.ALLOWED_BLOCKING, None) or ()
+        )
         self.tests_ran = self.tests_ran or report.when == "call"
         self.trace_files += sum(
             name == report_fields.TRACE_FILE for name, _ in report.user_properties
@@ -97,12 +113,26 @@ class RunSummary:
             pytest.ExitCode.USAGE_ERROR,
             pytest.ExitCode.INTERRUPTED,
         )
-        used = {entry.get("rule") for entry in self.allowed_blocking}
-        unused = [rule for rule in self.allow_rules if finished and rule.text not in used]
-        if unused:
-            terminalreporter.section("asyncspec: allow-list rules that never fired")
-            for rule in unused:
-                terminalreporter.line(f"{rule.text}  (no blocking step matched it; remove it?)")
+        if finished:
+            # Computed from what the reports carried, so the same under xdist.
+            used = {entry.get("rule") for entry in self.allowed_blocking}
+            _report_unused(
+                terminalreporter,
+                "asyncspec: allow-list rules that never fired",
+                [rule.text for rule in self.allow_rules],
+                {str(text) for text in used},
+                "no blocking step matched it",
+            )
+            _report_unused(
+                terminalreporter,
+                "asyncspec: leak allow-list rules that never fired",
+                [
+                    *(rule.text for rule in self.leak_rules if not rule.used),
+                    *self.marked_leak_rules,
+                ],
+                self.leak_rules_used | {n for n, used in self.marked_leak_rules.items() if used},
+                "no leaked task or coroutine matched it",
+            )
         if self.outside_modes:
             from .outside_modes import summary_lines
 
@@ -146,3 +176,19 @@ class RunSummary:
             )
             for entry in entries:
                 terminalreporter.line(f"  {summary_line(entry, root)}")
+
+
+def _report_unused(
+    terminalreporter: pytest.TerminalReporter,
+    title: str,
+    candidates: list[str],
+    used: set[str],
+    why: str,
+) -> None:
+    """A section naming the allow rules that never matched, if there are any."""
+    unused = [text for text in candidates if text not in used]
+    if not unused:
+        return
+    terminalreporter.section(title)
+    for text in unused:
+        terminalreporter.line(f"{text}  ({why}; remove it?)")

@@ -300,6 +300,15 @@ MARKER_HELP = (
 )
 ALLOW_BLOCKING_INI = "asyncspec_allow_blocking"
 ALLOW_BLOCKING_DEST = "asyncspec_allow_blocking"
+ALLOW_LEAKS_INI = "asyncspec_allow_leaks"
+ALLOW_LEAKS_DEST = "asyncspec_allow_leaks"
+ALLOW_LEAKS_MARKER = "allow_leaks"
+ALLOW_LEAKS_HELP = (
+    f"{ALLOW_LEAKS_MARKER}(*rules): tasks and coroutines this test may leave behind, "
+    "named by their coroutine ('module.function', globs allowed, e.g. 'aiohttp.*') or by "
+    "where they were created ('path/glob.py', 'path/glob.py:LINE'); added to "
+    f"{ALLOW_LEAKS_INI}"
+)
 
 
 class Effective:
@@ -408,6 +417,23 @@ def add_options(parser: pytest.Parser) -> None:
         default=[],
         help="places allowed to block the loop, one rule a line (see --asyncspec-allow-blocking)",
     )
+    group.addoption(
+        "--asyncspec-allow-leaks",
+        dest=ALLOW_LEAKS_DEST,
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="tasks and coroutines allowed to outlive a test (repeatable), named by their "
+        "coroutine 'module.function' (globs allowed) or where they were created "
+        "'path/glob.py', 'path/glob.py:LINE'; added to the ini list",
+    )
+    parser.addini(
+        ALLOW_LEAKS_INI,
+        type="linelist",
+        default=[],
+        help="tasks and coroutines allowed to outlive a test, one rule a line "
+        "(see --asyncspec-allow-leaks)",
+    )
 
 
 def validate_config(config: pytest.Config) -> None:
@@ -486,10 +512,20 @@ def html_path(config: pytest.Config) -> Path | None:
 
 
 def allow_blocking_rules(config: pytest.Config) -> list[str]:
-    """Allow-list rules from the ini file, then from the command line
+    """Blocking allow-list rules from the ini file, then from the command line
     (``ValueError`` for an empty one given on the command line)."""
-    rules = [str(rule) for rule in config.getini(ALLOW_BLOCKING_INI)]
-    given = config.getoption(ALLOW_BLOCKING_DEST) or []
+    return _rule_lines(config, ALLOW_BLOCKING_INI, ALLOW_BLOCKING_DEST)
+
+
+def allow_leak_rules(config: pytest.Config) -> list[str]:
+    """Leak allow-list rules from the ini file, then from the command line
+    (``ValueError`` for an empty one given on the command line)."""
+    return _rule_lines(config, ALLOW_LEAKS_INI, ALLOW_LEAKS_DEST)
+
+
+def _rule_lines(config: pytest.Config, ini: str, dest: str) -> list[str]:
+    rules = [str(rule) for rule in config.getini(ini)]
+    given = config.getoption(dest) or []
     if any(not rule.strip() for rule in given):
         # A blank line of the ini list is nothing; an empty flag is a slip.
         raise ValueError("an empty rule was given; give a rule, or leave the flag out")

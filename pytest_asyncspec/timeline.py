@@ -23,7 +23,7 @@ Nothing here imports pytest.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from .ticks import TICKS_PER_SECOND
@@ -59,6 +59,7 @@ def render_timeline(
     blocking_threshold: float | None = None,
     window: tuple[float, float] | None = None,
     max_tasks: int = DEFAULT_MAX_TASKS,
+    phases: Mapping[int, str] | None = None,
 ) -> str:
     """Render ``trace`` as an ASCII timeline no wider than ``width`` columns.
 
@@ -67,6 +68,8 @@ def render_timeline(
     slice of the trace, e.g. the few seconds around a failure.  At most
     ``max_tasks`` rows are drawn; the busiest tasks (most loop time spent in
     steps inside the view) are kept, and the rest are counted in one line.
+    ``phases`` (task label -> ``setup``, ``call`` or ``teardown``) tags each
+    row of a task the test's fixtures made, e.g. ``worker [setup]``.
     """
     if width < MIN_WIDTH:
         raise ValueError(f"width must be at least {MIN_WIDTH} columns, got {width}")
@@ -88,7 +91,7 @@ def render_timeline(
                 f"window must be (start, end) in loop seconds with start <= end, got {window!r}"
             )
         view = (_to_ticks(low), _to_ticks(high))
-    return _Renderer(trace, width, threshold, view, max_tasks).render()
+    return _Renderer(trace, width, threshold, view, max_tasks, phases or {}).render()
 
 
 # -- helpers -------------------------------------------------------------------
@@ -244,8 +247,10 @@ class _Renderer:
         threshold: int | None,
         view: tuple[int, int] | None,
         max_tasks: int,
+        phases: Mapping[int, str],
     ) -> None:
         self.trace = trace
+        self.phases = phases
         self.width = width
         self.threshold = threshold
         self.view = view
@@ -431,14 +436,19 @@ class _Renderer:
 
     def _label_width(self, labels: Sequence[int]) -> int:
         digits = len(str(max(labels)))
-        longest = max(
-            digits + 1 + len(_printable(self.trace.tasks[label].shown_name)) for label in labels
-        )
+        longest = max(digits + 1 + len(self._name(self.trace.tasks[label])) for label in labels)
         cap = max(12, min(30, self.width // 4))
         return max(len("task"), min(longest, cap))
 
+    def _name(self, record: TaskRecord) -> str:
+        # The test body's own tasks are the usual case: only the others say
+        # their phase.
+        phase = self.phases.get(record.label, "call")
+        name = _printable(record.shown_name)
+        return name if phase == "call" else f"{name} [{phase}]"
+
     def _row_label(self, record: TaskRecord, digits: int, label_width: int) -> str:
-        text = f"{record.label:>{digits}} {_printable(record.shown_name)}"
+        text = f"{record.label:>{digits}} {self._name(record)}"
         return _clip(text, label_width).ljust(label_width)
 
     def _axis(self, label_width: int, origin: int, resolution: int, columns: int) -> list[str]:

@@ -60,7 +60,8 @@ def test_the_buggy_app_fails_with_one_diagnosis_per_bug(
     result.stdout.fnmatch_lines(
         [
             "*_ test_pricing_never_blocks_the_loop _*",
-            "* task step(s) held the event loop longer than max_blocking=0.03 s, at 1 place(s):",
+            "* task step(s) held the event loop longer than max_blocking=0.03 s during the test, "
+            "at 1 place(s):",
             "Blocked here * steps, worst 0.05 s, total * s (virtual time); the worst step:",
             "Task 'worker' (price_items) blocked the event loop for 0.05 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 0.03 s).",

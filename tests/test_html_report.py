@@ -525,3 +525,19 @@ def test_page_in_a_headless_chromium(pytester: pytest.Pytester) -> None:
     assert any(EVIL in name for name in names), names
     assert scripts == 0
     assert not dialogs
+
+
+def test_payload_and_page_tag_the_fixtures_tasks() -> None:
+    """A task a test's fixture made in its setup is named with its phase on
+    the page; the body's tasks keep their plain name."""
+    trace = _many_tasks(2, 1)
+    payload = timeline_payload(
+        trace, test="t", outcome="passed", position=0, virtual=True, phases={2: "setup"}
+    )
+    tasks = payload["tasks"]
+    assert isinstance(tasks, list)
+    assert [task["phase"] for task in tasks] == ["call", "setup", "call"]  # type: ignore[index]
+    page = render_page([], None, [payload])
+    assert re.search(r'<text class="name"[^>]*>2 \w+ \[setup\]</text>', page), page
+    assert not re.search(r'<text class="name"[^>]*>[13] \w+ \[', page), page
+    assert "[call]" not in page

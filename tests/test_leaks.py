@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.allow_rules import first_match, parse_leak_rules
 from pytest_asyncspec.leaks import (
+    LeakedTask,
     LeakPolicy,
     leak_report,
     parse_leak_policy,
@@ -314,3 +316,91 @@ def test_parse_leak_policy_names_the_accepted_values(value: str) -> None:
 def test_parse_leak_policy_rejects_non_strings() -> None:
     with pytest.raises(ValueError, match=r"invalid leak policy 3: expected one of"):
         parse_leak_policy(3)  # type: ignore[arg-type]
+
+
+# -- what an allow rule can name ---------------------------------------------------
+
+
+class Keeper:
+    async def keep(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+
+async def starts_a_keeper(event: asyncio.Event) -> None:
+    asyncio.create_task(Keeper().keep(event), name="keeper")  # keeper-created  # noqa: RUF006
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        f"{__name__}.Keeper.keep",
+        f"{__name__}.*",
+        "test_leaks.py",
+        "tests/test_leaks.py",
+        f"test_leaks.py:{line_of('keeper-created')}",
+    ],
+)
+def test_a_leaked_task_matches_rules_naming_its_coroutine_or_creation_line(
+    loop: VirtualClockLoop, rule: str
+) -> None:
+    """A leaked task is named by its coroutine (module and qualified name,
+    globs allowed) and by the file and line that created it."""
+    event = asyncio.Event()
+    tracer = Tracer(loop)
+    with tracer:
+        loop.run_until_complete(starts_a_keeper(event))
+    (leak,) = pending_tasks(loop, tracer)
+    (allow,) = parse_leak_rules([rule])
+    assert first_match([allow], leak.sites) is allow
+    assert allow.hits == 1
+
+
+@pytest.mark.parametrize("rule", [f"{__name__}.Keeper.other", "other_module.*", "test_leaks.py:1"])
+def test_a_leaked_task_is_not_matched_by_rules_naming_other_places(
+    loop: VirtualClockLoop, rule: str
+) -> None:
+    event = asyncio.Event()
+    tracer = Tracer(loop)
+    with tracer:
+        loop.run_until_complete(starts_a_keeper(event))
+    (leak,) = pending_tasks(loop, tracer)
+    (allow,) = parse_leak_rules([rule])
+    assert first_match([allow], leak.sites) is None
+    assert allow.hits == 0
+
+
+async def flush() -> None:
+    pass
+
+
+def test_an_unawaited_coroutine_matches_its_function_and_creation_line() -> None:
+    with track_unawaited() as found:
+        flush()  # flush-created
+    (coroutine,) = found
+    by_function, by_line = parse_leak_rules(
+        [f"{__name__}.flush", f"test_leaks.py:{line_of('flush-created')}"]
+    )
+    assert first_match([by_function], coroutine.sites) is by_function
+    assert first_match([by_line], coroutine.sites) is by_line
+
+
+def test_a_bad_leak_rule_is_called_a_leak_rule() -> None:
+    with pytest.raises(ValueError, match=r"^invalid leak allow rule 'a:b': the line after"):
+        parse_leak_rules(["a:b"])
+
+
+def test_describe_says_when_a_task_was_started() -> None:
+    leak = LeakedTask(
+        name="worker",
+        coroutine="work",
+        label=2,
+        created_where="test_x.py:3",
+        created_at=0.0,
+        chain=(),
+        awaiting="nothing",
+        started="during setup (fixture 'service')",
+    )
+    assert "  created at test_x.py:3 (loop time 0 s) during setup (fixture 'service')" in (
+        leak.describe().splitlines()
+    )

@@ -112,7 +112,7 @@ def test_sleep_in_a_task_fails_naming_task_duration_and_line(pytester: pytest.Py
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
             "Task 'blocker' (blocker) blocked the event loop for 0.* s "
             "(real time; threshold 0.1 s).",
             f"Blocking call: *test_sleeping.py:{line} in blocker",
@@ -232,7 +232,7 @@ def test_virtual_clock_sleep_is_reported_with_its_virtual_duration(
     result.stdout.fnmatch_lines(
         [
             "*_ test_long _*",
-            "1 task step(s) held the event loop longer than max_blocking=1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=1 s during the test:",
             "Task 'Task-*' (test_long) blocked the event loop for 2.5 s "
             "(virtual time, in 1 blocking time.sleep() call; threshold 1 s).",
             f"Blocking call: *test_virtual.py:{line} in test_long",
@@ -386,7 +386,10 @@ def test_precedence_flag_over_marker_over_ini(
     else:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
-            [f"1 task step(s) held the event loop longer than max_blocking={threshold:g} s:"]
+            [
+                "1 task step(s) held the event loop longer than "
+                f"max_blocking={threshold:g} s during the test:"
+            ]
         )
 
 
@@ -763,9 +766,171 @@ def test_blocking_report_survives_a_test_that_fails_for_another_reason(
         [
             "E   *AssertionError: woke up late",
             "*- asyncspec blocking calls -*",
-            "1 task step(s) held the event loop longer than max_blocking=0.1 s:",
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
             "Task 'hog' (hog) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
             f"Blocking call: *test_both.py:{line} in hog",
+        ]
+    )
+
+
+# -- async fixtures: setup, call and teardown are gated --------------------------
+
+# A service started by an async fixture, as a user runs the code under test:
+# its worker blocks while the test runs; other fixtures block in their own
+# setup or teardown.  On the virtual clock the 1.5 s sleeps take no real time.
+FIXTURE_BLOCKING = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+async def work() -> None:
+    await asyncio.sleep(0.1)
+    time.sleep(1.5)  # the worker blocks
+
+
+@pytest.fixture
+async def service():
+    task = asyncio.create_task(work(), name="worker")
+    yield task
+    await task
+
+
+@pytest.fixture
+async def slow_start():
+    time.sleep(1.5)  # setup blocks
+    yield
+
+
+@pytest.fixture
+async def slow_stop():
+    yield
+    time.sleep(1.5)  # teardown blocks
+
+
+async def test_service(service) -> None:
+    await asyncio.sleep(1)
+
+
+async def test_slow_start(slow_start) -> None:
+    await asyncio.sleep(0)
+
+
+async def test_slow_stop(slow_stop) -> None:
+    await asyncio.sleep(0)
+"""
+
+
+def test_fixture_worker_blocking_fails_the_test_naming_line_and_phase(
+    pytester: pytest.Pytester,
+) -> None:
+    """A worker task that an async fixture started and that blocks the loop
+    for 1.5 s while the test runs fails a 0.05 s gate: the report names the
+    blocking line, the phase it blocked in, and the fixture that made the
+    task.  (The observation used to start at the test's call, so the worker
+    was not traced and the test passed.)"""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_service")
+    result.assert_outcomes(failed=1)
+    line = line_of(path, "# the worker blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_service _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during the test:",
+            "Task 'worker' (work) blocked the event loop for 1.5 s "
+            "(virtual time, in 1 blocking time.sleep() call; threshold 0.05 s).",
+            f"Blocking call: *test_fixtures.py:{line} in work",
+            "*",
+            "The task was created during setup (fixture 'service').",
+        ]
+    )
+
+
+def test_blocking_in_a_fixture_setup_is_an_error_at_setup(pytester: pytest.Pytester) -> None:
+    """An async fixture that blocks the loop in its own setup is reported as
+    an error at setup ("during setup"), like any other fixture failure: the
+    test body does not run."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_slow_start")
+    result.assert_outcomes(errors=1)
+    line = line_of(path, "# setup blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at setup of test_slow_start _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during setup:",
+            "Task * (*setup) blocked the event loop for 1.5 s *",
+            f"Blocking call: *test_fixtures.py:{line} in slow_start",
+            "*",
+            "The task was created during setup (fixture 'slow_start').",
+        ]
+    )
+
+
+def test_blocking_in_a_fixture_teardown_is_an_error_at_teardown(
+    pytester: pytest.Pytester,
+) -> None:
+    """An async fixture that blocks the loop in its teardown gives the
+    (passing) test an error at teardown, "during teardown"."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    path = pytester.makepyfile(test_fixtures=FIXTURE_BLOCKING)
+    result = pytester.runpytest("--asyncspec-max-blocking=0.05", "-k", "test_slow_stop")
+    result.assert_outcomes(passed=1, errors=1)
+    line = line_of(path, "# teardown blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_slow_stop _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during teardown:",
+            "Task * (*async_finalizer) blocked the event loop for 1.5 s *",
+            f"Blocking call: *test_fixtures.py:{line} in slow_stop",
+            "*",
+            "The task was created during teardown.",
+        ]
+    )
+
+
+def test_fixture_blocking_on_the_real_clock_is_gated_too(pytester: pytest.Pytester) -> None:
+    """On the real clock the watchdog samples the fixture worker's step, so
+    the gate names its line there too."""
+    make_project(pytester)
+    path = pytester.makepyfile(
+        test_real="""
+        from __future__ import annotations
+
+        import asyncio
+        import time
+
+        import pytest
+
+
+        async def work() -> None:
+            await asyncio.sleep(0)
+            time.sleep(0.3)  # the worker blocks
+
+
+        @pytest.fixture
+        async def service():
+            task = asyncio.create_task(work(), name="worker")
+            yield
+            await task
+
+
+        async def test_it(service) -> None:
+            await asyncio.sleep(0.01)
+        """
+    )
+    result = pytester.runpytest(f"--asyncspec-max-blocking={THRESHOLD}")
+    assert result.parseoutcomes().get("failed", 0) + result.parseoutcomes().get("errors", 0) == 1
+    line = line_of(path, "# the worker blocks")
+    result.stdout.fnmatch_lines(
+        [
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during *:",
+            "Task 'worker' (work) blocked the event loop for 0.* s (real time; threshold 0.1 s).",
+            f"Blocking call: *test_real.py:{line} in work",
         ]
     )
 
@@ -949,7 +1114,10 @@ def test_exploration_reports_each_blocking_place_once(
     assert failure.count("Blocking call:") == places
     first = line_of(path, "# the first audit write")
     steps = 40 if places == 1 else 60
-    head = f"{steps} task step(s) held the event loop longer than max_blocking=0.05 s, at "
+    head = (
+        f"{steps} task step(s) held the event loop longer than max_blocking=0.05 s "
+        "during the test, at "
+    )
     assert f"{head}{places} place(s):" in failure
     assert "Blocked here 40 steps in 20 schedules, worst 0.1 s, total 4 s (virtual time)" in failure
     assert failure.count("First in schedule 1; replay it with: pytest ") == places
@@ -982,8 +1150,127 @@ def test_the_replay_command_of_a_blocking_place_replays_its_schedule(
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(
         [
-            "2 task step(s) held the event loop longer than max_blocking=0.05 s, at 1 place(s):",
+            "2 task step(s) held the event loop longer than max_blocking=0.05 s "
+            "during the test, at 1 place(s):",
             "Blocked here 2 steps in 1 schedule, worst 0.1 s, total 0.2 s (virtual time); *",
             "First in the replayed schedule (fifo, seed *); replay it with: pytest *",
         ]
     )
+
+
+# -- per phase and per place together ---------------------------------------------
+
+PHASED_BLOCKING = """\
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+@pytest.fixture
+async def warm_cache():
+    time.sleep(0.2)  # the cache warms up
+    yield
+    time.sleep(0.2)  # the cache is flushed
+
+
+async def test_uses_cache(warm_cache) -> None:
+    time.sleep(0.2)  # the test blocks
+    await asyncio.sleep(0)
+"""
+
+
+def test_each_phase_reports_its_own_places_and_the_summary_counts_each_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """An async fixture allowed to block in its setup and teardown by a rule,
+    and a test body that blocks: the setup's and teardown's reports carry
+    the allowed places (phase ``setup`` / ``teardown``), the call's the
+    failing one, and the run's summary lists each once, marking the
+    fixture's places with their phase; the rule has fired."""
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.1")
+    path = pytester.makepyfile(test_phased=PHASED_BLOCKING)
+    rule = "test_phased.warm_cache"
+    recorder = pytester.inline_run("-p", "no:cacheprovider", f"--asyncspec-allow-blocking={rule}")
+    reports = {
+        report.when: report
+        for report in recorder.getreports("pytest_runtest_logreport")
+        if report.nodeid.endswith("test_uses_cache")
+    }
+    (setup,) = reports["setup"].asyncspec_allowed_blocking
+    (teardown,) = reports["teardown"].asyncspec_allowed_blocking
+    assert (setup["phase"], setup["rule"], setup["steps"]) == ("setup", rule, 1)
+    assert (teardown["phase"], teardown["rule"], teardown["steps"]) == ("teardown", rule, 1)
+    (failing,) = reports["call"].asyncspec_blocking
+    assert failing["phase"] == "call"
+    assert failing["place"].endswith(
+        f"test_phased.py:{line_of(path, '# the test blocks')} in test_uses_cache"
+    )
+    assert not hasattr(reports["call"], "asyncspec_allowed_blocking")
+    assert not hasattr(reports["setup"], "asyncspec_blocking")
+
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--asyncspec-allow-blocking={rule}")
+    result.assert_outcomes(failed=1)
+    warm = line_of(path, "# the cache warms up")
+    flush = line_of(path, "# the cache is flushed")
+    result.stdout.fnmatch_lines(
+        [
+            "1 task step(s) held the event loop longer than max_blocking=0.1 s during the test:",
+            "*= asyncspec: blocking places =*",
+            "test_phased.py::test_uses_cache: task 'test_uses_cache' at test_phased.py:* "
+            "in test_uses_cache: 1 step, worst 0.2 s (virtual time)",
+            "*= asyncspec: blocking steps allowed by rules =*",
+            f"{rule} -> 2 steps at 2 places:",
+            f"  task * at test_phased.py:{warm} in warm_cache (at setup): 1 step, *",
+            f"  task * at test_phased.py:{flush} in warm_cache (at teardown): 1 step, *",
+        ]
+    )
+    text = output_of(result)
+    assert "never fired" not in text
+    summary = text[text.index("asyncspec: blocking places") :]
+    assert summary.count("in test_uses_cache: 1 step") == 1
+
+
+def test_a_rule_firing_only_in_a_fixture_setup_has_fired_under_xdist(
+    pytester: pytest.Pytester,
+) -> None:
+    """The never-fired list is computed from the reports' allowed places:
+    a rule that only a fixture's setup needed has fired, serially and under
+    ``-n 2`` alike."""
+    pytest.importorskip("xdist")
+    make_project(pytester, "asyncspec_clock = virtual", "asyncspec_max_blocking = 0.1")
+    pytester.makepyfile(
+        test_setup_only="""
+        import time
+
+        import pytest
+
+
+        @pytest.fixture
+        async def slow_start():
+            time.sleep(0.2)
+            yield
+
+
+        async def test_a(slow_start) -> None:
+            pass
+
+
+        async def test_b() -> None:
+            pass
+        """
+    )
+    for extra in ([], ["-n", "2", *NO_BENCHMARK]):
+        result = pytester.runpytest_subprocess(
+            "--asyncspec-allow-blocking=test_setup_only.slow_start",
+            "--asyncspec-allow-blocking=legacy/*.py",
+            *extra,
+        )
+        result.assert_outcomes(passed=2)
+        text = output_of(result)
+        never = text.split("allow-list rules that never fired", 1)[1]
+        assert "legacy/*.py" in never
+        assert "test_setup_only.slow_start" not in never
+        assert "test_setup_only.slow_start -> 1 step at 1 place:" in text

@@ -611,3 +611,84 @@ def test_a_teardown_error_after_a_failing_body_is_not_lost(pytester: pytest.Pyte
             "E * the tear-down after it raised too: RuntimeError: teardown found a mess",
         ]
     )
+
+
+# -- what a schedule's fixtures start: attributed to the call ---------------------
+
+SERVICE_PER_SCHEDULE = """
+import asyncio
+import time
+
+import pytest
+
+
+async def work() -> None:
+    await asyncio.sleep(0)
+    time.sleep(0.1)  # the worker blocks
+
+
+async def forever() -> None:
+    await asyncio.sleep(3600)
+
+
+@pytest.fixture
+async def service():
+    task = asyncio.create_task(work(), name="worker")
+    yield task
+    await task
+
+
+@pytest.fixture
+async def forgetful():
+    asyncio.create_task(forever(), name="forgotten")
+    yield
+
+
+async def test_blocks(service) -> None:
+    await asyncio.sleep(0.01)
+
+
+@pytest.mark.allow_leaks("{rule}")
+async def test_leaks(forgetful) -> None:
+    await asyncio.sleep(0.01)
+"""
+
+
+def test_a_schedules_fixture_tasks_are_the_calls_and_named_by_their_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    """The first schedule's fixtures are set up by pytest's setup, the later
+    ones' inside the call: the worker a fixture starts each schedule blocks
+    at one place, reported once for the call with the schedules and where
+    each run's task came from; a task a schedule's fixture leaves running is
+    a leak told with its fixture, unless an allow_leaks marker names it."""
+    pytester.makeini(
+        STRICT_INI + "asyncspec_clock = virtual\nasyncspec_max_blocking = 0.05\n"
+        "asyncspec_leaks = error\nasyncspec_schedules = 3\n"
+    )
+    pytester.makepyfile(test_service=SERVICE_PER_SCHEDULE.format(rule="nothing.here"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "3 task step(s) held the event loop longer than max_blocking=0.05 s during the test, "
+            "at 1 place(s):",
+            "Blocked here 3 steps in 3 schedules, *",
+            "Task 'worker' (work) blocked the event loop for 0.1 s *",
+            "First in schedule 1; replay it with: pytest *",
+            "The task, one per run, was created during setup (fixture 'service') or during "
+            "the test (fixture 'service').",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks*",
+            "1 task(s) still pending when a schedule's run of the test ended (in 3 schedule(s)*",
+            "task 'forgotten' (forever) *",
+            "  created at *test_service.py:* during setup (fixture 'forgetful')",
+        ]
+    )
+    pytester.makepyfile(test_service=SERVICE_PER_SCHEDULE.format(rule="test_service.forever"))
+    allowed = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "-k", "leaks")
+    allowed.assert_outcomes(passed=1)
+    assert "never fired" not in output_of(allowed)

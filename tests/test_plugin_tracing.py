@@ -24,6 +24,7 @@ from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, line_
 TIMELINE = "asyncspec timeline"
 PENDING = "asyncspec pending tasks"
 INTERNAL = "asyncspec internal error (the test's own outcome stands)"
+INTERNAL_TEARDOWN = "asyncspec internal error at teardown (the test's own outcome stands)"
 SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.trace\.json")
 
 # A failing test with two named tasks: "quick" never holds the loop, "slow"
@@ -523,9 +524,9 @@ def test_leaks_warn_names_the_task_and_the_coroutine_with_their_lines(
     result.stdout.fnmatch_lines(
         [
             "test_leaky.py::test_leaks_a_task",
-            "*AsyncspecLeakWarning: 1 task(s) still pending at the end of the test*",
+            "*AsyncspecLeakWarning: 1 task(s) still pending after the test's teardown*",
             "*task 'leaker' (forever) [[]label 2] is still pending; it awaits asyncio sleep()*",
-            f"*created at */test_leaky.py:{task_line} (loop time *",
+            f"*created at */test_leaky.py:{task_line} (loop time *) during the test",
             "test_leaky.py::test_forgets_an_await",
             "*AsyncspecLeakWarning: 1 coroutine(s) created but never awaited*",
             "*coroutine 'forgotten' was never awaited; "
@@ -538,18 +539,19 @@ def test_leaks_warn_names_the_task_and_the_coroutine_with_their_lines(
 def test_leaks_error_fails_the_leaky_tests_naming_task_and_coroutine(
     pytester: pytest.Pytester,
 ) -> None:
-    """``--asyncspec-leaks=error``: each leaky test fails with a message
-    naming what leaked and where it was created; the tidy test passes."""
+    """``--asyncspec-leaks=error``: each leaky test has an error at teardown
+    (leaks are judged once its fixtures are torn down) with a message naming
+    what leaked and where it was created; the tidy test passes clean."""
     make_project(pytester)
     path = pytester.makepyfile(test_leaky=LEAKY_TESTS)
     result = pytester.runpytest("--asyncspec-leaks=error", "-rA")
-    result.assert_outcomes(failed=2, passed=1)
+    result.assert_outcomes(passed=3, errors=2)
     task_line = line_of(path, "# task made here")
     coroutine_line = line_of(path, "# coroutine made here")
     result.stdout.fnmatch_lines(
         [
-            "*_ test_leaks_a_task _*",
-            "1 task(s) still pending at the end of the test (await them, cancel them, "
+            "*_ ERROR at teardown of test_leaks_a_task _*",
+            "1 task(s) still pending after the test's teardown (await them, cancel them, "
             "or use a TaskGroup):",
             "task 'leaker' (forever) [[]label 2] is still pending*",
             f"  created at */test_leaky.py:{task_line} (loop time *",
@@ -557,17 +559,18 @@ def test_leaks_error_fails_the_leaky_tests_naming_task_and_coroutine(
     )
     result.stdout.fnmatch_lines(
         [
-            "*_ test_forgets_an_await _*",
+            "*_ ERROR at teardown of test_forgets_an_await _*",
             "1 coroutine(s) created but never awaited*",
             f"coroutine 'forgotten' was never awaited; created at */test_leaky.py:{coroutine_line}",
         ]
     )
     result.stdout.fnmatch_lines(["PASSED test_leaky.py::test_tidy"])
+    assert "ERROR test_leaky.py::test_tidy" not in output_of(result)
 
 
 def test_leaks_marker_overrides_the_ini(pytester: pytest.Pytester) -> None:
-    """``@pytest.mark.asyncspec(leaks='error')`` fails a test in a suite whose
-    ini says ``off``; a marked ``off`` silences a suite-wide ``error``."""
+    """``@pytest.mark.asyncspec(leaks='error')`` gives a leaking test an error
+    in a suite whose ini says ``off``; the unmarked test is not checked."""
     make_project(pytester, "asyncspec_leaks = off")
     pytester.makepyfile(
         test_marked="""
@@ -592,8 +595,8 @@ def test_leaks_marker_overrides_the_ini(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest("-rA")
-    result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["FAILED test_marked.py::test_strict - Failed: 1 task(s)*"])
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["ERROR test_marked.py::test_strict - Failed: 1 task(s)*"])
     assert "lenient-leak" not in output_of(result)
 
 
@@ -620,6 +623,371 @@ def test_leaks_off_reports_nothing(pytester: pytest.Pytester) -> None:
         result.assert_outcomes(passed=1)
         assert "leaker" not in output_of(result)
         assert "AsyncspecLeakWarning" not in output_of(result)
+
+
+# -- async fixtures: traced from their setup to their teardown -------------------
+
+FIXTURE_PHASES = """\
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+
+async def tick() -> None:
+    await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+async def service(asyncspec_trace):
+    worker = asyncio.create_task(tick(), name="worker")
+    yield
+    await worker
+    await asyncio.create_task(tick(), name="closer")
+    assert asyncspec_trace.phase_of("worker") == "setup"
+    assert asyncspec_trace.phase_of("closer") == "teardown"
+    print("teardown checked")
+
+
+async def test_body(service, asyncspec_trace) -> None:
+    await asyncio.create_task(tick(), name="helper")
+    assert asyncspec_trace.phase_of("worker") == "setup"
+    assert asyncspec_trace.phase_of("helper") == "call"
+    assert asyncspec_trace.finish_of("worker") == 0.5
+    assert {1} == {2}, "the test's own failure"
+"""
+
+
+def test_fixture_tasks_are_traced_with_their_phase(pytester: pytest.Pytester) -> None:
+    """The worker an async fixture starts is in the trace with phase
+    ``setup``, a task the body starts with ``call`` and one the fixture's
+    teardown starts with ``teardown``; the failure's timeline tags the
+    fixture's tasks, and the trace file holds all three.  (The trace used to
+    start at the test's call: the worker was missing from it.)"""
+    make_project(pytester, "asyncspec_clock = virtual")
+    pytester.makepyfile(test_phases=FIXTURE_PHASES)
+    result = pytester.runpytest("-rA", "-s", "--asyncspec-trace-dir=traces")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: the test's own failure"])
+    timeline = "\n".join(section(result, TIMELINE))
+    assert re.search(r"\d worker \[setup\] +\|", timeline), timeline
+    assert re.search(r"\d helper +\|", timeline), timeline
+    result.stdout.fnmatch_lines(["*teardown checked*"])
+    assert "ERROR" not in output_of(result)
+    (trace_file,) = (pytester.path / "traces").iterdir()
+    names = {
+        event["args"]["name"]
+        for event in json.loads(trace_file.read_text())["traceEvents"]
+        if event.get("name") == "thread_name"
+    }
+    assert {"worker", "helper", "closer"} <= {name.split(" ")[-1] for name in names}, names
+
+
+WIDER_FIXTURE = """\
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def serve() -> None:
+    await asyncio.sleep(3600)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server():
+    task = asyncio.create_task(serve(), name="server")
+    yield task
+    task.cancel()
+
+
+async def test_first(server, asyncspec_trace) -> None:
+    assert asyncspec_trace.phase_of("server") == "setup"
+
+
+async def test_second(server, asyncspec_trace) -> None:
+    assert "server" not in {task.name for task in asyncspec_trace.tasks.values()}
+
+
+async def test_leaks_its_own(server) -> None:
+    asyncio.create_task(serve(), name="own-leak")
+    await asyncio.sleep(0)
+"""
+
+
+def test_module_scoped_fixture_tasks_are_traced_where_they_start_and_not_leaks(
+    pytester: pytest.Pytester,
+) -> None:
+    """A module-scoped async fixture's task is traced in the test whose setup
+    started it (phase ``setup``), is not in later tests' traces, and is never
+    a test's leak although it outlives each test; a test's own leak on the
+    shared loop is still an error at its teardown."""
+    make_project(pytester, "asyncspec_clock = virtual")
+    pytester.makepyfile(test_wider=WIDER_FIXTURE)
+    result = pytester.runpytest("-rA", "--asyncspec-leaks=error")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_leaks_its_own _*",
+            "1 task(s) still pending after the test's teardown*",
+            "task 'own-leak' (serve) * is still pending*",
+        ]
+    )
+    assert "'server'" not in output_of(result)
+
+
+# -- leaks of an aiohttp app: judged once the fixtures are torn down -------------
+
+AIOHTTP_APP = """\
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@pytest.fixture
+async def client():
+    app = web.Application()
+    app.router.add_get("/", hello)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_clean(client, attempt: int) -> None:
+    response = await client.get("/")
+    assert await response.text() == "hello"
+
+
+async def forever() -> None:
+    await asyncio.sleep(3600)
+
+
+async def test_leaks_a_task(client) -> None:
+    asyncio.create_task(forever(), name="real-leak")  # the real leak
+    response = await client.get("/")
+    assert response.status == 200
+"""
+
+
+def test_aiohttp_keep_alive_handlers_are_not_leaks_and_a_real_leak_is(
+    pytester: pytest.Pytester,
+) -> None:
+    """With ``asyncspec_leaks = error`` suite-wide, the clean tests of an
+    aiohttp app (a real server on 127.0.0.1, aiohttp's own test client) pass:
+    the keep-alive handler task (``RequestHandler.start``) ends when the
+    client fixture closes the server, which is torn down before leaks are
+    judged.  The one real leak is an error at teardown naming its line.
+    (Leaks used to be judged when the test body returned: every clean test
+    failed on the handler task.)"""
+    make_project(pytester, "asyncspec_leaks = error")
+    path = pytester.makepyfile(test_app=AIOHTTP_APP)
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(passed=4, errors=1)
+    line = line_of(path, "# the real leak")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_leaks_a_task _*",
+            "1 task(s) still pending after the test's teardown*",
+            "task 'real-leak' (forever) * is still pending*",
+            f"  created at */test_app.py:{line} (loop time *) during the test",
+        ]
+    )
+    assert "RequestHandler" not in output_of(result)
+
+
+# -- the leak allow-list ---------------------------------------------------------
+
+# A "framework" that leaves a task and a coroutine behind on purpose.
+FRAMEWORK = """\
+from __future__ import annotations
+
+import asyncio
+
+
+class Pool:
+    async def _keepalive(self) -> None:
+        await asyncio.sleep(3600)
+
+    def open(self) -> None:
+        self.task = asyncio.create_task(self._keepalive(), name="keepalive")
+
+
+async def _flush() -> None:
+    pass
+
+
+def forget() -> None:
+    _flush()
+"""
+
+ALLOWED_LEAKS = """\
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import framework
+
+
+async def forever() -> None:
+    await asyncio.sleep(3600)
+
+
+async def test_pool() -> None:
+    framework.Pool().open()
+    await asyncio.sleep(0)
+
+
+async def test_forgets() -> None:
+    framework.forget()
+    await asyncio.sleep(0)
+
+
+@pytest.mark.allow_leaks("test_allowed.forever", "test_allowed.never_used")
+async def test_marked() -> None:
+    asyncio.create_task(forever(), name="marked")
+    await asyncio.sleep(0)
+
+
+async def test_real_leak() -> None:
+    asyncio.create_task(forever(), name="real-leak")
+    await asyncio.sleep(0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini_lines", "args"),
+    [
+        pytest.param(
+            ("asyncspec_allow_leaks =\n    framework.Pool._keepalive\n    framework._flush",),
+            (),
+            id="ini-qualnames",
+        ),
+        pytest.param((), ("--asyncspec-allow-leaks=framework.*",), id="flag-module-pattern"),
+        pytest.param((), ("--asyncspec-allow-leaks=framework.py",), id="flag-file-pattern"),
+    ],
+)
+def test_allowed_leaks_pass_and_the_others_are_still_errors(
+    pytester: pytest.Pytester, ini_lines: tuple[str, ...], args: tuple[str, ...]
+) -> None:
+    """Tasks and coroutines named by the leak allow-list (by coroutine
+    qualname from the ini, by module or file pattern from the command line,
+    by the test's ``allow_leaks`` marker) are not leaks; the real leak still
+    is; rules that never matched are listed at the end of the run, as the
+    blocking allow-list's are."""
+    make_project(pytester, "asyncspec_leaks = error", *ini_lines)
+    pytester.makepyfile(framework=FRAMEWORK, test_allowed=ALLOWED_LEAKS)
+    result = pytester.runpytest(
+        "-rA", "-W", "ignore::RuntimeWarning", "--asyncspec-allow-leaks=nothing.matches.*", *args
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        ["ERROR test_allowed.py::test_real_leak - Failed: 1 task(s) still pending*"]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*= asyncspec: leak allow-list rules that never fired =*",
+            "nothing.matches.*  (no leaked task or coroutine matched it; remove it?)",
+            "test_allowed.py::test_marked: @pytest.mark.allow_leaks('test_allowed.never_used')"
+            "  (no leaked task or coroutine matched it; remove it?)",
+        ]
+    )
+    text = output_of(result)
+    assert "keepalive" not in text
+    assert "_flush" not in text
+    assert "'marked'" not in text
+    assert "test_allowed.forever'" not in text.split("never fired")[1]
+
+
+def test_leak_allow_list_summary_is_the_same_under_xdist(pytester: pytest.Pytester) -> None:
+    """With ``-n 2`` the leak rules match in the workers; the controller
+    lists only the rules that matched nothing, as a serial run does."""
+    make_project(pytester, "asyncspec_leaks = error")
+    pytester.makepyfile(framework=FRAMEWORK, test_allowed=ALLOWED_LEAKS)
+    summaries = []
+    for extra in ([], ["-n", "2", *NO_BENCHMARK]):
+        result = pytester.runpytest_subprocess(
+            "-W",
+            "ignore::RuntimeWarning",
+            "--asyncspec-allow-leaks=framework.*",
+            "--asyncspec-allow-leaks=nothing.matches.*",
+            *extra,
+        )
+        result.assert_outcomes(passed=4, errors=1)
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "rules that never fired" in line)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
+        summaries.append([line.split("  (")[0] for line in lines[start + 1 : end] if line.strip()])
+    assert summaries[0] == summaries[1]
+    assert summaries[0] == [
+        "nothing.matches.*",
+        "test_allowed.py::test_marked: @pytest.mark.allow_leaks('test_allowed.never_used')",
+    ]
+
+
+def test_without_the_allow_list_the_framework_leaks_are_errors(
+    pytester: pytest.Pytester,
+) -> None:
+    """The control of the test above: the same framework leaks fail."""
+    make_project(pytester, "asyncspec_leaks = error")
+    pytester.makepyfile(framework=FRAMEWORK, test_allowed=ALLOWED_LEAKS)
+    result = pytester.runpytest("-rA", "-W", "ignore::RuntimeWarning")
+    result.assert_outcomes(passed=4, errors=3)
+    result.stdout.fnmatch_lines(["*task 'keepalive' (Pool._keepalive)*"])
+    result.stdout.fnmatch_lines(["*coroutine '_flush' was never awaited*"])
+
+
+@pytest.mark.parametrize(
+    ("where", "patterns"),
+    [
+        pytest.param(
+            ("--asyncspec-allow-leaks=a:b",),
+            (
+                "ERROR: --asyncspec-allow-leaks / asyncspec_allow_leaks: invalid leak allow "
+                "rule 'a:b': the line after ':' must be a positive whole number*",
+            ),
+            id="flag",
+        ),
+        pytest.param(
+            ("-k", "marked"),
+            (
+                "ERROR: test_bad.py::test_marked: @pytest.mark.allow_leaks: invalid leak "
+                "allow rule 'no-dots': neither a file path*",
+            ),
+            id="marker",
+        ),
+    ],
+)
+def test_invalid_leak_allow_rule_is_a_usage_error(
+    pytester: pytest.Pytester, where: tuple[str, ...], patterns: tuple[str, ...]
+) -> None:
+    make_project(pytester)
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+
+        @pytest.mark.allow_leaks("no-dots")
+        async def test_marked() -> None:
+            pass
+        """
+    )
+    result = pytester.runpytest(*where)
+    assert_usage_error(result, *patterns)
 
 
 # -- the asyncspec_trace fixture --------------------------------------------------
@@ -699,7 +1067,7 @@ def test_trace_fixture_queries_and_output_inside_an_async_test(
 
 def test_trace_fixture_in_a_sync_test_explains_itself(pytester: pytest.Pytester) -> None:
     """Reading ``asyncspec_trace`` in a sync test fails with a clear message
-    saying to read it inside the async test body."""
+    saying to read it inside the async test body or an async fixture."""
     make_project(pytester)
     pytester.makepyfile(
         test_sync="""
@@ -711,8 +1079,9 @@ def test_trace_fixture_in_a_sync_test_explains_itself(pytester: pytest.Pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E   *RuntimeError: asyncspec_trace records the test's own coroutine: read it "
-            "inside the async test body, not in a fixture or a synchronous test",
+            "E   *RuntimeError: asyncspec_trace records the tasks of the test's loop, from "
+            "its async fixtures' setup to their teardown: read it inside the async test "
+            "body or an async fixture, not in a synchronous test or fixture",
         ]
     )
 
@@ -731,9 +1100,15 @@ def explode(*args: object, **kwargs: object) -> None:
     raise RuntimeError("{message}")
 
 
-@pytest.fixture(autouse=True)
-def crash_the_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pytest_asyncspec.observation, "{name}", explode)
+# For the whole inner run, not in a fixture: a fixture's patch is undone in
+# the teardown, before the trace file is written.  Undone when the inner run
+# ends, since it shares the outer run's process.
+_patch = pytest.MonkeyPatch()
+_patch.setattr(pytest_asyncspec.observation, "{name}", explode)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _patch.undo()
 """
 
 OUTCOME_TESTS = """\
@@ -755,32 +1130,54 @@ async def test_fails() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "args", "crashed_in"),
+    ("name", "args", "crashed_in", "title"),
     [
         # The timeline is drawn for failures only.
-        pytest.param("render_timeline", ("--asyncspec-trace=on",), ("fails",), id="timeline"),
+        pytest.param(
+            "render_timeline", ("--asyncspec-trace=on",), ("fails",), INTERNAL, id="timeline"
+        ),
+        # The trace file is written once the fixtures' teardown is recorded too.
         pytest.param(
             "write_trace_events",
             ("--asyncspec-trace-dir=traces",),
             ("fails", "passes"),
+            INTERNAL_TEARDOWN,
             id="trace-file",
         ),
-        pytest.param("Tracer", ("--asyncspec-trace=on",), ("fails", "passes"), id="tracer"),
         pytest.param(
-            "capture_output", ("--asyncspec-trace=on",), ("fails", "passes"), id="output-capture"
+            "Tracer", ("--asyncspec-trace=on",), ("fails", "passes"), INTERNAL, id="tracer"
         ),
-        # Leaks are looked for once the test body returned.
-        pytest.param("pending_tasks", ("--asyncspec-leaks=error",), ("passes",), id="leak-check"),
+        pytest.param(
+            "capture_output",
+            ("--asyncspec-trace=on",),
+            ("fails", "passes"),
+            INTERNAL,
+            id="output-capture",
+        ),
+        # Leaks are looked for at the teardown of a test that passed, once its
+        # fixtures are torn down.
+        pytest.param(
+            "pending_tasks",
+            ("--asyncspec-leaks=error",),
+            ("passes",),
+            INTERNAL_TEARDOWN,
+            id="leak-check",
+        ),
     ],
 )
 def test_tracer_crash_keeps_each_test_outcome_and_adds_a_section(
-    pytester: pytest.Pytester, name: str, args: tuple[str, ...], crashed_in: tuple[str, ...]
+    pytester: pytest.Pytester,
+    name: str,
+    args: tuple[str, ...],
+    crashed_in: tuple[str, ...],
+    title: str,
 ) -> None:
     """When a piece of the tracer raises (the timeline renderer, the trace
     file writer, the tracer itself, output capture, the leak check), the
     passing test still passes, the failing test still fails with its own
     assertion message, and the report of each test where the piece ran gains
-    an ``asyncspec internal error`` section quoting the crash."""
+    an ``asyncspec internal error`` section quoting the crash (titled "at
+    teardown" for what runs then, so pytest shows it with passing tests too)."""
     make_project(pytester)
     message = f"{name} exploded"
     pytester.makeconftest(CRASHING_CONFTEST.format(name=name, message=message))
@@ -794,19 +1191,28 @@ def test_tracer_crash_keeps_each_test_outcome_and_adds_a_section(
             "FAILED test_outcomes.py::test_fails - AssertionError: its own failure*",
         ]
     )
+    sections = [
+        line for line in result.outlines if re.fullmatch(rf"-+ {re.escape(title)} -+", line)
+    ]
+    assert len(sections) == len(crashed_in), result.outlines
+    if title == INTERNAL_TEARDOWN:
+        # pytest prints a teardown section after the test's own report,
+        # without a heading of its own when the test passed.
+        crash = "\n".join(section(result, title, 0))
+        assert f"RuntimeError: {message}" in crash
+        return
     # Failures are shown first, then (-rA) the passes with their sections.
     headings = [
         line.strip("_ ")
         for line in result.outlines
-        if re.fullmatch(r"_+ test_\w+ _+", line)
-        or re.fullmatch(rf"-+ {re.escape(INTERNAL)} -+", line)
+        if re.fullmatch(r"_+ test_\w+ _+", line) or re.fullmatch(rf"-+ {re.escape(title)} -+", line)
     ]
     marked = [
-        test for test, after in zip(headings, [*headings[1:], ""], strict=True) if INTERNAL in after
+        test for test, after in zip(headings, [*headings[1:], ""], strict=True) if title in after
     ]
     assert marked == [f"test_{test}" for test in crashed_in], headings
     for occurrence in range(len(crashed_in)):
-        crash = "\n".join(section(result, INTERNAL, occurrence))
+        crash = "\n".join(section(result, title, occurrence))
         assert f"RuntimeError: {message}" in crash
     assert not (pytester.path / "traces").exists() or not any((pytester.path / "traces").iterdir())
     if name == "render_timeline":

@@ -23,6 +23,7 @@ import pytest_asyncspec
 from pytest_asyncspec.observation import TraceView
 from pytest_asyncspec.settings import (
     ALLOW_BLOCKING_INI,
+    ALLOW_LEAKS_INI,
     MARKER_KEYWORDS,
     SETTINGS,
 )
@@ -66,7 +67,10 @@ def test_every_setting_has_a_row_with_its_flag_ini_key_keyword_and_default() -> 
             assert row[4] == "none", (setting.name, row[4])
     allow = rows["`--asyncspec-allow-blocking` (repeatable)"]
     assert allow[1].startswith(f"`{ALLOW_BLOCKING_INI}`")
-    assert len(rows) == len(SETTINGS) + 1, "a row names no setting"
+    allow_leaks = rows["`--asyncspec-allow-leaks` (repeatable)"]
+    assert allow_leaks[1].startswith(f"`{ALLOW_LEAKS_INI}`")
+    # The two allow-lists are the rows beyond the settings.
+    assert len(rows) == len(SETTINGS) + 2, "a row names no setting"
 
 
 def test_every_flag_and_ini_key_pytest_shows_is_in_the_reference(
@@ -76,8 +80,9 @@ def test_every_flag_and_ini_key_pytest_shows_is_in_the_reference(
     text = output_of(pytester.runpytest("--help"))
     flags = set(re.findall(r"--asyncspec-[a-z-]+", text))
     ini_keys = set(re.findall(r"^ +(asyncspec_[a-z_]+) ", text, re.M))
-    assert len(flags) == len(SETTINGS) + 1
-    assert len(ini_keys) == len(SETTINGS) + 1
+    # The settings and the two allow-lists.
+    assert len(flags) == len(SETTINGS) + 2
+    assert len(ini_keys) == len(SETTINGS) + 2
     for name in sorted(flags | ini_keys):
         assert f"`{name}`" in REFERENCE, f"{name} is missing from docs/reference.md"
 

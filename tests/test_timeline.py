@@ -418,3 +418,16 @@ def test_uvloop_trace_renders() -> None:
     text = render_timeline(trace, blocking_threshold=0.005)
     assert_fits(text, 100)
     assert "#" in row(text, "napper")
+
+
+def test_phases_tag_the_rows_of_the_fixtures_tasks() -> None:
+    """Given the phase that created each task, the rows of tasks made in a
+    test's setup or teardown say so; the test body's own tasks stay as they
+    were."""
+    trace = run_traced_main(block_then_await)
+    plain = render_timeline(trace)
+    tagged = render_timeline(trace, phases={2: "setup", 3: "teardown", 4: "call"})
+    assert row(tagged, "worker-0 [setup]") == row(plain, "worker-0")
+    assert row(tagged, "worker-1 [teardown]") == row(plain, "worker-1")
+    assert row(tagged, "worker-2") == row(plain, "worker-2")
+    assert "[call]" not in tagged
