@@ -38,6 +38,7 @@ from .settings import (
     enabled_modes,
     html_path,
     replay_token,
+    replays_function,
     report_path,
     trace_dir,
     validate_config,
@@ -313,7 +314,7 @@ def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         # tests have neither an asyncspec nor a claim marker.
         marks = {mark.name for mark in item.iter_markers()}
         effective = unmarked
-        if MARKER in marks or item.name == replayed:
+        if MARKER in marks or (replayed is not None and replays_function(replayed, item)):
             effective = effective_for(config, item)
         run_by_pytest_asyncio = is_async_test(item)
         if (MARKER in marks or _uses_loop_fixtures(item)) and not run_by_pytest_asyncio:

@@ -622,7 +622,7 @@ def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
     """
     marked = marker_settings(item)
     token = replay_token(config)
-    replaying = token is not None and item.name == token.test
+    replaying = token is not None and replays_function(token.test, item)
     if marked or replaying:
         return _explore_on_virtual(_resolve(config, marked), replaying)
     return effective_global(config)
@@ -641,6 +641,20 @@ def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effect
         sources = {**effective.sources, "clock": "default for exploration"}
         return effective.replace(clock="virtual", sources=sources)
     return effective
+
+
+def replays_function(test: str, item: pytest.Item) -> bool:
+    """Whether a token of the test named ``test`` (``name[param-id]`` for a
+    parametrized one) replays a run of ``item``'s function.
+
+    The loop is chosen per function, before its parameters make items:
+    pytest-asyncio asks for loop factories with the function's definition,
+    whose name has no parameter id.  Every item of the replayed function so
+    runs on the clock the replay needs, and says so; only the item the token
+    names replays the schedule (:func:`.explored_tests.request_for`).
+    """
+    function = getattr(item, "originalname", None) or item.name
+    return test.partition("[")[0] == function
 
 
 def replay_token(config: pytest.Config) -> ReplayToken | None:

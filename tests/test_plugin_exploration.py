@@ -117,6 +117,54 @@ def test_the_token_replays_exactly_that_schedule(pytester: pytest.Pytester) -> N
     assert " schedules, " not in output_of(replayed)  # nothing else was explored
 
 
+PARAMETRIZED_RACE = """
+import asyncio
+
+import pytest
+
+
+async def buy(office, parse_steps):
+    for _ in range(parse_steps):
+        await asyncio.sleep(0)
+    if office["seats"] > 0:
+        await asyncio.sleep(0)  # record the sale
+        office["seats"] -= 1
+        office["sold"] += 1
+
+
+@pytest.mark.parametrize("parse_steps", [1, 2])
+async def test_one_seat_sold_once(parse_steps):
+    office = {"seats": 1, "sold": 0}
+    await asyncio.gather(buy(office, 0), buy(office, parse_steps))
+    assert office["sold"] == 1
+"""
+
+
+def test_the_printed_command_replays_a_parametrized_tests_schedule(
+    pytester: pytest.Pytester,
+) -> None:
+    """Schedules asked for on the command line, and a parametrized test: the
+    printed replay command (without that flag) replays the failing schedule,
+    on the virtual clock the replay needs, for the one item it names."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(test_params=PARAMETRIZED_RACE)
+    found = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-schedules=50")
+    found.assert_outcomes(failed=2)
+    commands = re.findall(
+        r"replay it with: pytest '(\S+)' (--asyncspec-replay=\S+)", output_of(found)
+    )
+    assert len(commands) == 2, output_of(found)
+    for nodeid, flag in commands:
+        replayed = pytester.runpytest("-p", "no:cacheprovider", nodeid, flag)
+        replayed.assert_outcomes(failed=1)
+        replayed.stdout.fnmatch_lines(["*replayed schedule (*) failed*"])
+    # A sibling of the replayed item, selected with it, runs once and
+    # passes, on the clock the header and its settings name.
+    nodeid, flag = commands[0]
+    both = pytester.runpytest("-p", "no:cacheprovider", flag)
+    both.assert_outcomes(failed=1, passed=1)
+
+
 def test_a_token_that_does_not_apply_fails_instead_of_passing(pytester: pytest.Pytester) -> None:
     # The locked office passes in every order: a passing replay would be green.
     write_box_office(pytester, locked=True)
