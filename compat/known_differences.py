@@ -175,4 +175,40 @@ KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {
         "key gone: two timers due at the same instant must run in the order they were "
         "scheduled",
     ),
+    ("aiojobs", "tests/test_job.py::test_job_await_closed", "explore"): Known(
+        FIFO,
+        "spawns a job and yields twice ('Let coro run', 'Then let done callback run'): "
+        "the job is closed only if its task and then its done callback ran within those "
+        "two yields, as FIFO order runs them",
+    ),
+    ("aiojobs", "tests/test_job.py::test_job_close_exception", "explore"): Known(
+        FIFO,
+        "the job's coroutine resolves a future and raises in one step: close() re-raises "
+        "the error only if the test resumes before the job's done callback marks it "
+        "closed, the order in which FIFO runs the two callbacks that step scheduled",
+    ),
+    ("aiojobs", "tests/test_job.py::test_job_resume_after_p_e_nding", "explore"): Known(
+        FIFO,
+        "with limit=1, closing job1 starts the pending job2, whose coroutine ends in one "
+        "step: job2 is still active after close() only if the test resumes before job2's "
+        "task runs",
+    ),
+    ("aiojobs", "tests/test_scheduler.py::test_wait_and_close", "explore"): Known(
+        FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the shield is registered)"
+    ),
+    ("aiojobs", "tests/test_scheduler.py::test_wait_and_close_timeout", "explore"): Known(
+        FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the shield is registered)"
+    ),
+    (
+        "aiocache",
+        "tests/acceptance/test_decorators.py::TestCachedStampede::test_cached_stampede"
+        "[memory_cache]",
+        "explore",
+    ): Known(
+        FIFO,
+        "gathers two calls of a cached_stampede function and expects 4 cache.get calls: "
+        "that count holds only when both calls look the key up before either has run "
+        "through its lease; when one call's steps run ahead of the other's first step, "
+        "the other finds the value and the count is 3",
+    ),
 }
