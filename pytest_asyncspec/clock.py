@@ -14,9 +14,10 @@ Semantics (see ``docs/concepts/virtual-time.md``):
   something is (the outside world gets its ``d`` too); on any other thread it
   stays real;
 * timers due at the same instant fire in the order they were scheduled;
-* a loop that never idles while a timer is pending (a busy poll on
-  ``sleep(0)``) is charged the real time it spends busy beyond a grace, so
-  its timers fire as on asyncio's own loop instead of never;
+* a loop that never idles (a busy poll on ``sleep(0)``, under a timeout or
+  reading the clock up to a deadline) is charged the real time it spends
+  busy beyond a grace, so its timers fire and its deadlines pass as on
+  asyncio's own loop instead of never;
 * threads started while the loop runs, and thread-pool jobs, are real work
   while they run and do not hold the clock while they wait, untimed, for the
   loop itself (see :mod:`pytest_asyncspec.threads`);
@@ -71,7 +72,7 @@ _MAX_CANCELLED_FRACTION = 0.5
 #: Real seconds a loop with pending tasks and nothing else waits for a
 #: thread to call back before it reports a deadlock.
 DEFAULT_DEADLOCK_GRACE = 0.5
-#: Real seconds the loop may stay busy, with a timer pending, before its
+#: Real seconds the loop may stay busy (never idle) before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
 #: The busy grace of a loop whose busy time is never charged (``busy_grace=None``).
@@ -406,9 +407,6 @@ class VirtualClockLoop(PeerTrackingLoop):
         source = timer._source_traceback  # type: ignore[attr-defined]
         while source and os.path.dirname(source[-1].filename) == _PACKAGE_DIR:
             del source[-1]  # debug mode: end at the caller's line, as stock does
-        if not self._timer_heap:
-            # Busy time counts only while a timer is pending: from now on.
-            self._restart_busy_streak()
         heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
@@ -644,11 +642,8 @@ class VirtualClockLoop(PeerTrackingLoop):
             or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             # The loop will not sleep in this iteration: still busy.
-            if heap:
-                if self._busy_clock() > self._busy_limit:
-                    self._follow_busy_time()
-            elif self._following:
-                self._following = False  # no timer left to wait for
+            if self._busy_clock() > self._busy_limit:
+                self._follow_busy_time()
             self._poll(0)
         else:
             self._wait_or_jump()
@@ -734,8 +729,8 @@ class VirtualClockLoop(PeerTrackingLoop):
     # -- a loop that never idles -----------------------------------------------
 
     def _restart_busy_streak(self) -> None:
-        """The loop was idle (it jumped or waited), runs again after a stop, or
-        got its first pending timer: a new busy streak begins now."""
+        """The loop was idle (it jumped or waited) or runs again after a stop:
+        a new busy streak begins now."""
         self._busy_limit = self._busy_clock() + self._busy_grace
         self._following = False
 
@@ -743,11 +738,13 @@ class VirtualClockLoop(PeerTrackingLoop):
         """The clock follows the time the loop spends busy past the grace.
 
         A loop that never idles never jumps, so a poll such as ``while not
-        flag: await asyncio.sleep(0)`` under ``wait_for(..., 1)`` would spin
-        forever where asyncio's own loop times out after a second.  So while a
-        timer is pending, the time the loop has spent busy (no iteration in
-        which it would have slept) beyond the grace is charged to the clock,
-        on every reading once charging began.  Only the excess is charged,
+        flag: await asyncio.sleep(0)`` under ``wait_for(..., 1)``, or ``while
+        loop.time() < deadline: await asyncio.sleep(0)`` with no timer at all,
+        would spin forever where asyncio's own loop ends it after a second.
+        So the time the loop has spent busy (no iteration in which it would
+        have slept) beyond the grace is charged to the clock, timer or not
+        (nothing tells a poll on the clock from compute), on every reading
+        once charging began.  Only the excess is charged,
         never faster than real time: a timer never fires before its delay has
         passed for real, as on asyncio's own loop (no false timeouts), and a
         busy poll times out at most the grace late.  A streak shorter than the
