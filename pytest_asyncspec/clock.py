@@ -46,7 +46,7 @@ import weakref
 from asyncio import base_events
 from collections.abc import Callable
 from contextvars import Context
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from . import procfs, threads, time_patch
@@ -163,6 +163,22 @@ def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any
     asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
 
 
+def _chained_set_state() -> CodeType | None:
+    """The code of the callback through which ``asyncio.wrap_future`` hands a
+    ``concurrent.futures.Future``'s outcome to its loop (a closure of
+    ``asyncio.futures._chain_future``: ``call_soon_threadsafe(_set_state,
+    destination, source)``)."""
+    chain = getattr(asyncio.futures, "_chain_future", None)
+    consts = chain.__code__.co_consts if chain is not None else ()
+    return next(
+        (c for c in consts if isinstance(c, CodeType) and c.co_name == "_set_state"),
+        None,
+    )
+
+
+_CHAINED_SET_STATE = _chained_set_state()
+
+
 class _LoopTime:
     """``loop.time``: this loop's virtual clock, unless a test replaced it.
 
@@ -204,6 +220,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_held",
         "_jobs_in_flight",
         "_patched_time",
+        "_pool_jobs",
         "_real_debt",
         "_real_flow",
         "_spawning",
@@ -235,6 +252,11 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        #: Jobs the loop's thread submitted to a thread pool itself
+        #: (``pool.submit``, see submit_to_pool) -> their timing.
+        self._pool_jobs: weakref.WeakKeyDictionary[concurrent.futures.Future[Any], _JobTiming] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Each thread-pool worker -> (real ns its last job ended, tick at
         #: which the loop sees that job done): where a job queued behind it
         #: starts.
@@ -459,6 +481,51 @@ class VirtualClockLoop(PeerTrackingLoop):
         job.add_done_callback(functools.partial(self._job_done_threadsafe, future, timing))
         return future
 
+    def submit_to_pool(
+        self,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> concurrent.futures.Future[Any]:
+        """``executor.submit(fn, *args, **kwargs)`` called on the loop's thread
+        while it runs (see :func:`threads._submit`): timed as
+        ``run_in_executor``'s jobs are, so that when its outcome reaches the
+        loop through ``asyncio.wrap_future`` it is delivered no earlier than
+        the job's start plus its real running time (see call_soon_threadsafe)."""
+        if fn is _run_timed or self.is_closed():  # run_in_executor's own, timed already
+            return threads.real_submit(executor, fn, *args, **kwargs)
+        func = functools.partial(fn, **kwargs) if kwargs else fn
+        timing = _JobTiming(self.virtual_ticks(), self._real_flow, time_patch.real_monotonic_ns())
+        job = threads.real_submit(executor, _run_timed, timing, self._threads.wrap_job(func), *args)
+        self._pool_jobs[job] = timing
+        return job
+
+    # The stubs type *args with a TypeVarTuple (see call_at).
+    def call_soon_threadsafe(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        if (
+            self._pool_jobs
+            and getattr(callback, "__code__", None) is _CHAINED_SET_STATE
+            and len(args) == 2
+        ):
+            # asyncio.wrap_future hands over a job's outcome: if the loop's
+            # thread submitted it to a thread pool, a floor applies, as to
+            # run_in_executor's jobs (_deliver_no_sooner).
+            destination, source = args
+            timing = self._pool_jobs.pop(source, None)
+            if timing is not None and isinstance(destination, asyncio.Future):
+                if timing.duration is None:  # cancelled before it started
+                    timing.duration = time_patch.real_monotonic_ns() - timing.submitted_ns
+                return super().call_soon_threadsafe(
+                    self._deliver_no_sooner, source, destination, timing, context=context
+                )
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
     def _job_done_threadsafe(
         self,
         future: asyncio.Future[Any],
@@ -479,6 +546,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         # One callback both ends the job's flight and hands its outcome over,
         # so the loop never sees "nothing in flight" while a result is on its way.
         self._jobs_in_flight -= 1
+        self._deliver_no_sooner(job, future, timing)
+
+    def _deliver_no_sooner(
+        self,
+        job: concurrent.futures.Future[Any],
+        future: asyncio.Future[Any],
+        timing: _JobTiming,
+    ) -> None:
         # The job is seen no earlier than its start (_job_start_tick) plus its
         # real running time, so a job never looks faster than it ran (nor a
         # queued one sooner than its worker could take it), although the loop's
