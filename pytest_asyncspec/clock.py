@@ -14,9 +14,10 @@ Semantics (see ``docs/concepts/virtual-time.md``):
   something is (the outside world gets its ``d`` too); on any other thread it
   stays real;
 * timers due at the same instant fire in the order they were scheduled;
-* a loop that never idles while a timer is pending (a busy poll on
-  ``sleep(0)``) is charged the real time it spends busy beyond a grace, so
-  its timers fire as on asyncio's own loop instead of never;
+* a loop that never idles (a busy poll on ``sleep(0)``, under a timeout or
+  reading the clock up to a deadline) is charged the real time it spends
+  busy beyond a grace, so its timers fire and its deadlines pass as on
+  asyncio's own loop instead of never;
 * threads started while the loop runs, and thread-pool jobs, are real work
   while they run and do not hold the clock while they wait, untimed, for the
   loop itself (see :mod:`pytest_asyncspec.threads`);
@@ -45,7 +46,7 @@ import weakref
 from asyncio import base_events
 from collections.abc import Callable
 from contextvars import Context
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from . import procfs, threads, time_patch
@@ -71,7 +72,7 @@ _MAX_CANCELLED_FRACTION = 0.5
 #: Real seconds a loop with pending tasks and nothing else waits for a
 #: thread to call back before it reports a deadlock.
 DEFAULT_DEADLOCK_GRACE = 0.5
-#: Real seconds the loop may stay busy, with a timer pending, before its
+#: Real seconds the loop may stay busy (never idle) before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
 #: The busy grace of a loop whose busy time is never charged (``busy_grace=None``).
@@ -162,6 +163,22 @@ def _deliver_job(job: concurrent.futures.Future[Any], future: asyncio.Future[Any
     asyncio.futures._copy_future_state(job, future)  # type: ignore[attr-defined]
 
 
+def _chained_set_state() -> CodeType | None:
+    """The code of the callback through which ``asyncio.wrap_future`` hands a
+    ``concurrent.futures.Future``'s outcome to its loop (a closure of
+    ``asyncio.futures._chain_future``: ``call_soon_threadsafe(_set_state,
+    destination, source)``)."""
+    chain = getattr(asyncio.futures, "_chain_future", None)
+    consts = chain.__code__.co_consts if chain is not None else ()
+    return next(
+        (c for c in consts if isinstance(c, CodeType) and c.co_name == "_set_state"),
+        None,
+    )
+
+
+_CHAINED_SET_STATE = _chained_set_state()
+
+
 class _LoopTime:
     """``loop.time``: this loop's virtual clock, unless a test replaced it.
 
@@ -203,6 +220,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_held",
         "_jobs_in_flight",
         "_patched_time",
+        "_pool_jobs",
         "_real_debt",
         "_real_flow",
         "_spawning",
@@ -234,6 +252,11 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._timer_heap: list[tuple[int, int, asyncio.TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._jobs_in_flight = 0
+        #: Jobs the loop's thread submitted to a thread pool itself
+        #: (``pool.submit``, see submit_to_pool) -> their timing.
+        self._pool_jobs: weakref.WeakKeyDictionary[concurrent.futures.Future[Any], _JobTiming] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Each thread-pool worker -> (real ns its last job ended, tick at
         #: which the loop sees that job done): where a job queued behind it
         #: starts.
@@ -406,9 +429,6 @@ class VirtualClockLoop(PeerTrackingLoop):
         source = timer._source_traceback  # type: ignore[attr-defined]
         while source and os.path.dirname(source[-1].filename) == _PACKAGE_DIR:
             del source[-1]  # debug mode: end at the caller's line, as stock does
-        if not self._timer_heap:
-            # Busy time counts only while a timer is pending: from now on.
-            self._restart_busy_streak()
         heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
@@ -461,6 +481,51 @@ class VirtualClockLoop(PeerTrackingLoop):
         job.add_done_callback(functools.partial(self._job_done_threadsafe, future, timing))
         return future
 
+    def submit_to_pool(
+        self,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> concurrent.futures.Future[Any]:
+        """``executor.submit(fn, *args, **kwargs)`` called on the loop's thread
+        while it runs (see :func:`threads._submit`): timed as
+        ``run_in_executor``'s jobs are, so that when its outcome reaches the
+        loop through ``asyncio.wrap_future`` it is delivered no earlier than
+        the job's start plus its real running time (see call_soon_threadsafe)."""
+        if fn is _run_timed or self.is_closed():  # run_in_executor's own, timed already
+            return threads.real_submit(executor, fn, *args, **kwargs)
+        func = functools.partial(fn, **kwargs) if kwargs else fn
+        timing = _JobTiming(self.virtual_ticks(), self._real_flow, time_patch.real_monotonic_ns())
+        job = threads.real_submit(executor, _run_timed, timing, self._threads.wrap_job(func), *args)
+        self._pool_jobs[job] = timing
+        return job
+
+    # The stubs type *args with a TypeVarTuple (see call_at).
+    def call_soon_threadsafe(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        if (
+            self._pool_jobs
+            and getattr(callback, "__code__", None) is _CHAINED_SET_STATE
+            and len(args) == 2
+        ):
+            # asyncio.wrap_future hands over a job's outcome: if the loop's
+            # thread submitted it to a thread pool, a floor applies, as to
+            # run_in_executor's jobs (_deliver_no_sooner).
+            destination, source = args
+            timing = self._pool_jobs.pop(source, None)
+            if timing is not None and isinstance(destination, asyncio.Future):
+                if timing.duration is None:  # cancelled before it started
+                    timing.duration = time_patch.real_monotonic_ns() - timing.submitted_ns
+                return super().call_soon_threadsafe(
+                    self._deliver_no_sooner, source, destination, timing, context=context
+                )
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
     def _job_done_threadsafe(
         self,
         future: asyncio.Future[Any],
@@ -481,6 +546,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         # One callback both ends the job's flight and hands its outcome over,
         # so the loop never sees "nothing in flight" while a result is on its way.
         self._jobs_in_flight -= 1
+        self._deliver_no_sooner(job, future, timing)
+
+    def _deliver_no_sooner(
+        self,
+        job: concurrent.futures.Future[Any],
+        future: asyncio.Future[Any],
+        timing: _JobTiming,
+    ) -> None:
         # The job is seen no earlier than its start (_job_start_tick) plus its
         # real running time, so a job never looks faster than it ran (nor a
         # queued one sooner than its worker could take it), although the loop's
@@ -644,11 +717,8 @@ class VirtualClockLoop(PeerTrackingLoop):
             or (heap and not own_time and heap[0][0] <= seconds_to_ticks(self.time()))
         ):
             # The loop will not sleep in this iteration: still busy.
-            if heap:
-                if self._busy_clock() > self._busy_limit:
-                    self._follow_busy_time()
-            elif self._following:
-                self._following = False  # no timer left to wait for
+            if self._busy_clock() > self._busy_limit:
+                self._follow_busy_time()
             self._poll(0)
         else:
             self._wait_or_jump()
@@ -734,8 +804,8 @@ class VirtualClockLoop(PeerTrackingLoop):
     # -- a loop that never idles -----------------------------------------------
 
     def _restart_busy_streak(self) -> None:
-        """The loop was idle (it jumped or waited), runs again after a stop, or
-        got its first pending timer: a new busy streak begins now."""
+        """The loop was idle (it jumped or waited) or runs again after a stop:
+        a new busy streak begins now."""
         self._busy_limit = self._busy_clock() + self._busy_grace
         self._following = False
 
@@ -743,11 +813,13 @@ class VirtualClockLoop(PeerTrackingLoop):
         """The clock follows the time the loop spends busy past the grace.
 
         A loop that never idles never jumps, so a poll such as ``while not
-        flag: await asyncio.sleep(0)`` under ``wait_for(..., 1)`` would spin
-        forever where asyncio's own loop times out after a second.  So while a
-        timer is pending, the time the loop has spent busy (no iteration in
-        which it would have slept) beyond the grace is charged to the clock,
-        on every reading once charging began.  Only the excess is charged,
+        flag: await asyncio.sleep(0)`` under ``wait_for(..., 1)``, or ``while
+        loop.time() < deadline: await asyncio.sleep(0)`` with no timer at all,
+        would spin forever where asyncio's own loop ends it after a second.
+        So the time the loop has spent busy (no iteration in which it would
+        have slept) beyond the grace is charged to the clock, timer or not
+        (nothing tells a poll on the clock from compute), on every reading
+        once charging began.  Only the excess is charged,
         never faster than real time: a timer never fires before its delay has
         passed for real, as on asyncio's own loop (no false timeouts), and a
         busy poll times out at most the grace late.  A streak shorter than the

@@ -17,8 +17,10 @@ Which threads count (:class:`ThreadWatch`, one per loop):
   before (pytest-xdist's, pytest-timeout's) and the plugin's own
   (:func:`exclude`) never count;
 * every job the loop hands to a ``ThreadPoolExecutor`` through
-  ``run_in_executor``: the submitted callable is wrapped (never for other
-  executors, which may pickle it) to note which thread runs it.  A job that
+  ``run_in_executor``, or that its thread submits to one itself
+  (``pool.submit``, patched while a virtual loop runs, :func:`_submit`): the
+  submitted callable is wrapped (never for other executors, which may pickle
+  it) to note which thread runs it.  A job that
   has not started yet, or has finished but not yet reported back, is busy.
 
 Whether one is busy (:func:`judge`) is read from its innermost Python frame
@@ -58,6 +60,7 @@ describe a thread that is already on its way.
 
 from __future__ import annotations
 
+import asyncio.events as _asyncio_events
 import concurrent.futures._base as _futures_base
 import concurrent.futures.thread as _futures_thread
 import dis
@@ -418,6 +421,8 @@ def recheck_due(due: int | None, now: int) -> int:
 # -- which threads count: Thread.start while a virtual loop runs -------------------
 
 _real_start = threading.Thread.start
+#: ``ThreadPoolExecutor.submit`` as the standard library defines it.
+real_submit = _futures_thread.ThreadPoolExecutor.submit
 _lock = threading.Lock()
 _active = 0
 #: Ident of each thread running a virtual loop -> that loop's watch.
@@ -448,6 +453,21 @@ def _start(self: threading.Thread) -> None:
         raise
 
 
+def _submit(
+    self: _futures_thread.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> _futures_base.Future[Any]:
+    """``ThreadPoolExecutor.submit`` while a virtual loop runs: a job submitted
+    from the loop's own thread (``asyncio.wrap_future(pool.submit(fn))``) is
+    handed to the loop, which times it as it times ``run_in_executor``'s."""
+    if threading.get_ident() in _loop_threads:
+        loop = _asyncio_events._get_running_loop()
+        timed = getattr(loop, "submit_to_pool", None)
+        if timed is not None:
+            job: _futures_base.Future[Any] = timed(self, fn, args, kwargs)
+            return job
+    return real_submit(self, fn, *args, **kwargs)
+
+
 def enter(watch: ThreadWatch) -> None:
     """The current thread runs the loop of ``watch``: threads it starts count."""
     global _active
@@ -456,6 +476,7 @@ def enter(watch: ThreadWatch) -> None:
         _active += 1
         if _active == 1:
             threading.Thread.start = _start  # type: ignore[method-assign]
+            _futures_thread.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
 
 
 def leave() -> None:
@@ -467,3 +488,5 @@ def leave() -> None:
         _active -= 1
         if _active == 0 and threading.Thread.start is _start:
             threading.Thread.start = _real_start  # type: ignore[method-assign]
+        if _active == 0 and _futures_thread.ThreadPoolExecutor.submit is _submit:
+            _futures_thread.ThreadPoolExecutor.submit = real_submit  # type: ignore[method-assign]

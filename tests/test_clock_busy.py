@@ -193,24 +193,92 @@ def test_a_short_burst_with_a_timer_pending_keeps_exact_times(run_virtual: RunVi
     assert run_virtual(main) == (0.5, 0)
 
 
-def test_busy_time_with_no_timer_pending_is_not_charged(run_virtual: RunVirtual) -> None:
+def test_busy_time_with_no_timer_pending_is_charged_past_the_grace(
+    run_virtual: RunVirtual,
+) -> None:
     """Real compute of more than the grace, spread over ``sleep(0)`` steps, with
-    no timer pending: nothing waits for time to pass, so the compute takes no
-    virtual time (it is deterministic), and a 1 s sleep after it ends at exactly
-    1 s."""
+    no timer pending: as on the stock loop, where it takes real time, the clock
+    moves by the part past the grace (never more than the real time it took), and
+    it all counts as real flow; a 1 s sleep after it takes 1 s from when it was
+    scheduled (the streak ends when the loop jumps to it)."""
 
-    async def main() -> tuple[float, float, int]:
+    async def main() -> tuple[float, float, float, int]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualClockLoop)
-        end = time_patch.real_monotonic() + DEFAULT_BUSY_GRACE + 0.1
+        real_start = time_patch.real_monotonic()
+        end = real_start + DEFAULT_BUSY_GRACE + 0.1
         while time_patch.real_monotonic() < end:
             _spin(0.01)
             await asyncio.sleep(0)
+        real = time_patch.real_monotonic() - real_start
         computed = loop.time()
         await asyncio.sleep(1)
-        return computed, loop.time(), loop.real_flow_ticks()
+        return real, computed, loop.time() - computed, loop.real_flow_ticks()
 
-    assert run_virtual(main) == (0.0, 1.0, 0)
+    real, computed, slept, flowed = run_virtual(main)
+
+    assert 0 < computed <= real - DEFAULT_BUSY_GRACE + 0.01
+    # Still following until the sleep is scheduled: microseconds more.
+    assert 1.0 <= slept < 1.01
+    assert abs(flowed - (computed + slept - 1.0) * 1e9) < 10
+
+
+async def _poll_loop_time(seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        await asyncio.sleep(0)
+
+
+async def _poll_monotonic(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0)
+
+
+async def _poll_time(seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        await asyncio.sleep(0)
+
+
+async def _wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    # The helper many test suites write: poll with sleep(0) up to a deadline.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0)
+    return True
+
+
+async def _poll_with_wait_until(seconds: float) -> None:
+    assert not await _wait_until(_never, seconds)
+
+
+CLOCK_POLLS = [_poll_loop_time, _poll_monotonic, _poll_time, _poll_with_wait_until]
+
+
+@pytest.mark.parametrize("poll", CLOCK_POLLS, ids=lambda f: f.__name__.strip("_"))
+def test_a_busy_poll_on_the_clock_with_no_timer_pending_ends(
+    run_virtual: RunVirtual, poll: Callable[[float], Awaitable[None]]
+) -> None:
+    """A poll that reads the clock up to a deadline 1 s ahead, yielding with
+    ``sleep(0)``, no timer pending: on the stock loop it ends after 1 s of real
+    time; here the clock follows the busy time past the grace, so it ends after
+    about 1.5 s, at a loop time of at least 1 s and never ahead of real time
+    (the watchdog fails it if it spins)."""
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        real_start = time_patch.real_monotonic()
+        await poll(1.0)
+        return loop.time(), time_patch.real_monotonic() - real_start
+
+    virtual, real = run_virtual(main, watchdog=WATCHDOG)
+
+    assert 1.0 <= virtual <= real - DEFAULT_BUSY_GRACE + 0.01
+    assert real < 1.0 + DEFAULT_BUSY_GRACE + 1.0
 
 
 def test_a_timeout_set_during_a_streak_is_never_early(run_virtual: RunVirtual) -> None:

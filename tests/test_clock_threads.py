@@ -657,3 +657,66 @@ def test_the_default_executor_queues_jobs_as_on_the_stock_loop(
     expected = list(range(1, count + 1)) if workers == 1 else [1] * workers + [2]
     assert _slots(stock) == expected, stock
     _assert_seen_as_run(virtual, expected)
+
+
+def _sleep_job(*, seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize(("workers", "slots"), [(1, [1, 2, 3]), (2, [1, 1, 2])])
+@pytest.mark.parametrize("made", ["before the loop", "on the loop"])
+def test_jobs_awaited_through_wrap_future_are_seen_as_run(
+    run_virtual: RunVirtual, workers: int, slots: list[int], made: str
+) -> None:
+    """``asyncio.wrap_future(pool.submit(fn, ...))`` instead of ``run_in_executor``:
+    the same floor applies, so three ``time.sleep(JOB)`` jobs on one worker are seen
+    done at JOB, 2 JOB and 3 JOB (on two workers at JOB, JOB and 2 JOB) as on the
+    stock loop, never earlier, whether the pool was made before the loop ran (its
+    workers unknown to it) or on it; keyword arguments reach the job."""
+    pools: list[concurrent.futures.ThreadPoolExecutor] = []
+    if made == "before the loop":
+        pools.append(concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+
+    def submit(loop: asyncio.AbstractEventLoop) -> Any:
+        if not pools:
+            pools.append(concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+        return asyncio.wrap_future(pools[0].submit(_sleep_job, seconds=JOB))
+
+    def on(run: Callable[[Callable[[], Any]], list[float]]) -> list[float]:
+        try:
+            return run(_job_ends(submit, 3))
+        finally:
+            pools.pop().shutdown(wait=True)
+            if made == "before the loop":
+                pools.append(concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+
+    stock = on(lambda main: asyncio.run(main()))
+    virtual = on(run_virtual)
+    for pool in pools:
+        pool.shutdown(wait=True)
+
+    assert _slots(stock) == slots, stock
+    _assert_seen_as_run(virtual, slots)
+
+
+def test_a_wrapped_pool_job_keeps_its_outcome(run_virtual: RunVirtual) -> None:
+    """A job submitted from the loop is wrapped to be timed: its result, its
+    exception and a cancellation before it starts come through unchanged."""
+
+    def fail() -> None:
+        raise ValueError("job failed")
+
+    async def main() -> tuple[int, str, bool]:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            blocker = pool.submit(time.sleep, 0.05)
+            queued = pool.submit(time.sleep, 10)
+            assert queued.cancel()
+            value = await asyncio.wrap_future(pool.submit(divmod, 7, 2))
+            try:
+                await asyncio.wrap_future(pool.submit(fail))
+            except ValueError as error:
+                message = str(error)
+            await asyncio.wrap_future(blocker)
+            return value[0], message, queued.cancelled()
+
+    assert run_virtual(main) == (3, "job failed", True)
