@@ -765,7 +765,7 @@ import pytest
 
 
 def work():
-    time.sleep(0.001)
+    time.sleep(0.05)  # long enough that the loop always waits on it, even when loaded
     return 1
 
 
