@@ -29,6 +29,7 @@ from typing import Any, Protocol, cast
 
 from .deviation import Deviation
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
+from .notes import add_note
 from .replay_token import ReplayToken, TokenError
 from .settings import DEFAULT_DEPTH, parse_depth, parse_schedules, parse_seed, parse_strategy
 from .strategies import Plan, ReplayChooser, ScheduleSpec, pct_bound
@@ -291,11 +292,12 @@ class Explorer:
                         raise
                     if error is None:
                         error = raised
-                    elif hasattr(error, "add_note"):
+                    else:
                         # pytest would report both: the test's failure and
                         # its teardown's error.
-                        error.add_note(
-                            f"the tear-down after it raised too: {type(raised).__name__}: {raised}"
+                        add_note(
+                            error,
+                            f"the tear-down after it raised too: {type(raised).__name__}: {raised}",
                         )
             self._cancel_leftovers(before)
             trace = tracer.stop() if tracer is not None else None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from .failure_store import FailureStore
+from .notes import add_note
 from .replay_token import ReplayToken, TokenError
 from .settings import Effective
 from .strategies import Plan, ScheduleSpec
@@ -209,8 +210,8 @@ def run_explored(
     request.report = describe_failure(item.nodeid, request, failure, stored=store.enabled)
     error = failure.error
     note = _note(item.nodeid, failure)
-    if hasattr(error, "add_note") and note:
-        error.add_note(note)
+    if note:
+        add_note(error, note)
     raise error
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from .notes import add_note
+
 #: pytest-asyncio's runner fixtures, one per loop scope.
 _RUNNER = re.compile(r"_(function|class|module|package|session)_scoped_runner")
 
@@ -140,9 +142,9 @@ class FixtureCycle:
                 raise stop  # the user stops the run: that wins
         if errors:
             first = errors[0]
-            if len(errors) > 1 and hasattr(first, "add_note"):
+            if len(errors) > 1:
                 others = "; ".join(f"{type(e).__name__}: {e}" for e in errors[1:])
-                first.add_note(f"while tearing down {item.nodeid}, also: {others}")
+                add_note(first, f"while tearing down {item.nodeid}, also: {others}")
             raise first
 
     def _forget_finished(self, finished: set[Any]) -> None:

@@ -7,7 +7,6 @@ Every test runs a small pytest session inside ``pytester``.
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, output_of
@@ -98,8 +97,7 @@ def test_a_race_fails_with_the_schedule_that_shows_it(pytester: pytest.Pytester)
     )
     token = token_in(result)
     assert token.startswith(f"asyncspec1:{plugin_version()}:test_one_seat_sold_once:")
-    if sys.version_info >= (3, 11):  # exception notes
-        result.stdout.fnmatch_lines(["E * asyncspec: this failure needs a task order*"])
+    result.stdout.fnmatch_lines(["E * asyncspec: this failure needs a task order*"])
 
 
 def test_the_token_replays_exactly_that_schedule(pytester: pytest.Pytester) -> None:
@@ -391,18 +389,11 @@ def test_state_carried_across_schedules_is_not_blamed_on_stock_order(
     )
     result = pytester.runpytest("--asyncspec-schedules=50", "--asyncspec-seed=3")
     result.assert_outcomes(failed=1)
-    # Python 3.11+ also puts the explanation in an exception note.
-    note = (
-        [
-            "E * asyncspec: this failure does not come from the task order: stock order passed "
-            "on the first schedule and failed on schedule 2*"
-        ]
-        if sys.version_info >= (3, 11)
-        else []
-    )
+    # The explanation is also an exception note (on 3.10 too, via __notes__).
     result.stdout.fnmatch_lines(
         [
-            *note,
+            "E * asyncspec: this failure does not come from the task order: stock order passed "
+            "on the first schedule and failed on schedule 2*",
             "schedule 2 of 50 failed (*)",
             "this failure does not come from the task order: it shrank to stock asyncio's own "
             "order (FIFO), with no deviation, and that same order passed as the first schedule "

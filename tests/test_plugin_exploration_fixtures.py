@@ -11,7 +11,6 @@ Every test runs a small pytest session inside ``pytester``.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -597,7 +596,6 @@ async def test_body(strict):
 """
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are 3.11+")
 def test_a_teardown_error_after_a_failing_body_is_not_lost(pytester: pytest.Pytester) -> None:
     """The body's failure is the schedule's; its teardown's error used to be
     dropped without a word (pytest reports both in a normal run)."""
