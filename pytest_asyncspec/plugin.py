@@ -92,21 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", CLAIM_HELP)
     config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
     validate_config(config)
-    try:
-        # One list for the whole run, so a rule used by any test counts as used.
-        rules = allow_blocking_rules(config)
-        config.stash[ALLOW_RULES_KEY] = _parse_allow_rules(rules) if rules else []
-    except ValueError as error:
-        raise pytest.UsageError(
-            f"--asyncspec-allow-blocking / asyncspec_allow_blocking: {error}"
-        ) from None
-    try:
-        rules = allow_leak_rules(config)
-        config.stash[LEAK_RULES_KEY] = _parse_leak_rules(rules) if rules else []
-    except ValueError as error:
-        raise pytest.UsageError(
-            f"--asyncspec-allow-leaks / asyncspec_allow_leaks: {error}"
-        ) from None
+    # One list each for the whole run, so a rule used by any test counts as used.
+    config.stash[ALLOW_RULES_KEY] = _run_rules(config, "blocking")
+    config.stash[LEAK_RULES_KEY] = _run_rules(config, "leaks")
     global_settings = effective_global(config)
     _check_exploration_flags(global_settings)
     if global_settings.clock != "real" or global_settings.loop != "asyncio":
@@ -185,16 +173,20 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["asyncspec_seed"] = run_seed(node.config)
 
 
-def _parse_allow_rules(rules: list[str]) -> list[AllowRule]:
-    from .allow_rules import parse_allow_rules
+def _run_rules(config: pytest.Config, kind: str) -> list[AllowRule]:
+    """Read and parse the run's allow list of ``kind`` (``blocking`` or
+    ``leaks``); a bad rule is a usage error naming the flag and the ini key."""
+    try:
+        texts = allow_blocking_rules(config) if kind == "blocking" else allow_leak_rules(config)
+        if not texts:
+            return []  # the rules' module loads only when a run has rules
+        from .allow_rules import parse_allow_rules, parse_leak_rules
 
-    return parse_allow_rules(rules)
-
-
-def _parse_leak_rules(rules: list[str]) -> list[AllowRule]:
-    from .allow_rules import parse_leak_rules
-
-    return parse_leak_rules(rules)
+        return (parse_allow_rules if kind == "blocking" else parse_leak_rules)(texts)
+    except ValueError as error:
+        raise pytest.UsageError(
+            f"--asyncspec-allow-{kind} / asyncspec_allow_{kind}: {error}"
+        ) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
