@@ -29,6 +29,15 @@ def output_of(result: pytest.RunResult) -> str:
     return "\n".join(result.outlines + result.errlines)
 
 
+def failure_sections(result: pytest.RunResult) -> str:
+    """What an inner run printed before its short test summary: the failure
+    sections, each report once. With the ``CI`` (or ``BUILD_NUMBER``)
+    environment variable set, pytest repeats whole failure messages in the
+    short test summary, so counting or unpacking matches over the whole output
+    would see each report twice on a CI machine."""
+    return output_of(result).split("short test summary info")[0]
+
+
 def line_of(path: Path, needle: str) -> int:
     """The 1-based number of the only line of ``path`` containing ``needle``."""
     numbers = [

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pytester_helpers import line_of, output_of
+from pytester_helpers import failure_sections, line_of, output_of
 
 from pytest_asyncspec.step_log import coarse_resolution_ns
 
@@ -150,7 +150,7 @@ def test_blocking_gate(pytester: pytest.Pytester) -> None:
     # Threshold-only recording stamps steps with the coarse monotonic clock:
     # a 0.2 s sleep may read one kernel tick short (0.196 s at HZ=250).
     tick = (coarse_resolution_ns() or 0) / 1e9
-    output = output_of(result)
+    output = failure_sections(result)
     (blocked,) = re.findall(
         r"\(test_handle_returns_a_checksum\) blocked the event loop for ([\d.]+) s", output
     )
@@ -159,7 +159,7 @@ def test_blocking_gate(pytester: pytest.Pytester) -> None:
     assert 0.1 - tick - 1e-6 <= float(warm) < 0.2
     # The allowed start-up code is not reported as a failure, only listed
     # under the rule that allowed it.
-    assert output_of(result).count("warm_up_cache") == 2
+    assert output.count("warm_up_cache") == 2
 
     shutil.copy(path / "app_fixed.py", path / "app.py")
     result = run(pytester, "-p", "no:cacheprovider")

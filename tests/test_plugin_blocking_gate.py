@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 
 import pytest
-from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, line_of, output_of
+from pytester_helpers import (
+    NO_BENCHMARK,
+    STRICT_INI,
+    assert_usage_error,
+    failure_sections,
+    line_of,
+    output_of,
+)
 
 #: Seconds a blocking call holds the loop in these tests, and the threshold.
 BLOCK = 0.3
@@ -80,8 +87,7 @@ def real_durations(result: pytest.RunResult, task: str) -> list[float]:
         rf"Task '{task}' \(\S+\) blocked the event loop for (\d+\.\d{{3}}) s "
         r"\(real time; threshold [0-9.]+ s\)\."
     )
-    failures = output_of(result).split("short test summary info")[0]
-    return [float(match) for match in pattern.findall(failures)]
+    return [float(match) for match in pattern.findall(failure_sections(result))]
 
 
 def assert_clean_test_error(result: pytest.RunResult, *patterns: str) -> None:

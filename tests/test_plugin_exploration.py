@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from pytester_helpers import NO_BENCHMARK, STRICT_INI, assert_usage_error, output_of
+from pytester_helpers import (
+    NO_BENCHMARK,
+    STRICT_INI,
+    assert_usage_error,
+    failure_sections,
+    output_of,
+)
 
 from pytest_asyncspec.replay_token import plugin_version
 
@@ -149,7 +155,7 @@ def test_the_printed_command_replays_a_parametrized_tests_schedule(
     found = pytester.runpytest("-p", "no:cacheprovider", "--asyncspec-schedules=50")
     found.assert_outcomes(failed=2)
     commands = re.findall(
-        r"replay it with: pytest '(\S+)' (--asyncspec-replay=\S+)", output_of(found)
+        r"replay it with: pytest '(\S+)' (--asyncspec-replay=\S+)", failure_sections(found)
     )
     assert len(commands) == 2, output_of(found)
     for nodeid, flag in commands:
@@ -619,7 +625,7 @@ def test_tracing_a_test_does_not_change_its_schedules(pytester: pytest.Pytester)
     )
     assert token_in(plain) == token_in(traced)
     # One timeline, the failing schedule's, not a picture of every schedule.
-    assert output_of(traced).count("asyncspec timeline:") == 1
+    assert failure_sections(traced).count("asyncspec timeline:") == 1
 
 
 TRACED_SCHEDULES = """
@@ -703,10 +709,8 @@ def test_leaks_are_still_checked_when_a_test_explores(pytester: pytest.Pytester)
             "*orphan*forever*",
         ]
     )
-    # Each schedule made its own coroutine: the failure names it once (the
-    # short summary at the end repeats the whole message).
-    failures = output_of(result).split("short test summary info")[0]
-    assert failures.count("coroutine 'helper' was never awaited; created at") == 1
+    # Each schedule made its own coroutine: the failure names it once.
+    assert failure_sections(result).count("coroutine 'helper' was never awaited; created at") == 1
     assert "All traceback entries are hidden" not in output_of(result)
 
 
@@ -861,4 +865,4 @@ def test_schedules_that_waited_on_real_work_are_noted_once_per_test(
         ]
     )
     # Once per test: in its summary line, and in its failure section if it fails.
-    assert output_of(result).count("note: ") == 3
+    assert failure_sections(result).count("note: ") == 3
