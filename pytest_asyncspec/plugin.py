@@ -12,6 +12,7 @@ installed as without it (``tests/test_startup_imports.py``).
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -721,6 +722,9 @@ def _runner_is_up(
     # adds for each async fixture set up on this runner (last in, first out),
     # and before the runner's own teardown closes the loop.
     fixturedef.addfinalizer(runner_goes_down)
+    budgeted = config.stash.get(BUDGETED_KEY, None)
+    if budgeted is not None and _loop_scope(budgeted) == scope:
+        _restart_stall_budget(loop, budgeted)
     if watched is not None and watched.observation is None and watched.loop_scope == scope:
         _start_observation(watched, loop)
 
@@ -770,6 +774,41 @@ def pytest_runtest_setup_checks(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+
+
+# -- the stall budget -----------------------------------------------------------
+#
+# Each async test restarts its loop's stall budget (see .stall): when a
+# wider-scoped loop is already up, at the test's setup; else when the
+# test's own runner makes the loop (_runner_is_up).
+
+#: The async test being set up, run or torn down on the virtual clock.
+BUDGETED_KEY: pytest.StashKey[pytest.Item] = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_budget(item: pytest.Item) -> Generator[None, None, None]:
+    if is_async_test(item) and SETTINGS_KEY in item.stash:
+        item.config.stash[BUDGETED_KEY] = item
+        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+        if loop is not None:
+            _restart_stall_budget(loop, item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_teardown")
+def pytest_runtest_teardown_budget(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        if item.config.stash.get(BUDGETED_KEY, None) is item:
+            del item.config.stash[BUDGETED_KEY]
+
+
+def _restart_stall_budget(loop: object, item: pytest.Item) -> None:
+    restart = getattr(loop, "restart_stall_budget", None)
+    if restart is not None and not getattr(loop, "is_closed", lambda: True)():
+        restart(item.stash[SETTINGS_KEY].stall_budget)
 
 
 # trylast: inside pytest's own capture of the phase, so the output and
@@ -871,6 +910,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.excinfo is not None and report.failed:
+        _present_deadlock(item, report, call.excinfo)
     _attach_claim(item, report)
     outside = item.stash.get(OUTSIDE_MODES_KEY, None)
     if outside is not None and call.when == "call":
@@ -908,6 +949,36 @@ def pytest_runtest_makereport(
         # The teardown's report is the test's last: it has what it needs.
         _release_observation(item)
     return report
+
+
+def _present_deadlock(
+    item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException]
+) -> None:
+    """A deadlock is shown by its report alone; a timeout that ended one says so."""
+    clock = sys.modules.get("pytest_asyncspec.clock")
+    if clock is None:
+        return  # no virtual loop ran: no deadlock of ours
+    if excinfo.errisinstance(clock.DeadlockError) and not item.config.option.fulltrace:
+        # Raised by the loop, not by the test's code: the frames above it
+        # (pytest-asyncio's runner, run_until_complete) say nothing, and the
+        # report already names every waiting task's place.
+        report.longrepr = (
+            f"{excinfo.value}\n\n{excinfo.typename} (--full-trace shows where the loop raised it)"
+        )
+        return
+    import asyncio  # loaded by now: pytest-asyncio runs the test
+
+    # asyncio.TimeoutError is not the built-in one on Python 3.10.
+    ended = (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError)
+    if excinfo.errisinstance(ended) and item.config.stash.get(BUDGETED_KEY, None) is item:
+        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+        hidden = getattr(loop, "hidden_deadlock", None)
+        if hidden is not None:
+            from .stall import describe_hidden_deadlock
+
+            report.sections.append(
+                ("asyncspec deadlock ended by a timeout", describe_hidden_deadlock(*hidden))
+            )
 
 
 def _attach_observation(

@@ -63,6 +63,30 @@ def parse_seconds_or_off(value: object) -> float | None:
     return seconds
 
 
+#: Seconds in each unit a stall budget may be written in ("90s", "30m", "1h", "2d").
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_stall_budget(value: object) -> float | None:
+    """Virtual seconds (a positive number, optionally with a unit s, m, h or d),
+    or off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS):
+        return None
+    text = str(value).strip().lower()
+    scale = _TIME_UNITS.get(text[-1:]) if isinstance(value, str) else None
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"invalid stall_budget {value!r}; expected a positive virtual time in seconds, "
+            "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'"
+        )
+    return seconds
+
+
 def parse_on_off(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -235,6 +259,15 @@ HTML = Setting(
     "and a timeline picture of every traced test",
     per_test=False,
 )
+STALL_BUDGET = Setting(
+    "stall_budget",
+    parse_stall_budget,
+    "1h",
+    "TIME|off",
+    "virtual time (e.g. 3600, 30m, 1h, 2d) tasks may stay blocked on the same "
+    "Event/Future/Queue while only timers fire (a deadlock beside a heartbeat): the "
+    "test then fails with a livelock report; 'off' lets virtual time run on",
+)
 SCHEDULES = Setting(
     "schedules",
     parse_schedules,
@@ -282,6 +315,7 @@ SETTINGS: tuple[Setting, ...] = (
     MAX_BLOCKING,
     LEAKS,
     TRACE,
+    STALL_BUDGET,
     SCHEDULES,
     STRATEGY,
     DEPTH,
@@ -294,7 +328,8 @@ SETTINGS: tuple[Setting, ...] = (
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
-    "leaks='off'|'warn'|'error', trace=True|False, schedules=N, "
+    "leaks='off'|'warn'|'error', trace=True|False, stall_budget=SECONDS|'1h'|None, "
+    "schedules=N, "
     "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
     "pytest-asyncspec settings (command-line flags still win)"
 )
@@ -323,6 +358,7 @@ class Effective:
         "schedules",
         "seed",
         "sources",
+        "stall_budget",
         "strategy",
         "trace",
     )
@@ -340,6 +376,7 @@ class Effective:
         strategy: str = "mix",
         depth: int = DEFAULT_DEPTH,
         seed: int | None = None,
+        stall_budget: float | None = 3600.0,
     ) -> None:
         self.clock = clock
         self.loop = loop
@@ -353,6 +390,8 @@ class Effective:
         self.depth = depth
         #: None: a fresh seed for the run (see exploration_seed).
         self.seed = seed
+        #: Virtual seconds of stall before a livelock is reported (None: off).
+        self.stall_budget = stall_budget
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -597,6 +636,7 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
         strategy=cast(str, chosen["strategy"]),
         depth=cast(int, chosen["depth"]),
         seed=cast("int | None", chosen["seed"]),
+        stall_budget=cast("float | None", chosen["stall_budget"]),
         sources=sources,
     )
 

@@ -77,14 +77,16 @@ def coroutine_name(task: asyncio.Task[object]) -> str:
     return getattr(coro, "__qualname__", None) or type(coro).__name__
 
 
-def _awaited(task: asyncio.Task[object], frames: list[FrameType]) -> str:
+def _awaited(task: asyncio.Task[object], frames: list[FrameType], target: str | None) -> str:
     # The task's own future (private to asyncio, so read defensively) says
     # what would wake it; the innermost asyncio frame names the primitive.
     waiter = getattr(task, "_fut_waiter", None)
     primitive = None
     if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
         primitive = f"asyncio {qualname(frames[-1])}()"
-    if isinstance(waiter, asyncio.Task):
+    if target is not None:
+        pass
+    elif isinstance(waiter, asyncio.Task):
         target = f"task {waiter.get_name()!r} ({coroutine_name(waiter)})"
     elif waiter is not None:
         target = f"a future that nothing will complete ({type(waiter).__name__})"
@@ -93,17 +95,22 @@ def _awaited(task: asyncio.Task[object], frames: list[FrameType]) -> str:
     return f"{primitive}: {target}" if primitive else target
 
 
+def waiting_task(task: asyncio.Task[Any], target: str | None = None) -> WaitingTask:
+    """Where and on what ``task`` is suspended (``target``: what will wake it,
+    when the caller knows better than the task's own future tells)."""
+    frames = await_chain(task)
+    return WaitingTask(
+        name=task.get_name(),
+        coroutine=coroutine_name(task),
+        chain=tuple(place(frame) for frame in frames),
+        awaiting=_awaited(task, frames, target),
+    )
+
+
 def waiting_tasks(loop: asyncio.AbstractEventLoop) -> list[WaitingTask]:
     """Every pending task of ``loop`` with where and on what it is suspended."""
-    described = []
-    for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
-        frames = await_chain(task)
-        described.append(
-            WaitingTask(
-                name=task.get_name(),
-                coroutine=coroutine_name(task),
-                chain=tuple(place(frame) for frame in frames),
-                awaiting=_awaited(task, frames),
-            )
-        )
-    return described
+    return [waiting_task(task) for task in sorted(asyncio.all_tasks(loop), key=_task_name)]
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    return task.get_name()
