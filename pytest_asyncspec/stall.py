@@ -31,7 +31,7 @@ from typing import Any
 
 from .clock import TIMEOUT_CALLBACKS, DeadlockError
 from .ticks import TICKS_PER_SECOND, ticks_to_seconds
-from .waiting import WaitingTask, await_chain, place, waiting_task, waiting_tasks
+from .waiting import WaitingTask, await_chain, place, waiting_task
 
 #: How many signature checks a budget spans: a stall is seen at most
 #: budget / CHECKS_PER_BUDGET late.
@@ -113,10 +113,10 @@ def _awaited_tasks(waiter: Any) -> list[Any]:
     return list(getattr(waiter, "_children", None) or ())
 
 
-def _livelocked_tasks(loop: Any) -> list[WaitingTask]:
+def _tasks_and_timers(loop: Any) -> list[WaitingTask]:
     """Every pending task, as the deadlock report lists them; a task a timer
-    will wake says so, with the timer's due time, rather than "a future that
-    nothing will complete"."""
+    will wake (or a timeout cancel) says so, with the timer's due time, rather
+    than "a future that nothing will complete"."""
     due: dict[int, int] = {}
     for tick, _, handle in loop._timer_heap:
         if not handle._cancelled:
@@ -234,7 +234,7 @@ class StallWatch:
             error = LivelockError(
                 ticks_to_seconds(due),
                 ticks_to_seconds(due - self._since),
-                _livelocked_tasks(loop),
+                _tasks_and_timers(loop),
                 [(_describe_wake(target), n) for target, n in counts.most_common()],
                 ticks_to_seconds(due - self._witness_from) if witness is not None else 0.0,
             )
@@ -280,7 +280,7 @@ def timeout_ends_deadlock(loop: Any) -> list[WaitingTask] | None:
         waiter = getattr(task, "_fut_waiter", None)
         if waiter is None or waiter.done():
             return None
-    return waiting_tasks(loop)
+    return _tasks_and_timers(loop)
 
 
 def describe_hidden_deadlock(at_seconds: float, tasks: list[WaitingTask]) -> str:
