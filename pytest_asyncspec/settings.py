@@ -70,7 +70,8 @@ _TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_stall_budget(value: object) -> float | None:
     """Virtual seconds (a positive number, optionally with a unit s, m, h or d),
     or off."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in _OFF_WORDS):
+    # Only words mean "off", as for max_blocking: 0 is a (bad) amount of time.
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
         return None
     text = str(value).strip().lower()
     scale = _TIME_UNITS.get(text[-1:]) if isinstance(value, str) else None
