@@ -185,12 +185,21 @@ class LivelockError(DeadlockError):
 class StallWatch:
     """The stall budget of one loop (see the module doc).
 
-    The loop calls :meth:`check` when a jump reaches :attr:`next_check`, a
-    tick: every budget/CHECKS_PER_BUDGET while nothing is stalled, every jump
-    while a stall is being timed (then it also counts which timers fire).
+    The loop calls :meth:`check` when a jump reaches the tick the last call
+    returned: the blocked tasks are compared every budget/CHECKS_PER_BUDGET,
+    and in the last such stretch of a stall every jump counts which timers
+    fire, for the report.
     """
 
-    __slots__ = ("_budget", "_interval", "_signature", "_since", "_witness", "_witness_from")
+    __slots__ = (
+        "_budget",
+        "_interval",
+        "_next_signature",
+        "_signature",
+        "_since",
+        "_witness",
+        "_witness_from",
+    )
 
     def __init__(self, budget_seconds: float | None) -> None:
         self._budget = 0
@@ -199,6 +208,7 @@ class StallWatch:
         self._since = 0
         self._witness: Counter[Any] | None = None
         self._witness_from = 0
+        self._next_signature = 0
         self.restart(budget_seconds, 0)
 
     @property
@@ -213,7 +223,8 @@ class StallWatch:
         self._signature = frozenset()
         self._since = now
         self._witness = None
-        return now + self._interval
+        self._next_signature = now + self._interval
+        return self._next_signature
 
     def check(self, loop: Any, due: int) -> int:
         """The loop jumps to ``due``: raise LivelockError on a stall past the
@@ -221,19 +232,21 @@ class StallWatch:
         witness = self._witness
         if witness is not None:
             self._count_firings(loop, due, witness)
-            if due < self._since + self._budget and due < self._witness_from + self._interval:
-                return due + 1
+        if due < self._next_signature:
+            return due + 1  # only while witnessing: no other check is due
+        self._next_signature = due + self._interval
         signature = blocked_signature(loop)
         if signature != self._signature or all(waiter is None for _, waiter in signature):
             self._signature = signature
             self._since = due
             self._witness = None
-            return due + self._interval
-        if due - self._since >= self._budget:
+            return self._next_signature
+        stalled = due - self._since
+        if stalled >= self._budget:
             counts = witness or Counter()
             error = LivelockError(
                 ticks_to_seconds(due),
-                ticks_to_seconds(due - self._since),
+                ticks_to_seconds(stalled),
                 _tasks_and_timers(loop),
                 [(_describe_wake(target), n) for target, n in counts.most_common()],
                 ticks_to_seconds(due - self._witness_from) if witness is not None else 0.0,
@@ -243,12 +256,13 @@ class StallWatch:
             self._witness = None
             self._since = due
             raise error
-        if witness is None:
-            # Stalled since the last check: count the timers that fire from now on.
+        if witness is None and stalled + self._interval >= self._budget:
+            # The last stretch of the stall: count which timers fire (at every
+            # jump, so only now, not through the whole budget).
+            # (Those firing now belong to the stretch before.)
             self._witness = Counter()
             self._witness_from = due
-            self._count_firings(loop, due, self._witness)
-        return due + 1
+        return due + 1 if self._witness is not None else self._next_signature
 
     @staticmethod
     def _count_firings(loop: Any, due: int, counts: Counter[Any]) -> None:

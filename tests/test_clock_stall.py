@@ -48,8 +48,9 @@ def test_a_deadlock_beside_a_heartbeat_is_reported_as_a_livelock(run_virtual: Ru
     assert DEFAULT_STALL_BUDGET == 3600.0
 
     async def main() -> None:
-        asyncio.create_task(heartbeat(), name="heartbeat")
+        beating = asyncio.create_task(heartbeat(), name="heartbeat")
         await asyncio.Event().wait()
+        await beating
 
     with pytest.raises(LivelockError) as excinfo:
         run_virtual(main, watchdog=30.0)
@@ -62,7 +63,7 @@ def test_a_deadlock_beside_a_heartbeat_is_reported_as_a_livelock(run_virtual: Ru
     assert error.at_seconds == 4050.0
     assert error.stalled_seconds == 3600.0
     beat = f"{__file__}:{heartbeat.__code__.co_firstlineno + 2} in heartbeat"
-    assert f"the timer of task 'heartbeat' at {beat} fired 3151 time(s)" in message
+    assert f"the timer of task 'heartbeat' at {beat} fired 450 time(s) in the last 450 s" in message
     tasks = {task.name: task for task in error.tasks}
     assert tasks["heartbeat"].awaiting == "asyncio sleep(): a timer due at virtual time 4050 s"
     stuck = next(task for name, task in tasks.items() if name != "heartbeat")
@@ -76,10 +77,12 @@ def test_a_livelock_is_reported_at_the_same_virtual_instant_on_every_run(
     """The budget is judged at virtual instants only: two runs, one report time."""
 
     async def main() -> None:
-        for period in (0.7, 3.0):
-            asyncio.create_task(heartbeat(period), name=f"beat-{period}")
+        beating = [
+            asyncio.create_task(heartbeat(period), name=f"beat-{period}") for period in (0.7, 3.0)
+        ]
         queue: asyncio.Queue[int] = asyncio.Queue()
         await queue.get()
+        await asyncio.gather(*beating)
 
     instants = []
     for _ in range(2):
@@ -87,7 +90,8 @@ def test_a_livelock_is_reported_at_the_same_virtual_instant_on_every_run(
             run_virtual(main, watchdog=30.0)
         instants.append(excinfo.value.at_seconds)
         assert "asyncio Queue.get()" in str(excinfo.value)
-        assert "beat-0.7" in str(excinfo.value) and "beat-3.0" in str(excinfo.value)
+        assert "the timer of task 'beat-0.7'" in str(excinfo.value)
+        assert "the timer of task 'beat-3.0'" in str(excinfo.value)
     assert instants[0] == instants[1]
     assert 3600 <= instants[0] <= 3600 + 2 * 450 + 3
 
@@ -104,8 +108,9 @@ def test_a_budget_of_two_hours_lets_a_one_and_a_half_hour_wait_end() -> None:
                 await asyncio.sleep(1)
             event.set()
 
-        asyncio.create_task(beat_then_set())
+        setter = asyncio.create_task(beat_then_set())
         await event.wait()
+        await setter
         return asyncio.get_running_loop().time()
 
     with pytest.raises(LivelockError):
@@ -137,9 +142,10 @@ def test_long_tests_that_progress_are_not_livelocks(run_virtual: RunVirtual) -> 
                 await asyncio.sleep(1800)
                 await queue.put(n)
 
-        asyncio.create_task(producer())
+        producing = asyncio.create_task(producer())
         for _ in range(200):
             await queue.get()
+        await producing
 
     for main, hours in ((sequential, 1000), (gathered, 1000), (fed_every_half_hour, 100)):
 

@@ -61,7 +61,10 @@ def test_a_deadlock_beside_a_heartbeat_fails_with_a_livelock_report_first(
     lines = failure.splitlines()
     assert lines[1].startswith("livelock at virtual time 4050 s: for 3600 s of virtual time")
     path = str(pytester.path / "test_broker.py")
-    assert f"the timer of task 'heartbeat' at {path}:5 in heartbeat fired 3151 time(s)" in failure
+    assert (
+        f"the timer of task 'heartbeat' at {path}:5 in heartbeat fired 450 time(s) "
+        "in the last 450 s" in failure
+    )
     assert f"    at {path}:9 in test_broker" in failure
     assert "awaits asyncio Event.wait()" in failure
     assert not RUNNER_SOURCE.search(failure.split("LivelockError")[0]), failure
@@ -153,7 +156,7 @@ def test_a_timeout_that_ends_a_deadlock_says_so(pytester: pytest.Pytester) -> No
     assert "TimeoutError" in wait_for.split(title)[0]
     report = wait_for.split(title)[1]
     assert "at virtual time 30 s a timeout ended a deadlock: 2 task(s) waited" in report
-    assert f"task 'consumer' (consumer) awaits asyncio Event.wait()" in report
+    assert "task 'consumer' (consumer) awaits asyncio Event.wait()" in report
     assert f"    at {path}:7 in consumer" in report
     assert "a timer due at virtual time 30 s" in report
     if timed_out == 2:
