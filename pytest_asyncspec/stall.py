@@ -38,6 +38,13 @@ from .waiting import WaitingTask, await_chain, place, waiting_task
 CHECKS_PER_BUDGET = 8
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+#: asyncio's C Task and its pure-Python twin, which is no subclass of it (a
+#: task factory or an older pytest-asyncio may make the latter).
+_TASK_TYPES: tuple[type, ...] = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
+
+
+def _is_task(candidate: Any) -> bool:
+    return isinstance(candidate, _TASK_TYPES)
 
 
 def _timer_wakes(handle: asyncio.TimerHandle) -> Any:
@@ -47,14 +54,14 @@ def _timer_wakes(handle: asyncio.TimerHandle) -> Any:
     args = handle._args
     owner = getattr(callback, "__self__", None)
     target = getattr(owner, "_task", None)  # a Timeout object: the task it cancels
-    if isinstance(target, asyncio.Task):
+    if _is_task(target):
         return target
     if args and isinstance(args[0], asyncio.Future):
         future = args[0]
         for wakeup, _ in getattr(future, "_callbacks", None) or ():
             # A task awaiting the future is woken by its bound wakeup method.
             task = getattr(wakeup, "__self__", None)
-            if isinstance(task, asyncio.Task):
+            if _is_task(task):
                 return task
         return future
     return callback
@@ -108,7 +115,7 @@ def blocked_signature(loop: Any) -> frozenset[tuple[asyncio.Task[Any], Any]]:
 def _awaited_tasks(waiter: Any) -> list[Any]:
     """The tasks whose end completes ``waiter``: itself if it is a task, the
     children of a ``gather``."""
-    if isinstance(waiter, asyncio.Task):
+    if _is_task(waiter):
         return [waiter]
     return list(getattr(waiter, "_children", None) or ())
 
@@ -133,7 +140,7 @@ def _tasks_and_timers(loop: Any) -> list[WaitingTask]:
 
 
 def _describe_wake(target: Any) -> str:
-    if isinstance(target, asyncio.Task):
+    if _is_task(target):
         frames = await_chain(target)
         user = [f for f in frames if not f.f_code.co_filename.startswith(_ASYNCIO_DIR)]
         where = place(user[-1] if user else frames[-1]) if frames else "?"
