@@ -9,6 +9,7 @@ they take, are left alone.  All timings here are virtual.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -211,3 +212,43 @@ def test_a_timeout_beside_a_task_sleeping_toward_completion_is_no_deadlock() -> 
         assert loop.hidden_deadlock is None
     finally:
         loop.close()
+
+
+def _hidden_deadlock_of(main: Callable[[], Coroutine[Any, Any, None]]) -> Any:
+    """Run ``main``, which must fail with a timeout; the loop's hidden_deadlock."""
+    loop = VirtualClockLoop()
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            loop.run_until_complete(main())
+        return loop.hidden_deadlock
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
+def test_an_asyncio_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
+    async def main() -> None:
+        async with asyncio.timeout(30):
+            await asyncio.Event().wait()
+
+    at, tasks = _hidden_deadlock_of(main)
+    assert at == 30.0
+    assert [task.awaiting for task in tasks] == [
+        "asyncio Event.wait(): a timer due at virtual time 30 s"
+    ]
+
+
+def test_an_async_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
+    """async-timeout's ``timeout()`` (its own class before Python 3.11) cancels
+    through ``_on_timeout`` as asyncio's does."""
+    async_timeout = pytest.importorskip("async_timeout")
+
+    async def main() -> None:
+        async with async_timeout.timeout(30):
+            await asyncio.Event().wait()
+
+    at, tasks = _hidden_deadlock_of(main)
+    assert at == 30.0
+    assert [task.awaiting for task in tasks] == [
+        "asyncio Event.wait(): a timer due at virtual time 30 s"
+    ]
