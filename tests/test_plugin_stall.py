@@ -230,3 +230,41 @@ def test_a_bad_stall_budget_is_a_usage_error(
         f"*invalid stall_budget '{value}'; expected a positive virtual time in seconds, "
         "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'*",
     )
+
+
+def test_each_test_on_a_shared_loop_gets_its_own_budget(pytester: pytest.Pytester) -> None:
+    """On a module-scoped loop, a test's marker budget does not outlive it: the
+    next test, with the default budget, fails on the same 1.5 h stall."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(
+        test_shared="""\
+        import asyncio
+        import pytest
+
+        pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+        async def slow_set(event):
+            for _ in range(5400):
+                await asyncio.sleep(1)
+            event.set()
+
+        async def stall_for_an_hour_and_a_half():
+            event = asyncio.Event()
+            setter = asyncio.create_task(slow_set(event))
+            await event.wait()
+            await setter
+
+        @pytest.mark.asyncspec(stall_budget="2h")
+        async def test_first_with_two_hours():
+            await stall_for_an_hour_and_a_half()
+
+        async def test_second_with_the_default():
+            await stall_for_an_hour_and_a_half()
+        """
+    )
+
+    result = _run(pytester)
+
+    result.assert_outcomes(passed=1, failed=1)
+    failure = _failure_of(result, "test_second_with_the_default")
+    assert re.match(r"livelock at virtual time \d+ s: for 3600 s", failure.splitlines()[1])
