@@ -8,7 +8,10 @@ each task is stuck (file and line of every await in its chain) and *on what*
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -31,9 +34,31 @@ class WaitingTask:
         return "\n".join(lines)
 
 
+class _Foreign(threading.local):
+    reading = False
+
+
+_foreign = _Foreign()
+
+
+@contextlib.contextmanager
+def foreign_frames() -> Iterator[None]:
+    """Frames read in this block may belong to another running thread (a
+    hang report): their ``f_locals`` are never read.  Before Python 3.13,
+    reading ``f_locals`` writes the frame's locals dict, freeing values under
+    the feet of the thread that runs it (see :mod:`.threads`)."""
+    before, _foreign.reading = _foreign.reading, True
+    try:
+        yield
+    finally:
+        _foreign.reading = before
+
+
 def qualname(frame: FrameType) -> str:
     code = frame.f_code
     qualname = getattr(code, "co_qualname", None)
+    if qualname is None and _foreign.reading:  # Python 3.10, another thread's frame
+        return code.co_name
     if qualname is None:  # Python 3.10: rebuild Class.method from the bound self
         owner = frame.f_locals.get("self")
         qualname = code.co_name if owner is None else f"{type(owner).__qualname__}.{code.co_name}"
