@@ -811,7 +811,8 @@ def _arm_hang_watch(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_teardown")
-def _disarm_hang_watch(item: pytest.Item) -> Generator[None, None, None]:
+def pytest_runtest_teardown_hang_watch(item: pytest.Item) -> Generator[None, None, None]:
+    """The test is over once its fixtures are torn down: stop watching it."""
     try:
         return (yield)
     finally:
