@@ -22,10 +22,10 @@ in that span nothing but an outside source could wake it:
   a pipe to a child, any other descriptor means an event may still come:
   never a hang (pytest-timeout bounds such waits);
 * no child process of the test process is running;
-* no thread started since the test began is busy: a thread counts as idle
+* no thread started since pytest started is busy: a thread counts as idle
   only in an untimed wait (the judgment of :func:`.threads.judge`, the one the
-  virtual clock uses).  Threads that existed before the test (pytest-xdist's,
-  pytest-timeout's) and this watch's own are not asked.
+  virtual clock uses).  Threads that existed before (pytest-xdist's),
+  pytest-timeout's timer and this watch's own are not asked.
 
 So a correct test is never failed: whatever could still wake the loop lets
 it wait, for as long as it takes.
@@ -56,6 +56,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 import traceback
 from asyncio import base_events
 from collections.abc import Callable
@@ -113,12 +114,17 @@ class Armed:
         span: float,
         get_loop: Callable[[], asyncio.AbstractEventLoop | None],
         get_tracer: Callable[[], Any] = lambda: None,
+        known_threads: set[int | None] | None = None,
     ) -> None:
         self.span = span
         self.get_loop = get_loop
         self.get_tracer = get_tracer
-        #: Threads alive when the test began: not asked whether they are busy.
-        self.known_threads = {thread.ident for thread in threading.enumerate()}
+        #: Threads not asked whether they are busy: the run's own (the plugin
+        #: gives those alive when pytest started: pytest-xdist's), by default
+        #: those alive now.
+        if known_threads is None:
+            known_threads = {thread.ident for thread in threading.enumerate()}
+        self.known_threads = known_threads
         #: Set once the hang is diagnosed: the failure's text.
         self.fired = False
         self.message = ""
@@ -143,11 +149,9 @@ class Armed:
 class HangWatch:
     """The run's hang watchdog: one thread, one armed test at a time."""
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        if clock is None:
-            from .time_patch import real_monotonic
-
-            clock = real_monotonic
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        # Read on the watch's own thread, where the virtual clock never
+        # replaces the time module's readings.
         self._clock = clock
         self._armed: Armed | None = None
         #: Held while a diagnosis is made and while a test is disarmed, so a
@@ -166,9 +170,11 @@ class HangWatch:
             self._wake.set()
         if self._thread is None:
             thread = threading.Thread(target=self._run, name="asyncspec-hang-watch", daemon=True)
-            from . import threads
-
-            threads.exclude(thread)  # never real work the virtual clock waits for
+            # Never real work a virtual clock waits for (its thread watch
+            # exists only once a virtual loop was made).
+            watch = sys.modules.get(f"{__package__}.threads")
+            if watch is not None:
+                watch.exclude(thread)
             thread.start()
             self._thread = thread
         return armed
@@ -354,11 +360,18 @@ def _threads_busy(loop: Any, known_threads: set[int | None]) -> bool:
     frames = sys._current_frames()
     for thread in threading.enumerate():
         ident = thread.ident
-        if ident in known_threads or ident in (loop_thread, me):
+        if ident in known_threads or ident in (loop_thread, me) or _timeout_timer(thread):
             continue
         if ident is None or not judge(thread.name, frames.get(ident), ident).idle:
             return True
     return False
+
+
+def _timeout_timer(thread: threading.Thread) -> bool:
+    """pytest-timeout's own timer (its thread method): it ends the test
+    itself, and never wakes the loop."""
+    function = getattr(thread, "function", None)
+    return getattr(function, "__module__", None) == "pytest_timeout"
 
 
 def _message(loop: asyncio.AbstractEventLoop, armed: Armed) -> str:

@@ -12,6 +12,7 @@ installed as without it (``tests/test_startup_imports.py``).
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,9 @@ STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
 #: The run's hang watchdog (started by the first async test it watches).
 HANG_WATCH_KEY: pytest.StashKey[HangWatch] = pytest.StashKey()
+#: The threads alive when pytest started (pytest-xdist's): the hang watchdog
+#: never asks whether they are busy.
+START_THREADS_KEY: pytest.StashKey[set[int | None]] = pytest.StashKey()
 #: A test under the hang watchdog, from its setup to its last report.
 HANG_KEY: pytest.StashKey[Armed] = pytest.StashKey()
 #: Why an async test runs outside the modes it asked for, and those modes.
@@ -96,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
     config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
+    config.stash[START_THREADS_KEY] = {thread.ident for thread in threading.enumerate()}
     validate_config(config)
     # One list each for the whole run, so a rule used by any test counts as used.
     config.stash[ALLOW_RULES_KEY] = _run_rules(config, "blocking")
@@ -807,7 +812,8 @@ def _arm_hang_watch(item: pytest.Item) -> None:
     def get_tracer() -> Any:
         return getattr(stash.get(OBSERVATION_KEY, None), "tracer", None)
 
-    stash[HANG_KEY] = watch.arm(Armed(effective.hang_after, get_loop, get_tracer))
+    known = config.stash.get(START_THREADS_KEY, None)
+    stash[HANG_KEY] = watch.arm(Armed(effective.hang_after, get_loop, get_tracer, known))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_teardown")
