@@ -308,6 +308,10 @@ class _ForeignFrame:
     f_lineno = 3
 
     @property
+    def f_globals(self) -> dict[str, object]:
+        return {"__name__": "module"}
+
+    @property
     def f_locals(self) -> dict[str, object]:
         raise AssertionError("the locals of another thread's frame were read")
 
