@@ -13,6 +13,7 @@ installed as without it (``tests/test_startup_imports.py``).
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .claims import ClaimRecorder, ClaimTag
     from .explored_tests import ExploreRequest
     from .failure_store import FailureStore
+    from .hang_watch import Armed, HangWatch
     from .observation import Observation, TraceView
     from .timing import LoopClock
 
@@ -79,6 +81,13 @@ SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
 HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
+#: The run's hang watchdog (started by the first async test it watches).
+HANG_WATCH_KEY: pytest.StashKey[HangWatch] = pytest.StashKey()
+#: The threads alive when pytest started (pytest-xdist's): the hang watchdog
+#: never asks whether they are busy.
+START_THREADS_KEY: pytest.StashKey[set[int | None]] = pytest.StashKey()
+#: A test under the hang watchdog, from its setup to its last report.
+HANG_KEY: pytest.StashKey[Armed] = pytest.StashKey()
 #: Why an async test runs outside the modes it asked for, and those modes.
 OUTSIDE_MODES_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
 TRACE_FIXTURE = "asyncspec_trace"
@@ -92,6 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
     config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
+    config.stash[START_THREADS_KEY] = {thread.ident for thread in threading.enumerate()}
     validate_config(config)
     # One list each for the whole run, so a rule used by any test counts as used.
     config.stash[ALLOW_RULES_KEY] = _run_rules(config, "blocking")
@@ -166,6 +176,12 @@ def failure_store(config: pytest.Config) -> FailureStore:
 
         store = config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
     return store
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    watch = config.stash.get(HANG_WATCH_KEY, None)
+    if watch is not None:
+        watch.stop()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -774,6 +790,61 @@ def pytest_runtest_setup_checks(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+    # Before any fixture is set up: an async fixture may hang too.
+    _arm_hang_watch(item)
+
+
+def _arm_hang_watch(item: pytest.Item) -> None:
+    """Watch the loop of an async test for a hang (see :mod:`.hang_watch`)."""
+    effective = item.stash.get(SETTINGS_KEY, None)
+    if effective is None or effective.hang_after is None or effective.loop != "asyncio":
+        return
+    if not is_async_test(item):
+        return
+    from .hang_watch import Armed, HangWatch
+
+    config = item.config
+    watch = config.stash.get(HANG_WATCH_KEY, None)
+    if watch is None:
+        watch = config.stash[HANG_WATCH_KEY] = HangWatch()
+    scope = _loop_scope(item)
+    stash = item.stash
+
+    def get_loop() -> Any:
+        return config.stash.get(LIVE_LOOPS_KEY, {}).get(scope)
+
+    def get_tracer() -> Any:
+        return getattr(stash.get(OBSERVATION_KEY, None), "tracer", None)
+
+    known = config.stash.get(START_THREADS_KEY, None)
+    stash[HANG_KEY] = watch.arm(Armed(effective.hang_after, get_loop, get_tracer, known))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_teardown")
+def pytest_runtest_teardown_hang_watch(item: pytest.Item) -> Generator[None, None, None]:
+    """The test is over once its fixtures are torn down: stop watching it."""
+    try:
+        return (yield)
+    finally:
+        armed = item.stash.get(HANG_KEY, None)
+        watch = item.config.stash.get(HANG_WATCH_KEY, None)
+        if armed is not None and watch is not None:
+            watch.disarm(armed)
+
+
+def _hang_failure(item: pytest.Item, report: pytest.TestReport) -> bool:
+    """Make ``report`` the failure of a hang diagnosed in its phase (or
+    before it, and not yet reported); True when the test hung."""
+    armed = item.stash.get(HANG_KEY, None)
+    if armed is None:
+        return False
+    if report.when == "teardown":
+        del item.stash[HANG_KEY]
+    if armed.fired and not armed.reported:
+        armed.reported = True
+        report.outcome = "failed"
+        report.longrepr = armed.message
+    return armed.fired
 
 
 # -- the stall budget -----------------------------------------------------------
@@ -910,7 +981,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.excinfo is not None and report.failed:
+    hung = _hang_failure(item, report)
+    if not hung and call.excinfo is not None and report.failed:
         _present_deadlock(item, report, call.excinfo)
     _attach_claim(item, report)
     outside = item.stash.get(OUTSIDE_MODES_KEY, None)
@@ -930,7 +1002,7 @@ def pytest_runtest_makereport(
             _release_observation(item)
         return report
     try:
-        _attach_observation(item, report, call, observation)
+        _attach_observation(item, report, call, observation, hung)
     except Exception:
         observation.internal_errors.append(traceback.format_exc())
     # Shown with the call (or the failed setup); what goes wrong later is
@@ -986,6 +1058,7 @@ def _attach_observation(
     report: pytest.TestReport,
     call: pytest.CallInfo[None],
     observation: Observation,
+    hung: bool = False,
 ) -> None:
     # Every phase carries its own blocking places and collector pauses: a
     # fixture's setup or teardown may block too.
@@ -1010,7 +1083,8 @@ def _attach_observation(
     request = item.stash.get(EXPLORE_KEY, None)
     _attach_timeline(item, report, observation)
     if report.failed:
-        if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+        # pytest-timeout's failure; the hang watch's own already is the report.
+        if not hung and call.excinfo is not None and "Timeout" in str(call.excinfo.value):
             report.sections.append(("asyncspec pending tasks", observation.hang()))
         # An explored test's report has the failing schedule's timeline;
         # the whole trace would draw every schedule.

@@ -46,7 +46,7 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], object]:
     return parse
 
 
-def parse_seconds_or_off(value: object) -> float | None:
+def parse_seconds_or_off(value: object, name: str = "max_blocking") -> float | None:
     """A positive, finite number of seconds, or off (``off``/``none``/None)."""
     # Only words mean "off" here: 0 is a (bad) number of seconds, not a switch.
     if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
@@ -57,8 +57,8 @@ def parse_seconds_or_off(value: object) -> float | None:
         seconds = math.nan
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
-            f"invalid max_blocking {value!r}; expected a positive number of seconds "
-            "(e.g. 0.1) or 'off'"
+            f"invalid {name} {value!r}; expected a positive number of seconds "
+            f"(e.g. {'0.1' if name == 'max_blocking' else '20'}) or 'off'"
         )
     return seconds
 
@@ -98,6 +98,14 @@ def parse_on_off(value: object) -> bool:
         return False
     raise ValueError(f"invalid trace {value!r}; expected on or off (True or False in a marker)")
 
+
+def parse_hang_after(value: object) -> float | None:
+    return parse_seconds_or_off(value, "hang_after")
+
+
+#: Real seconds an async test's loop may wait with nothing but outside
+#: sources able to wake it before the test fails as hung (hang_watch.py).
+DEFAULT_HANG_AFTER = "20"
 
 STRATEGIES = ("mix", "fifo", "random", "pct")
 DEFAULT_DEPTH = 3
@@ -217,6 +225,16 @@ MAX_BLOCKING = Setting(
     "fail an async test whose task step holds the loop longer than SECONDS "
     "(virtual seconds on the virtual clock), naming the blocking line; 'off' disables",
 )
+HANG_AFTER = Setting(
+    "hang_after",
+    parse_hang_after,
+    DEFAULT_HANG_AFTER,
+    "SECONDS",
+    "fail an async test whose event loop has waited SECONDS of real time with nothing "
+    "that could wake it but a listening socket or a source outside the test (no "
+    "callback ready, no timer, no busy thread, child process or outside peer), with "
+    "every pending task and the line it waits at; 'off' disables",
+)
 LEAKS = Setting(
     "leaks",
     _choice("leaks", LEAK_CHOICES),
@@ -314,6 +332,7 @@ SETTINGS: tuple[Setting, ...] = (
     CLOCK,
     LOOP,
     MAX_BLOCKING,
+    HANG_AFTER,
     LEAKS,
     TRACE,
     STALL_BUDGET,
@@ -329,8 +348,8 @@ SETTINGS: tuple[Setting, ...] = (
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
-    "leaks='off'|'warn'|'error', trace=True|False, stall_budget=SECONDS|'1h'|None, "
-    "schedules=N, "
+    "hang_after=SECONDS|None, leaks='off'|'warn'|'error', trace=True|False, "
+    "stall_budget=SECONDS|'1h'|None, schedules=N, "
     "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
     "pytest-asyncspec settings (command-line flags still win)"
 )
@@ -353,6 +372,7 @@ class Effective:
     __slots__ = (
         "clock",
         "depth",
+        "hang_after",
         "leaks",
         "loop",
         "max_blocking",
@@ -371,6 +391,7 @@ class Effective:
         loop: LoopChoice,
         sources: dict[str, str],
         max_blocking: float | None = None,
+        hang_after: float | None = float(DEFAULT_HANG_AFTER),
         leaks: str = "off",
         trace: bool = False,
         schedules: int = 0,
@@ -384,6 +405,7 @@ class Effective:
         #: Where each value came from: command line, marker, ini or default.
         self.sources = sources
         self.max_blocking = max_blocking
+        self.hang_after = hang_after
         self.leaks = leaks
         self.trace = trace
         self.schedules = schedules
@@ -631,6 +653,7 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
         clock=cast(ClockChoice, chosen["clock"]),
         loop=cast(LoopChoice, chosen["loop"]),
         max_blocking=cast("float | None", chosen["max_blocking"]),
+        hang_after=cast("float | None", chosen["hang_after"]),
         leaks=cast(str, chosen["leaks"]),
         trace=cast(bool, chosen["trace"]),
         schedules=cast(int, chosen["schedules"]),

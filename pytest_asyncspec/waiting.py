@@ -8,9 +8,13 @@ each task is stuck (file and line of every await in its chain) and *on what*
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
@@ -31,9 +35,58 @@ class WaitingTask:
         return "\n".join(lines)
 
 
+class _Foreign(threading.local):
+    reading = False
+
+
+_foreign = _Foreign()
+
+
+@contextlib.contextmanager
+def foreign_frames() -> Iterator[None]:
+    """Frames read in this block may belong to another running thread (a
+    hang report): their ``f_locals`` are never read.  Before Python 3.13,
+    reading ``f_locals`` writes the frame's locals dict, freeing values under
+    the feet of the thread that runs it (see :mod:`.threads`)."""
+    before, _foreign.reading = _foreign.reading, True
+    try:
+        yield
+    finally:
+        _foreign.reading = before
+
+
+#: Python 3.10: qualified names found for code objects (see below).
+_QUALNAMES: weakref.WeakKeyDictionary[CodeType, str] = weakref.WeakKeyDictionary()
+
+
+def _qualname_from_globals(frame: FrameType) -> str:
+    """Python 3.10: the qualified name of the function or method whose code
+    the frame runs, looked up among its module's globals and their classes
+    (its locals are not read); the bare name when it is not found there."""
+    code = frame.f_code
+    known = _QUALNAMES.get(code)
+    if known is not None:
+        return known
+    name = code.co_name
+    for value in list(frame.f_globals.values()):
+        members = list(vars(value).values()) if isinstance(value, type) else [value]
+        for member in members:
+            function = getattr(member, "__func__", member)  # classmethod, staticmethod
+            if getattr(function, "__code__", None) is code:
+                name = str(getattr(function, "__qualname__", name))
+                break
+        else:
+            continue
+        break
+    _QUALNAMES[code] = name
+    return name
+
+
 def qualname(frame: FrameType) -> str:
     code = frame.f_code
     qualname = getattr(code, "co_qualname", None)
+    if qualname is None and _foreign.reading:  # Python 3.10, another thread's frame
+        return _qualname_from_globals(frame)
     if qualname is None:  # Python 3.10: rebuild Class.method from the bound self
         owner = frame.f_locals.get("self")
         qualname = code.co_name if owner is None else f"{type(owner).__qualname__}.{code.co_name}"
