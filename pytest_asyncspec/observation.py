@@ -42,7 +42,7 @@ from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
 from .trace import Outcome, TaskRecord, Trace, Tracer
-from .trace_events import trace_file_name, write_trace_events
+from .trace_events import MAX_STEPS, trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
     from .replay_token import ReplayToken
@@ -98,6 +98,8 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    #: When the trace file left steps out: (steps kept, steps recorded).
+    trace_clipped: tuple[int, int] | None = None
     #: Blocking steps of a phase that failed for another reason (a report section).
     blocking_report: str = ""
     #: The phase being watched (None: between phases, or stopped).
@@ -446,14 +448,21 @@ class Observation:
     def hang(self) -> str:
         return hang_report(self.loop, tracer=self.tracer)
 
-    def write_trace_file(self) -> None:
+    def write_trace_file(self, max_steps: int = MAX_STEPS) -> None:
+        """Write the test's trace file, keeping at most ``max_steps`` steps
+        (:attr:`trace_clipped` then says how many it kept of how many)."""
         trace = self.trace
         if self.trace_dir is None or trace is None:
             return
         try:
             self.trace_file = write_trace_events(
-                trace, self.trace_dir / trace_file_name(self.nodeid), test_id=self.nodeid
+                trace,
+                self.trace_dir / trace_file_name(self.nodeid),
+                test_id=self.nodeid,
+                max_steps=max_steps,
             )
+            if len(trace) > max_steps:
+                self.trace_clipped = (max_steps, len(trace))
         except Exception:
             self.internal_errors.append(traceback.format_exc())
 

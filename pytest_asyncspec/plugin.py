@@ -41,6 +41,7 @@ from .settings import (
     replays_function,
     report_path,
     trace_dir,
+    trace_max_steps,
     validate_config,
 )
 
@@ -930,9 +931,13 @@ def _attach_observation(
     if call.when == "teardown":
         _attach_leak_rules(item, report, observation)
         # The whole test is recorded by now, fixtures' teardown included.
-        observation.write_trace_file()
+        observation.write_trace_file(trace_max_steps(item.config))
         if observation.trace_file is not None:
             report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
+        if observation.trace_clipped is not None:
+            kept, recorded = observation.trace_clipped
+            clipped = [str(observation.trace_file), kept, recorded]
+            report.user_properties.append((report_fields.TRACE_CLIPPED, clipped))
         return
     if call.when != "call":
         return
