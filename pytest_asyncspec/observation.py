@@ -45,6 +45,8 @@ from .trace import Outcome, TaskRecord, Trace, Tracer
 from .trace_events import MAX_STEPS, trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
+    import pytest
+
     from .replay_token import ReplayToken
     from .strategies import ScheduleSpec
 
@@ -98,6 +100,8 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    #: The run's config, whose command-line options replay commands carry.
+    replay_config: pytest.Config | None = None
     #: When the trace file left steps out: (steps kept, steps recorded).
     trace_clipped: tuple[int, int] | None = None
     #: Blocking steps of a phase that failed for another reason (a report section).
@@ -326,7 +330,9 @@ class Observation:
         schedule = self.schedules.get(self._period)
         if schedule is None or token is None:
             return
-        command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
+        from .replay_command import replay_line
+
+        command = replay_line(self.replay_config, self.nodeid, token.encode())
         self.schedules[self._period] = replace(schedule, replay=command)
 
     def collector_report(self, phase: str) -> str:

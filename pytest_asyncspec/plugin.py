@@ -651,6 +651,7 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         loop=loop,
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
+        replay_config=item.config,
         full_trace=effective.trace or uses_fixture or directory is not None,
         # The run's rules, then the test's markers': an explored test's
         # schedules are judged by them too, before the test's end.
