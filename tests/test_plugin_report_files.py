@@ -196,6 +196,50 @@ def test_a_directory_or_a_socket_is_a_usage_error(
     assert stat.S_ISSOCK(os.stat(path).st_mode)
 
 
+RACE = """
+import asyncio
+
+import pytest
+
+
+async def buy(office, parse_steps):
+    for _ in range(parse_steps):
+        await asyncio.sleep(0)
+    if office["seats"] > 0:
+        await asyncio.sleep(0)
+        office["seats"] -= 1
+        office["sold"] += 1
+
+
+@pytest.mark.asyncspec(schedules=50)
+async def test_sold_once():
+    office = {"seats": 1, "sold": 0}
+    await asyncio.gather(buy(office, 0), buy(office, 1))
+    assert office["sold"] == 1
+"""
+
+
+def test_the_failure_store_writes_a_symlinked_entry_through_the_link(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The failure store is pytest's cache, whose entries are written in
+    place (never renamed over): a symlinked entry stays a link."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(test_race=RACE)
+    pytester.runpytest().assert_outcomes(failed=1)
+    store = pytester.path / ".pytest_cache" / "v" / "asyncspec"
+    (entry,) = [path for path in store.rglob("*") if path.is_file()]
+    first = json.loads(entry.read_text())
+    assert first["tokens"]
+    real = tmp_path / "entry.json"
+    real.write_text(json.dumps({"test": first["test"], "tokens": []}))
+    entry.unlink()
+    entry.symlink_to(real)
+    pytester.runpytest().assert_outcomes(failed=1)
+    assert entry.is_symlink()
+    assert json.loads(real.read_text())["tokens"]
+
+
 # -- a usage error creates nothing ---------------------------------------------------
 
 
