@@ -480,9 +480,8 @@ def validate_config(config: pytest.Config) -> None:
         if ini_value:
             setting.check(ini_value, f"ini key {setting.ini}")
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
-    paths = [(TRACE_DIR, trace_dir(config), ""), (REPORT, report_path(config), "a JSON file")]
-    paths.append((HTML, html_path(config), "an HTML file"))
-    for setting, path, what in paths:
+    for setting, what in ((TRACE_DIR, ""), (REPORT, "a JSON file"), (HTML, "an HTML file")):
+        path = _run_path(config, setting)
         if path is None:
             continue
         from .report_files import directory_problem, path_problem

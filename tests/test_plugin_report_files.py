@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
-from pytest_asyncspec.trace_events import trace_file_name
+from pytest_asyncspec.settings import DEFAULT_TRACE_MAX_STEPS, TRACE_MAX_STEPS
+from pytest_asyncspec.trace_events import MAX_STEPS, trace_file_name
 
 #: (flag, ini key, a file name the setting could take, a text its file starts with)
 FILES = [
@@ -343,6 +344,11 @@ def test_a_trace_file_keeps_at_most_the_cap_and_the_run_says_so(
         ]
     )
     assert "test_few keeps" not in output_of(result)
+
+
+def test_the_default_cap_is_the_trace_modules_own() -> None:
+    """settings cannot import trace_events at start-up, so it repeats the number."""
+    assert TRACE_MAX_STEPS.default == str(DEFAULT_TRACE_MAX_STEPS) == str(MAX_STEPS)
 
 
 @pytest.mark.parametrize("value", ["0", "many", "-1"])
