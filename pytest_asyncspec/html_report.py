@@ -47,8 +47,8 @@ from .claims import (
     JsonValue,
     fail_the_run,
     format_value,
-    write_atomically,
 )
+from .report_files import write_report
 
 if TYPE_CHECKING:
     from .trace import Trace
@@ -571,7 +571,7 @@ class HtmlReport:
         if exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
         try:
-            write_atomically(self.path, self.page())
+            write_report(self.path, self.page())
             self.written = True
         except OSError as error:
             self.write_error = f"{self.path}: {error.strerror or error}"

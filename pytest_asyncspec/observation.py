@@ -42,9 +42,11 @@ from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
 from .trace import Outcome, TaskRecord, Trace, Tracer
-from .trace_events import trace_file_name, write_trace_events
+from .trace_events import MAX_STEPS, trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
+    import pytest
+
     from .replay_token import ReplayToken
     from .strategies import ScheduleSpec
 
@@ -98,6 +100,10 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    #: The run's config, whose command-line options replay commands carry.
+    replay_config: pytest.Config | None = None
+    #: When the trace file left steps out: (steps kept, steps recorded).
+    trace_clipped: tuple[int, int] | None = None
     #: Blocking steps of a phase that failed for another reason (a report section).
     blocking_report: str = ""
     #: The phase being watched (None: between phases, or stopped).
@@ -324,7 +330,9 @@ class Observation:
         schedule = self.schedules.get(self._period)
         if schedule is None or token is None:
             return
-        command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
+        from .replay_command import replay_line
+
+        command = replay_line(self.replay_config, self.nodeid, token.encode())
         self.schedules[self._period] = replace(schedule, replay=command)
 
     def collector_report(self, phase: str) -> str:
@@ -446,14 +454,21 @@ class Observation:
     def hang(self) -> str:
         return hang_report(self.loop, tracer=self.tracer)
 
-    def write_trace_file(self) -> None:
+    def write_trace_file(self, max_steps: int = MAX_STEPS) -> None:
+        """Write the test's trace file, keeping at most ``max_steps`` steps
+        (:attr:`trace_clipped` then says how many it kept of how many)."""
         trace = self.trace
         if self.trace_dir is None or trace is None:
             return
         try:
             self.trace_file = write_trace_events(
-                trace, self.trace_dir / trace_file_name(self.nodeid), test_id=self.nodeid
+                trace,
+                self.trace_dir / trace_file_name(self.nodeid),
+                test_id=self.nodeid,
+                max_steps=max_steps,
             )
+            if len(trace) > max_steps:
+                self.trace_clipped = (max_steps, len(trace))
         except Exception:
             self.internal_errors.append(traceback.format_exc())
 

@@ -43,6 +43,7 @@ from .settings import (
     replays_function,
     report_path,
     trace_dir,
+    trace_max_steps,
     validate_config,
 )
 
@@ -667,6 +668,7 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         loop=loop,
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
+        replay_config=item.config,
         full_trace=effective.trace or uses_fixture or directory is not None,
         # The run's rules, then the test's markers': an explored test's
         # schedules are judged by them too, before the test's end.
@@ -1074,9 +1076,13 @@ def _attach_observation(
     if call.when == "teardown":
         _attach_leak_rules(item, report, observation)
         # The whole test is recorded by now, fixtures' teardown included.
-        observation.write_trace_file()
+        observation.write_trace_file(trace_max_steps(item.config))
         if observation.trace_file is not None:
             report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
+        if observation.trace_clipped is not None:
+            kept, recorded = observation.trace_clipped
+            clipped = [str(observation.trace_file), kept, recorded]
+            report.user_properties.append((report_fields.TRACE_CLIPPED, clipped))
         return
     if call.when != "call":
         return

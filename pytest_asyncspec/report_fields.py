@@ -25,6 +25,9 @@ TIMELINE = "asyncspec_timeline"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
 TRACE_FILE = "asyncspec_trace_file"
+#: The user property naming a trace file that left steps out (the test ran
+#: more than ``--asyncspec-trace-max-steps``): ``[path, steps kept, steps run]``.
+TRACE_CLIPPED = "asyncspec_trace_clipped"
 #: The leak allow rules of a test's leak check: ``{"used": [run-wide rule
 #: texts that matched so far], "marked": [[marker rule name, matched?], ...]}``.
 LEAK_RULES = "asyncspec_leak_rules"

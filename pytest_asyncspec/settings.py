@@ -121,6 +121,17 @@ def parse_strategy(value: object) -> str:
     return str(value)
 
 
+def parse_path(value: object) -> str:
+    """A file or directory path: not empty, and not wrapped in quotes (which
+    pytest.ini keeps, making them part of the file name)."""
+    text = str(value)
+    if not text.strip():
+        raise ValueError("an empty path; give a path, or leave the setting out")
+    if _quote_hint(text):
+        raise ValueError(f"invalid path {text!r}: the quotes would be part of the file name")
+    return text
+
+
 def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -141,6 +152,15 @@ def parse_depth(value: object) -> int:
     return _whole_number(
         value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
     )
+
+
+#: Most steps a trace file keeps unless told (trace_events.MAX_STEPS, which
+#: this module cannot import at start-up).
+DEFAULT_TRACE_MAX_STEPS = 1_000_000
+
+
+def parse_trace_max_steps(value: object) -> int:
+    return _whole_number(value, "trace_max_steps", 1, None, "e.g. 1000000")
 
 
 def parse_seed(value: object) -> int | None:
@@ -254,15 +274,24 @@ TRACE = Setting(
 )
 TRACE_DIR = Setting(
     "trace_dir",
-    lambda value: value,
+    parse_path,
     "",
     "DIR",
     "write a Trace Event JSON file (Perfetto, chrome://tracing) per traced test into DIR",
     per_test=False,
 )
+TRACE_MAX_STEPS = Setting(
+    "trace_max_steps",
+    parse_trace_max_steps,
+    str(DEFAULT_TRACE_MAX_STEPS),
+    "N",
+    "most task steps one trace file keeps (the first N; the file and the run summary "
+    "say when a test ran more)",
+    per_test=False,
+)
 REPORT = Setting(
     "report",
-    lambda value: value,
+    parse_path,
     "",
     "PATH",
     "write the claims report (JSON: one entry per claim ID with its outcome, settings "
@@ -271,7 +300,7 @@ REPORT = Setting(
 )
 HTML = Setting(
     "html",
-    lambda value: value,
+    parse_path,
     "",
     "PATH",
     "write a self-contained HTML page to PATH at the end of the run: the claims table "
@@ -341,6 +370,7 @@ SETTINGS: tuple[Setting, ...] = (
     DEPTH,
     SEED,
     TRACE_DIR,
+    TRACE_MAX_STEPS,
     REPORT,
     HTML,
     REPLAY,
@@ -499,7 +529,11 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def validate_config(config: pytest.Config) -> None:
-    """Reject bad flag and ini values before any test is collected."""
+    """Reject bad flag and ini values before any test is collected.
+
+    Report paths are checked without creating anything: a run stopped by a
+    usage error (here or later) leaves no report directory behind.
+    """
     for setting in SETTINGS:
         flag_value = config.getoption(setting.dest)
         if flag_value is not None:
@@ -508,45 +542,16 @@ def validate_config(config: pytest.Config) -> None:
         if ini_value:
             setting.check(ini_value, f"ini key {setting.ini}")
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
-    directory = trace_dir(config)
-    if directory is not None:
-        where = TRACE_DIR.flag if config.getoption(TRACE_DIR.dest) else f"ini key {TRACE_DIR.ini}"
-        _check_writable(directory, where)
-    report = report_path(config)
-    if report is not None:
-        where = REPORT.flag if config.getoption(REPORT.dest) else f"ini key {REPORT.ini}"
-        _check_report_path(report, where, "a JSON file")
-    page = html_path(config)
-    if page is not None:
-        where = HTML.flag if config.getoption(HTML.dest) else f"ini key {HTML.ini}"
-        _check_report_path(page, where, "an HTML file")
+    for setting, what in ((TRACE_DIR, ""), (REPORT, "a JSON file"), (HTML, "an HTML file")):
+        path = _run_path(config, setting)
+        if path is None:
+            continue
+        from .report_files import directory_problem, path_problem
 
-
-def _check_report_path(path: Path, where: str, what: str) -> None:
-    if path.is_dir():
-        raise pytest.UsageError(
-            f"{where}: {str(path)!r} is a directory; give the path of {what} to write"
-        )
-    _check_writable(path.parent, where)
-
-
-def _check_writable(directory: Path, where: str) -> None:
-    """Create ``directory`` if needed and write a file in it: permission bits
-    alone say nothing for root, or on a read-only or virtual file system."""
-    fix = "give a path in a directory you can write to"
-    existing = next((path for path in (directory, *directory.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise pytest.UsageError(f"{where}: {str(existing)!r} is a file, not a directory; {fix}")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
-        with tempfile.TemporaryFile(dir=directory, prefix=".asyncspec-probe-"):
-            pass
-    except OSError as error:
-        raise pytest.UsageError(
-            f"{where}: cannot write in {str(directory)!r} ({error.strerror or error}); {fix}"
-        ) from None
+        problem = path_problem(path, what) if what else directory_problem(path)
+        if problem is not None:
+            where = setting.flag if config.getoption(setting.dest) else f"ini key {setting.ini}"
+            raise pytest.UsageError(f"{where}: {problem}")
 
 
 def _run_path(config: pytest.Config, setting: Setting) -> Path | None:
@@ -561,6 +566,12 @@ def _run_path(config: pytest.Config, setting: Setting) -> Path | None:
 def trace_dir(config: pytest.Config) -> Path | None:
     """Where trace files go (flag > ini), relative to the invocation directory."""
     return _run_path(config, TRACE_DIR)
+
+
+def trace_max_steps(config: pytest.Config) -> int:
+    """Most steps a trace file keeps (flag > ini > default)."""
+    value = config.getoption(TRACE_MAX_STEPS.dest) or config.getini(TRACE_MAX_STEPS.ini)
+    return parse_trace_max_steps(value) if value else DEFAULT_TRACE_MAX_STEPS
 
 
 def report_path(config: pytest.Config) -> Path | None:
