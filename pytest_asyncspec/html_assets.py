@@ -107,7 +107,6 @@ SCRIPT = """
 (function () {
   "use strict";
   var body = document.body;
-  var LABEL = 0;
   function each(list, fn) { Array.prototype.forEach.call(list, fn); }
 
   // -- outcome filter and search ------------------------------------------
@@ -229,15 +228,15 @@ SCRIPT = """
     });
     // The axis: round ticks for the new width, about one per 90 pixels.
     var axis = svg.querySelector("g.axis");
-    var origin = parseFloat(box.getAttribute("data-span"));
+    var span = parseFloat(box.getAttribute("data-span"));
     var height = svg.getAttribute("height");
     var top = parseFloat(box.getAttribute("data-axis-height"));
     while (axis.firstChild) { axis.removeChild(axis.firstChild); }
-    var step = tickStep(origin, Math.max(2, width / 90));
+    var step = tickStep(span, Math.max(2, width / 90));
     var decimals = Math.max(0, -Math.floor(Math.log10(step)));
-    var count = Math.floor(origin / step + 1e-9);
+    var count = Math.floor(span / step + 1e-9);
     for (var n = 0; n <= count; n++) {
-      var x = LABEL + n * step * (width / origin);
+      var x = n * step * (width / span);
       var line = document.createElementNS(SVGNS, "line");
       line.setAttribute("class", "tick");
       line.setAttribute("x1", x.toFixed(2)); line.setAttribute("x2", x.toFixed(2));

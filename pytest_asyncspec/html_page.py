@@ -166,8 +166,10 @@ def _step_rect(
     origin: float,
     scale: float,
     threshold: float | None,
+    height: int,
 ) -> tuple[str, str]:
-    """The step's rectangle, and its gate mark on the axis ("" if none)."""
+    """The step's rectangle, and its gate mark ("" if none): a line down
+    the picture from a triangle on the axis."""
     start, end = _number(item[0]), _number(item[1])
     if start is None or end is None:
         return "", ""
@@ -203,7 +205,8 @@ def _step_rect(
     mark = ""
     if gate == "offending":
         mark = (
-            f'<line class="gate" x1="{x:.2f}" y1="{_AXIS_HEIGHT - 4}" x2="{x:.2f}" y2="0"/>'
+            f'<line class="gate" x1="{x:.2f}" y1="{_AXIS_HEIGHT - 4}" x2="{x:.2f}" '
+            f'y2="{height}"/>'
             f'<polygon class="gate" data-x="{x:.2f}" transform="translate({x:.2f},0)" '
             f'points="-5,{_AXIS_HEIGHT - 12} 5,{_AXIS_HEIGHT - 12} 0,{_AXIS_HEIGHT - 4}">'
             f"<title>{_esc(chr(10).join(lines))}</title></polygon>"
@@ -300,6 +303,7 @@ def timeline_box(part: JsonDict, *, key: str, test: str, threshold: float | None
                 origin=origin,
                 scale=scale,
                 threshold=threshold,
+                height=height,
             )
             plot.append(rect)
             if mark:

@@ -277,7 +277,9 @@ class _TestData:
             if when != "call":
                 text = f"error at {when}:\n{text}"
             self.failures.append(text)
-            self.outcome = "failed" if when == "call" and self.outcome != "error" else "error"
+            # A test that failed stays failed when its teardown errs too.
+            if self.outcome not in ("failed", "error"):
+                self.outcome = "failed" if when == "call" else "error"
         elif report.skipped and self.outcome == "passed":
             self.outcome = "xfailed" if xfail is not None else "skipped"
             longrepr = report.longrepr

@@ -896,3 +896,51 @@ def test_five_hundred_tests_in_a_headless_chromium(pytester: pytest.Pytester) ->
     assert failed == [f"test_many.py::test_many[{n}]" for n in range(7, 500, 50)]
     assert searched == ["test_many.py::test_many[107]"]
     assert shown == "1 shown"
+
+
+def test_errors_and_xfails_are_counted_as_pytest_counts_them(pytester: pytest.Pytester) -> None:
+    """A setup error is an error, with the phase named above its text; a test
+    whose teardown also errs stays failed; xfail and xpass get their own
+    counts."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(
+        test_phases="""
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("setup broke")
+
+        @pytest.fixture
+        def bad_teardown():
+            yield
+            raise RuntimeError("teardown broke")
+
+        def test_setup_error(broken):
+            pass
+
+        def test_fails_twice(bad_teardown):
+            assert False, "call broke"
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfail():
+            assert False
+
+        @pytest.mark.xfail(reason="fixed?")
+        def test_xpass():
+            pass
+        """
+    )
+    result = pytester.runpytest("--asyncspec-html=report.html")
+    result.assert_outcomes(failed=1, errors=2, xfailed=1, xpassed=1)
+    page = (pytester.path / "report.html").read_text(encoding="utf-8")
+    for outcome in ("failed", "error", "xfailed", "xpassed"):
+        assert re.search(rf'data-filter="{outcome}" [^>]*>1 {outcome}</button>', page), outcome
+    setup = _section(page, "test_phases.py::test_setup_error")
+    assert "error at setup:\n" in setup
+    assert "RuntimeError: setup broke" in setup
+    twice = _section(page, "test_phases.py::test_fails_twice")
+    assert 'class="outcome failed">failed</span>' in twice
+    assert "AssertionError: call broke" in twice
+    assert "error at teardown:\n" in twice
+    assert "xfail: known" in _section(page, "test_phases.py::test_xfail")
