@@ -75,6 +75,19 @@ class Origin:
 
 
 @dataclass
+class RunMark:
+    """Where one run of an explored test's body began in its trace."""
+
+    #: "schedule 3", "a trial run while shrinking a failure", ...
+    name: str
+    #: Steps recorded, and the label of the next task, when the run began.
+    steps: int
+    label: int
+    #: The command that replays the run, when there is one.
+    replay: str | None = None
+
+
+@dataclass
 class Observation:
     """The instruments around one test: its setup, call and teardown."""
 
@@ -114,6 +127,10 @@ class Observation:
     #: In an explored test: the schedule each of the call phase's watchdog
     #: periods ran (the schedules run inside the call phase).
     schedules: dict[int, Schedule] = field(default_factory=dict)
+    #: In an explored test: each run of its body (schedules, the shrinking's
+    #: trials, the failing schedule's final run), in order, where it began
+    #: in the trace (see :class:`RunMark`).
+    runs: list[RunMark] = field(default_factory=list)
     _period: int = 0
     #: Where each phase and each fixture setup began, in order: the steps
     #: recorded by then, the label of the next task, and the origin.
@@ -313,10 +330,6 @@ class Observation:
     # -- an explored test's runs of its body ---------------------------------
 
     def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
-        watchdog = self._watchdog
-        if watchdog is None:
-            return
-        self._period = watchdog.new_period()
         if spec is None:
             schedule = Schedule("a trial run while shrinking a failure", counted=False)
         elif spec.number < 0:
@@ -324,15 +337,26 @@ class Observation:
             schedule = Schedule(f"the replayed schedule ({spec.name}, seed {spec.seed})")
         else:
             schedule = Schedule(f"schedule {spec.number + 1}")
+        if self.tracer is not None:
+            steps, label = self.tracer.position()
+            self.runs.append(RunMark(schedule.name, steps, label))
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        self._period = watchdog.new_period()
         self.schedules[self._period] = schedule
 
     def end_schedule_run(self, token: ReplayToken | None) -> None:
-        schedule = self.schedules.get(self._period)
-        if schedule is None or token is None:
+        if token is None:
             return
         from .replay_command import replay_line
 
         command = replay_line(self.replay_config, self.nodeid, token.encode())
+        if self.runs:
+            self.runs[-1].replay = command
+        schedule = self.schedules.get(self._period)
+        if schedule is None:
+            return
         self.schedules[self._period] = replace(schedule, replay=command)
 
     def collector_report(self, phase: str) -> str:

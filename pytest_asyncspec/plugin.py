@@ -987,6 +987,8 @@ def pytest_runtest_makereport(
     if not hung and call.excinfo is not None and report.failed:
         _present_deadlock(item, report, call.excinfo)
     _attach_claim(item, report)
+    if item.config.stash.get(HTML_KEY, False):
+        setattr(report, report_fields.POSITION, item.stash.get(CLAIM_POSITION_KEY, 0))
     outside = item.stash.get(OUTSIDE_MODES_KEY, None)
     if outside is not None and call.when == "call":
         setattr(report, report_fields.OUTSIDE_MODES, list(outside))
@@ -1099,6 +1101,16 @@ def _attach_observation(
             report.sections.append(("asyncspec timeline", timeline))
 
 
+def _failing_run(request: ExploreRequest | None) -> tuple[str, str | None] | None:
+    """An explored test's failing run, as its schedule report names it: its
+    first line, and the replay command."""
+    if request is None or not request.report:
+        return None
+    lines = request.report.splitlines()
+    replay = next((line[len("replay: ") :] for line in lines if line.startswith("replay: ")), None)
+    return lines[0], replay
+
+
 def _attach_leak_rules(
     item: pytest.Item, report: pytest.TestReport, observation: Observation
 ) -> None:
@@ -1173,8 +1185,24 @@ def _attach_timeline(
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
+    from .blocking_groups import place_of
     from .html_report import pack_timeline, timeline_payload
 
+    # The steps the blocking gate judged, for the page to draw them apart.
+    gate: dict[int, tuple[str, str]] = {}
+    for phase in ("setup", "call"):
+        for allowed in (False, True):
+            for group in observation.blocking_groups(phase, allowed=allowed):
+                for event in group.events:
+                    if event.step_index is None:
+                        continue
+                    held = f"{event.duration:.3f} s of {event.clock} time at {place_of(event)}"
+                    gate[event.step_index] = (
+                        ("allowed", f"blocking allowed by {group.rule}: {held}")
+                        if allowed
+                        else ("offending", f"blocking over max_blocking: {held}")
+                    )
+    request = item.stash.get(EXPLORE_KEY, None)
     payload = timeline_payload(
         trace,
         test=item.nodeid,
@@ -1182,5 +1210,9 @@ def _attach_timeline(
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
         phases=observation.task_phases(trace),
+        runs=observation.runs,
+        failing_run=_failing_run(request) if report.failed else None,
+        gate=gate,
+        threshold=observation.effective.max_blocking,
     )
     setattr(report, report_fields.TIMELINE, pack_timeline(payload))

@@ -22,6 +22,9 @@ ALLOWED_BLOCKING = "asyncspec_allowed_blocking"
 #: A traced test's timeline, for the HTML page, packed as text
 #: (:func:`.html_report.pack_timeline`).
 TIMELINE = "asyncspec_timeline"
+#: A test's position in the collection order, on each of its reports when
+#: the HTML page is asked for: the page's order, the same under pytest-xdist.
+POSITION = "asyncspec_position"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
 TRACE_FILE = "asyncspec_trace_file"
