@@ -17,7 +17,7 @@ How the claims are checked:
 * Thread and process claims need the operating system's scheduler, so they
   always run on real time, outside any event loop, with the work scaled
   down: a 2 s sleep becomes :data:`SLEEP_UNIT` (30 ms) and the 100,000,000
-  additions become :data:`CPU_LOOPS` (1/333).  Their figures are compared
+  additions become :data:`CPU_LOOPS` (1/100).  Their figures are compared
   with the plugin's real-clock tolerance window or as ratios with explicit,
   commented bounds.
 * HTTP claims talk to a real server on 127.0.0.1 (``loopback_http.py``)
@@ -82,8 +82,10 @@ BUSY = 2.1
 #: (The real-clock window for 30 ms ends at 133 ms; five such sleeps in a row,
 #: the wrong behaviour, take at least 150 ms.)
 SLEEP_UNIT = 0.03
-#: hard_work.py's 100,000,000 additions scaled by 1/333 (15-30 ms of CPU here).
-CPU_LOOPS = 300_000
+#: hard_work.py's 100,000,000 additions scaled by 1/100 (50-100 ms of CPU here).
+#: (At 1/333, 15-30 ms, a thread that waited for a CPU 20-40 ms on a loaded
+#: machine started after half of the threads' work was done; see S3.4.)
+CPU_LOOPS = 1_000_000
 
 #: Cores this process may run on: what parallel processes can use.
 USABLE_CORES = (
@@ -835,7 +837,11 @@ def promptest_thread_run(attempts: int = 3) -> Run:
     before 80% of its work, so the best of three keeps the claim's contrast
     without failing on one unlucky schedule.
     """
-    runs = [run_in_threads(cpu_job, CPU_LOOPS, SCALED_SWITCH_INTERVAL) for _ in range(attempts)]
+    runs: list[Run] = []
+    for _ in range(attempts):
+        runs.append(run_in_threads(cpu_job, CPU_LOOPS, SCALED_SWITCH_INTERVAL))
+        if runs[-1].last_start_share() <= 0.25:  # half S3.4's bound: no need to retry
+            break
     return min(runs, key=Run.last_start_share)
 
 
@@ -929,7 +935,7 @@ def test_cpu_jobs_in_sequence_add_up(cpu_table: Table) -> None:
     assert run.one_after_the_other()
     # The document: 11.77 s for five loops of ~2.35 s, a ratio of 5.0 (on a core
     # of its own, wall time is CPU time).  On this shared 2-core machine even the
-    # CPU time of a 15 ms loop swings by +-30% and more (a busy neighbour on the
+    # CPU time of a 50 ms loop swings by +-30% and more (a busy neighbour on the
     # sibling hardware thread slows it down); the unit is one loop of this run
     # (the median of its five, see cpu_table).  3 to 8 keeps far from what
     # parallel loops would give on 2 cores (2.5) while tolerating the swings of
@@ -979,12 +985,14 @@ def assert_threads_start_together(threads: Run) -> None:
 
     The document's five starts fall within the first 0.7% of an 11 s run.  Here
     a thread just woken waits for a CPU when other sessions keep both cores
-    busy (20 ms and more with 8 test processes on 2 cores, longer than a 15 ms
-    job), so in wall time the fifth thread can start after another has
-    finished.  While the threads wait for a CPU no work is done, so the share
-    of the run's CPU work done before the last thread started does not move
-    with the load: the check is that it is under half; in sequence the fifth
-    job starts after 80% of the work.
+    busy (20 ms and more with 8 test processes on 2 cores), so in wall time the
+    fifth thread can start after another has finished.  While no thread runs no
+    work is done, so the share of the run's CPU work done before the last thread
+    started does not grow with the load; only the work the other threads did
+    while the last one waited for a CPU counts, which is why the jobs are 50-100
+    ms of CPU (CPU_LOOPS): at 15 ms, one thread's 20 ms wait let the others do
+    52% of the work first.  The check is that the share is under half; in
+    sequence the fifth job starts after 80% of the work.
     """
     __tracebackhide__ = True
     share = threads.last_start_share()
@@ -1038,7 +1046,7 @@ def test_cpu_bound_processes_speed_up_by_the_number_of_cores(cpu_table: Table) -
     # core of their own, unaffected by what else the machine did meanwhile.  The
     # processes are timed from the first job's start to the last job's end as
     # the children saw them: waking, ending and reaping five processes costs
-    # 10-25 ms here, unscaled, against ~40 ms of scaled work per core.
+    # 10-25 ms here, unscaled, against ~125 ms of scaled work per core.
     speedup = sequential.cpu / processes.span
     least, most = process_speedup_bounds(processes)
     assert least <= speedup <= most, (
@@ -1061,7 +1069,7 @@ def process_speedup_bounds(processes: Run) -> tuple[float, float]:
     load the guest cannot see (the hypervisor's): best-of-three speed-ups
     there ranged from 1.13 to 1.9 on 2 apparently free cores.
     The free-core figure is coarse (/proc/stat counts 10 ms ticks over a run
-    of ~50 ms), so below 1.6 free cores no gain is required: the children then
+    of ~150 ms), so below 1.6 free cores no gain is required: the children then
     share about one core with the other sessions (this kernel gives each
     session an equal share), which leaves them half a core or so; accept down
     to 0.35, and proportionally less when less than one core was left free
