@@ -1576,9 +1576,15 @@ async def test_uvloop_create_task_runs_without_being_awaited(asyncspec_clock: Lo
     awaiting the task later gives its value (S3.10)."""
     _on_uvloop()
     events: list[str] = []
+    since = cpu_wait()
     task = asyncio.create_task(answer_after(1.0 * UV, 42, events))
     assert events == []
     await asyncio.sleep(2.0 * UV)
+    # The task's 10 ms start when it first runs, an iteration of the loop later;
+    # uvloop reads the time once an iteration, so a loop that waited for a CPU
+    # in between (more than 10 ms with every core busy) starts them late.
+    # Wait as much longer as the loop waited for a CPU meanwhile.
+    await asyncio.sleep(cpu_wait_since(since))
     assert events == ["started", "finished"]
     assert await task == 42
 
