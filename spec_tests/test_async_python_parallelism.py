@@ -286,7 +286,7 @@ async def test_control_overlapping_jobs_fail_the_sequential_transcript(
     expected = sequential_transcript(WAIT)
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in expected])
-    with pytest.raises(TimingAssertionError, match=r"expected 10\.0 s, measured 2\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 10\.0 s, measured [2-9]\."):
         asyncspec_clock.assert_time(transcript.total, 10.0, what="whole program")
 
 
@@ -324,7 +324,7 @@ async def test_control_awaiting_each_job_in_turn_is_sequential(
     transcript = await run_printing(asyncspec_trace, awaited_one_by_one(do_work_async, WAIT))
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in overlapping_transcript(WAIT)])
-    with pytest.raises(TimingAssertionError, match=r"expected 2\.0 s, measured 10\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 2\.0 s, measured 1\d\."):
         asyncspec_clock.assert_time(transcript.total, 2.0, what="whole program")
 
 
@@ -416,7 +416,7 @@ async def test_control_jobs_that_await_do_not_alternate(
     transcript = await run_printing(asyncspec_trace, as_tasks(do_work_async, BUSY))
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in sequential_transcript(BUSY)])
-    with pytest.raises(TimingAssertionError, match=r"expected 10\.5 s, measured 2\.1"):
+    with pytest.raises(TimingAssertionError, match=r"expected 10\.5 s, measured [2-9]\."):
         asyncspec_clock.assert_time(transcript.total, 10.5, what="whole program")
 
 
@@ -1245,7 +1245,7 @@ async def test_control_requests_one_by_one_fail_the_gathered_assertion(
     serial = await time_details(
         asyncspec_clock, asyncspec_trace, server, details_one_by_one, REQUESTS
     )
-    with pytest.raises(TimingAssertionError, match=r"expected 0\.2 s, measured 2\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 0\.2 s, measured [2-9]\."):
         assert_gathered(asyncspec_clock, serial, REQUESTS, LATENCY)
 
 
@@ -1345,6 +1345,11 @@ class PipelineRun:
         """Virtual clock: the real time that flowed inside the run (its total is
         exact up to that much; see ``docs/timing-assertions.md``)."""
         return float(getattr(self.total, "real_work", 0.0))
+
+    @property
+    def cpu_wait(self) -> float:
+        """Real clock: how long the loop waited for a CPU inside the run."""
+        return float(getattr(self.total, "cpu_wait", 0.0))
 
     def times_apart(self, difference: float) -> bool:
         """Whether this run's total is exact enough to tell two totals
@@ -1480,11 +1485,14 @@ async def test_a_queue_lets_consumption_start_before_the_producer_finishes(
     )
     drained = await run_pipeline(asyncspec_clock, asyncspec_trace, drained_then_gathered, shape)
     # The document: 15.07 s against 18.30 s (0.82); here 0.75 s against 0.85 s (0.88).
-    # Each total is exact up to the real time that flowed inside its run (none
-    # on an idle machine; see PipelineRun.times_apart).
-    assert queued.total - queued.real_work < drained.total + drained.real_work, (
-        f"queue {queued.total} s, generator {drained.total} s "
-        f"(real time in them: {queued.real_work} s, {drained.real_work} s)"
+    # Virtual clock: each total is exact up to the real time that flowed inside
+    # its run (none on an idle machine; see PipelineRun.times_apart).  Real
+    # clock: the totals less the time the loop waited for a CPU in each.
+    queue_own = queued.total - queued.real_work - queued.cpu_wait
+    assert queue_own < drained.total + drained.real_work - drained.cpu_wait, (
+        f"queue {queued.total} s, generator {drained.total} s (real time in them: "
+        f"{queued.real_work} s, {drained.real_work} s; waits for a CPU: "
+        f"{queued.cpu_wait} s, {drained.cpu_wait} s)"
     )
 
 
