@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .allow_rules import AllowRule, parse_allow_rules
     from .blocking import BlockingEvent, BlockingWatchdog
     from .claims import ClaimRecorder
-    from .clock import DEFAULT_DEADLOCK_GRACE, DeadlockError, VirtualClockLoop
+    from .clock import DEFAULT_DEADLOCK_GRACE, DEFAULT_STALL_BUDGET, DeadlockError, VirtualClockLoop
     from .deviation import Deviation
     from .exploration import (
         Exploration,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from .output import OutputLine, TimedOutput, capture_output, compare_transcript
     from .replay_token import ReplayToken, TokenError
+    from .stall import LivelockError
     from .ticks import TICKS_PER_SECOND
     from .timeline import render_timeline
     from .timing import (
@@ -61,6 +62,7 @@ _HOMES = {
     "parse_allow_rules": "allow_rules",
     "ClaimRecorder": "claims",
     "DEFAULT_DEADLOCK_GRACE": "clock",
+    "DEFAULT_STALL_BUDGET": "clock",
     "DeadlockError": "clock",
     "VirtualClockLoop": "clock",
     "Exploration": "exploration",
@@ -90,6 +92,7 @@ _HOMES = {
     "compare_transcript": "output",
     "ReplayToken": "replay_token",
     "TokenError": "replay_token",
+    "LivelockError": "stall",
     "TICKS_PER_SECOND": "ticks",
     "render_timeline": "timeline",
     "Finished": "timing",
@@ -113,6 +116,7 @@ _HOMES = {
 
 __all__ = [
     "DEFAULT_DEADLOCK_GRACE",
+    "DEFAULT_STALL_BUDGET",
     "REAL_CLOCK_TOLERANCE",
     "TICKS_PER_SECOND",
     "AllowRule",
@@ -128,6 +132,7 @@ __all__ = [
     "Failure",
     "Finished",
     "LeakedTask",
+    "LivelockError",
     "LoopClock",
     "NoRunningLoopError",
     "OrderAssertionError",

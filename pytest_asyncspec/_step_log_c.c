@@ -30,6 +30,15 @@
  *
  * Built on Linux only, where time.perf_counter_ns() reads CLOCK_MONOTONIC
  * too, so the stamps taken here and in Python share one clock.
+ *
+ * Other threads read the loop thread's stack while steps run (the blocking
+ * watchdog, the hang watch, pytest-timeout's dump), so this file keeps no
+ * pointer into the interpreter's frames: no frame object, no frame pointer,
+ * borrowed or owned, is stored anywhere.  A recorder owns its coroutine and
+ * its log; the log owns the virtual loop, the records array and the endings
+ * list; everything else is plain integers.  Objects borrowed during a step
+ * (the log through the recorder, the coroutine in throw) are owned by the
+ * recorder, which the task keeps alive while it steps it.
  */
 
 #define PY_SSIZE_T_CLEAN

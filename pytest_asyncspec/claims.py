@@ -22,7 +22,6 @@ xdist) carries unchanged.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -489,29 +488,6 @@ def summary(claims: Sequence[JsonDict], tests: Sequence[_TestResult]) -> JsonDic
 # -- the JSON file and the table ------------------------------------------------------
 
 
-def write_atomically(path: Path, text: str | Iterable[str]) -> None:
-    """Write ``text`` (a string, or its pieces in order) to a temporary file
-    beside ``path``, then rename it over ``path``."""
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); a report is for others to read
-        # (CI artifacts), so it gets the mode a plain open() would give.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(handle, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            if isinstance(text, str):
-                file.write(text)
-            else:
-                file.writelines(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def format_value(value: JsonValue, unit: str | None) -> str:
     """A figure in a few characters: 15.02414 s -> ``15.02 s``, 15 s -> ``15.0 s``."""
     if value is None:
@@ -604,8 +580,10 @@ class ClaimsReport:
         document = self.document()
         if self.path is None or exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
+        from .report_files import write_report
+
         try:
-            write_atomically(self.path, _json().dumps(document, indent=2) + "\n")
+            write_report(self.path, _json().dumps(document, indent=2) + "\n")
             self.written = True
         except OSError as error:
             self.write_error = f"{self.path}: {error.strerror or error}"

@@ -75,6 +75,13 @@ DEFAULT_DEADLOCK_GRACE = 0.5
 #: Real seconds the loop may stay busy (never idle) before its
 #: clock follows the real time it spends busy (see _follow_busy_time).
 DEFAULT_BUSY_GRACE = 0.5
+#: Default virtual seconds tasks may stay blocked while only timers fire
+#: (see pytest_asyncspec.stall).
+DEFAULT_STALL_BUDGET = 3600.0
+#: Names of timeout timers' callbacks: asyncio's Timeout (3.11+) and
+#: async-timeout's call ``_on_timeout``; ``wait_for`` before 3.12 calls
+#: ``_release_waiter``.
+TIMEOUT_CALLBACKS = frozenset({"_on_timeout", "_release_waiter"})
 #: The busy grace of a loop whose busy time is never charged (``busy_grace=None``).
 _NEVER_CHARGED = 1 << 80
 
@@ -224,11 +231,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_real_debt",
         "_real_flow",
         "_spawning",
+        "_stall_check",
+        "_stall_watch",
         "_threads",
         "_ticks",
         "_timer_heap",
         "_timer_seq",
         "_worker_free",
+        "hidden_deadlock",
         "on_blocking_sleep",
     )
 
@@ -238,6 +248,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         *,
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
         busy_grace: float | None = DEFAULT_BUSY_GRACE,
+        stall_budget: float | None = DEFAULT_STALL_BUDGET,
     ) -> None:
         #: A replacement of ``time`` set on this loop (see _LoopTime), and
         #: whether a subclass defines its own ``time``.
@@ -293,6 +304,17 @@ class VirtualClockLoop(PeerTrackingLoop):
         #: Called as ``on_blocking_sleep(seconds, caller_frame)`` for every
         #: blocking ``time.sleep`` on the loop thread (blocking detection).
         self.on_blocking_sleep: Callable[[float, FrameType], None] | None = None
+        # Imported here: the stall rules build on DeadlockError, defined above.
+        from .stall import StallWatch
+
+        #: The stall budget (see pytest_asyncspec.stall), judged when a jump
+        #: reaches _stall_check.
+        self._stall_watch = StallWatch(stall_budget)
+        self._stall_check = (
+            NEVER if stall_budget is None else self._stall_watch.restart(stall_budget, 0)
+        )
+        #: (virtual seconds, tasks) of the last deadlock a timeout ended.
+        self.hidden_deadlock: tuple[float, list[WaitingTask]] | None = None
 
     # -- the clock ---------------------------------------------------------
 
@@ -349,6 +371,19 @@ class VirtualClockLoop(PeerTrackingLoop):
         if listener is not None:
             # Frame 0 is this method, 1 the patched time.sleep, 2 its caller.
             listener(seconds, sys._getframe(2))
+
+    @property
+    def stall_budget(self) -> float | None:
+        """Virtual seconds tasks may stay blocked while only timers fire (None: off)."""
+        return self._stall_watch.budget_seconds
+
+    def restart_stall_budget(self, seconds: float | None) -> None:
+        """A test (or schedule) begins: the stall budget is ``seconds`` of
+        virtual time from now (None: off), and no deadlock a timeout ended
+        is remembered."""
+        watch = self._stall_watch
+        self._stall_check = NEVER if seconds is None else watch.restart(seconds, self._ticks)
+        self.hidden_deadlock = None
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by hand (timers that become due run next)."""
@@ -795,11 +830,26 @@ class VirtualClockLoop(PeerTrackingLoop):
             if self._ready:  # type: ignore[attr-defined]
                 return
         if due is not None:
+            if due >= self._stall_check:
+                self._stall_check = self._stall_watch.check(self, due)
+            callback = heap[0][2]._callback  # type: ignore[attr-defined]
+            if getattr(callback, "__name__", None) in TIMEOUT_CALLBACKS:
+                self._note_hidden_deadlock(due)
             self._ticks = max(self._ticks, due)
             self._restart_busy_streak()  # the loop was idle: it jumped
             return
         self._wait_without_timers(FdKind.LISTENING in kinds)
         self._restart_busy_streak()
+
+    def _note_hidden_deadlock(self, due: int) -> None:
+        # A timeout is the next timer: if it is all that can end the wait of
+        # every task, remember the deadlock it ends (the plugin reports it
+        # beside the test's TimeoutError).
+        from .stall import timeout_ends_deadlock
+
+        tasks = timeout_ends_deadlock(self)
+        if tasks is not None:
+            self.hidden_deadlock = (ticks_to_seconds(due), tasks)
 
     # -- a loop that never idles -----------------------------------------------
 

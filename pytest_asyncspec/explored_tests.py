@@ -207,9 +207,11 @@ def run_explored(
         return
     if failure.token is not None and request.replay is None:
         store.add(item.nodeid, failure.token.encode())
-    request.report = describe_failure(item.nodeid, request, failure, stored=store.enabled)
+    request.report = describe_failure(
+        item.nodeid, request, failure, stored=store.enabled, config=item.config
+    )
     error = failure.error
-    note = _note(item.nodeid, failure)
+    note = _note(item.nodeid, failure, item.config)
     if note:
         add_note(error, note)
     raise error
@@ -250,7 +252,7 @@ EXPLORE_AGAIN = (
 )
 
 
-def _note(nodeid: str, failure: Failure) -> str:
+def _note(nodeid: str, failure: Failure, config: pytest.Config) -> str:
     """The line added under the failing test's error, if any."""
     if failure.carried_over:
         return (
@@ -262,9 +264,11 @@ def _note(nodeid: str, failure: Failure) -> str:
     if failure.token is None:
         return ""
     if failure.deviations:
+        from .replay_command import replay_line
+
         return (
-            f"asyncspec: this failure needs a task order stock asyncio did not run; replay it "
-            f"with: pytest '{nodeid}' --asyncspec-replay={failure.token.encode()}"
+            "asyncspec: this failure needs a task order stock asyncio did not run; replay it "
+            f"with: {replay_line(config, nodeid, failure.token.encode())}"
         )
     return "asyncspec: this failure happens in stock asyncio's own order (schedule 0)"
 
@@ -302,7 +306,12 @@ def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
 
 
 def describe_failure(
-    nodeid: str, request: ExploreRequest, failure: Failure, *, stored: bool = False
+    nodeid: str,
+    request: ExploreRequest,
+    failure: Failure,
+    *,
+    stored: bool = False,
+    config: pytest.Config | None = None,
 ) -> str:
     """The report section of a failing explored test."""
     from .exploring_loop import is_timer_label
@@ -381,7 +390,12 @@ def describe_failure(
         for number, site in enumerate(failure.sites, 1):
             lines.append(f"  {number}. " + site.replace("\n", "\n     "))
     assert failure.token is not None
-    lines.append(f"replay: pytest '{nodeid}' --asyncspec-replay={failure.token.encode()}")
+    from .replay_command import replay_command
+
+    command, caveat = replay_command(config, nodeid, failure.token.encode())
+    lines.append(f"replay: {command}")
+    if caveat:
+        lines.append(f"({caveat})")
     if request.replay is None and stored:
         lines.append("(kept in .pytest_cache: the next run replays it first)")
     if failure.timeline:

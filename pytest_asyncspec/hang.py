@@ -28,7 +28,7 @@ from .leaks import LeakedTask, describe_task, task_order
 from .trace import Tracer
 
 # waiting.py's frame helpers are private there; reused rather than copied.
-from .waiting import await_chain, place
+from .waiting import await_chain, foreign_frames, place
 
 #: Frames of the loop thread's stack shown when no task step is running.
 DEFAULT_STACK_LIMIT = 25
@@ -175,8 +175,15 @@ def hang_report(
     with its await chain: the line each is suspended on and what it waits for.
     ``tracer``, when the tasks were traced, adds labels and creation sites.
     A read that fails because the loop moved on is reported in the text; the
-    function itself does not raise.
+    function itself does not raise.  Frames are read through
+    ``sys._current_frames()`` under the GIL, their code, line and globals
+    only: never a frame's ``f_locals`` (:func:`~.waiting.foreign_frames`).
     """
+    with foreign_frames():
+        return _hang_report(loop, tracer, stack_limit)
+
+
+def _hang_report(loop: asyncio.AbstractEventLoop, tracer: Tracer | None, stack_limit: int) -> str:
     lines: list[str] = []
     try:
         thread = _loop_thread(loop)

@@ -42,9 +42,11 @@ from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
 from .trace import Outcome, TaskRecord, Trace, Tracer
-from .trace_events import trace_file_name, write_trace_events
+from .trace_events import MAX_STEPS, trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
+    import pytest
+
     from .replay_token import ReplayToken
     from .strategies import ScheduleSpec
 
@@ -73,6 +75,19 @@ class Origin:
 
 
 @dataclass
+class RunMark:
+    """Where one run of an explored test's body began in its trace."""
+
+    #: "schedule 3", "a trial run while shrinking a failure", ...
+    name: str
+    #: Steps recorded, and the label of the next task, when the run began.
+    steps: int
+    label: int
+    #: The command that replays the run, when there is one.
+    replay: str | None = None
+
+
+@dataclass
 class Observation:
     """The instruments around one test: its setup, call and teardown."""
 
@@ -98,6 +113,10 @@ class Observation:
     schedules_leaking: int = 0
     internal_errors: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    #: The run's config, whose command-line options replay commands carry.
+    replay_config: pytest.Config | None = None
+    #: When the trace file left steps out: (steps kept, steps recorded).
+    trace_clipped: tuple[int, int] | None = None
     #: Blocking steps of a phase that failed for another reason (a report section).
     blocking_report: str = ""
     #: The phase being watched (None: between phases, or stopped).
@@ -108,6 +127,10 @@ class Observation:
     #: In an explored test: the schedule each of the call phase's watchdog
     #: periods ran (the schedules run inside the call phase).
     schedules: dict[int, Schedule] = field(default_factory=dict)
+    #: In an explored test: each run of its body (schedules, the shrinking's
+    #: trials, the failing schedule's final run), in order, where it began
+    #: in the trace (see :class:`RunMark`).
+    runs: list[RunMark] = field(default_factory=list)
     _period: int = 0
     #: Where each phase and each fixture setup began, in order: the steps
     #: recorded by then, the label of the next task, and the origin.
@@ -307,10 +330,6 @@ class Observation:
     # -- an explored test's runs of its body ---------------------------------
 
     def begin_schedule_run(self, spec: ScheduleSpec | None) -> None:
-        watchdog = self._watchdog
-        if watchdog is None:
-            return
-        self._period = watchdog.new_period()
         if spec is None:
             schedule = Schedule("a trial run while shrinking a failure", counted=False)
         elif spec.number < 0:
@@ -318,13 +337,26 @@ class Observation:
             schedule = Schedule(f"the replayed schedule ({spec.name}, seed {spec.seed})")
         else:
             schedule = Schedule(f"schedule {spec.number + 1}")
+        if self.tracer is not None:
+            steps, label = self.tracer.position()
+            self.runs.append(RunMark(schedule.name, steps, label))
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        self._period = watchdog.new_period()
         self.schedules[self._period] = schedule
 
     def end_schedule_run(self, token: ReplayToken | None) -> None:
-        schedule = self.schedules.get(self._period)
-        if schedule is None or token is None:
+        if token is None:
             return
-        command = f"pytest '{self.nodeid}' --asyncspec-replay={token.encode()}"
+        from .replay_command import replay_line
+
+        command = replay_line(self.replay_config, self.nodeid, token.encode())
+        if self.runs:
+            self.runs[-1].replay = command
+        schedule = self.schedules.get(self._period)
+        if schedule is None:
+            return
         self.schedules[self._period] = replace(schedule, replay=command)
 
     def collector_report(self, phase: str) -> str:
@@ -446,14 +478,21 @@ class Observation:
     def hang(self) -> str:
         return hang_report(self.loop, tracer=self.tracer)
 
-    def write_trace_file(self) -> None:
+    def write_trace_file(self, max_steps: int = MAX_STEPS) -> None:
+        """Write the test's trace file, keeping at most ``max_steps`` steps
+        (:attr:`trace_clipped` then says how many it kept of how many)."""
         trace = self.trace
         if self.trace_dir is None or trace is None:
             return
         try:
             self.trace_file = write_trace_events(
-                trace, self.trace_dir / trace_file_name(self.nodeid), test_id=self.nodeid
+                trace,
+                self.trace_dir / trace_file_name(self.nodeid),
+                test_id=self.nodeid,
+                max_steps=max_steps,
             )
+            if len(trace) > max_steps:
+                self.trace_clipped = (max_steps, len(trace))
         except Exception:
             self.internal_errors.append(traceback.format_exc())
 

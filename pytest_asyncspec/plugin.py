@@ -12,6 +12,8 @@ installed as without it (``tests/test_startup_imports.py``).
 
 from __future__ import annotations
 
+import sys
+import threading
 import traceback
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,7 @@ from .settings import (
     replays_function,
     report_path,
     trace_dir,
+    trace_max_steps,
     validate_config,
 )
 
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from .claims import ClaimRecorder, ClaimTag
     from .explored_tests import ExploreRequest
     from .failure_store import FailureStore
+    from .hang_watch import Armed, HangWatch
     from .observation import Observation, TraceView
     from .timing import LoopClock
 
@@ -78,6 +82,13 @@ SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
 STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
 #: Whether traced tests carry their timeline on their reports (--asyncspec-html).
 HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
+#: The run's hang watchdog (started by the first async test it watches).
+HANG_WATCH_KEY: pytest.StashKey[HangWatch] = pytest.StashKey()
+#: The threads alive when pytest started (pytest-xdist's): the hang watchdog
+#: never asks whether they are busy.
+START_THREADS_KEY: pytest.StashKey[set[int | None]] = pytest.StashKey()
+#: A test under the hang watchdog, from its setup to its last report.
+HANG_KEY: pytest.StashKey[Armed] = pytest.StashKey()
 #: Why an async test runs outside the modes it asked for, and those modes.
 OUTSIDE_MODES_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
 TRACE_FIXTURE = "asyncspec_trace"
@@ -91,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
     config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
+    config.stash[START_THREADS_KEY] = {thread.ident for thread in threading.enumerate()}
     validate_config(config)
     # One list each for the whole run, so a rule used by any test counts as used.
     config.stash[ALLOW_RULES_KEY] = _run_rules(config, "blocking")
@@ -165,6 +177,12 @@ def failure_store(config: pytest.Config) -> FailureStore:
 
         store = config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
     return store
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    watch = config.stash.get(HANG_WATCH_KEY, None)
+    if watch is not None:
+        watch.stop()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -650,6 +668,7 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         loop=loop,
         allow=item.config.stash.get(ALLOW_RULES_KEY, []),
         trace_dir=directory,
+        replay_config=item.config,
         full_trace=effective.trace or uses_fixture or directory is not None,
         # The run's rules, then the test's markers': an explored test's
         # schedules are judged by them too, before the test's end.
@@ -721,6 +740,9 @@ def _runner_is_up(
     # adds for each async fixture set up on this runner (last in, first out),
     # and before the runner's own teardown closes the loop.
     fixturedef.addfinalizer(runner_goes_down)
+    budgeted = config.stash.get(BUDGETED_KEY, None)
+    if budgeted is not None and _loop_scope(budgeted) == scope:
+        _restart_stall_budget(loop, budgeted)
     if watched is not None and watched.observation is None and watched.loop_scope == scope:
         _start_observation(watched, loop)
 
@@ -770,6 +792,96 @@ def pytest_runtest_setup_checks(item: pytest.Item) -> None:
     error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
+    # Before any fixture is set up: an async fixture may hang too.
+    _arm_hang_watch(item)
+
+
+def _arm_hang_watch(item: pytest.Item) -> None:
+    """Watch the loop of an async test for a hang (see :mod:`.hang_watch`)."""
+    effective = item.stash.get(SETTINGS_KEY, None)
+    if effective is None or effective.hang_after is None or effective.loop != "asyncio":
+        return
+    if not is_async_test(item):
+        return
+    from .hang_watch import Armed, HangWatch
+
+    config = item.config
+    watch = config.stash.get(HANG_WATCH_KEY, None)
+    if watch is None:
+        watch = config.stash[HANG_WATCH_KEY] = HangWatch()
+    scope = _loop_scope(item)
+    stash = item.stash
+
+    def get_loop() -> Any:
+        return config.stash.get(LIVE_LOOPS_KEY, {}).get(scope)
+
+    def get_tracer() -> Any:
+        return getattr(stash.get(OBSERVATION_KEY, None), "tracer", None)
+
+    known = config.stash.get(START_THREADS_KEY, None)
+    stash[HANG_KEY] = watch.arm(Armed(effective.hang_after, get_loop, get_tracer, known))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_teardown")
+def pytest_runtest_teardown_hang_watch(item: pytest.Item) -> Generator[None, None, None]:
+    """The test is over once its fixtures are torn down: stop watching it."""
+    try:
+        return (yield)
+    finally:
+        armed = item.stash.get(HANG_KEY, None)
+        watch = item.config.stash.get(HANG_WATCH_KEY, None)
+        if armed is not None and watch is not None:
+            watch.disarm(armed)
+
+
+def _hang_failure(item: pytest.Item, report: pytest.TestReport) -> bool:
+    """Make ``report`` the failure of a hang diagnosed in its phase (or
+    before it, and not yet reported); True when the test hung."""
+    armed = item.stash.get(HANG_KEY, None)
+    if armed is None:
+        return False
+    if report.when == "teardown":
+        del item.stash[HANG_KEY]
+    if armed.fired and not armed.reported:
+        armed.reported = True
+        report.outcome = "failed"
+        report.longrepr = armed.message
+    return armed.fired
+
+
+# -- the stall budget -----------------------------------------------------------
+#
+# Each async test restarts its loop's stall budget (see .stall): when a
+# wider-scoped loop is already up, at the test's setup; else when the
+# test's own runner makes the loop (_runner_is_up).
+
+#: The async test being set up, run or torn down on the virtual clock.
+BUDGETED_KEY: pytest.StashKey[pytest.Item] = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_budget(item: pytest.Item) -> Generator[None, None, None]:
+    if is_async_test(item) and SETTINGS_KEY in item.stash:
+        item.config.stash[BUDGETED_KEY] = item
+        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+        if loop is not None:
+            _restart_stall_budget(loop, item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_teardown")
+def pytest_runtest_teardown_budget(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        if item.config.stash.get(BUDGETED_KEY, None) is item:
+            del item.config.stash[BUDGETED_KEY]
+
+
+def _restart_stall_budget(loop: object, item: pytest.Item) -> None:
+    restart = getattr(loop, "restart_stall_budget", None)
+    if restart is not None and not getattr(loop, "is_closed", lambda: True)():
+        restart(item.stash[SETTINGS_KEY].stall_budget)
 
 
 # trylast: inside pytest's own capture of the phase, so the output and
@@ -871,7 +983,12 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    hung = _hang_failure(item, report)
+    if not hung and call.excinfo is not None and report.failed:
+        _present_deadlock(item, report, call.excinfo)
     _attach_claim(item, report)
+    if item.config.stash.get(HTML_KEY, False):
+        setattr(report, report_fields.POSITION, item.stash.get(CLAIM_POSITION_KEY, 0))
     outside = item.stash.get(OUTSIDE_MODES_KEY, None)
     if outside is not None and call.when == "call":
         setattr(report, report_fields.OUTSIDE_MODES, list(outside))
@@ -889,7 +1006,7 @@ def pytest_runtest_makereport(
             _release_observation(item)
         return report
     try:
-        _attach_observation(item, report, call, observation)
+        _attach_observation(item, report, call, observation, hung)
     except Exception:
         observation.internal_errors.append(traceback.format_exc())
     # Shown with the call (or the failed setup); what goes wrong later is
@@ -910,11 +1027,42 @@ def pytest_runtest_makereport(
     return report
 
 
+def _present_deadlock(
+    item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException]
+) -> None:
+    """A deadlock is shown by its report alone; a timeout that ended one says so."""
+    clock = sys.modules.get("pytest_asyncspec.clock")
+    if clock is None:
+        return  # no virtual loop ran: no deadlock of ours
+    if excinfo.errisinstance(clock.DeadlockError) and not item.config.option.fulltrace:
+        # Raised by the loop, not by the test's code: the frames above it
+        # (pytest-asyncio's runner, run_until_complete) say nothing, and the
+        # report already names every waiting task's place.
+        report.longrepr = (
+            f"{excinfo.value}\n\n{excinfo.typename} (--full-trace shows where the loop raised it)"
+        )
+        return
+    import asyncio  # loaded by now: pytest-asyncio runs the test
+
+    # asyncio.TimeoutError is not the built-in one on Python 3.10.
+    ended = (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError)
+    if excinfo.errisinstance(ended) and item.config.stash.get(BUDGETED_KEY, None) is item:
+        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+        hidden = getattr(loop, "hidden_deadlock", None)
+        if hidden is not None:
+            from .stall import describe_hidden_deadlock
+
+            report.sections.append(
+                ("asyncspec deadlock ended by a timeout", describe_hidden_deadlock(*hidden))
+            )
+
+
 def _attach_observation(
     item: pytest.Item,
     report: pytest.TestReport,
     call: pytest.CallInfo[None],
     observation: Observation,
+    hung: bool = False,
 ) -> None:
     # Every phase carries its own blocking places and collector pauses: a
     # fixture's setup or teardown may block too.
@@ -930,22 +1078,37 @@ def _attach_observation(
     if call.when == "teardown":
         _attach_leak_rules(item, report, observation)
         # The whole test is recorded by now, fixtures' teardown included.
-        observation.write_trace_file()
+        observation.write_trace_file(trace_max_steps(item.config))
         if observation.trace_file is not None:
             report.user_properties.append((report_fields.TRACE_FILE, str(observation.trace_file)))
+        if observation.trace_clipped is not None:
+            kept, recorded = observation.trace_clipped
+            clipped = [str(observation.trace_file), kept, recorded]
+            report.user_properties.append((report_fields.TRACE_CLIPPED, clipped))
         return
     if call.when != "call":
         return
     request = item.stash.get(EXPLORE_KEY, None)
     _attach_timeline(item, report, observation)
     if report.failed:
-        if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+        # pytest-timeout's failure; the hang watch's own already is the report.
+        if not hung and call.excinfo is not None and "Timeout" in str(call.excinfo.value):
             report.sections.append(("asyncspec pending tasks", observation.hang()))
         # An explored test's report has the failing schedule's timeline;
         # the whole trace would draw every schedule.
         timeline = "" if request is not None and request.report else observation.timeline()
         if timeline:
             report.sections.append(("asyncspec timeline", timeline))
+
+
+def _failing_run(request: ExploreRequest | None) -> tuple[str, str | None] | None:
+    """An explored test's failing run, as its schedule report names it: its
+    first line, and the replay command."""
+    if request is None or not request.report:
+        return None
+    lines = request.report.splitlines()
+    replay = next((line[len("replay: ") :] for line in lines if line.startswith("replay: ")), None)
+    return lines[0], replay
 
 
 def _attach_leak_rules(
@@ -1022,8 +1185,24 @@ def _attach_timeline(
     trace = observation.trace
     if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
         return
+    from .blocking_groups import place_of
     from .html_report import pack_timeline, timeline_payload
 
+    # The steps the blocking gate judged, for the page to draw them apart.
+    gate: dict[int, tuple[str, str]] = {}
+    for phase in ("setup", "call"):
+        for allowed in (False, True):
+            for group in observation.blocking_groups(phase, allowed=allowed):
+                for event in group.events:
+                    if event.step_index is None:
+                        continue
+                    held = f"{event.duration:.3f} s of {event.clock} time at {place_of(event)}"
+                    gate[event.step_index] = (
+                        ("allowed", f"blocking allowed by {group.rule}: {held}")
+                        if allowed
+                        else ("offending", f"blocking over max_blocking: {held}")
+                    )
+    request = item.stash.get(EXPLORE_KEY, None)
     payload = timeline_payload(
         trace,
         test=item.nodeid,
@@ -1031,5 +1210,9 @@ def _attach_timeline(
         position=item.stash.get(CLAIM_POSITION_KEY, 0),
         virtual=trace.virtual,
         phases=observation.task_phases(trace),
+        runs=observation.runs,
+        failing_run=_failing_run(request) if report.failed else None,
+        gate=gate,
+        threshold=observation.effective.max_blocking,
     )
     setattr(report, report_fields.TIMELINE, pack_timeline(payload))

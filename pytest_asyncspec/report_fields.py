@@ -22,9 +22,15 @@ ALLOWED_BLOCKING = "asyncspec_allowed_blocking"
 #: A traced test's timeline, for the HTML page, packed as text
 #: (:func:`.html_report.pack_timeline`).
 TIMELINE = "asyncspec_timeline"
+#: A test's position in the collection order, on each of its reports when
+#: the HTML page is asked for: the page's order, the same under pytest-xdist.
+POSITION = "asyncspec_position"
 #: The user property (``report.user_properties``) naming a traced test's
 #: trace file, written with ``--asyncspec-trace-dir``.
 TRACE_FILE = "asyncspec_trace_file"
+#: The user property naming a trace file that left steps out (the test ran
+#: more than ``--asyncspec-trace-max-steps``): ``[path, steps kept, steps run]``.
+TRACE_CLIPPED = "asyncspec_trace_clipped"
 #: The leak allow rules of a test's leak check: ``{"used": [run-wide rule
 #: texts that matched so far], "marked": [[marker rule name, matched?], ...]}``.
 LEAK_RULES = "asyncspec_leak_rules"

@@ -40,6 +40,8 @@ class RunSummary:
         self.report_path = report_path
         self.trace_dir = trace_dir
         self.trace_files = 0
+        #: Trace files that left steps out: (test id, [path, kept, recorded]).
+        self.clipped_traces: list[tuple[str, Any]] = []
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
         self.allow_rules = allow_rules
@@ -92,9 +94,10 @@ class RunSummary:
             for entry in getattr(report, report_fields.ALLOWED_BLOCKING, None) or ()
         )
         self.tests_ran = self.tests_ran or report.when == "call"
-        self.trace_files += sum(
-            name == report_fields.TRACE_FILE for name, _ in report.user_properties
-        )
+        for name, value in report.user_properties:
+            self.trace_files += name == report_fields.TRACE_FILE
+            if name == report_fields.TRACE_CLIPPED:
+                self.clipped_traces.append((report.nodeid, value))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -144,11 +147,18 @@ class RunSummary:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:
                 terminalreporter.line(line)
-        if self.trace_dir is not None:
+        # A run stopped by a usage error wrote nothing, and says nothing of it.
+        if self.trace_dir is not None and exitstatus != pytest.ExitCode.USAGE_ERROR:
             files = "file" if self.trace_files == 1 else "files"
             terminalreporter.line(
                 f"asyncspec: {self.trace_files} trace {files} written to {self.trace_dir}"
             )
+            for nodeid, (_, kept, recorded) in self.clipped_traces:
+                terminalreporter.line(
+                    f"asyncspec: the trace file of {nodeid} keeps the first {kept:,} of its "
+                    f"{recorded:,} steps (--asyncspec-trace-max-steps sets the cap)",
+                    yellow=True,
+                )
 
     def _blocking_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """One line per blocking place, and per rule the places it allowed."""

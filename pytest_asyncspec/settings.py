@@ -46,7 +46,7 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], object]:
     return parse
 
 
-def parse_seconds_or_off(value: object) -> float | None:
+def parse_seconds_or_off(value: object, name: str = "max_blocking") -> float | None:
     """A positive, finite number of seconds, or off (``off``/``none``/None)."""
     # Only words mean "off" here: 0 is a (bad) number of seconds, not a switch.
     if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
@@ -57,8 +57,33 @@ def parse_seconds_or_off(value: object) -> float | None:
         seconds = math.nan
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
-            f"invalid max_blocking {value!r}; expected a positive number of seconds "
-            "(e.g. 0.1) or 'off'"
+            f"invalid {name} {value!r}; expected a positive number of seconds "
+            f"(e.g. {'0.1' if name == 'max_blocking' else '20'}) or 'off'"
+        )
+    return seconds
+
+
+#: Seconds in each unit a stall budget may be written in ("90s", "30m", "1h", "2d").
+_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_stall_budget(value: object) -> float | None:
+    """Virtual seconds (a positive number, optionally with a unit s, m, h or d),
+    or off."""
+    # Only words mean "off", as for max_blocking: 0 is a (bad) amount of time.
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return None
+    text = str(value).strip().lower()
+    scale = _TIME_UNITS.get(text[-1:]) if isinstance(value, str) else None
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"invalid stall_budget {value!r}; expected a positive virtual time in seconds, "
+            "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'"
         )
     return seconds
 
@@ -74,6 +99,14 @@ def parse_on_off(value: object) -> bool:
     raise ValueError(f"invalid trace {value!r}; expected on or off (True or False in a marker)")
 
 
+def parse_hang_after(value: object) -> float | None:
+    return parse_seconds_or_off(value, "hang_after")
+
+
+#: Real seconds an async test's loop may wait with nothing but outside
+#: sources able to wake it before the test fails as hung (hang_watch.py).
+DEFAULT_HANG_AFTER = "20"
+
 STRATEGIES = ("mix", "fifo", "random", "pct")
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 10
@@ -86,6 +119,17 @@ def parse_strategy(value: object) -> str:
             f"{', '.join(repr(choice) for choice in STRATEGIES)}"
         )
     return str(value)
+
+
+def parse_path(value: object) -> str:
+    """A file or directory path: not empty, and not wrapped in quotes (which
+    pytest.ini keeps, making them part of the file name)."""
+    text = str(value)
+    if not text.strip():
+        raise ValueError("an empty path; give a path, or leave the setting out")
+    if _quote_hint(text):
+        raise ValueError(f"invalid path {text!r}: the quotes would be part of the file name")
+    return text
 
 
 def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
@@ -108,6 +152,15 @@ def parse_depth(value: object) -> int:
     return _whole_number(
         value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
     )
+
+
+#: Most steps a trace file keeps unless told (trace_events.MAX_STEPS, which
+#: this module cannot import at start-up).
+DEFAULT_TRACE_MAX_STEPS = 1_000_000
+
+
+def parse_trace_max_steps(value: object) -> int:
+    return _whole_number(value, "trace_max_steps", 1, None, "e.g. 1000000")
 
 
 def parse_seed(value: object) -> int | None:
@@ -192,6 +245,16 @@ MAX_BLOCKING = Setting(
     "fail an async test whose task step holds the loop longer than SECONDS "
     "(virtual seconds on the virtual clock), naming the blocking line; 'off' disables",
 )
+HANG_AFTER = Setting(
+    "hang_after",
+    parse_hang_after,
+    DEFAULT_HANG_AFTER,
+    "SECONDS",
+    "fail an async test whose event loop has waited SECONDS of real time with nothing "
+    "that could wake it but a listening socket or a source outside the test (no "
+    "callback ready, no timer, no busy thread, child process or outside peer), with "
+    "every pending task and the line it waits at; 'off' disables",
+)
 LEAKS = Setting(
     "leaks",
     _choice("leaks", LEAK_CHOICES),
@@ -211,15 +274,24 @@ TRACE = Setting(
 )
 TRACE_DIR = Setting(
     "trace_dir",
-    lambda value: value,
+    parse_path,
     "",
     "DIR",
     "write a Trace Event JSON file (Perfetto, chrome://tracing) per traced test into DIR",
     per_test=False,
 )
+TRACE_MAX_STEPS = Setting(
+    "trace_max_steps",
+    parse_trace_max_steps,
+    str(DEFAULT_TRACE_MAX_STEPS),
+    "N",
+    "most task steps one trace file keeps (the first N; the file and the run summary "
+    "say when a test ran more)",
+    per_test=False,
+)
 REPORT = Setting(
     "report",
-    lambda value: value,
+    parse_path,
     "",
     "PATH",
     "write the claims report (JSON: one entry per claim ID with its outcome, settings "
@@ -228,12 +300,21 @@ REPORT = Setting(
 )
 HTML = Setting(
     "html",
-    lambda value: value,
+    parse_path,
     "",
     "PATH",
     "write a self-contained HTML page to PATH at the end of the run: the claims table "
     "and a timeline picture of every traced test",
     per_test=False,
+)
+STALL_BUDGET = Setting(
+    "stall_budget",
+    parse_stall_budget,
+    "1h",
+    "TIME|off",
+    "virtual time (e.g. 3600, 30m, 1h, 2d) tasks may stay blocked on the same "
+    "Event/Future/Queue while only timers fire (a deadlock beside a heartbeat): the "
+    "test then fails with a livelock report; 'off' lets virtual time run on",
 )
 SCHEDULES = Setting(
     "schedules",
@@ -280,13 +361,16 @@ SETTINGS: tuple[Setting, ...] = (
     CLOCK,
     LOOP,
     MAX_BLOCKING,
+    HANG_AFTER,
     LEAKS,
     TRACE,
+    STALL_BUDGET,
     SCHEDULES,
     STRATEGY,
     DEPTH,
     SEED,
     TRACE_DIR,
+    TRACE_MAX_STEPS,
     REPORT,
     HTML,
     REPLAY,
@@ -294,7 +378,8 @@ SETTINGS: tuple[Setting, ...] = (
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
-    "leaks='off'|'warn'|'error', trace=True|False, schedules=N, "
+    "hang_after=SECONDS|None, leaks='off'|'warn'|'error', trace=True|False, "
+    "stall_budget=SECONDS|'1h'|None, schedules=N, "
     "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
     "pytest-asyncspec settings (command-line flags still win)"
 )
@@ -317,12 +402,14 @@ class Effective:
     __slots__ = (
         "clock",
         "depth",
+        "hang_after",
         "leaks",
         "loop",
         "max_blocking",
         "schedules",
         "seed",
         "sources",
+        "stall_budget",
         "strategy",
         "trace",
     )
@@ -334,18 +421,21 @@ class Effective:
         loop: LoopChoice,
         sources: dict[str, str],
         max_blocking: float | None = None,
+        hang_after: float | None = float(DEFAULT_HANG_AFTER),
         leaks: str = "off",
         trace: bool = False,
         schedules: int = 0,
         strategy: str = "mix",
         depth: int = DEFAULT_DEPTH,
         seed: int | None = None,
+        stall_budget: float | None = 3600.0,
     ) -> None:
         self.clock = clock
         self.loop = loop
         #: Where each value came from: command line, marker, ini or default.
         self.sources = sources
         self.max_blocking = max_blocking
+        self.hang_after = hang_after
         self.leaks = leaks
         self.trace = trace
         self.schedules = schedules
@@ -353,6 +443,8 @@ class Effective:
         self.depth = depth
         #: None: a fresh seed for the run (see exploration_seed).
         self.seed = seed
+        #: Virtual seconds of stall before a livelock is reported (None: off).
+        self.stall_budget = stall_budget
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -437,7 +529,11 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def validate_config(config: pytest.Config) -> None:
-    """Reject bad flag and ini values before any test is collected."""
+    """Reject bad flag and ini values before any test is collected.
+
+    Report paths are checked without creating anything: a run stopped by a
+    usage error (here or later) leaves no report directory behind.
+    """
     for setting in SETTINGS:
         flag_value = config.getoption(setting.dest)
         if flag_value is not None:
@@ -446,45 +542,16 @@ def validate_config(config: pytest.Config) -> None:
         if ini_value:
             setting.check(ini_value, f"ini key {setting.ini}")
     effective_global(config)  # a bad combination (virtual on uvloop) fails here too
-    directory = trace_dir(config)
-    if directory is not None:
-        where = TRACE_DIR.flag if config.getoption(TRACE_DIR.dest) else f"ini key {TRACE_DIR.ini}"
-        _check_writable(directory, where)
-    report = report_path(config)
-    if report is not None:
-        where = REPORT.flag if config.getoption(REPORT.dest) else f"ini key {REPORT.ini}"
-        _check_report_path(report, where, "a JSON file")
-    page = html_path(config)
-    if page is not None:
-        where = HTML.flag if config.getoption(HTML.dest) else f"ini key {HTML.ini}"
-        _check_report_path(page, where, "an HTML file")
+    for setting, what in ((TRACE_DIR, ""), (REPORT, "a JSON file"), (HTML, "an HTML file")):
+        path = _run_path(config, setting)
+        if path is None:
+            continue
+        from .report_files import directory_problem, path_problem
 
-
-def _check_report_path(path: Path, where: str, what: str) -> None:
-    if path.is_dir():
-        raise pytest.UsageError(
-            f"{where}: {str(path)!r} is a directory; give the path of {what} to write"
-        )
-    _check_writable(path.parent, where)
-
-
-def _check_writable(directory: Path, where: str) -> None:
-    """Create ``directory`` if needed and write a file in it: permission bits
-    alone say nothing for root, or on a read-only or virtual file system."""
-    fix = "give a path in a directory you can write to"
-    existing = next((path for path in (directory, *directory.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise pytest.UsageError(f"{where}: {str(existing)!r} is a file, not a directory; {fix}")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
-        with tempfile.TemporaryFile(dir=directory, prefix=".asyncspec-probe-"):
-            pass
-    except OSError as error:
-        raise pytest.UsageError(
-            f"{where}: cannot write in {str(directory)!r} ({error.strerror or error}); {fix}"
-        ) from None
+        problem = path_problem(path, what) if what else directory_problem(path)
+        if problem is not None:
+            where = setting.flag if config.getoption(setting.dest) else f"ini key {setting.ini}"
+            raise pytest.UsageError(f"{where}: {problem}")
 
 
 def _run_path(config: pytest.Config, setting: Setting) -> Path | None:
@@ -499,6 +566,12 @@ def _run_path(config: pytest.Config, setting: Setting) -> Path | None:
 def trace_dir(config: pytest.Config) -> Path | None:
     """Where trace files go (flag > ini), relative to the invocation directory."""
     return _run_path(config, TRACE_DIR)
+
+
+def trace_max_steps(config: pytest.Config) -> int:
+    """Most steps a trace file keeps (flag > ini > default)."""
+    value = config.getoption(TRACE_MAX_STEPS.dest) or config.getini(TRACE_MAX_STEPS.ini)
+    return parse_trace_max_steps(value) if value else DEFAULT_TRACE_MAX_STEPS
 
 
 def report_path(config: pytest.Config) -> Path | None:
@@ -591,12 +664,14 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
         clock=cast(ClockChoice, chosen["clock"]),
         loop=cast(LoopChoice, chosen["loop"]),
         max_blocking=cast("float | None", chosen["max_blocking"]),
+        hang_after=cast("float | None", chosen["hang_after"]),
         leaks=cast(str, chosen["leaks"]),
         trace=cast(bool, chosen["trace"]),
         schedules=cast(int, chosen["schedules"]),
         strategy=cast(str, chosen["strategy"]),
         depth=cast(int, chosen["depth"]),
         seed=cast("int | None", chosen["seed"]),
+        stall_budget=cast("float | None", chosen["stall_budget"]),
         sources=sources,
     )
 

@@ -94,6 +94,9 @@ class TaskTable:
         # The live view: records built so far, and the endings applied to it.
         self._records: dict[int, TaskRecord] = {}
         self._applied = 0
+        #: Labels of the tasks running this package's or pytest-asyncio's own
+        #: coroutines (see Trace.helper_tasks).
+        self.helpers: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._created)

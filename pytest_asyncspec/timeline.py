@@ -4,16 +4,21 @@ The picture is meant for a terminal or a failure message: pure ASCII, every
 line at most ``width`` characters, one row per task under a time axis in loop
 seconds.  Each column stands for a fixed, round slice of loop time (0.25 s,
 2 ms, ...) so the tick labels stay short and a bar's length can be read off
-the axis.  Only loop times appear (never wall-clock stamps or real step
-durations), so the same trace always renders to the same text and the output
-can be compared against a stored golden file.
+the axis.  Only loop times are drawn (never wall-clock stamps), so the same trace
+renders to the same text and the output can be compared against a stored
+golden file.  Real step durations enter only with ``blocking_threshold``: a
+step that held the loop thread longer than it in *real* time is blocking
+even when it took no loop time (on the virtual clock, a busy loop or a long
+C call advances no clock), as the blocking gate reports it.  Such steps are
+rare, and the summary names the worst with its real duration.
 
 Marks, weakest first (when several fall in one column, the strongest wins)::
 
     .   the task exists and waits (between its creation and its end)
     |   a step that took no loop time (most steps on the virtual clock)
     =   a step that held the loop
-    #   a step that held the loop longer than ``blocking_threshold``
+    #   a step that held the loop longer than ``blocking_threshold``, in
+        loop time or in real time
     C   the step in which the task was cancelled
     X   the step in which the task raised
 
@@ -233,10 +238,19 @@ class _Span(NamedTuple):
     done: bool
     #: Ran inside another task's step (an eager task's first step).
     nested: bool
+    #: Real (perf_counter) nanoseconds the step held the loop thread.
+    real: int = 0
 
     @property
     def ticks(self) -> int:
         return self.end - self.start
+
+    @property
+    def held(self) -> int:
+        """How long the step held the loop thread: its loop time, or its real
+        time when that is longer (a virtual clock does not advance while a
+        step computes)."""
+        return max(self.ticks, self.real)
 
 
 class _Renderer:
@@ -266,6 +280,7 @@ class _Renderer:
                 _to_ticks(step.end),
                 step.awaits is Awaits.DONE,
                 step.inside is not None,
+                step.real_ns,
             )
             for step in self.trace.steps()
         ]
@@ -404,7 +419,7 @@ class _Renderer:
         return lifetimes
 
     def _mark_for(self, span: _Span) -> str:
-        if self.threshold is not None and span.ticks > self.threshold:
+        if self.threshold is not None and span.held > self.threshold:
             return _BLOCK
         return _BAR if span.ticks > 0 else _INSTANT
 
@@ -508,7 +523,12 @@ class _Renderer:
         lines: list[str] = []
         if longest is not None:
             if longest.ticks == 0:
-                lines.append("longest step: every step took no loop time")
+                text = "longest step: every step took no loop time"
+                if self.threshold is not None and any(
+                    not span.nested and span.real > self.threshold for span in shown
+                ):
+                    text += " (some real time: see blocking)"
+                lines.append(text)
             else:
                 record = self.trace.tasks.get(longest.task)
                 name = _clip(_printable(record.shown_name), 40) if record else "?"
@@ -517,13 +537,22 @@ class _Renderer:
                     f"at {_instant(longest.start)}"
                 )
         if self.threshold is not None:
-            over = [span for span in shown if not span.nested and span.ticks > self.threshold]
+            over = [span for span in shown if not span.nested and span.held > self.threshold]
             if over:
-                total = sum(span.ticks for span in over)
+                total = sum(span.held for span in over)
                 lines.append(
                     f"blocking: {_count(len(over), 'step')} over {_duration(self.threshold)}, "
                     f"{_duration(total)} in all"
                 )
+                real = [span for span in over if span.real > span.ticks]
+                if real:
+                    worst = max(real, key=lambda span: span.real)
+                    record = self.trace.tasks.get(worst.task)
+                    name = _clip(_printable(record.shown_name), 40) if record else "?"
+                    lines.append(
+                        f"real time: {_count(len(real), 'step')}, worst {name} "
+                        f"(task {worst.task}) {_duration(worst.real)} at {_instant(worst.start)}"
+                    )
             else:
                 lines.append(f"blocking: no step over {_duration(self.threshold)}")
         return [_clip(line, self.width) for line in lines]

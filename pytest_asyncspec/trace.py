@@ -243,6 +243,22 @@ def _creation_site() -> Site | None:
     return None
 
 
+def _is_helper(coro: Any) -> bool:
+    """Whether the task runs a coroutine of this package or of pytest-asyncio
+    (their machinery: an exploration's settling task, say), not the user's."""
+    code = getattr(coro, "cr_code", None)
+    if code is None:
+        return False
+    filename = code.co_filename
+    helper = _HELPER_FILES.get(filename)
+    if helper is None:
+        helper = _HELPER_FILES[filename] = (
+            filename.startswith(_PACKAGE_DIR + "/") or "/pytest_asyncio/" in filename
+        )
+    return helper
+
+
+_HELPER_FILES: dict[str, bool] = {}
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0]
 #: The code of the function through which the loop runs every callback.
 _HANDLE_RUN = asyncio.Handle._run.__code__
@@ -400,6 +416,8 @@ class Tracer:
         table = self._table
         if self._task_details:
             label = table.add(qualname, self.log.current, self._loop_now_ns(), _creation_site())
+            if _is_helper(coro):
+                table.helpers.add(label)
         else:
             label = table.add(qualname, self.log.current, 0, None)
         recorder = _StepRecorder(coro, self.log, label)
@@ -513,6 +531,12 @@ class Trace:
             for label, record in every.items()
             if label >= self._first_label or label in stepped
         }
+
+    @property
+    def helper_tasks(self) -> frozenset[int]:
+        """Labels of the tasks whose coroutine is this package's or
+        pytest-asyncio's own (their machinery, not the code under test)."""
+        return frozenset(self._tracer._table.helpers)
 
     @property
     def virtual(self) -> bool:

@@ -18,22 +18,35 @@ Nothing here imports pytest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .ticks import TICKS_PER_SECOND
 from .trace import Awaits, Step, TaskRecord, Trace
 
-__all__ = ["TRACE_FILE_SUFFIX", "to_trace_events", "trace_file_name", "write_trace_events"]
+__all__ = [
+    "MAX_STEPS",
+    "TRACE_FILE_SUFFIX",
+    "to_trace_events",
+    "trace_file_name",
+    "write_trace_events",
+]
 
 #: Every name :func:`trace_file_name` returns ends with this.
 TRACE_FILE_SUFFIX = ".trace.json"
+
+#: Most steps one trace file keeps by default (the first ones recorded, in
+#: the order they ended): a step is about 200 bytes of JSON, so a file stays
+#: near 200 MB however long a test runs.  ``--asyncspec-trace-max-steps``
+#: (:data:`.settings.TRACE_MAX_STEPS`) sets it; the file's ``otherData``
+#: says when steps were left out.
+MAX_STEPS = 1_000_000
+MAX_STEPS_OPTION = "--asyncspec-trace-max-steps"
 
 #: The single process id the export uses: one file holds one test.
 _PID = 1
@@ -50,97 +63,130 @@ _DOTS = re.compile(r"\.{2,}")
 _TICKS_PER_MICROSECOND = TICKS_PER_SECOND // 1_000_000
 
 
-def to_trace_events(trace: Trace, *, test_id: str | None = None) -> dict[str, Any]:
+def to_trace_events(
+    trace: Trace, *, test_id: str | None = None, max_steps: int = MAX_STEPS
+) -> dict[str, Any]:
     """The trace as a Trace Event Format object, ready for :func:`json.dumps`.
 
     One track a task (``pid`` 1, ``tid`` = the task's label), named after the
-    task; ``test_id`` names the process and is copied to ``otherData``.
+    task; ``test_id`` names the process and is copied to ``otherData``.  At
+    most ``max_steps`` steps are kept (see :data:`MAX_STEPS`).
     """
-    process = test_id if test_id is not None else "asyncspec trace"
-    events: list[dict[str, Any]] = [
-        _metadata("process_name", 0, {"name": _text(process)}),
-    ]
-    for label, record in sorted(trace.tasks.items()):
-        events.append(_metadata("thread_name", label, {"name": _text(record.shown_name)}))
-        # Without a sort index viewers order tracks by first event or name;
-        # the label order is creation order, which reads best.
-        events.append(_metadata("thread_sort_index", label, {"sort_index": label}))
+    events, other = _export(trace, test_id, max_steps)
+    return {"traceEvents": list(events), "displayTimeUnit": "ms", "otherData": other}
 
-    # (ts, tid, order, event): at one instant on one track, "created" comes
-    # before the steps (in the order they ran) and "ended" after them.  A
-    # stable order makes files diffable; viewers do not need one.
-    timed: list[tuple[int, int, int, dict[str, Any]]] = []
+
+def _export(
+    trace: Trace, test_id: str | None, max_steps: int
+) -> tuple[Iterator[dict[str, Any]], dict[str, Any]]:
+    """The events, made one at a time as they are read, and ``otherData``.
+
+    Only a few integers a step are held at once (to sort the events), never
+    the events themselves: writing a file of a million steps does not hold a
+    million dictionaries.
+    """
+    recorded = len(trace)
+    kept = min(recorded, max_steps)
+    clipped = kept < recorded
+    # (ts, tid, order, step index or -1): at one instant on one track,
+    # "created" comes before the steps (in the order they ran) and "ended"
+    # after them.  A stable order makes files diffable; viewers do not need one.
+    timed: list[tuple[int, int, int, int]] = []
     finish: dict[int, Step] = {}
-    # Steps are named after their task's coroutine, looked up once a task.
-    names = {
-        label: _text(record.coroutine) for label, record in trace.tasks.items() if record.coroutine
-    }
-    for step in trace.steps():
-        start = _ticks(step.start)
-        timed.append(
-            (start, step.task, 1 + step.index, _step_event(step, start, names.get(step.task)))
-        )
+    stepped: set[int] = set()
+    for index in range(kept):
+        step = trace.step(index)
+        timed.append((_ticks(step.start), step.task, 1 + index, index))
+        stepped.add(step.task)
         if step.awaits is Awaits.DONE:
             finish[step.task] = step
-    last = len(trace) + 1
-    for label, record in trace.tasks.items():
-        born = _ticks(record.created_at)
-        timed.append((born, label, 0, _instant_event("created", label, born, _created(record))))
+    # A clipped file keeps the tasks that stepped in the steps it keeps.
+    tasks = {
+        label: record
+        for label, record in sorted(trace.tasks.items())
+        if not clipped or label in stepped
+    }
+    last = kept + 1
+    for label, record in tasks.items():
+        timed.append((_ticks(record.created_at), label, 0, -1))
         done = finish.get(label)
         if done is not None:
-            died = _ticks(done.end)
-            ended = {"outcome": record.outcome.value, "error": _text_or_none(record.error)}
-            timed.append((died, label, last, _instant_event("ended", label, died, ended)))
-    timed.sort(key=lambda entry: entry[:3])
-    events.extend(event for *_, event in timed)
+            timed.append((_ticks(done.end), label, last, -1))
+    timed.sort()
+    process = test_id if test_id is not None else "asyncspec trace"
+    # Steps are named after their task's coroutine, looked up once a task.
+    names = {label: _text(record.coroutine) for label, record in tasks.items() if record.coroutine}
 
-    return {
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "producer": "pytest-asyncspec",
-            "test_id": _text_or_none(test_id),
-            "time_base": (
-                "loop time: ts and dur are the event loop's clock in microseconds; "
-                "on the virtual clock they are virtual time, not wall-clock time"
-            ),
-            "tasks": len(trace.tasks),
-            "steps": len(trace),
-        },
+    def events() -> Iterator[dict[str, Any]]:
+        yield _metadata("process_name", 0, {"name": _text(process)})
+        for label, record in tasks.items():
+            yield _metadata("thread_name", label, {"name": _text(record.shown_name)})
+            # Without a sort index viewers order tracks by first event or
+            # name; the label order is creation order, which reads best.
+            yield _metadata("thread_sort_index", label, {"sort_index": label})
+        for ticks, label, order, index in timed:
+            if index >= 0:
+                yield _step_event(trace.step(index), ticks, names.get(label))
+            elif order == 0:
+                yield _instant_event("created", label, ticks, _created(tasks[label]))
+            else:
+                record = tasks[label]
+                ended = {"outcome": record.outcome.value, "error": _text_or_none(record.error)}
+                yield _instant_event("ended", label, ticks, ended)
+
+    other: dict[str, Any] = {
+        "producer": "pytest-asyncspec",
+        "test_id": _text_or_none(test_id),
+        "time_base": (
+            "loop time: ts and dur are the event loop's clock in microseconds; "
+            "on the virtual clock they are virtual time, not wall-clock time"
+        ),
+        "tasks": len(tasks),
+        "steps": kept,
+        "steps_recorded": recorded,
+        "clipped": (
+            f"this file keeps the first {kept:,} of the {recorded:,} steps recorded "
+            f"(at most {max_steps:,} steps a file: {MAX_STEPS_OPTION}), and the tasks "
+            "that ran in them"
+            if clipped
+            else None
+        ),
     }
+    return events(), other
 
 
 def write_trace_events(
-    trace: Trace, path: str | os.PathLike[str], *, test_id: str | None = None
+    trace: Trace,
+    path: str | os.PathLike[str],
+    *,
+    test_id: str | None = None,
+    max_steps: int = MAX_STEPS,
 ) -> Path:
     """Write :func:`to_trace_events` to ``path`` and return the path written.
 
     Parent directories are created.  The JSON goes to a temporary file in the
     same directory first and is then renamed over ``path``, so a reader (or a
-    parallel worker writing the same name) never sees a half-written file.
+    parallel worker writing the same name) never sees a half-written file; a
+    path that is not a regular file is never replaced (see
+    :mod:`.report_files`).  The events are encoded one by one as they are
+    written.
     """
+    from .report_files import write_report
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    document = to_trace_events(trace, test_id=test_id)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        # mkstemp makes the file private (0600); a trace is an ordinary
-        # report file, so give it the permissions the umask asks for.
-        if hasattr(os, "fchmod"):
-            umask = os.umask(0o022)
-            os.umask(umask)
-            os.fchmod(handle, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            # ensure_ascii keeps the file plain ASCII whatever the task names.
-            json.dump(document, stream, ensure_ascii=True, separators=(",", ":"))
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    events, other = _export(trace, test_id, max_steps)
+    write_report(target, _json_pieces(events, other))
     return target
+
+
+def _json_pieces(events: Iterator[dict[str, Any]], other: dict[str, Any]) -> Iterator[str]:
+    # ensure_ascii keeps the file plain ASCII whatever the task names; the
+    # same bytes json.dump(to_trace_events(...)) would give.
+    encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+    yield '{"traceEvents":['
+    for number, event in enumerate(events):
+        yield ("," if number else "") + encode(event)
+    yield '],"displayTimeUnit":"ms","otherData":' + encode(other) + "}"
 
 
 def trace_file_name(nodeid: str) -> str:

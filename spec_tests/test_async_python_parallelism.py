@@ -17,7 +17,7 @@ How the claims are checked:
 * Thread and process claims need the operating system's scheduler, so they
   always run on real time, outside any event loop, with the work scaled
   down: a 2 s sleep becomes :data:`SLEEP_UNIT` (30 ms) and the 100,000,000
-  additions become :data:`CPU_LOOPS` (1/333).  Their figures are compared
+  additions become :data:`CPU_LOOPS` (1/100).  Their figures are compared
   with the plugin's real-clock tolerance window or as ratios with explicit,
   commented bounds.
 * HTTP claims talk to a real server on 127.0.0.1 (``loopback_http.py``)
@@ -65,6 +65,7 @@ from pytest_asyncspec import (
     Tolerance,
     compare_transcript,
 )
+from pytest_asyncspec.timing import cpu_wait, cpu_wait_since
 
 SOURCE = "Async Python: Parallelism in Python"
 SOURCE_001 = "Python Asyncio - Using async with python!"
@@ -81,8 +82,10 @@ BUSY = 2.1
 #: (The real-clock window for 30 ms ends at 133 ms; five such sleeps in a row,
 #: the wrong behaviour, take at least 150 ms.)
 SLEEP_UNIT = 0.03
-#: hard_work.py's 100,000,000 additions scaled by 1/333 (15-30 ms of CPU here).
-CPU_LOOPS = 300_000
+#: hard_work.py's 100,000,000 additions scaled by 1/100 (50-100 ms of CPU here).
+#: (At 1/333, 15-30 ms, a thread that waited for a CPU 20-40 ms on a loaded
+#: machine started after half of the threads' work was done; see S3.4.)
+CPU_LOOPS = 1_000_000
 
 #: Cores this process may run on: what parallel processes can use.
 USABLE_CORES = (
@@ -173,6 +176,8 @@ class Transcript:
 
     lines: list[OutputLine]
     total: float
+    #: Real clock: seconds the loop's thread waited for a CPU while the program ran.
+    cpu_wait: float = 0.0
 
     def times(self) -> list[float]:
         return [line.time for line in self.lines]
@@ -188,6 +193,7 @@ async def run_printing(trace: TraceOutput, program: Awaitable[object]) -> Transc
     """Run ``program``, then print the closing line; keep what it printed."""
     loop = asyncio.get_running_loop()
     already = len(trace.output.lines)
+    since = cpu_wait()
     origin = loop.time()
     await program
     total = loop.time() - origin
@@ -196,7 +202,7 @@ async def run_printing(trace: TraceOutput, program: Awaitable[object]) -> Transc
         OutputLine(time=line.time - origin, task=line.task, text=line.text)
         for line in trace.output.lines[already:]
     ]
-    return Transcript(lines, total)
+    return Transcript(lines, total, cpu_wait_since(since))
 
 
 def assert_lines(transcript: Transcript, expected: Sequence[str]) -> None:
@@ -232,8 +238,15 @@ def check_transcript(
 ) -> None:
     __tracebackhide__ = True
     assert_lines(transcript, [text for _, text in expected])
+    # On the real clock every line can be late by the time the loop waited for a
+    # CPU before it (on the virtual clock the comparison is exact).
+    tolerance = clock.tolerance.delayed(transcript.cpu_wait) if clock.mode == "real" else None
     clock.assert_times(
-        transcript.times(), [at for at, _ in expected], what=what, documented=documented
+        transcript.times(),
+        [at for at, _ in expected],
+        what=what,
+        documented=documented,
+        tolerance=tolerance,
     )
 
 
@@ -273,7 +286,7 @@ async def test_control_overlapping_jobs_fail_the_sequential_transcript(
     expected = sequential_transcript(WAIT)
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in expected])
-    with pytest.raises(TimingAssertionError, match=r"expected 10\.0 s, measured 2\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 10\.0 s, measured [2-9]\."):
         asyncspec_clock.assert_time(transcript.total, 10.0, what="whole program")
 
 
@@ -311,7 +324,7 @@ async def test_control_awaiting_each_job_in_turn_is_sequential(
     transcript = await run_printing(asyncspec_trace, awaited_one_by_one(do_work_async, WAIT))
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in overlapping_transcript(WAIT)])
-    with pytest.raises(TimingAssertionError, match=r"expected 2\.0 s, measured 10\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 2\.0 s, measured 1\d\."):
         asyncspec_clock.assert_time(transcript.total, 2.0, what="whole program")
 
 
@@ -403,7 +416,7 @@ async def test_control_jobs_that_await_do_not_alternate(
     transcript = await run_printing(asyncspec_trace, as_tasks(do_work_async, BUSY))
     with pytest.raises(AssertionError, match="transcript differs"):
         assert_lines(transcript, [text for _, text in sequential_transcript(BUSY)])
-    with pytest.raises(TimingAssertionError, match=r"expected 10\.5 s, measured 2\.1"):
+    with pytest.raises(TimingAssertionError, match=r"expected 10\.5 s, measured [2-9]\."):
         asyncspec_clock.assert_time(transcript.total, 10.5, what="whole program")
 
 
@@ -411,13 +424,62 @@ async def test_control_jobs_that_await_do_not_alternate(
 
 
 @dataclass(frozen=True)
+class JobTimes:
+    """What one job reports: when it started and finished (monotonic clock), how
+    long its thread or process had waited for a CPU since the launch at each of
+    those points (:func:`cpu_wait`, Linux; 0.0 elsewhere), and its own CPU time."""
+
+    number: int
+    started: float
+    finished: float
+    waited_at_start: float
+    waited_at_finish: float
+    cpu: float
+
+
+class Stopwatch:
+    """Started by a job when it starts; :meth:`stop` gives its :class:`JobTimes`.
+
+    ``since`` is the job's thread's :func:`cpu_wait` reading at the launch (or
+    at its release), taken on that thread.
+    """
+
+    def __init__(self, number: int, since: float | None) -> None:
+        self.number, self.since = number, since
+        self.started = time.monotonic()
+        self.waited = cpu_wait_since(since)
+        self.cpu = time.thread_time()
+
+    def stop(self) -> JobTimes:
+        finished = time.monotonic()
+        return JobTimes(
+            self.number,
+            self.started,
+            finished,
+            self.waited,
+            cpu_wait_since(self.since),
+            time.thread_time() - self.cpu,
+        )
+
+
+@dataclass(frozen=True)
 class Run:
     """Five jobs run one way: wall time, and when each job started and finished
-    (seconds since the launch, read from the real monotonic clock)."""
+    (seconds since the launch, read from the real monotonic clock).
+
+    A loaded machine makes a job start and end late by the time its thread (or
+    process) was ready to run but waited for a CPU: ``start_waits`` and
+    ``finish_waits`` are those waits since the launch, as each job measured
+    them, and the real-clock bounds below move up by them.
+    """
 
     total: float
     starts: list[float]
     finishes: list[float]
+    start_waits: list[float]
+    finish_waits: list[float]
+    #: Each job's own CPU time (one loop, for the CPU-bound job).
+    job_cpu: list[float]
     #: CPU seconds the jobs used (this process's threads, or the children).
     cpu: float = 0.0
     #: Processes only: cores not used by other work on the machine during the run.
@@ -427,6 +489,54 @@ class Run:
     def span(self) -> float:
         """From the first job's start to the last job's end, as the jobs saw it."""
         return max(self.finishes) - min(self.starts)
+
+    @property
+    def start_delays(self) -> list[float]:
+        """How late a loaded machine can make each job start: the longest wait
+        for a CPU of any job before its start.  A job waits for its own CPU, and
+        also for a job released before it that holds the release's lock while it
+        waits for one (a ``multiprocessing.Event`` wakes its waiters one at a
+        time under a lock: with 8 test processes on 2 cores, three children
+        started together 0.13 s late behind one that waited 0.116 s, their own
+        waits being about 0.02 s).  Jobs run one after the other on one thread
+        measure their waits since the launch, so there the longest is the last
+        job's own: nothing is allowed that its own wait does not cover."""
+        return [max(self.start_waits)] * len(self.start_waits)
+
+    @property
+    def finish_delays(self) -> list[float]:
+        """How late each job can end: its start's delay plus its own waits for a
+        CPU since it started."""
+        latest = max(self.start_waits)
+        return [
+            latest + finish - start
+            for start, finish in zip(self.start_waits, self.finish_waits, strict=True)
+        ]
+
+    @property
+    def span_wait(self) -> float:
+        """How late a loaded machine can make :attr:`span` end: the finish delay
+        of the job that finished last."""
+        return self.finish_delays[self.finishes.index(max(self.finishes))]
+
+    @property
+    def one_loop(self) -> float:
+        """The median CPU time of one job of this run (the jobs' work, measured in
+        the same conditions as the run itself)."""
+        return statistics.median(self.job_cpu)
+
+    def last_start_share(self) -> float:
+        """The share of the run's CPU work done before its last job started.
+
+        Counted in CPU time, not wall time, so that a loaded machine cannot move
+        it: while the run's threads wait for a CPU, no work is done.  One after
+        the other, the last of five equal jobs starts after four fifths of the
+        work; started together, after almost none.
+        """
+        return max(self.start_cpu) / self.cpu
+
+    #: The run's CPU time (:attr:`cpu`) already spent when each job started.
+    start_cpu: list[float] = field(default_factory=list)
 
     @property
     def cores_used(self) -> float:
@@ -442,7 +552,7 @@ class Run:
 
 
 class Report(Protocol):
-    def put(self, item: tuple[int, float, float]) -> None: ...
+    def put(self, item: JobTimes) -> None: ...
 
 
 def spin(loops: int) -> int:
@@ -453,63 +563,98 @@ def spin(loops: int) -> int:
     return output
 
 
-def sleep_job(number: int, seconds: float, report: Report) -> None:
-    started = time.monotonic()
+def sleep_job(number: int, seconds: float, report: Report, since: float | None) -> None:
+    watch = Stopwatch(number, since)
     time.sleep(seconds)
-    report.put((number, started, time.monotonic()))
+    report.put(watch.stop())
 
 
-def cpu_job(number: int, loops: int, report: Report) -> None:
-    started = time.monotonic()
+def cpu_job(number: int, loops: int, report: Report, since: float | None) -> None:
+    watch = Stopwatch(number, since)
     spin(loops)
-    report.put((number, started, time.monotonic()))
+    report.put(watch.stop())
 
 
-async def sleep_job_async(number: int, seconds: float, report: Report) -> None:
-    started = time.monotonic()
+async def sleep_job_async(number: int, seconds: float, report: Report, since: float | None) -> None:
+    watch = Stopwatch(number, since)
     await asyncio.sleep(seconds)
-    report.put((number, started, time.monotonic()))
+    report.put(watch.stop())
 
 
-async def cpu_job_async(number: int, loops: int, report: Report) -> None:
-    started = time.monotonic()
+async def cpu_job_async(number: int, loops: int, report: Report, since: float | None) -> None:
+    watch = Stopwatch(number, since)
     spin(loops)  # never awaits: holds the loop for the whole loop
-    report.put((number, started, time.monotonic()))
+    report.put(watch.stop())
+
+
+RealJob = Callable[[int, Any, Report, "float | None"], None]
 
 
 def _collect(
-    items: list[tuple[int, float, float]], launched: float, total: float, cpu: float
+    items: list[JobTimes],
+    launched: float,
+    total: float,
+    cpu: float,
+    release_wait: float = 0.0,
+    start_cpu: Sequence[float] = (),
 ) -> Run:
-    assert sorted(number for number, _, _ in items) == list(range(JOBS))
-    items.sort()
+    """The jobs' reports as a :class:`Run`.  ``release_wait`` is the CPU wait of
+    the thread that released the jobs while it did so (it delays every job)."""
+    assert sorted(item.number for item in items) == list(range(JOBS))
+    items.sort(key=lambda item: item.number)
     return Run(
         total=total,
         cpu=cpu,
-        starts=[started - launched for _, started, _ in items],
-        finishes=[finished - launched for _, _, finished in items],
+        starts=[item.started - launched for item in items],
+        finishes=[item.finished - launched for item in items],
+        start_waits=[item.waited_at_start + release_wait for item in items],
+        finish_waits=[item.waited_at_finish + release_wait for item in items],
+        job_cpu=[item.cpu for item in items],
+        start_cpu=list(start_cpu),
     )
 
 
-class _ListReport(list[tuple[int, float, float]]):
-    def put(self, item: tuple[int, float, float]) -> None:
+class _ListReport(list[JobTimes]):
+    def put(self, item: JobTimes) -> None:
         self.append(item)
 
 
-def run_sequential(job: Callable[[int, Any, Report], None], argument: float) -> Run:
+def run_sequential(job: RealJob, argument: float) -> Run:
     report = _ListReport()
     cpu = time.process_time()
+    since = cpu_wait()
     launched = time.monotonic()
+    start_cpu = []
     for number in range(JOBS):
-        job(number, argument, report)
+        start_cpu.append(time.process_time() - cpu)
+        job(number, argument, report, since)
     total = time.monotonic() - launched
-    return _collect(report, launched, total, time.process_time() - cpu)
+    return _collect(report, launched, total, time.process_time() - cpu, start_cpu=start_cpu)
 
 
 def _released(
-    go: Any, job: Callable[[int, Any, Report], None], number: int, argument: float, report: Report
+    go: Any,
+    job: RealJob,
+    number: int,
+    argument: float,
+    report: Report,
+    start_cpu: list[float] | None = None,
 ) -> None:
+    since = cpu_wait()
     go.wait()
-    job(number, argument, report)
+    if start_cpu is not None:  # threads: the process's CPU time at the start
+        start_cpu.append(time.process_time())
+    job(number, argument, report, since)
+
+
+@contextlib.contextmanager
+def releasing() -> Iterator[list[float]]:
+    """Time the release of the jobs: the CPU wait of this thread while it wakes
+    them (a late ``go.set()`` delays every job), in the list it yields."""
+    since = cpu_wait()
+    waited: list[float] = []
+    yield waited
+    waited.append(cpu_wait_since(since))
 
 
 @contextlib.contextmanager
@@ -533,25 +678,33 @@ def gil_switch_interval(seconds: float | None) -> Iterator[None]:
 SCALED_SWITCH_INTERVAL = 0.0005
 
 
-def run_in_threads(
-    job: Callable[[int, Any, Report], None], argument: float, switch_interval: float | None = None
-) -> Run:
-    report: queue.SimpleQueue[tuple[int, float, float]] = queue.SimpleQueue()
+def run_in_threads(job: RealJob, argument: float, switch_interval: float | None = None) -> Run:
+    report: queue.SimpleQueue[JobTimes] = queue.SimpleQueue()
     go = threading.Event()
+    start_cpu: list[float] = []
     threads = [
-        threading.Thread(target=_released, args=(go, job, n, argument, report)) for n in range(JOBS)
+        threading.Thread(target=_released, args=(go, job, n, argument, report, start_cpu))
+        for n in range(JOBS)
     ]
     for thread in threads:
         thread.start()
     with gil_switch_interval(switch_interval):
         cpu = time.process_time()
-        launched = time.monotonic()
-        go.set()
+        with releasing() as release_wait:
+            launched = time.monotonic()
+            go.set()
         for thread in threads:
             thread.join()
         total = time.monotonic() - launched
-        cpu = time.process_time() - cpu
-    return _collect([report.get() for _ in range(JOBS)], launched, total, cpu)
+        cpu_after = time.process_time()
+    return _collect(
+        [report.get() for _ in range(JOBS)],
+        launched,
+        total,
+        cpu_after - cpu,
+        release_wait[0],
+        [started - cpu for started in start_cpu],
+    )
 
 
 def _process_context() -> Any:
@@ -584,7 +737,7 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_in_processes(job: Callable[[int, Any, Report], None], argument: float) -> Run:
+def run_in_processes(job: RealJob, argument: float) -> Run:
     context = _process_context()
     report = context.SimpleQueue()
     go = context.Event()
@@ -594,8 +747,9 @@ def run_in_processes(job: Callable[[int, Any, Report], None], argument: float) -
     for process in processes:
         process.start()
     busy, children = _machine_busy_seconds(), _children_cpu_seconds()
-    launched = time.monotonic()
-    go.set()
+    with releasing() as release_wait:
+        launched = time.monotonic()
+        go.set()
     for process in processes:
         process.join()
     total = time.monotonic() - launched
@@ -603,7 +757,7 @@ def run_in_processes(job: Callable[[int, Any, Report], None], argument: float) -
     assert [process.exitcode for process in processes] == [0] * JOBS
     items = [report.get() for _ in range(JOBS)]
     report.close()
-    run = _collect(items, launched, total, children_after - children)
+    run = _collect(items, launched, total, children_after - children, release_wait[0])
     if busy is not None and busy_after is not None:
         # Cores left free for our children: all usable cores minus what other
         # work on the machine (other sessions) kept busy meanwhile.  /proc/stat
@@ -614,13 +768,16 @@ def run_in_processes(job: Callable[[int, Any, Report], None], argument: float) -
 
 
 def run_as_asyncio_tasks(
-    job: Callable[[int, Any, Report], Coroutine[Any, Any, None]], argument: float
+    job: Callable[[int, Any, Report, float | None], Coroutine[Any, Any, None]], argument: float
 ) -> Run:
     """The jobs as tasks on a fresh stock asyncio loop (real clock)."""
     report = _ListReport()
 
     async def main() -> None:
-        tasks = [asyncio.create_task(job(number, argument, report)) for number in range(JOBS)]
+        since = cpu_wait()
+        tasks = [
+            asyncio.create_task(job(number, argument, report, since)) for number in range(JOBS)
+        ]
         for task in tasks:
             await task
 
@@ -671,21 +828,19 @@ def sleep_table() -> Table:
 def cpu_table() -> Table:
     """hard_work.py run four ways on real time, with the loop scaled to CPU_LOOPS.
 
-    One job is timed alone first (after a warm-up) as the unit of the ratios.
-    Its CPU time is the unit: wall times of runs made a tenth of a second apart
-    swing by +-40% on this shared 2-core machine as other sessions come and go,
-    while CPU time measures the work itself.
+    The unit of the ratios is one loop's CPU time: wall times of runs made a
+    tenth of a second apart swing by +-40% on this shared 2-core machine as
+    other sessions come and go, while CPU time measures the work itself.  Even
+    CPU time swings with the load (a busy neighbour on the sibling hardware
+    thread slows a loop down by up to 2x), so one loop is measured inside the
+    sequential run, in its conditions: the median of its five jobs' own CPU
+    times (each ran alone).  A unit timed apart, a moment earlier, was 7 ms
+    against 12 ms a job in the run it divided, with 8 sessions on 2 cores.
     """
-    spin(CPU_LOOPS // 10)
-    singles = []
-    for _ in range(3):
-        started = time.process_time()
-        spin(CPU_LOOPS)
-        singles.append(time.process_time() - started)
-    unit = statistics.median(singles)
+    spin(CPU_LOOPS // 10)  # warm-up
     sequential = run_sequential(cpu_job, CPU_LOOPS)
     return Table(
-        unit=unit,
+        unit=sequential.one_loop,
         sequential=sequential,
         threads=promptest_thread_run(),
         processes=fastest_process_run(sequential),
@@ -695,17 +850,22 @@ def cpu_table() -> Table:
 
 def promptest_thread_run(attempts: int = 3) -> Run:
     """Of ``attempts`` runs of the CPU-bound threads, the one whose last thread
-    started earliest (relative to the run's length).
+    started earliest (in share of the run's CPU work, :meth:`Run.last_start_share`).
 
     How soon five released threads get the GIL for the first time depends on
     how the OS schedules them on this shared 2-core machine: over 40 runs the
-    last start fell between 9% and 64% of the run (median 17%).  Other load
-    can only delay a start, and a sequential run can never start its fifth job
-    before 80% of its length, so the best of three keeps the claim's contrast
+    last start fell between 9% and 64% of the run's wall time (median 17%).
+    Counting in CPU work removes what the threads waited for a CPU, not what
+    other threads did meanwhile; a sequential run can never start its fifth job
+    before 80% of its work, so the best of three keeps the claim's contrast
     without failing on one unlucky schedule.
     """
-    runs = [run_in_threads(cpu_job, CPU_LOOPS, SCALED_SWITCH_INTERVAL) for _ in range(attempts)]
-    return min(runs, key=lambda run: max(run.starts) / run.total)
+    runs: list[Run] = []
+    for _ in range(attempts):
+        runs.append(run_in_threads(cpu_job, CPU_LOOPS, SCALED_SWITCH_INTERVAL))
+        if runs[-1].last_start_share() <= 0.25:  # half S3.4's bound: no need to retry
+            break
+    return min(runs, key=Run.last_start_share)
 
 
 def fastest_process_run(sequential: Run, attempts: int = 20, pause: float = 0.1) -> Run:
@@ -738,20 +898,30 @@ def assert_real_time(
     expected: float,
     *,
     what: str,
+    waited: float | Sequence[float] = 0.0,
     documented: float | None = None,
     tolerance: Tolerance = REAL_CLOCK_TOLERANCE,
 ) -> None:
-    """The plugin's real-clock window, for figures measured outside any event loop."""
+    """The plugin's real-clock window, for figures measured outside any event loop.
+
+    ``waited`` is, per figure, how long the thread or process that measured it
+    waited for a CPU before it (:class:`Run`); the window's upper end moves up
+    by that much, as it does for a span measured by the plugin's clock.
+    """
     __tracebackhide__ = True
-    low, high = tolerance.window(expected)
     figures = [measured] if isinstance(measured, (int, float)) else list(measured)
-    wrong = [figure for figure in figures if not low <= figure <= high]
+    waits = [waited] * len(figures) if isinstance(waited, (int, float)) else list(waited)
+    windows = [tolerance.delayed(wait).window(expected) for wait in waits]
+    wrong = [f for f, (low, high) in zip(figures, windows, strict=True) if not low <= f <= high]
     if wrong:
         shown = ", ".join(f"{figure:.4f}" for figure in figures)
+        low = windows[0][0]
+        high = ", ".join(f"{high:.4f}" for _, high in windows)
         note = "" if documented is None else f"; the source documents {documented} s unscaled"
         raise TimingAssertionError(
             f"{what}: expected {expected} s, measured [{shown}] s (real clock, accepted "
-            f"{low:.4f} s to {high:.4f} s with tolerance {tolerance.describe()}){note}"
+            f"{low:.4f} s to [{high}] s with tolerance {tolerance.describe()} plus each "
+            f"figure's wait for a CPU, [{', '.join(f'{w:.4f}' for w in waits)}] s){note}"
         )
 
 
@@ -762,11 +932,22 @@ def assert_jobs_wait_together(run: Run) -> None:
     the first start to the last finish, the document's 2.006 s and 2.013 s):
     ending and reaping five processes after their jobs is not part of the
     work and is not scaled down; on this machine it occasionally takes 0.1 s.
+    Each figure's window ends later by the time its job waited for a CPU
+    (with every core busy, a woken thread or process waits for one tens of
+    milliseconds, more than the scaled wait itself); five waits one after the
+    other stay 4 waits late at the fifth start whatever the load, since
+    sleeping is not waiting for a CPU.
     """
     __tracebackhide__ = True
-    assert_real_time(run.starts, 0.0, what="start times")
-    assert_real_time(run.finishes, SLEEP_UNIT, what="finish times")
-    assert_real_time(run.span, SLEEP_UNIT, what="first start to last finish", documented=2.006)
+    assert_real_time(run.starts, 0.0, what="start times", waited=run.start_delays)
+    assert_real_time(run.finishes, SLEEP_UNIT, what="finish times", waited=run.finish_delays)
+    assert_real_time(
+        run.span,
+        SLEEP_UNIT,
+        what="first start to last finish",
+        waited=run.span_wait,
+        documented=2.006,
+    )
 
 
 @pytest.mark.claim("S3.2", source=SOURCE, kind="R")
@@ -777,10 +958,11 @@ def test_cpu_jobs_in_sequence_add_up(cpu_table: Table) -> None:
     assert run.one_after_the_other()
     # The document: 11.77 s for five loops of ~2.35 s, a ratio of 5.0 (on a core
     # of its own, wall time is CPU time).  On this shared 2-core machine even the
-    # CPU time of a 15 ms loop swings by +-30% (a busy neighbour on the sibling
-    # hardware thread slows it down); the unit is the median of three single
-    # loops.  3 to 8 keeps far from what parallel loops would give on 2 cores
-    # (2.5) while tolerating the swings seen here (3.8 to 6.8).
+    # CPU time of a 50 ms loop swings by +-30% and more (a busy neighbour on the
+    # sibling hardware thread slows it down); the unit is one loop of this run
+    # (the median of its five, see cpu_table).  3 to 8 keeps far from what
+    # parallel loops would give on 2 cores (2.5) while tolerating the swings of
+    # single loops within one run.
     ratio = run.cpu / cpu_table.unit
     assert 3.0 <= ratio <= 8.0, f"five loops / one loop = {ratio:.2f} (CPU time), expected ~5"
 
@@ -808,14 +990,40 @@ def test_cpu_bound_threads_start_together_but_gain_nothing_under_the_gil(
     runs at a time, so together they take as long as the sequential run (on a
     free-threaded build they use up to min(cores, 5) cores instead)."""
     threads = cpu_table.threads
-    # "All start at once": the document's five starts fall within the first 0.7%
-    # of an 11 s run.  Here each GIL handover to a thread just woken waits for
-    # the OS scheduler's 4 ms tick when other sessions keep both cores busy, so
-    # the fifth thread can start ~20 ms in, after another has finished its 15 ms
-    # job.  The check is that all start within the first half of the run; in
-    # sequence the fifth job starts at 80% of it.
-    assert max(threads.starts) <= 0.5 * threads.total, f"thread starts {threads.starts}"
+    assert_threads_start_together(threads)
     assert_threads_share_one_core(threads)
+
+
+@pytest.mark.claim("S3.4", source=SOURCE, kind="R,V", control=True)
+def test_control_loops_in_sequence_fail_the_start_together_assertion(cpu_table: Table) -> None:
+    """Negative control for S3.4: the same five loops called one after the other
+    start their last loop after four fifths of the work, which fails S3.4's
+    "all start at once"."""
+    with pytest.raises(AssertionError, match="of the work was done before the last"):
+        assert_threads_start_together(cpu_table.sequential)
+
+
+def assert_threads_start_together(threads: Run) -> None:
+    """S3.4's "all start at once", counted in the run's CPU work.
+
+    The document's five starts fall within the first 0.7% of an 11 s run.  Here
+    a thread just woken waits for a CPU when other sessions keep both cores
+    busy (20 ms and more with 8 test processes on 2 cores), so in wall time the
+    fifth thread can start after another has finished.  While no thread runs no
+    work is done, so the share of the run's CPU work done before the last thread
+    started does not grow with the load; only the work the other threads did
+    while the last one waited for a CPU counts, which is why the jobs are 50-100
+    ms of CPU (CPU_LOOPS): at 15 ms, one thread's 20 ms wait let the others do
+    52% of the work first.  The check is that the share is under half; in
+    sequence the fifth job starts after 80% of the work.
+    """
+    __tracebackhide__ = True
+    share = threads.last_start_share()
+    assert share <= 0.5, (
+        f"{share:.0%} of the work was done before the last job started "
+        f"(starts {[round(start, 4) for start in threads.starts]} s, "
+        f"CPU spent at each start {[round(cpu, 4) for cpu in threads.start_cpu]} s)"
+    )
 
 
 def assert_threads_share_one_core(threads: Run) -> None:
@@ -861,7 +1069,7 @@ def test_cpu_bound_processes_speed_up_by_the_number_of_cores(cpu_table: Table) -
     # core of their own, unaffected by what else the machine did meanwhile.  The
     # processes are timed from the first job's start to the last job's end as
     # the children saw them: waking, ending and reaping five processes costs
-    # 10-25 ms here, unscaled, against ~40 ms of scaled work per core.
+    # 10-25 ms here, unscaled, against ~125 ms of scaled work per core.
     speedup = sequential.cpu / processes.span
     least, most = process_speedup_bounds(processes)
     assert least <= speedup <= most, (
@@ -884,13 +1092,15 @@ def process_speedup_bounds(processes: Run) -> tuple[float, float]:
     load the guest cannot see (the hypervisor's): best-of-three speed-ups
     there ranged from 1.13 to 1.9 on 2 apparently free cores.
     The free-core figure is coarse (/proc/stat counts 10 ms ticks over a run
-    of ~50 ms), so below 1.6 free cores no gain is required: the children then
+    of ~150 ms), so below 1.6 free cores no gain is required: the children then
     share about one core with the other sessions (this kernel gives each
     session an equal share), which leaves them half a core or so; accept down
-    to 0.35.
+    to 0.35, and proportionally less when less than one core was left free
+    (with both cores burnt by other processes, 0.2 to 0.3 cores were left and
+    the speed-up was 0.19 to 0.30).
     """
     slots = min(processes.free_cores, JOBS)
-    least = 1 + (slots - 1) / 10 if slots >= 1.6 else 0.35
+    least = 1 + (slots - 1) / 10 if slots >= 1.6 else 0.35 * min(1.0, slots)
     return least, PARALLEL_SLOTS * 1.25
 
 
@@ -908,8 +1118,9 @@ def test_summary_table_as_ratios(sleep_table: Table, cpu_table: Table) -> None:
         ("processes", 1),
         ("asyncio", 1),
     ):
+        run = getattr(sleep_table, way)
         assert_real_time(
-            getattr(sleep_table, way).span, expected_units * SLEEP_UNIT, what=f"sleep {way}"
+            run.span, expected_units * SLEEP_UNIT, what=f"sleep {way}", waited=run.span_wait
         )
     # CPU row (see S3.2, S3.4 and S3.6 for the forms and bounds): sequential and
     # asyncio run the loops one after the other on one core, threads share one
@@ -1034,7 +1245,7 @@ async def test_control_requests_one_by_one_fail_the_gathered_assertion(
     serial = await time_details(
         asyncspec_clock, asyncspec_trace, server, details_one_by_one, REQUESTS
     )
-    with pytest.raises(TimingAssertionError, match=r"expected 0\.2 s, measured 2\.0"):
+    with pytest.raises(TimingAssertionError, match=r"expected 0\.2 s, measured [2-9]\."):
         assert_gathered(asyncspec_clock, serial, REQUESTS, LATENCY)
 
 
@@ -1129,6 +1340,24 @@ class PipelineRun:
     lines: list[OutputLine]
     served: int
 
+    @property
+    def real_work(self) -> float:
+        """Virtual clock: the real time that flowed inside the run (its total is
+        exact up to that much; see ``docs/timing-assertions.md``)."""
+        return float(getattr(self.total, "real_work", 0.0))
+
+    @property
+    def cpu_wait(self) -> float:
+        """Real clock: how long the loop waited for a CPU inside the run."""
+        return float(getattr(self.total, "cpu_wait", 0.0))
+
+    def times_apart(self, difference: float) -> bool:
+        """Whether this run's total is exact enough to tell two totals
+        ``difference`` apart: always on an idle machine; not when a loaded one
+        made real time flow inside the run for that long (3.7 s of the queue
+        pipeline's 4.5 s, once, with 8 test processes on 2 cores)."""
+        return self.real_work < difference
+
     def last_url(self) -> int:
         return max(i for i, line in enumerate(self.lines) if line.text.startswith("Get Url"))
 
@@ -1216,10 +1445,12 @@ async def test_control_the_queue_pipeline_is_not_drained_first(
     run = await run_pipeline(asyncspec_clock, asyncspec_trace, through_a_queue, shape)
     with pytest.raises(AssertionError, match="came before URL line"):
         assert_drained_first(run)
-    if asyncspec_clock.mode == "virtual":
+    difference = shape.drained_first_total() - QUEUE_PIPELINE_TOTAL
+    if asyncspec_clock.mode == "virtual" and run.times_apart(difference):
         # The two pipelines differ by 0.1 s at this scale: exact on the virtual
         # clock, but inside the real clock's window (+0.1 s +10%), where the
-        # ordering above is what tells them apart.
+        # ordering above is what tells them apart (as it does on the virtual
+        # clock when real time flowed inside the run for 0.1 s or more).
         with pytest.raises(TimingAssertionError, match="generator pipeline"):
             asyncspec_clock.assert_time(
                 run.total, shape.drained_first_total(), what="generator pipeline"
@@ -1254,7 +1485,18 @@ async def test_a_queue_lets_consumption_start_before_the_producer_finishes(
     )
     drained = await run_pipeline(asyncspec_clock, asyncspec_trace, drained_then_gathered, shape)
     # The document: 15.07 s against 18.30 s (0.82); here 0.75 s against 0.85 s (0.88).
-    assert queued.total < drained.total, f"queue {queued.total} s, generator {drained.total} s"
+    # Virtual clock: each total is exact up to the real time that flowed inside
+    # its run (none on an idle machine; see PipelineRun.times_apart).  Real
+    # clock: the queue's total may be late by the time the loop waited for a CPU
+    # in it (an allowance, not a figure to subtract from the generator's total:
+    # the loop's waits overlap the requests' latencies, so a total less its
+    # waits can come out below the pipeline's own time: 0.65 s for 0.85 s).
+    queue_own = queued.total - queued.real_work - queued.cpu_wait
+    assert queue_own < drained.total + drained.real_work, (
+        f"queue {queued.total} s, generator {drained.total} s (real time in them: "
+        f"{queued.real_work} s, {drained.real_work} s; waits for a CPU: "
+        f"{queued.cpu_wait} s, {drained.cpu_wait} s)"
+    )
 
 
 @pytest.mark.claim("S3.14", source=SOURCE, kind="T,O", control=True)
@@ -1266,7 +1508,8 @@ async def test_control_the_drained_pipeline_does_not_overlap(
     run = await run_pipeline(asyncspec_clock, asyncspec_trace, drained_then_gathered, FULL_PIPELINE)
     with pytest.raises(AssertionError, match="every URL was produced before"):
         assert_overlapped(run)
-    if asyncspec_clock.mode == "virtual":  # 0.1 s apart: see the S3.13 control
+    difference = FULL_PIPELINE.drained_first_total() - QUEUE_PIPELINE_TOTAL
+    if asyncspec_clock.mode == "virtual" and run.times_apart(difference):  # see S3.13's control
         with pytest.raises(TimingAssertionError, match="queue pipeline"):
             asyncspec_clock.assert_time(run.total, QUEUE_PIPELINE_TOTAL, what="queue pipeline")
 
@@ -1293,6 +1536,10 @@ async def test_aiohttp_session_get_returns_status_and_body(loopback_http: Any) -
 
 #: S3.15 runs on real time in the default suite: every duration scaled down.
 UV = 1 / 100
+#: S3.15's requests: long enough that issuing four of them on a loaded machine
+#: (tens of milliseconds, see test_uvloop_gathered_requests_overlap) ends well
+#: before the first answer.
+UVLOOP_LATENCY = 0.25
 
 uvloop_real = (
     pytest.mark.asyncspec(clock="real", loop="uvloop")
@@ -1340,9 +1587,15 @@ async def test_uvloop_create_task_runs_without_being_awaited(asyncspec_clock: Lo
     awaiting the task later gives its value (S3.10)."""
     _on_uvloop()
     events: list[str] = []
+    since = cpu_wait()
     task = asyncio.create_task(answer_after(1.0 * UV, 42, events))
     assert events == []
     await asyncio.sleep(2.0 * UV)
+    # The task's 10 ms start when it first runs, an iteration of the loop later;
+    # uvloop reads the time once an iteration, so a loop that waited for a CPU
+    # in between (more than 10 ms with every core busy) starts them late.
+    # Wait as much longer as the loop waited for a CPU meanwhile.
+    await asyncio.sleep(cpu_wait_since(since))
     assert events == ["started", "finished"]
     assert await task == 42
 
@@ -1353,9 +1606,15 @@ async def test_uvloop_gathered_requests_overlap(
     asyncspec_clock: LoopClock, asyncspec_trace: TraceOutput, loopback_http: Any
 ) -> None:
     """On uvloop, awaited-one-by-one requests still take N latencies and gathered
-    ones one latency (S3.12; 4 requests of 25 ms, real clock)."""
+    ones one latency (S3.12; 4 requests of 0.25 s, real clock)."""
     _on_uvloop()
-    requests, latency = 4, 0.025
+    # All four gathered requests must reach the server before the first is
+    # answered, one latency after it arrived.  Issuing them (three new
+    # connections, httpx's own work) takes a few milliseconds of CPU, and on a
+    # loaded machine the loop also waits for a CPU meanwhile: with 8 test
+    # processes on 2 cores, 25 ms latencies saw only 3 of 4 at once.  The
+    # durations compared below allow the measured CPU wait of the loop.
+    requests, latency = 4, UVLOOP_LATENCY
     server = await loopback_http(latency=latency)
     serial = await time_details(
         asyncspec_clock, asyncspec_trace, server, details_one_by_one, requests

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec import VirtualClockLoop, waiting
+from pytest_asyncspec import hang as hang_module
 from pytest_asyncspec import leaks as leaks_module
 from pytest_asyncspec.hang import hang_report
 from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.waiting import foreign_frames, place
 
 HERE = __file__
 #: Real seconds any wait in these tests may take before the test gives up.
@@ -290,3 +292,55 @@ def test_reports_taken_while_the_loop_churns_never_raise() -> None:
 
     assert reports
     assert all(report.startswith("event loop VirtualClockLoop") for report in reports)
+
+
+class _CodeWithoutQualname:
+    """A code object as Python 3.10 has them: no co_qualname."""
+
+    co_name = "method"
+    co_filename = "/somewhere/module.py"
+
+
+class _ForeignFrame:
+    """A frame another thread runs: reading its locals would write to it."""
+
+    f_code = _CodeWithoutQualname()
+    f_lineno = 3
+
+    @property
+    def f_globals(self) -> dict[str, object]:
+        return {"__name__": "module"}
+
+    @property
+    def f_locals(self) -> dict[str, object]:
+        raise AssertionError("the locals of another thread's frame were read")
+
+
+def test_frames_read_for_a_hang_report_never_have_their_locals_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before Python 3.13 reading ``f_locals`` writes the frame's locals
+    dict; on 3.10 naming a frame ``Class.method`` read ``self`` from it.
+    Inside a report the bare function name is used instead."""
+    frame: Any = _ForeignFrame()
+    with foreign_frames():
+        assert place(frame) == "/somewhere/module.py:3 in method"
+    with pytest.raises(AssertionError, match="locals of another thread's frame"):
+        place(frame)
+
+    seen: list[bool] = []
+
+    def describe(task: asyncio.Task[Any], tracer: object = None) -> Any:
+        seen.append(waiting._foreign.reading)
+        raise RuntimeError("looked")
+
+    monkeypatch.setattr(hang_module, "describe_task", describe)
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(sleeper())
+        hang_report(loop)
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    finally:
+        loop.close()
+    assert seen == [True]

@@ -23,8 +23,8 @@ from pytest_asyncspec.claims import (
     ClaimRecorder,
     format_value,
     natural_key,
-    write_atomically,
 )
+from pytest_asyncspec.report_files import write_report
 
 PYTHON = platform.python_version()
 SECTION = "*= asyncspec claims =*"
@@ -503,7 +503,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="No space left"):
-        write_atomically(target, "new")
+        write_report(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
@@ -859,13 +859,15 @@ def test_report_in_a_read_only_directory_is_a_usage_error(pytester: pytest.Pytes
 def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(
     pytester: pytest.Pytester, option: str
 ) -> None:
-    """The directory passes the start-up check, then is gone when the run ends:
-    the run says so and does not exit 0 (a CI job must not pass without the
-    file it publishes)."""
+    """The directory passes the start-up check, then is a file when the run
+    ends: the run says so and does not exit 0 (a CI job must not pass without
+    the file it publishes)."""
     make_project(pytester)
-    out = pytester.path / "out"
+    out = pytester.mkdir("out")
     pytester.makepyfile(
-        test_a=f"import shutil\n\n\ndef test_a():\n    shutil.rmtree({str(out)!r})\n"
+        test_a="import shutil\n\n\ndef test_a():\n"
+        f"    shutil.rmtree({str(out)!r})\n"
+        f"    open({str(out)!r}, 'w').close()\n"
     )
     result = pytester.runpytest(f"{option}={out / 'report'}")
     result.assert_outcomes(passed=1)

@@ -25,7 +25,8 @@ TOKEN_FLAG = "--asyncspec-replay="
 def token_of(result: pytest.RunResult) -> str:
     lines = [line for line in result.outlines if line.startswith("replay: pytest ")]
     assert len(lines) == 1, output_of(result)
-    return lines[0].split(TOKEN_FLAG, 1)[1]
+    # The token is one shell word; the run's own options may follow it.
+    return lines[0].split(TOKEN_FLAG, 1)[1].split()[0]
 
 
 # -- set up and torn down per schedule ------------------------------------------

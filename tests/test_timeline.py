@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import select
 import sys
 import time
 from pathlib import Path
@@ -431,3 +432,47 @@ def test_phases_tag_the_rows_of_the_fixtures_tasks() -> None:
     assert row(tagged, "worker-1 [teardown]") == row(plain, "worker-1")
     assert row(tagged, "worker-2") == row(plain, "worker-2")
     assert "[call]" not in tagged
+
+
+# -- steps that block in real time on the virtual clock ------------------------------
+
+
+async def blocks_in_real_time() -> None:
+    """A step that holds the loop thread 0.15 s of real time (a blocking call
+    in C: no virtual clock advances) between two virtual sleeps."""
+
+    async def worker() -> None:
+        await asyncio.sleep(0.5)
+        select.select([], [], [], 0.15)
+        await asyncio.sleep(0.5)
+
+    await asyncio.create_task(worker(), name="worker")
+
+
+def test_a_step_blocking_in_real_time_is_drawn_as_blocking() -> None:
+    """On the virtual clock a busy step takes no loop time, yet the gate
+    reports it over max_blocking in real time: the timeline marks it ``#``
+    where it ran, and says how long it held the loop thread in real time,
+    instead of "every step took no loop time"."""
+    trace = run_traced_main(blocks_in_real_time)
+    (blocking,) = [step for step in trace.steps() if step.real_ns > 100_000_000]
+    assert blocking.duration == 0.0  # no loop time: the virtual clock stood still
+    text = render_timeline(trace, blocking_threshold=0.1)
+    assert_fits(text, 100)
+    marks = row(text, "worker")
+    assert marks.count("#") == 1, text
+    # Drawn where the step ran: at 0.5 s, half way along the worker's life.
+    assert marks.index("#") == len(marks.rstrip()) // 2, text
+    assert "# step over 100 ms (blocking)" in text
+    assert "longest step: every step took no loop time (some real time: see blocking)" in text
+    blocking_line = r"^blocking: 1 step over 100 ms, 1[5-9]\d(\.\d+)? ms in all$"
+    assert re.search(blocking_line, text, re.M), text
+    assert re.search(
+        r"^real time: 1 step, worst worker \(task 2\) 1[5-9]\d(\.\d+)? ms at 0\.5 s$",
+        text,
+        re.M,
+    ), text
+    # Without a threshold nothing real is shown: the picture stays reproducible.
+    plain = render_timeline(trace)
+    assert "#" not in plain
+    assert "real time" not in plain

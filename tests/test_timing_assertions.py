@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +21,7 @@ from pytest_asyncspec import (
     TimingAssertionError,
     Tolerance,
 )
+from pytest_asyncspec.timing import Elapsed, cpu_wait, cpu_wait_since
 
 if TYPE_CHECKING:
     from conftest import RunVirtual
@@ -202,7 +206,7 @@ def test_tolerance_window_on_the_real_clock() -> None:
             await asyncio.sleep(0.2)
         clock.assert_time(span.elapsed, 0.2, what="a 0.2 s sleep")
         with pytest.raises(TimingAssertionError) as excinfo:
-            clock.assert_time(span.elapsed, 1.0, what="a 0.2 s sleep")
+            clock.assert_time(float(span.elapsed), 1.0, what="a 0.2 s sleep")
         return clock.mode, span.elapsed, str(excinfo.value)
 
     mode, elapsed, message = _run_on_stock_loop(main)
@@ -210,6 +214,7 @@ def test_tolerance_window_on_the_real_clock() -> None:
     assert mode == "real"
     assert elapsed >= 0.2 - REAL_CLOCK_TOLERANCE.early
     assert message.startswith("a 0.2 s sleep: expected 1.0 s, measured ")
+    # (A plain float carries no wait for a CPU: the window is the default one.)
     assert "(real clock, accepted 0.98 s to 1.2 s" in message
 
 
@@ -384,3 +389,94 @@ def test_a_span_without_real_work_stays_exact(run_virtual: RunVirtual) -> None:
         return span.real_work, clock.check(span.elapsed, 2.0 + 1e-9).passed
 
     assert run_virtual(main) == (0.0, False)
+
+
+# -- the real clock on a loaded machine: the loop's wait for a CPU ------------------
+
+
+def test_delayed_tolerance_moves_only_the_upper_end() -> None:
+    """Tolerance.delayed(w) accepts w seconds more lateness and nothing else: for
+    1 s, 0.98 s to 1.2 s becomes 0.98 s to 1.7 s with w = 0.5; a negative w is 0."""
+    assert Tolerance().delayed(0.5).window(1.0) == pytest.approx((0.98, 1.7))
+    assert Tolerance().delayed(-1.0) == Tolerance()
+
+
+def test_a_real_span_is_allowed_the_time_the_loop_waited_for_a_cpu() -> None:
+    """On the real clock a figure from a span carries the loop's wait for a CPU in
+    it, and the window's upper end moves up by exactly that: 1.35 s against 1.0 s
+    (accepted up to 1.2 s) passes with 0.3 s of waiting and fails with 0.1 s.
+    Waiting never excuses a figure that is early, nor one that is late by more
+    than the wait (four 1 s steps in turn against one), and the message says how
+    long the loop waited."""
+
+    async def main() -> tuple[list[bool], str]:
+        clock = LoopClock()
+        passed = [
+            clock.check(Elapsed(1.35, cpu_wait=0.3), 1.0).passed,
+            clock.check(Elapsed(1.35, cpu_wait=0.1), 1.0).passed,
+            clock.check(Elapsed(4.0, cpu_wait=0.3), 1.0).passed,
+            clock.check(Elapsed(0.5, cpu_wait=0.3), 1.0).passed,
+        ]
+        with pytest.raises(TimingAssertionError) as excinfo:
+            clock.assert_time(Elapsed(4.0, cpu_wait=0.3), 1.0, what="four steps")
+        return passed, str(excinfo.value)
+
+    passed, message = _run_on_stock_loop(main)
+    assert passed == [True, False, False, False]
+    assert message == (
+        "four steps: expected 1.0 s, measured 4.0 s (real clock, accepted 0.98 s to "
+        "1.5 s with tolerance -0.01 s-1% / +0.1 s+10% + 0.3 s the loop waited for a CPU)"
+    )
+
+
+def test_the_virtual_clock_ignores_a_wait_for_a_cpu(run_virtual: RunVirtual) -> None:
+    """On the virtual clock the comparison stays exact: a figure carrying a wait
+    for a CPU is not loosened by it, and a span there records none."""
+
+    async def main() -> tuple[bool, float]:
+        clock = LoopClock()
+        with clock.measure() as span:
+            await asyncio.sleep(1.0)
+        return clock.check(Elapsed(1.3, cpu_wait=0.3), 1.0).passed, span.elapsed.cpu_wait
+
+    assert run_virtual(main) == (False, 0.0)
+
+
+def _spin_until(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        pass
+
+
+@pytest.mark.skipif(cpu_wait() is None, reason="the kernel does not report CPU waits")
+def test_cpu_wait_counts_the_time_a_ready_thread_waits_for_a_cpu() -> None:
+    """A thread that computes on one CPU shared with a process that also computes
+    there waits for that CPU for a good part of the time; a span measured on the
+    real clock around it records the same wait as cpu_wait() does."""
+    cpu = min(os.sched_getaffinity(0))
+    rival = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); "
+            "end = time.monotonic() + 5\nwhile time.monotonic() < end: pass",
+        ]
+    )
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        time.sleep(0.2)  # the rival is computing
+
+        async def main() -> tuple[float, float, float]:
+            clock = LoopClock()
+            before = cpu_wait()
+            with clock.measure() as span:
+                _spin_until(time.monotonic() + 0.4)
+            return span.cpu_wait, span.elapsed.cpu_wait, cpu_wait_since(before)
+
+        in_span, carried, around = _run_on_stock_loop(main)
+    finally:
+        os.sched_setaffinity(0, previous)
+        rival.kill()
+        rival.wait()
+    # Two computing tasks on one CPU: about half of the 0.4 s is spent waiting.
+    assert 0.05 < in_span == carried <= around < 0.4 + 5

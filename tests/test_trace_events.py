@@ -321,14 +321,102 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(
     target = tmp_path / "x.trace.json"
     target.write_text("old", encoding="utf-8")
 
-    def broken_dump(*args: object, **kwargs: object) -> None:
+    def broken_encode(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(json.JSONEncoder, "encode", broken_encode)
     with pytest.raises(OSError, match="disk full"):
         write_trace_events(run_traced_main(block_then_await), target)
     assert target.read_text(encoding="utf-8") == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["x.trace.json"]
+
+
+# -- the step cap -------------------------------------------------------------------
+
+
+async def early_then_late() -> None:
+    """'early' runs 3 steps and ends; 'late' starts after it and runs 40;
+    'last' runs after both."""
+
+    async def early() -> None:
+        for _ in range(2):
+            await asyncio.sleep(0)
+
+    async def late() -> None:
+        for _ in range(39):
+            await asyncio.sleep(1)
+
+    await asyncio.create_task(early(), name="early")
+    await asyncio.create_task(late(), name="late")
+    await asyncio.create_task(early(), name="last")
+
+
+def test_a_trace_over_the_cap_keeps_the_first_steps_and_says_so() -> None:
+    trace = run_traced_main(early_then_late)
+    recorded = len(trace)
+    assert recorded > 40
+    document = to_trace_events(trace, test_id="t", max_steps=10)
+    validate_trace_events(json.loads(json.dumps(document)))
+    events = complete_events(document)
+    assert sorted(event["args"]["index"] for event in events) == list(range(10))
+    other = document["otherData"]
+    assert (other["steps"], other["steps_recorded"]) == (10, recorded)
+    assert other["clipped"] == (
+        f"this file keeps the first 10 of the {recorded} steps recorded (at most 10 steps "
+        "a file: --asyncspec-trace-max-steps), and the tasks that ran in them"
+    )
+    # The tasks kept are those that ran in the kept steps; 'late' ends after the cut.
+    tracks = {
+        event["args"]["name"]
+        for event in document["traceEvents"]
+        if event["ph"] == "M" and event["name"] == "thread_name"
+    }
+    assert tracks == {"main", "early", "late"}
+    assert other["tasks"] == 3
+    ended = [event["tid"] for event in document["traceEvents"] if event["name"] == "ended"]
+    assert trace.task("late").label not in ended
+    assert trace.task("early").label in ended
+
+
+def test_a_trace_under_the_cap_is_whole() -> None:
+    trace = run_traced_main(early_then_late)
+    document = to_trace_events(trace, max_steps=len(trace))
+    other = document["otherData"]
+    assert (other["steps"], other["steps_recorded"], other["clipped"]) == (
+        len(trace),
+        len(trace),
+        None,
+    )
+    assert document == to_trace_events(trace)
+
+
+def test_the_written_file_is_the_document_clipped_alike(tmp_path: Path) -> None:
+    trace = run_traced_main(early_then_late)
+    target = write_trace_events(trace, tmp_path / "x.trace.json", test_id="t", max_steps=10)
+    written = json.loads(target.read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(to_trace_events(trace, test_id="t", max_steps=10)))
+    assert written["otherData"]["steps"] == 10
+
+
+def test_writing_a_long_trace_holds_a_few_integers_a_step_not_its_events(
+    tmp_path: Path,
+) -> None:
+    """The events are encoded one by one as they are written: the peak memory
+    of writing grows by far less than an event (two dicts, over 1 KB) a step."""
+    import tracemalloc
+
+    async def many_steps() -> None:
+        for _ in range(20_000):
+            await asyncio.sleep(0)
+
+    trace = run_traced_main(many_steps)
+    tracemalloc.start()
+    try:
+        write_trace_events(trace, tmp_path / "x.trace.json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak / len(trace) < 300, f"{peak / len(trace):.0f} bytes a step"
 
 
 # -- file names ----------------------------------------------------------------------
