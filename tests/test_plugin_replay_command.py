@@ -133,17 +133,17 @@ async def test_blocks(variant):
 
 
 def test_a_blocking_places_replay_command_carries_them_too(shop: pytest.Pytester) -> None:
-    shop.makepyfile(test_blocking=BLOCKING)
+    shop.makepyfile(test_blocks_twice=BLOCKING)
     found = shop.runpytest(
         "-p", "no:cacheprovider", "--variant=buggy", "--asyncspec-max-blocking=0.05",
-        "--asyncspec-schedules=3", "test_blocking.py",
+        "--asyncspec-schedules=3", "test_blocks_twice.py",
     )  # fmt: skip
     found.assert_outcomes(failed=1)
     lines = [line for line in failure_sections(found).splitlines() if "replay it with: " in line]
     assert lines, output_of(found)
     for line in lines:
         argv = shlex.split(line.split("replay it with: ", 1)[1])
-        assert argv[1] == "test_blocking.py::test_blocks"
+        assert argv[1] == "test_blocks_twice.py::test_blocks"
         assert argv[3:] == [
             "-p",
             "no:cacheprovider",
