@@ -1,4 +1,5 @@
-"""What the stall budget costs a passing test: nothing measurable, is the goal.
+"""What the stall and time budgets cost a passing test: nothing measurable,
+is the goal.
 
 Run on request only (the root configuration collects ``spec_tests`` and
 ``tests``)::
@@ -6,8 +7,9 @@ Run on request only (the root configuration collects ``spec_tests`` and
     pytest benchmarks/test_bench_stall_budget.py --benchmark-group-by=group \
         --benchmark-columns=min,median,mean,stddev,rounds -q -p no:cacheprovider
 
-The budget is judged where the loop jumps (see :mod:`pytest_asyncspec.stall`),
-so the workloads are made of jumps, the case where its cost shows most:
+Both budgets are judged where the loop jumps (see
+:mod:`pytest_asyncspec.stall`), so the workloads are made of jumps, the case
+where their cost shows most:
 
 ``sequential``
     one task awaiting ``asyncio.sleep(1)`` 20,000 times: every iteration is a
@@ -17,8 +19,9 @@ so the workloads are made of jumps, the case where its cost shows most:
     0.5-60 s (seeded): the test's task waits all along, so every budget check
     looks at 51 tasks and 50 timers.
 
-Each timed round (the default budget, 1 h) is paired with a round of the same
-workload with the budget off (``stall_budget=None``) run right before or right
+Each timed round (the default budgets: a stall budget of 1 h, a time budget of
+24 h) is paired with a round of the same workload with both off
+(``stall_budget=None, time_budget=None``) run right before or right
 after it (alternately); the figure is the median of the per-round ratios
 on / off, which load drift on a shared machine cannot skew.  Every round is
 checked afterwards: the clock ended at the expected instant and no livelock
@@ -39,7 +42,7 @@ import pytest
 from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec import DEFAULT_STALL_BUDGET, time_patch
+from pytest_asyncspec import DEFAULT_STALL_BUDGET, DEFAULT_TIME_BUDGET, time_patch
 from pytest_asyncspec.clock import VirtualClockLoop
 
 SEQUENTIAL_SLEEPS = 20_000
@@ -93,9 +96,13 @@ class Round:
     ended_at: float = 0.0
 
 
-def new_round(workload: str, budget: float | None) -> Round:
+def new_round(workload: str, budgets: bool) -> Round:
+    """A round with the default stall and time budgets, or with both off."""
     main = WORKLOADS[workload]()
-    loop = VirtualClockLoop(stall_budget=budget)
+    if budgets:
+        loop = VirtualClockLoop(stall_budget=DEFAULT_STALL_BUDGET, time_budget=DEFAULT_TIME_BUDGET)
+    else:
+        loop = VirtualClockLoop(stall_budget=None, time_budget=None)
     gc.collect()
     return Round(loop, main)
 
@@ -119,7 +126,7 @@ class PairedRounds:
     off: list[float] = field(default_factory=list)
 
     def _run_off(self) -> None:
-        baseline = new_round(self.workload, None)
+        baseline = new_round(self.workload, False)
         try:
             run_round(baseline)
         finally:
@@ -130,7 +137,7 @@ class PairedRounds:
     def setup(self) -> tuple[tuple[Round], dict[str, Any]]:
         if len(self.on) % 2 == 0:
             self._run_off()
-        return (new_round(self.workload, DEFAULT_STALL_BUDGET),), {}
+        return (new_round(self.workload, True),), {}
 
     def teardown(self, run: Round) -> None:
         run.loop.close()

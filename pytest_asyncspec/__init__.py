@@ -15,7 +15,13 @@ if TYPE_CHECKING:
     from .allow_rules import AllowRule, parse_allow_rules
     from .blocking import BlockingEvent, BlockingWatchdog
     from .claims import ClaimRecorder
-    from .clock import DEFAULT_DEADLOCK_GRACE, DEFAULT_STALL_BUDGET, DeadlockError, VirtualClockLoop
+    from .clock import (
+        DEFAULT_DEADLOCK_GRACE,
+        DEFAULT_STALL_BUDGET,
+        DEFAULT_TIME_BUDGET,
+        DeadlockError,
+        VirtualClockLoop,
+    )
     from .deviation import Deviation
     from .exploration import (
         Exploration,
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
     )
     from .output import OutputLine, TimedOutput, capture_output, compare_transcript
     from .replay_token import ReplayToken, TokenError
-    from .stall import LivelockError
+    from .stall import LivelockError, RunawayTimeError
     from .ticks import TICKS_PER_SECOND
     from .timeline import render_timeline
     from .timing import (
@@ -63,6 +69,7 @@ _HOMES = {
     "ClaimRecorder": "claims",
     "DEFAULT_DEADLOCK_GRACE": "clock",
     "DEFAULT_STALL_BUDGET": "clock",
+    "DEFAULT_TIME_BUDGET": "clock",
     "DeadlockError": "clock",
     "VirtualClockLoop": "clock",
     "Exploration": "exploration",
@@ -93,6 +100,7 @@ _HOMES = {
     "ReplayToken": "replay_token",
     "TokenError": "replay_token",
     "LivelockError": "stall",
+    "RunawayTimeError": "stall",
     "TICKS_PER_SECOND": "ticks",
     "render_timeline": "timeline",
     "Finished": "timing",
@@ -117,6 +125,7 @@ _HOMES = {
 __all__ = [
     "DEFAULT_DEADLOCK_GRACE",
     "DEFAULT_STALL_BUDGET",
+    "DEFAULT_TIME_BUDGET",
     "REAL_CLOCK_TOLERANCE",
     "TICKS_PER_SECOND",
     "AllowRule",
@@ -140,6 +149,7 @@ __all__ = [
     "OutputLine",
     "ReplayMismatchError",
     "ReplayToken",
+    "RunawayTimeError",
     "Span",
     "Step",
     "TaskRecord",

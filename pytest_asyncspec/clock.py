@@ -47,13 +47,16 @@ from asyncio import base_events
 from collections.abc import Callable
 from contextvars import Context
 from types import CodeType, FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import procfs, threads, time_patch
 from .inflight import FdKind, PeerTrackingLoop
 from .threads import ThreadState
 from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
 from .waiting import WaitingTask, waiting_tasks
+
+if TYPE_CHECKING:
+    from .stall import HiddenDeadlock
 
 _T = TypeVar("_T")
 #: Where this package's own frames live: a debug-mode source traceback ends
@@ -78,6 +81,9 @@ DEFAULT_BUSY_GRACE = 0.5
 #: Default virtual seconds tasks may stay blocked while only timers fire
 #: (see pytest_asyncspec.stall).
 DEFAULT_STALL_BUDGET = 3600.0
+#: Default virtual seconds a test may run before a runaway is judged (see
+#: pytest_asyncspec.stall): a day.
+DEFAULT_TIME_BUDGET = 86400.0
 #: Names of timeout timers' callbacks: asyncio's Timeout (3.11+) and
 #: async-timeout's call ``_on_timeout``; ``wait_for`` before 3.12 calls
 #: ``_release_waiter``.
@@ -226,6 +232,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_forked",
         "_held",
         "_jobs_in_flight",
+        "_jumps",
         "_patched_time",
         "_pool_jobs",
         "_real_debt",
@@ -249,6 +256,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
         busy_grace: float | None = DEFAULT_BUSY_GRACE,
         stall_budget: float | None = DEFAULT_STALL_BUDGET,
+        time_budget: float | None = DEFAULT_TIME_BUDGET,
     ) -> None:
         #: A replacement of ``time`` set on this loop (see _LoopTime), and
         #: whether a subclass defines its own ``time``.
@@ -307,14 +315,15 @@ class VirtualClockLoop(PeerTrackingLoop):
         # Imported here: the stall rules build on DeadlockError, defined above.
         from .stall import StallWatch
 
-        #: The stall budget (see pytest_asyncspec.stall), judged when a jump
-        #: reaches _stall_check.
-        self._stall_watch = StallWatch(stall_budget)
-        self._stall_check = (
-            NEVER if stall_budget is None else self._stall_watch.restart(stall_budget, 0)
-        )
-        #: (virtual seconds, tasks) of the last deadlock a timeout ended.
-        self.hidden_deadlock: tuple[float, list[WaitingTask]] | None = None
+        #: How many times the clock jumped to a timer (the time budget's
+        #: measure of a runaway, see pytest_asyncspec.stall).
+        self._jumps = 0
+        #: The stall and time budgets (see pytest_asyncspec.stall), judged
+        #: when a jump reaches _stall_check.
+        self._stall_watch = StallWatch(stall_budget, time_budget)
+        self._stall_check = self._stall_watch.next_check
+        #: The last blocked wait a timeout ended (see stall.timeout_ends_wait).
+        self.hidden_deadlock: HiddenDeadlock | None = None
 
     # -- the clock ---------------------------------------------------------
 
@@ -381,9 +390,18 @@ class VirtualClockLoop(PeerTrackingLoop):
         """A test (or schedule) begins: the stall budget is ``seconds`` of
         virtual time from now (None: off), and no deadlock a timeout ended
         is remembered."""
-        watch = self._stall_watch
-        self._stall_check = NEVER if seconds is None else watch.restart(seconds, self._ticks)
+        self._stall_check = self._stall_watch.restart(seconds, self._ticks)
         self.hidden_deadlock = None
+
+    @property
+    def time_budget(self) -> float | None:
+        """Virtual seconds a test may run before a runaway is judged (None: off)."""
+        return self._stall_watch.time_budget_seconds
+
+    def restart_time_budget(self, seconds: float | None) -> None:
+        """A test (or schedule) begins: the time budget is ``seconds`` of
+        virtual time from now (None: off)."""
+        self._stall_check = self._stall_watch.restart_time(seconds, self._ticks, self._jumps)
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by hand (timers that become due run next)."""
@@ -830,6 +848,7 @@ class VirtualClockLoop(PeerTrackingLoop):
             if self._ready:  # type: ignore[attr-defined]
                 return
         if due is not None:
+            self._jumps += 1
             if due >= self._stall_check:
                 self._stall_check = self._stall_watch.check(self, due)
             callback = heap[0][2]._callback  # type: ignore[attr-defined]
@@ -842,14 +861,14 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._restart_busy_streak()
 
     def _note_hidden_deadlock(self, due: int) -> None:
-        # A timeout is the next timer: if it is all that can end the wait of
-        # every task, remember the deadlock it ends (the plugin reports it
-        # beside the test's TimeoutError).
-        from .stall import timeout_ends_deadlock
+        # A timeout is the next timer: if the wait it ends is one that no
+        # other timer could end, remember what the loop looked like (the
+        # plugin reports it beside the test's TimeoutError).
+        from .stall import timeout_ends_wait
 
-        tasks = timeout_ends_deadlock(self)
-        if tasks is not None:
-            self.hidden_deadlock = (ticks_to_seconds(due), tasks)
+        hidden = timeout_ends_wait(self, self._timer_heap[0][2], due)
+        if hidden is not None:
+            self.hidden_deadlock = hidden
 
     # -- a loop that never idles -----------------------------------------------
 

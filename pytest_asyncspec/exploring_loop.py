@@ -216,9 +216,11 @@ class ExploringLoop(VirtualClockLoop):
             raise RuntimeError("a schedule is already running on this loop; end it first")
         self._reset_schedule_state()
         self._chooser = chooser
-        # The stall budget counts per schedule, from its start: a livelock is
-        # reported at the same virtual instant whenever the schedule replays.
+        # The stall and time budgets count per schedule, from its start: a
+        # livelock or runaway is reported at the same virtual instant
+        # whenever the schedule replays.
         self.restart_stall_budget(self.stall_budget)
+        self.restart_time_budget(self.time_budget)
         # A busy streak is measured in picks from now on (see PICK_NS).
         picks = self.picks
         self._busy_clock = lambda: len(picks) * PICK_NS

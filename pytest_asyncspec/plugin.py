@@ -879,9 +879,15 @@ def pytest_runtest_teardown_budget(item: pytest.Item) -> Generator[None, None, N
 
 
 def _restart_stall_budget(loop: object, item: pytest.Item) -> None:
-    restart = getattr(loop, "restart_stall_budget", None)
-    if restart is not None and not getattr(loop, "is_closed", lambda: True)():
-        restart(item.stash[SETTINGS_KEY].stall_budget)
+    """The test begins on ``loop``: its stall and time budgets count from now."""
+    restart_stall = getattr(loop, "restart_stall_budget", None)
+    restart_time = getattr(loop, "restart_time_budget", None)
+    if restart_stall is None or restart_time is None:
+        return  # not the virtual clock's loop
+    if not getattr(loop, "is_closed", lambda: True)():
+        settings = item.stash[SETTINGS_KEY]
+        restart_stall(settings.stall_budget)
+        restart_time(settings.time_budget)
 
 
 # trylast: inside pytest's own capture of the phase, so the output and
@@ -1042,19 +1048,33 @@ def _present_deadlock(
             f"{excinfo.value}\n\n{excinfo.typename} (--full-trace shows where the loop raised it)"
         )
         return
-    import asyncio  # loaded by now: pytest-asyncio runs the test
 
-    # asyncio.TimeoutError is not the built-in one on Python 3.10.
-    ended = (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError)
-    if excinfo.errisinstance(ended) and item.config.stash.get(BUDGETED_KEY, None) is item:
+    if _ended_by_timeout(excinfo.value) and item.config.stash.get(BUDGETED_KEY, None) is item:
         loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
         hidden = getattr(loop, "hidden_deadlock", None)
         if hidden is not None:
             from .stall import describe_hidden_deadlock
 
             report.sections.append(
-                ("asyncspec deadlock ended by a timeout", describe_hidden_deadlock(*hidden))
+                ("asyncspec deadlock ended by a timeout", describe_hidden_deadlock(hidden))
             )
+
+
+def _ended_by_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is a timeout or a cancellation, alone or as the
+    only kind of error in an exception group (a TaskGroup whose child's
+    ``wait_for`` timed out, and its siblings cancelled)."""
+    import asyncio  # loaded by now: pytest-asyncio runs the test
+
+    # asyncio.TimeoutError is not the built-in one on Python 3.10.
+    ended = (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError)
+    if isinstance(error, ended):
+        return True
+    # BaseExceptionGroup, or its backport (exceptiongroup) on Python 3.10.
+    exceptions = getattr(error, "exceptions", None)
+    if "ExceptionGroup" not in type(error).__name__ or not isinstance(exceptions, tuple):
+        return False
+    return all(_ended_by_timeout(inner) for inner in exceptions)
 
 
 def _attach_observation(

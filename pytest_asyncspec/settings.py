@@ -70,6 +70,15 @@ _TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_stall_budget(value: object) -> float | None:
     """Virtual seconds (a positive number, optionally with a unit s, m, h or d),
     or off."""
+    return _virtual_duration(value, "stall_budget")
+
+
+def parse_time_budget(value: object) -> float | None:
+    """Virtual seconds, as for the stall budget, or off."""
+    return _virtual_duration(value, "time_budget")
+
+
+def _virtual_duration(value: object, name: str) -> float | None:
     # Only words mean "off", as for max_blocking: 0 is a (bad) amount of time.
     if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
         return None
@@ -82,7 +91,7 @@ def parse_stall_budget(value: object) -> float | None:
         seconds = math.nan
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
-            f"invalid stall_budget {value!r}; expected a positive virtual time in seconds, "
+            f"invalid {name} {value!r}; expected a positive virtual time in seconds, "
             "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'"
         )
     return seconds
@@ -316,6 +325,15 @@ STALL_BUDGET = Setting(
     "Event/Future/Queue while only timers fire (a deadlock beside a heartbeat): the "
     "test then fails with a livelock report; 'off' lets virtual time run on",
 )
+TIME_BUDGET = Setting(
+    "time_budget",
+    parse_time_budget,
+    "24h",
+    "TIME|off",
+    "virtual time (e.g. 86400, 24h, 7d) a test may run once its clock has jumped "
+    "10,000 times (a poll that never ends): the test then fails with a runaway "
+    "report; 'off' lets virtual time run on",
+)
 SCHEDULES = Setting(
     "schedules",
     parse_schedules,
@@ -365,6 +383,7 @@ SETTINGS: tuple[Setting, ...] = (
     LEAKS,
     TRACE,
     STALL_BUDGET,
+    TIME_BUDGET,
     SCHEDULES,
     STRATEGY,
     DEPTH,
@@ -379,7 +398,7 @@ MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_
 MARKER_HELP = (
     f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
     "hang_after=SECONDS|None, leaks='off'|'warn'|'error', trace=True|False, "
-    "stall_budget=SECONDS|'1h'|None, schedules=N, "
+    "stall_budget=SECONDS|'1h'|None, time_budget=SECONDS|'24h'|None, schedules=N, "
     "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
     "pytest-asyncspec settings (command-line flags still win)"
 )
@@ -411,6 +430,7 @@ class Effective:
         "sources",
         "stall_budget",
         "strategy",
+        "time_budget",
         "trace",
     )
 
@@ -429,6 +449,7 @@ class Effective:
         depth: int = DEFAULT_DEPTH,
         seed: int | None = None,
         stall_budget: float | None = 3600.0,
+        time_budget: float | None = 86400.0,
     ) -> None:
         self.clock = clock
         self.loop = loop
@@ -445,6 +466,8 @@ class Effective:
         self.seed = seed
         #: Virtual seconds of stall before a livelock is reported (None: off).
         self.stall_budget = stall_budget
+        #: Virtual seconds a test may run before a runaway is judged (None: off).
+        self.time_budget = time_budget
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -672,6 +695,7 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
         depth=cast(int, chosen["depth"]),
         seed=cast("int | None", chosen["seed"]),
         stall_budget=cast("float | None", chosen["stall_budget"]),
+        time_budget=cast("float | None", chosen["time_budget"]),
         sources=sources,
     )
 

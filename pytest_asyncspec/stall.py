@@ -25,17 +25,24 @@ real is in flight), so a test that never stalls pays one comparison a jump.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from .clock import TIMEOUT_CALLBACKS, DeadlockError
-from .ticks import TICKS_PER_SECOND, ticks_to_seconds
+from .ticks import NEVER, TICKS_PER_SECOND, ticks_to_seconds
 from .waiting import WaitingTask, await_chain, place, waiting_task
 
 #: How many signature checks a budget spans: a stall is seen at most
 #: budget / CHECKS_PER_BUDGET late.
 CHECKS_PER_BUDGET = 8
+#: The time budget is judged only once the clock has jumped this many times
+#: in the test: a simulation that crosses days in a few long sleeps (1,000
+#: sleeps of an hour) is no runaway; a poll that never ends jumps on and on.
+RUNAWAY_MIN_JUMPS = 10_000
+#: The jumps over which a runaway's report counts the timers that fire.
+RUNAWAY_WITNESS_JUMPS = 1_000
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 #: asyncio's C Task and its pure-Python twin, which is no subclass of it (a
@@ -74,12 +81,14 @@ def is_timeout(handle: asyncio.TimerHandle) -> bool:
     return name in TIMEOUT_CALLBACKS
 
 
-def _timer_targets(loop: Any) -> set[int]:
-    """id() of every task and future a pending timer completes or cancels."""
+def _timer_targets(loop: Any, *, timeouts: bool = True) -> set[int]:
+    """id() of every task and future a pending timer completes or cancels
+    (``timeouts=False``: leave out timeouts, which end a wait by cancelling
+    it rather than complete what it awaits)."""
     targets: set[int] = set()
     for entry in loop._timer_heap:
         handle = entry[2]
-        if handle._cancelled:
+        if handle._cancelled or (not timeouts and is_timeout(handle)):
             continue
         targets.add(id(_timer_wakes(handle)))
         for arg in handle._args:
@@ -90,7 +99,19 @@ def _timer_targets(loop: Any) -> set[int]:
 def blocked_signature(loop: Any) -> frozenset[tuple[asyncio.Task[Any], Any]]:
     """Each blocked task of ``loop`` with the future it awaits (see module doc),
     and every other pending task with None: a changed set is progress."""
-    targets = _timer_targets(loop)
+    waiters, blocked = _blocked_tasks(loop, _timer_targets(loop))
+    return frozenset(
+        (task, waiter if task in blocked else None) for task, waiter in waiters.items()
+    )
+
+
+def _blocked_tasks(
+    loop: Any, targets: set[int]
+) -> tuple[dict[asyncio.Task[Any], Any], set[asyncio.Task[Any]]]:
+    """Every pending task of ``loop`` with the future it awaits, and those
+    blocked: awaiting a future that none of ``targets`` (timer targets) is,
+    nor a task (or a gather of tasks, or ``wait_for``'s waiter of one) that
+    is not blocked itself."""
     tasks = asyncio.all_tasks(loop)
     waiters = {task: getattr(task, "_fut_waiter", None) for task in tasks}
     blocked = {
@@ -101,23 +122,38 @@ def blocked_signature(loop: Any) -> frozenset[tuple[asyncio.Task[Any], Any]]:
     # A task awaiting a task (or a gather of tasks) that still runs on timers
     # is not blocked: ``await gather(*workers)`` beside workers that sleep
     # for days is a long test, not a livelock.
+    releasers = _waiter_releasers(tasks)
     changed = True
     while changed:
         changed = False
         for task in list(blocked):
-            awaited = _awaited_tasks(waiters[task])
+            awaited = _awaited_tasks(waiters[task], releasers)
             if any(other in tasks and other not in blocked for other in awaited):
                 blocked.discard(task)
                 changed = True
-    return frozenset((task, waiters[task] if task in blocked else None) for task in tasks)
+    return waiters, blocked
 
 
-def _awaited_tasks(waiter: Any) -> list[Any]:
+def _waiter_releasers(tasks: set[asyncio.Task[Any]]) -> dict[int, list[asyncio.Task[Any]]]:
+    """id() of a plain future -> the tasks whose end completes it through a
+    ``functools.partial`` done-callback (``wait_for``'s waiter before Python
+    3.12: the caller awaits the waiter, which the inner task's end releases)."""
+    releasers: dict[int, list[asyncio.Task[Any]]] = {}
+    for task in tasks:
+        for callback, _ in getattr(task, "_callbacks", None) or ():
+            if isinstance(callback, functools.partial) and callback.args:
+                target = callback.args[0]
+                if isinstance(target, asyncio.Future) and not _is_task(target):
+                    releasers.setdefault(id(target), []).append(task)
+    return releasers
+
+
+def _awaited_tasks(waiter: Any, releasers: dict[int, list[asyncio.Task[Any]]]) -> list[Any]:
     """The tasks whose end completes ``waiter``: itself if it is a task, the
-    children of a ``gather``."""
+    children of a ``gather``, the inner task of a ``wait_for``."""
     if _is_task(waiter):
         return [waiter]
-    return list(getattr(waiter, "_children", None) or ())
+    return [*(getattr(waiter, "_children", None) or ()), *releasers.get(id(waiter), ())]
 
 
 def _tasks_and_timers(loop: Any) -> list[WaitingTask]:
@@ -189,26 +225,89 @@ class LivelockError(DeadlockError):
         )
 
 
-class StallWatch:
-    """The stall budget of one loop (see the module doc).
+class RunawayTimeError(DeadlockError):
+    """The test's virtual time passed the time budget over many jumps.
 
-    The loop calls :meth:`check` when a jump reaches the tick the last call
-    returned: the blocked tasks are compared every budget/CHECKS_PER_BUDGET,
-    and in the last such stretch of a stall every jump counts which timers
-    fire, for the report.
+    ``tasks`` lists every pending task with its await chain, ``timers`` the
+    timers that kept firing and how often, ``jumps`` how many times the clock
+    jumped since the test began.
+    """
+
+    def __init__(
+        self,
+        at_seconds: float,
+        budget_seconds: float,
+        jumps: int,
+        tasks: list[WaitingTask],
+        timers: list[tuple[str, int]],
+        watched_jumps: int,
+    ) -> None:
+        self.at_seconds = at_seconds
+        self.budget_seconds = budget_seconds
+        self.jumps = jumps
+        self.tasks = tasks
+        self.threads = []
+        self.timers = timers
+        firing = "\n".join(
+            f"{what} fired {count} time(s) in the last {watched_jumps:,} jumps"
+            for what, count in timers
+        )
+        listing = "\n".join(task.describe() for task in tasks)
+        RuntimeError.__init__(
+            self,
+            f"virtual time ran away: the test has run {_duration(at_seconds)} of virtual "
+            f"time, past its time budget of {_duration(budget_seconds)}, and the clock "
+            f"jumped {jumps:,} times from timer to timer to get there:\n"
+            f"{firing}\n"
+            f"{listing}\n"
+            "Look for a loop that polls for a condition nothing makes true (`while not "
+            "done: await asyncio.sleep(...)`) or a periodic task the test never stops. "
+            "A test meant to run this long in virtual time raises the budget or switches "
+            "it off with asyncspec_time_budget.",
+        )
+
+
+def _duration(seconds: float) -> str:
+    """Virtual seconds as a reader takes them in: 86400 s is "24 h"."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit} ({seconds:g} s)"
+    return f"{seconds:g} s"
+
+
+class StallWatch:
+    """The stall budget and the time budget of one loop (see the module doc).
+
+    The loop calls :meth:`check` when a jump reaches :attr:`next_check`.  For
+    the stall budget the blocked tasks are compared every
+    budget/CHECKS_PER_BUDGET, and in the last such stretch of a stall every
+    jump counts which timers fire, for the report.  The time budget is
+    looked at every budget/CHECKS_PER_BUDGET from the moment it is spent;
+    once the jumps are enough too, the next RUNAWAY_WITNESS_JUMPS jumps
+    count the timers that fire, and then the test fails.
     """
 
     __slots__ = (
         "_budget",
         "_interval",
         "_next_signature",
+        "_next_stall",
+        "_next_time",
         "_signature",
         "_since",
+        "_started",
+        "_started_jumps",
+        "_time_budget",
+        "_time_interval",
+        "_time_witness",
+        "_time_witness_until",
         "_witness",
         "_witness_from",
     )
 
-    def __init__(self, budget_seconds: float | None) -> None:
+    def __init__(
+        self, budget_seconds: float | None, time_budget_seconds: float | None = None
+    ) -> None:
         self._budget = 0
         self._interval = 0
         self._signature: frozenset[tuple[asyncio.Task[Any], Any]] = frozenset()
@@ -216,26 +315,91 @@ class StallWatch:
         self._witness: Counter[Any] | None = None
         self._witness_from = 0
         self._next_signature = 0
+        self._next_stall = NEVER
+        self._time_budget = 0
+        self._time_interval = 0
+        self._started = 0
+        self._started_jumps = 0
+        self._time_witness: Counter[Any] | None = None
+        self._time_witness_until = 0
+        self._next_time = NEVER
         self.restart(budget_seconds, 0)
+        self.restart_time(time_budget_seconds, 0, 0)
 
     @property
     def budget_seconds(self) -> float | None:
         return None if self._budget == 0 else self._budget / TICKS_PER_SECOND
 
+    @property
+    def time_budget_seconds(self) -> float | None:
+        return None if self._time_budget == 0 else self._time_budget / TICKS_PER_SECOND
+
+    @property
+    def next_check(self) -> int:
+        """The tick of the next jump :meth:`check` must see (NEVER: none)."""
+        return min(self._next_stall, self._next_time)
+
     def restart(self, budget_seconds: float | None, now: int) -> int:
         """A new test (or schedule) begins at tick ``now``: forget the last
-        one's stall; returns the tick of the first check (None: never)."""
+        one's stall; returns the tick of the next check."""
         self._budget = 0 if budget_seconds is None else int(budget_seconds * TICKS_PER_SECOND)
         self._interval = max(1, self._budget // CHECKS_PER_BUDGET)
         self._signature = frozenset()
         self._since = now
         self._witness = None
         self._next_signature = now + self._interval
-        return self._next_signature
+        self._next_stall = NEVER if budget_seconds is None else self._next_signature
+        return self.next_check
+
+    def restart_time(self, budget_seconds: float | None, now: int, jumps: int) -> int:
+        """A new test (or schedule) begins at tick ``now``, after the loop's
+        ``jumps``-th jump: its time budget counts from here; returns the
+        tick of the next check."""
+        self._time_budget = 0 if budget_seconds is None else int(budget_seconds * TICKS_PER_SECOND)
+        self._time_interval = max(1, self._time_budget // CHECKS_PER_BUDGET)
+        self._started = now
+        self._started_jumps = jumps
+        self._time_witness = None
+        self._next_time = NEVER if budget_seconds is None else now + self._time_budget
+        return self.next_check
 
     def check(self, loop: Any, due: int) -> int:
         """The loop jumps to ``due``: raise LivelockError on a stall past the
-        budget; returns the tick of the next check."""
+        stall budget, RunawayTimeError on a runaway past the time budget;
+        returns the tick of the next check."""
+        if due >= self._next_stall:
+            self._next_stall = self._check_stall(loop, due)
+        if due >= self._next_time:
+            self._next_time = self._check_time(loop, due)
+        return self.next_check
+
+    def _check_time(self, loop: Any, due: int) -> int:
+        jumps = loop._jumps - self._started_jumps
+        witness = self._time_witness
+        if witness is not None:
+            self._count_firings(loop, due, witness)
+            if jumps < self._time_witness_until:
+                return due + 1
+            error = RunawayTimeError(
+                ticks_to_seconds(due - self._started),
+                ticks_to_seconds(self._time_budget),
+                jumps,
+                _tasks_and_timers(loop),
+                [(_describe_wake(target), n) for target, n in witness.most_common()],
+                RUNAWAY_WITNESS_JUMPS,
+            )
+            # Reported once: the clean-up that follows (cancelling) runs on.
+            self._time_witness = None
+            self._next_time = NEVER
+            raise error
+        if jumps < RUNAWAY_MIN_JUMPS:
+            return due + self._time_interval
+        # Spent, and in many jumps: count the timers that keep it running.
+        self._time_witness = Counter()
+        self._time_witness_until = jumps + RUNAWAY_WITNESS_JUMPS
+        return due + 1
+
+    def _check_stall(self, loop: Any, due: int) -> int:
         witness = self._witness
         if witness is not None:
             self._count_firings(loop, due, witness)
@@ -287,31 +451,56 @@ class StallWatch:
             stack.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(heap))
 
 
-def timeout_ends_deadlock(loop: Any) -> list[WaitingTask] | None:
-    """At a jump whose first timer is a timeout: every task of ``loop`` with
-    its await chain if all of them are blocked and every pending timer is a
-    timeout (the deadlock the timeout is about to end), else None."""
-    heap = loop._timer_heap
-    if any(not entry[2]._cancelled and not is_timeout(entry[2]) for entry in heap):
-        return None
-    tasks = asyncio.all_tasks(loop)
-    if not tasks:
-        return None
-    for task in tasks:
-        waiter = getattr(task, "_fut_waiter", None)
-        if waiter is None or waiter.done():
-            return None
-    return _tasks_and_timers(loop)
+class HiddenDeadlock(NamedTuple):
+    """What a timeout ended (see :func:`timeout_ends_wait`)."""
+
+    #: The virtual time at which the timeout fired.
+    at_seconds: float
+    #: Every pending task then, with its await chain.
+    tasks: list[WaitingTask]
+    #: The names of the tasks only timers woke (periodic tasks such as a
+    #: heartbeat); empty when every task waited on what only the timeout ends.
+    on_timers: list[str]
 
 
-def describe_hidden_deadlock(at_seconds: float, tasks: list[WaitingTask]) -> str:
-    """The section the plugin adds to a TimeoutError that ended a deadlock."""
-    listing = "\n".join(task.describe() for task in tasks)
+def timeout_ends_wait(loop: Any, handle: asyncio.TimerHandle, due: int) -> HiddenDeadlock | None:
+    """The timeout ``handle`` is about to fire at ``due``: if the wait it ends
+    is blocked (it awaits, directly or through tasks, a future that no timer
+    but a timeout completes, see :func:`blocked_signature`) and every other
+    task is blocked too or runs on timers alone, what the loop looked like.
+    """
+    waiters, blocked = _blocked_tasks(loop, _timer_targets(loop, timeouts=False))
+    victim = _timer_wakes(handle)
+    if victim not in blocked:
+        return None
+    return HiddenDeadlock(
+        ticks_to_seconds(due),
+        _tasks_and_timers(loop),
+        sorted(task.get_name() for task in waiters if task not in blocked),
+    )
+
+
+def describe_hidden_deadlock(hidden: HiddenDeadlock) -> str:
+    """The section the plugin adds to a TimeoutError that ended a blocked wait."""
+    listing = "\n".join(task.describe() for task in hidden.tasks)
+    blocked = len(hidden.tasks) - len(hidden.on_timers)
+    if not hidden.on_timers:
+        return (
+            f"at virtual time {hidden.at_seconds:g} s a timeout ended a deadlock: "
+            f"{blocked} task(s) waited, and no timer but the timeout(s), no I/O and no "
+            "executor job could wake them.\n"
+            f"{listing}\n"
+            "Look for an Event/Future/Queue that is never set or fed, or a task awaiting "
+            "itself through another task."
+        )
+    periodic = ", ".join(repr(name) for name in hidden.on_timers)
     return (
-        f"at virtual time {at_seconds:g} s a timeout ended a deadlock: {len(tasks)} "
-        "task(s) waited, and no timer but the timeout(s), no I/O and no executor job "
-        "could wake them.\n"
+        f"at virtual time {hidden.at_seconds:g} s a timeout ended a wait that no timer "
+        f"could end: {blocked} task(s) waited on futures that no timer completes, "
+        f"while only timers woke the other task(s) ({periodic}). Unless those set "
+        "or feed what the waiting tasks await, the timeout ended a deadlock beside a "
+        "periodic task.\n"
         f"{listing}\n"
-        "Look for an Event/Future/Queue that is never set or fed, or a task awaiting "
-        "itself through another task."
+        "Look for an Event/Future/Queue that is never set or fed; a heartbeat's timer "
+        "keeps the clock running but completes nothing."
     )

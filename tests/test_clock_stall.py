@@ -9,13 +9,21 @@ they take, are left alone.  All timings here are virtual.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from pytest_asyncspec import DEFAULT_STALL_BUDGET, DeadlockError, LivelockError, VirtualClockLoop
+from pytest_asyncspec import (
+    DEFAULT_STALL_BUDGET,
+    DEFAULT_TIME_BUDGET,
+    DeadlockError,
+    LivelockError,
+    RunawayTimeError,
+    VirtualClockLoop,
+)
 
 if TYPE_CHECKING:
     from conftest import RunVirtual
@@ -185,10 +193,11 @@ def test_a_timeout_that_ends_a_deadlock_is_remembered() -> None:
     try:
         loop.run_until_complete(main())
         assert loop.hidden_deadlock is not None
-        at, tasks = loop.hidden_deadlock
+        at, tasks, on_timers = loop.hidden_deadlock
     finally:
         loop.close()
     assert at == 30.0
+    assert on_timers == []  # every task waited: a deadlock
     consumer = next(task for task in tasks if task.name == "consumer")
     assert consumer.awaiting.startswith("asyncio Event.wait()")
     main_task = next(task for task in tasks if task.name != "consumer")
@@ -231,8 +240,8 @@ def test_an_asyncio_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
         async with asyncio.timeout(30):
             await asyncio.Event().wait()
 
-    at, tasks = _hidden_deadlock_of(main)
-    assert at == 30.0
+    at, tasks, on_timers = _hidden_deadlock_of(main)
+    assert (at, on_timers) == (30.0, [])
     assert [task.awaiting for task in tasks] == [
         "asyncio Event.wait(): a timer due at virtual time 30 s"
     ]
@@ -247,8 +256,132 @@ def test_an_async_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
         async with async_timeout.timeout(30):
             await asyncio.Event().wait()
 
-    at, tasks = _hidden_deadlock_of(main)
-    assert at == 30.0
+    at, tasks, on_timers = _hidden_deadlock_of(main)
+    assert (at, on_timers) == (30.0, [])
     assert [task.awaiting for task in tasks] == [
         "asyncio Event.wait(): a timer due at virtual time 30 s"
     ]
+
+
+def test_a_timeout_beside_a_heartbeat_remembers_the_blocked_wait() -> None:
+    """The same deadlock as above with a heartbeat beside it: the heartbeat's
+    timer is always pending, so "every timer is a timeout" never held; the
+    wait the timeout ends is still one that no timer completes, and the loop
+    keeps that moment's listing, naming the heartbeat as the task on timers."""
+
+    async def main() -> None:
+        beating = asyncio.create_task(heartbeat(), name="heartbeat")
+        await asyncio.wait_for(asyncio.Event().wait(), 30)
+        await beating
+
+    loop = VirtualClockLoop()
+    with pytest.raises(asyncio.TimeoutError):
+        _run_on(loop, main)
+    assert loop.hidden_deadlock is not None
+    at, tasks, on_timers = loop.hidden_deadlock
+    assert at == 30.0
+    assert on_timers == ["heartbeat"]
+    # The test's task, the heartbeat, and before Python 3.12 wait_for's inner task.
+    waits = [task.awaiting for task in tasks if task.name != "heartbeat"]
+    assert any(awaiting.startswith("asyncio Event.wait()") for awaiting in waits)
+
+
+def test_a_timeout_over_a_task_that_awaits_a_sleeping_task_is_no_blocked_wait() -> None:
+    """Negative control: the wait ends through a task that sleeps toward its end
+    (wait_for's waiter released by the inner task, on every Python), so the
+    timeout is a slow test, not a hidden deadlock."""
+
+    async def main() -> None:
+        async def slow() -> None:
+            await asyncio.sleep(60)
+
+        async def middle() -> None:
+            await asyncio.create_task(slow(), name="slow")
+
+        beating = asyncio.create_task(heartbeat(), name="heartbeat")
+        await asyncio.wait_for(middle(), 30)
+        await beating
+
+    loop = VirtualClockLoop()
+    with pytest.raises(asyncio.TimeoutError):
+        _run_on(loop, main)
+    assert loop.hidden_deadlock is None
+
+
+async def _poll_forever() -> None:
+    done = False
+    while not done:
+        await asyncio.sleep(1)  # the poll's line
+
+
+def test_a_poll_that_never_ends_runs_out_of_time_budget(run_virtual: RunVirtual) -> None:
+    """Nothing is blocked (the stall budget sees a task that keeps sleeping), yet
+    the test can never end: past a day of virtual time, and with more than
+    10,000 jumps behind it, the loop raises RunawayTimeError naming the poll's
+    timer and the task at its line."""
+    assert DEFAULT_TIME_BUDGET == 86400.0
+
+    with pytest.raises(RunawayTimeError) as excinfo:
+        run_virtual(_poll_forever, watchdog=60.0)
+
+    error = excinfo.value
+    assert isinstance(error, DeadlockError)
+    assert error.budget_seconds == 86400.0
+    # Judged at the first eighth-of-the-budget check past a day (24 h), then
+    # the timers of the next 1,000 jumps are counted for the report.
+    assert error.at_seconds == 86400.0 + 1000
+    assert error.jumps == 86400 + 1000
+    assert len(error.timers) == 1
+    what, count = error.timers[0]
+    line = _poll_forever.__code__.co_firstlineno + 3
+    assert re.fullmatch(
+        rf"the timer of task 'Task-\d+' at {re.escape(__file__)}:{line} in _poll_forever", what
+    )
+    assert count == 1000
+    message = str(error)
+    assert "virtual time ran away: the test has run 24.3 h (87400 s) of virtual time" in message
+    assert "past its time budget of 24 h (86400 s)" in message
+    assert re.search(r"task 'Task-\d+' \(_poll_forever\) awaits asyncio sleep\(\)", message)
+
+
+def test_the_time_budget_spares_long_simulations_and_can_be_switched_off() -> None:
+    """Few long jumps are no runaway (1,000 sleeps of an hour: 41.7 days in
+    1,000 jumps); a 30-hour poll of one-second sleeps ends with the budget
+    off or raised, and fails under the default."""
+
+    async def poll_for_30_hours() -> float:
+        loop = asyncio.get_running_loop()
+        while loop.time() < 30 * 3600:
+            await asyncio.sleep(1)
+        return loop.time()
+
+    async def hours_of_sleep() -> float:
+        for _ in range(1000):
+            await asyncio.sleep(3600)
+        return asyncio.get_running_loop().time()
+
+    assert _run_on(VirtualClockLoop(), hours_of_sleep) == 1000 * 3600.0
+    assert _run_on(VirtualClockLoop(time_budget=None), poll_for_30_hours) == 30 * 3600.0
+    assert _run_on(VirtualClockLoop(time_budget=31 * 3600), poll_for_30_hours) == 30 * 3600.0
+    with pytest.raises(RunawayTimeError):
+        _run_on(VirtualClockLoop(), poll_for_30_hours)
+
+
+def test_the_time_budget_counts_from_its_restart() -> None:
+    """A loop shared by tests: each restart gives the next test a whole budget."""
+    loop = VirtualClockLoop(time_budget=3600.0)
+
+    async def poll_for(hours: float) -> None:
+        end = asyncio.get_running_loop().time() + hours * 3600
+        while asyncio.get_running_loop().time() < end:
+            await asyncio.sleep(0.25)
+
+    try:
+        for _ in range(3):
+            loop.restart_time_budget(3600.0)
+            loop.run_until_complete(poll_for(0.9))
+        loop.restart_time_budget(3600.0)
+        with pytest.raises(RunawayTimeError):
+            loop.run_until_complete(poll_for(2))
+    finally:
+        loop.close()

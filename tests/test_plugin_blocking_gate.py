@@ -725,7 +725,7 @@ def test_misspelt_marker_keyword_is_a_clean_error(pytester: pytest.Pytester) -> 
         result,
         "*test_marked.py::test_it: @pytest.mark.asyncspec: unknown keyword 'max_blockng'; "
         "did you mean 'max_blocking'? accepted keywords are clock, loop, max_blocking, "
-        "hang_after, leaks, trace, stall_budget, schedules*",
+        "hang_after, leaks, trace, stall_budget, time_budget, schedules*",
     )
 
 

@@ -268,3 +268,127 @@ def test_each_test_on_a_shared_loop_gets_its_own_budget(pytester: pytest.Pyteste
     result.assert_outcomes(passed=1, failed=1)
     failure = _failure_of(result, "test_second_with_the_default")
     assert re.match(r"livelock at virtual time \d+ s: for 3600 s", failure.splitlines()[1])
+
+
+POLLS = """\
+import asyncio
+import pytest
+
+async def poll_until(hours):
+    loop = asyncio.get_running_loop()
+    while loop.time() < hours * 3600:
+        await asyncio.sleep(1)
+
+async def test_forever():
+    await poll_until(float("inf"))
+
+async def test_thirty_hours():
+    await poll_until(30)
+
+@pytest.mark.asyncspec(time_budget="2d")
+async def test_thirty_hours_marked():
+    await poll_until(30)
+
+async def test_a_thousand_hours_of_sleep():
+    for _ in range(1000):
+        await asyncio.sleep(3600)
+"""
+
+
+def test_a_poll_that_never_ends_fails_with_a_runaway_report_first(
+    pytester: pytest.Pytester,
+) -> None:
+    """A poll with nothing blocked fails once a day of virtual time has run over
+    more than 10,000 jumps, the runaway report first under its title; the
+    marker's budget lets a 30-hour poll end; 1,000 one-hour sleeps (few long
+    jumps) pass under the default."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(test_polls=POLLS)
+
+    result = _run(pytester)
+
+    result.assert_outcomes(passed=2, failed=2)
+    path = str(pytester.path / "test_polls.py")
+    forever = _failure_of(result, "test_forever").split(" test_thirty_hours ")[0]
+    for failure in (forever, _failure_of(result, "test_thirty_hours")):
+        lines = failure.splitlines()
+        assert lines[1].startswith("virtual time ran away: the test has run 24.3 h"), failure
+        assert f"at {path}:7 in poll_until fired 1000 time(s) in the last 1,000 jumps" in failure
+        assert f"    at {path}:7 in poll_until" in failure
+        assert not RUNNER_SOURCE.search(failure.split("RunawayTimeError")[0]), failure
+
+
+def test_the_time_budget_is_set_by_ini_and_command_line(pytester: pytest.Pytester) -> None:
+    """The ini key raises the budget for every test; the command line wins (off)."""
+    pytester.makepyfile(test_polls=POLLS)
+    pytester.makeini(VIRTUAL_INI + "asyncspec_time_budget = 31h\n")
+    _run(pytester, "-k", "not forever").assert_outcomes(passed=3)
+
+    pytester.makeini(VIRTUAL_INI + "asyncspec_time_budget = 1h\n")
+    _run(pytester, "-k", "thirty_hours", "--asyncspec-time-budget=off").assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(("where", "value"), [("flag", "forever"), ("ini", "0")])
+def test_a_bad_time_budget_is_a_usage_error(
+    pytester: pytest.Pytester, where: str, value: str
+) -> None:
+    ini = VIRTUAL_INI + (f"asyncspec_time_budget = {value}\n" if where == "ini" else "")
+    pytester.makeini(ini)
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    args = [f"--asyncspec-time-budget={value}"] if where == "flag" else []
+
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+
+    assert_usage_error(
+        result,
+        f"*invalid time_budget '{value}'; expected a positive virtual time in seconds, "
+        "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'*",
+    )
+
+
+HEARTBEAT_TIMEOUTS = """\
+import asyncio
+import sys
+
+import pytest
+
+async def heartbeat():
+    while True:
+        await asyncio.sleep(1)
+
+async def test_wait_for_beside_a_heartbeat():
+    asyncio.create_task(heartbeat(), name="heartbeat")
+    await asyncio.wait_for(asyncio.Event().wait(), 30)
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is 3.11+")
+async def test_task_group_child_times_out():
+    asyncio.create_task(heartbeat(), name="heartbeat")
+
+    async def child():
+        await asyncio.wait_for(asyncio.Event().wait(), 30)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(child(), name="child")
+"""
+
+
+def test_a_timeout_beside_a_heartbeat_says_which_wait_it_ended(
+    pytester: pytest.Pytester,
+) -> None:
+    """The broker's case: a deadlock beside a heartbeat, ended by a timeout (and
+    by a TaskGroup child's timeout, which reaches the test as an exception
+    group).  Each failure gets the section, naming the heartbeat as the task
+    on timers and the Event's waiter at its line."""
+    pytester.makeini(VIRTUAL_INI)
+    pytester.makepyfile(test_heartbeat_timeouts=HEARTBEAT_TIMEOUTS)
+
+    result = _run(pytester)
+
+    grouped = 1 if sys.version_info >= (3, 11) else 0
+    result.assert_outcomes(failed=1 + grouped, skipped=1 - grouped)
+    title = "asyncspec deadlock ended by a timeout"
+    assert failure_sections(result).count(title) == 1 + grouped
+    report = _failure_of(result, "test_wait_for_beside_a_heartbeat").split(title)[1]
+    assert "at virtual time 30 s a timeout ended a wait that no timer could end" in report
+    assert "while only timers woke the other task(s) ('heartbeat')" in report
+    assert "awaits asyncio Event.wait()" in report

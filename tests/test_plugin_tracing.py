@@ -1399,7 +1399,7 @@ def test_invalid_leaks_or_trace_value_is_a_usage_error(
             "leak='warn'",
             "*test_marked.py::test_it: @pytest.mark.asyncspec: unknown keyword 'leak'; "
             "did you mean 'leaks'? accepted keywords are clock, loop, max_blocking, "
-            "hang_after, leaks, trace, stall_budget, schedules*",
+            "hang_after, leaks, trace, stall_budget, time_budget, schedules*",
             id="misspelt",
         ),
     ],
