@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import types
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from .clock import TIMEOUT_CALLBACKS, DeadlockError
@@ -81,18 +83,70 @@ def is_timeout(handle: asyncio.TimerHandle) -> bool:
     return name in TIMEOUT_CALLBACKS
 
 
-def _timer_targets(loop: Any, *, timeouts: bool = True) -> set[int]:
-    """id() of every task and future a pending timer completes or cancels
-    (``timeouts=False``: leave out timeouts, which end a wait by cancelling
-    it rather than complete what it awaits)."""
+#: What a timer whose callback the rules cannot read may complete: anything.
+ANYTHING = None
+
+#: The collections of waiting futures that asyncio's primitives keep: an
+#: Event's, a Lock's, a Condition's and a Semaphore's ``_waiters``, a
+#: Queue's ``_getters`` and ``_putters``.
+_WAITER_COLLECTIONS = ("_waiters", "_getters", "_putters")
+
+
+def _timer_completes(handle: asyncio.TimerHandle) -> set[int] | None:
+    """id() of every task and future ``handle`` may complete or cancel, or
+    ANYTHING when its callback is code the rules cannot read.
+
+    Read are: asyncio's own functions (a sleep's ``_set_result_unless_cancelled``
+    completes the future it is given), timeouts (they cancel their task), and
+    bound methods of a future (``call_later(d, fut.set_result, x)``) or of an
+    asyncio primitive (``call_later(d, event.set)``, ``queue.put_nowait``),
+    through ``functools.partial`` too.  Anything else, a lambda, a library's
+    ``self._cleanup``, might set any Event: no wait is blocked while it is
+    pending, so no stall is claimed (the time budget still ends a runaway).
+    """
+    callback: Any = handle._callback  # type: ignore[attr-defined]
+    args: Sequence[Any] = handle._args
+    while isinstance(callback, functools.partial):
+        args = (*callback.args, *args)
+        callback = callback.func
+    targets = {id(arg) for arg in args}
+    owner = getattr(callback, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        if isinstance(owner, asyncio.Future):
+            targets.add(id(owner))
+            return targets
+        task = getattr(owner, "_task", None)
+        if task is not None and getattr(callback, "__name__", None) in TIMEOUT_CALLBACKS:
+            targets.add(id(task))  # a Timeout object (asyncio's, async-timeout's)
+            return targets
+        if not _in_asyncio(type(owner).__module__):
+            return ANYTHING
+        for name in _WAITER_COLLECTIONS:
+            for waiter in getattr(owner, name, None) or ():
+                targets.add(id(waiter))
+        return targets
+    if _in_asyncio(getattr(callback, "__module__", None)):
+        return targets
+    return ANYTHING
+
+
+def _in_asyncio(module: str | None) -> bool:
+    return module is not None and (module == "asyncio" or module.startswith("asyncio."))
+
+
+def _timer_targets(loop: Any, *, timeouts: bool = True) -> set[int] | None:
+    """id() of every task and future a pending timer may complete or cancel,
+    or ANYTHING if one may complete anything (``timeouts=False``: leave out
+    timeouts, which end a wait by cancelling it, completing nothing)."""
     targets: set[int] = set()
     for entry in loop._timer_heap:
         handle = entry[2]
         if handle._cancelled or (not timeouts and is_timeout(handle)):
             continue
-        targets.add(id(_timer_wakes(handle)))
-        for arg in handle._args:
-            targets.add(id(arg))
+        completes = _timer_completes(handle)
+        if completes is ANYTHING:
+            return ANYTHING
+        targets |= completes
     return targets
 
 
@@ -106,14 +160,16 @@ def blocked_signature(loop: Any) -> frozenset[tuple[asyncio.Task[Any], Any]]:
 
 
 def _blocked_tasks(
-    loop: Any, targets: set[int]
+    loop: Any, targets: set[int] | None
 ) -> tuple[dict[asyncio.Task[Any], Any], set[asyncio.Task[Any]]]:
     """Every pending task of ``loop`` with the future it awaits, and those
     blocked: awaiting a future that none of ``targets`` (timer targets) is,
     nor a task (or a gather of tasks, or ``wait_for``'s waiter of one) that
-    is not blocked itself."""
+    is not blocked itself.  With ``targets`` ANYTHING, none is blocked."""
     tasks = asyncio.all_tasks(loop)
     waiters = {task: getattr(task, "_fut_waiter", None) for task in tasks}
+    if targets is ANYTHING:
+        return waiters, set()
     blocked = {
         task
         for task, waiter in waiters.items()
@@ -122,12 +178,17 @@ def _blocked_tasks(
     # A task awaiting a task (or a gather of tasks) that still runs on timers
     # is not blocked: ``await gather(*workers)`` beside workers that sleep
     # for days is a long test, not a livelock.
-    releasers = _waiter_releasers(tasks)
+    releasers: dict[int, list[asyncio.Task[Any]]] | None = None  # built when first needed
     changed = True
     while changed:
         changed = False
         for task in list(blocked):
-            awaited = _awaited_tasks(waiters[task], releasers)
+            waiter = waiters[task]
+            awaited = _awaited_tasks(waiter)
+            if not awaited:
+                if releasers is None:
+                    releasers = _waiter_releasers(tasks)
+                awaited = releasers.get(id(waiter), [])
             if any(other in tasks and other not in blocked for other in awaited):
                 blocked.discard(task)
                 changed = True
@@ -148,12 +209,13 @@ def _waiter_releasers(tasks: set[asyncio.Task[Any]]) -> dict[int, list[asyncio.T
     return releasers
 
 
-def _awaited_tasks(waiter: Any, releasers: dict[int, list[asyncio.Task[Any]]]) -> list[Any]:
+def _awaited_tasks(waiter: Any) -> list[Any]:
     """The tasks whose end completes ``waiter``: itself if it is a task, the
-    children of a ``gather``, the inner task of a ``wait_for``."""
+    children of a ``gather`` (for ``wait_for``'s waiter, see
+    :func:`_waiter_releasers`)."""
     if _is_task(waiter):
         return [waiter]
-    return [*(getattr(waiter, "_children", None) or ()), *releasers.get(id(waiter), ())]
+    return list(getattr(waiter, "_children", None) or ())
 
 
 def _tasks_and_timers(loop: Any) -> list[WaitingTask]:

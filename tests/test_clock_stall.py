@@ -9,6 +9,7 @@ they take, are left alone.  All timings here are virtual.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sys
 from collections.abc import Callable, Coroutine
@@ -250,7 +251,7 @@ def test_an_asyncio_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
 def test_an_async_timeout_block_that_ends_a_deadlock_is_remembered() -> None:
     """async-timeout's ``timeout()`` (its own class before Python 3.11) cancels
     through ``_on_timeout`` as asyncio's does."""
-    async_timeout = pytest.importorskip("async_timeout")
+    import async_timeout  # in the test extra
 
     async def main() -> None:
         async with async_timeout.timeout(30):
@@ -385,3 +386,56 @@ def test_the_time_budget_counts_from_its_restart() -> None:
             loop.run_until_complete(poll_for(2))
     finally:
         loop.close()
+
+
+def _complete_later_by_future(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, Any]:
+    future = loop.create_future()
+    loop.call_later(7200, future.set_result, None)
+    return future  # type: ignore[return-value]
+
+
+def _complete_later_by_event(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, Any]:
+    event = asyncio.Event()
+    loop.call_later(7200, event.set)
+    return event.wait()
+
+
+def _complete_later_by_lambda(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, Any]:
+    event = asyncio.Event()
+    loop.call_later(7200, lambda: event.set())
+    return event.wait()
+
+
+def _complete_later_by_queue(loop: asyncio.AbstractEventLoop) -> Coroutine[Any, Any, Any]:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    loop.call_later(7200, functools.partial(queue.put_nowait, 1))
+    return queue.get()
+
+
+@pytest.mark.parametrize(
+    "complete_later",
+    [
+        _complete_later_by_future,
+        _complete_later_by_event,
+        _complete_later_by_lambda,
+        _complete_later_by_queue,
+    ],
+    ids=["future.set_result", "event.set", "lambda", "partial(queue.put_nowait)"],
+)
+def test_a_wait_a_timer_will_end_is_no_stall_beside_a_heartbeat(
+    complete_later: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, Any]],
+) -> None:
+    """A timer two hours out completes what the test awaits, beside a heartbeat:
+    the wait is not blocked (a timer will end it), whether the timer sets the
+    future itself, calls an asyncio primitive's method, or runs code the rules
+    cannot read (a lambda, which might set anything).  Before, each of these
+    was reported as a livelock after an hour."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        beating = asyncio.create_task(heartbeat(), name="heartbeat")
+        await complete_later(loop)
+        beating.cancel()
+        return loop.time()
+
+    assert _run_on(VirtualClockLoop(), main) == 7200.0
