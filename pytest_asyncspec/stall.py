@@ -247,7 +247,33 @@ def _describe_wake(target: Any) -> str:
     return f"the timer calling {name}"
 
 
-class LivelockError(DeadlockError):
+class _TimersKeptFiring(DeadlockError):
+    """A DeadlockError beside timers that kept firing: every pending task
+    (``tasks``) and the timers that fired with how often (``timers``)."""
+
+    def __init__(
+        self,
+        at_seconds: float,
+        tasks: list[WaitingTask],
+        timers: list[tuple[str, int]],
+        *,
+        watched: str,
+        cause: str,
+        advice: str,
+    ) -> None:
+        self.at_seconds = at_seconds
+        self.tasks = tasks
+        self.threads = []
+        self.timers = timers
+        firing = "\n".join(
+            f"{what} fired {count} time(s) in the last {watched}" for what, count in timers
+        )
+        listing = "\n".join(task.describe() for task in tasks)
+        # Not DeadlockError's own message: the cause differs, the listing is alike.
+        RuntimeError.__init__(self, f"{cause}\n{firing}\n{listing}\n{advice}")
+
+
+class LivelockError(_TimersKeptFiring):
     """Tasks stay blocked while only timers fire, for the whole stall budget.
 
     A :class:`~pytest_asyncspec.clock.DeadlockError` beside periodic tasks:
@@ -263,31 +289,22 @@ class LivelockError(DeadlockError):
         timers: list[tuple[str, int]],
         watched_seconds: float,
     ) -> None:
-        self.at_seconds = at_seconds
         self.stalled_seconds = stalled_seconds
-        self.tasks = tasks
-        self.threads = []
-        self.timers = timers
-        firing = "\n".join(
-            f"{what} fired {count} time(s) in the last {watched_seconds:g} s"
-            for what, count in timers
-        )
-        listing = "\n".join(task.describe() for task in tasks)
-        # Not DeadlockError's own message: the cause differs, the listing is alike.
-        RuntimeError.__init__(
-            self,
-            f"livelock at virtual time {at_seconds:g} s: for {stalled_seconds:g} s of "
+        super().__init__(
+            at_seconds,
+            tasks,
+            timers,
+            watched=f"{watched_seconds:g} s",
+            cause=f"livelock at virtual time {at_seconds:g} s: for {stalled_seconds:g} s of "
             "virtual time (the stall budget) the same tasks waited on the same "
-            "futures, which no timer completes, while only timers fired:\n"
-            f"{firing}\n"
-            f"{listing}\n"
-            "Look for an Event/Future/Queue that is never set or fed; periodic tasks "
+            "futures, which no timer completes, while only timers fired:",
+            advice="Look for an Event/Future/Queue that is never set or fed; periodic tasks "
             "(heartbeats) kept the clock running. Raise or switch off the budget with "
             "asyncspec_stall_budget if the wait is meant.",
         )
 
 
-class RunawayTimeError(DeadlockError):
+class RunawayTimeError(_TimersKeptFiring):
     """The test's virtual time passed the time budget over many jumps.
 
     ``tasks`` lists every pending task with its await chain, ``timers`` the
@@ -304,26 +321,18 @@ class RunawayTimeError(DeadlockError):
         timers: list[tuple[str, int]],
         watched_jumps: int,
     ) -> None:
-        self.at_seconds = at_seconds
         self.budget_seconds = budget_seconds
         self.jumps = jumps
-        self.tasks = tasks
-        self.threads = []
-        self.timers = timers
-        firing = "\n".join(
-            f"{what} fired {count} time(s) in the last {watched_jumps:,} jumps"
-            for what, count in timers
-        )
-        listing = "\n".join(task.describe() for task in tasks)
-        RuntimeError.__init__(
-            self,
-            f"virtual time ran away: the test has run {_duration(at_seconds)} of virtual "
-            f"time, past its time budget of {_duration(budget_seconds)}, and the clock "
-            f"jumped {jumps:,} times from timer to timer to get there:\n"
-            f"{firing}\n"
-            f"{listing}\n"
-            "Look for a loop that polls for a condition nothing makes true (`while not "
-            "done: await asyncio.sleep(...)`) or a periodic task the test never stops. "
+        super().__init__(
+            at_seconds,
+            tasks,
+            timers,
+            watched=f"{watched_jumps:,} jumps",
+            cause=f"virtual time ran away: the test has run {_duration(at_seconds)} of "
+            f"virtual time, past its time budget of {_duration(budget_seconds)}, and the "
+            f"clock jumped {jumps:,} times from timer to timer to get there:",
+            advice="Look for a loop that polls for a condition nothing makes true (`while "
+            "not done: await asyncio.sleep(...)`) or a periodic task the test never stops. "
             "A test meant to run this long in virtual time raises the budget or switches "
             "it off with asyncspec_time_budget.",
         )

@@ -212,22 +212,29 @@ def test_the_stall_budget_is_set_by_marker_ini_and_command_line(
 
 
 @pytest.mark.parametrize(
-    ("where", "value"),
-    [("flag", "soon"), ("ini", "-1h"), ("flag", "0")],
+    ("setting", "where", "value"),
+    [
+        ("stall_budget", "flag", "soon"),
+        ("stall_budget", "ini", "-1h"),
+        ("stall_budget", "flag", "0"),
+        ("time_budget", "flag", "forever"),
+        ("time_budget", "ini", "0"),
+    ],
 )
-def test_a_bad_stall_budget_is_a_usage_error(
-    pytester: pytest.Pytester, where: str, value: str
+def test_a_bad_budget_is_a_usage_error(
+    pytester: pytest.Pytester, setting: str, where: str, value: str
 ) -> None:
-    ini = VIRTUAL_INI + (f"asyncspec_stall_budget = {value}\n" if where == "ini" else "")
+    ini = VIRTUAL_INI + (f"asyncspec_{setting} = {value}\n" if where == "ini" else "")
     pytester.makeini(ini)
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
-    args = [f"--asyncspec-stall-budget={value}"] if where == "flag" else []
+    flag = "--asyncspec-" + setting.replace("_", "-")
+    args = [f"{flag}={value}"] if where == "flag" else []
 
     result = pytester.runpytest("-p", "no:cacheprovider", *args)
 
     assert_usage_error(
         result,
-        f"*invalid stall_budget '{value}'; expected a positive virtual time in seconds, "
+        f"*invalid {setting} '{value}'; expected a positive virtual time in seconds, "
         "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'*",
     )
 
@@ -326,24 +333,6 @@ def test_the_time_budget_is_set_by_ini_and_command_line(pytester: pytest.Pyteste
 
     pytester.makeini(VIRTUAL_INI + "asyncspec_time_budget = 1h\n")
     _run(pytester, "-k", "thirty_hours", "--asyncspec-time-budget=off").assert_outcomes(passed=2)
-
-
-@pytest.mark.parametrize(("where", "value"), [("flag", "forever"), ("ini", "0")])
-def test_a_bad_time_budget_is_a_usage_error(
-    pytester: pytest.Pytester, where: str, value: str
-) -> None:
-    ini = VIRTUAL_INI + (f"asyncspec_time_budget = {value}\n" if where == "ini" else "")
-    pytester.makeini(ini)
-    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
-    args = [f"--asyncspec-time-budget={value}"] if where == "flag" else []
-
-    result = pytester.runpytest("-p", "no:cacheprovider", *args)
-
-    assert_usage_error(
-        result,
-        f"*invalid time_budget '{value}'; expected a positive virtual time in seconds, "
-        "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'*",
-    )
 
 
 HEARTBEAT_TIMEOUTS = """\
