@@ -863,12 +863,13 @@ class VirtualClockLoop(PeerTrackingLoop):
     def _note_hidden_deadlock(self, due: int) -> None:
         # A timeout is the next timer: if the wait it ends is one that no
         # other timer could end, remember what the loop looked like (the
-        # plugin reports it beside the test's TimeoutError).
+        # plugin reports it beside the test's TimeoutError); a timeout that
+        # ends a wait some timer would have ended forgets an earlier one, so
+        # a test that expected one timeout and then failed on another is not
+        # told about the first.
         from .stall import timeout_ends_wait
 
-        hidden = timeout_ends_wait(self, self._timer_heap[0][2], due)
-        if hidden is not None:
-            self.hidden_deadlock = hidden
+        self.hidden_deadlock = timeout_ends_wait(self, self._timer_heap[0][2], due)
 
     # -- a loop that never idles -----------------------------------------------
 

@@ -439,3 +439,19 @@ def test_a_wait_a_timer_will_end_is_no_stall_beside_a_heartbeat(
         return loop.time()
 
     assert _run_on(VirtualClockLoop(), main) == 7200.0
+
+
+def test_a_later_legitimate_timeout_forgets_an_earlier_hidden_deadlock() -> None:
+    """A test that expects one timeout over a deadlock and then times out on a
+    slow task: the report must not describe the first timeout's deadlock."""
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), 10)
+
+        async def slow() -> None:
+            await asyncio.sleep(60)
+
+        await asyncio.wait_for(asyncio.create_task(slow()), 30)
+
+    assert _hidden_deadlock_of(main) is None
