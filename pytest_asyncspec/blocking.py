@@ -56,6 +56,7 @@ from . import threads
 from .allow_rules import AllowRule, allowing_rule
 from .clock import VirtualClockLoop
 from .collector import CollectorTime
+from .introspection import live_coro
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
 
@@ -254,9 +255,7 @@ def _near_frames(innermost: FrameType, outermost: FrameType | None) -> tuple[Fra
 def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
     """The frame of the coroutine of the task with ``label``, if it runs one."""
     task = tracer.live_task(label)
-    # Never get_coro() on a done task: CPython 3.12.0-3.12.2 crash on one
-    # that finished eagerly.
-    coro = task.get_coro() if isinstance(task, asyncio.Task) and not task.done() else None
+    coro = live_coro(task) if isinstance(task, asyncio.Task) else None
     # Our recorder, unless a factory chained after the tracer's wrapped it.
     coro = getattr(coro, "_coro", coro)
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from . import time_patch
 from .clock import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from .deviation import Deviation
+from .introspection import live_coro
 from .task_table import shown_task_name
 
 LANE = "loop"
@@ -258,9 +259,7 @@ class ExploringLoop(VirtualClockLoop):
 
     def _new_task_label(self, task: asyncio.Future[Any]) -> str:
         name = task.get_name() if isinstance(task, _TASK_TYPES) else ""  # type: ignore[attr-defined]
-        # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash on one
-        # that finished eagerly); a ready task is not done.
-        coro = task.get_coro() if not task.done() else None  # type: ignore[attr-defined]
+        coro = live_coro(task)
         name = shown_task_name(name, getattr(coro, "__qualname__", None) or type(coro).__name__)
         count = self._name_counts.get(name, 0) + 1
         self._name_counts[name] = count

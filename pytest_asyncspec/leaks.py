@@ -26,12 +26,12 @@ from types import CodeType, FrameType
 from typing import Any
 
 from .blocking import FrameSite
+from .introspection import ASYNCIO_DIR
 from .trace import TaskRecord, Tracer
 
 # waiting.py's frame helpers describe a task's await chain; reused, not copied.
 from .waiting import await_chain, coroutine_name, place, qualname
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 _PACKAGE_DIR = os.path.dirname(__file__)
 
 UNKNOWN = "unknown"
@@ -100,7 +100,7 @@ class LeakedTask:
 
 
 def _outside_asyncio(filename: str) -> bool:
-    return not (filename.startswith(_ASYNCIO_DIR) or filename.startswith(_PACKAGE_DIR))
+    return not (filename.startswith(ASYNCIO_DIR) or filename.startswith(_PACKAGE_DIR))
 
 
 def _source_traceback_site(task: asyncio.Task[Any]) -> str:
@@ -132,7 +132,7 @@ def _awaiting(task: asyncio.Task[Any], frames: list[FrameType]) -> str:
         target = f"a {type(waiter).__name__}"
     else:
         return "nothing: it is ready to run its next step"
-    if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
+    if frames and frames[-1].f_code.co_filename.startswith(ASYNCIO_DIR):
         return f"asyncio {qualname(frames[-1])}(): {target}"
     return target
 

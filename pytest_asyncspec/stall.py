@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import types
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from .clock import TIMEOUT_CALLBACKS, DeadlockError
+from .introspection import ASYNCIO_DIR
 from .ticks import NEVER, TICKS_PER_SECOND, ticks_to_seconds
 from .waiting import WaitingTask, await_chain, place, waiting_task
 
@@ -46,7 +46,6 @@ RUNAWAY_MIN_JUMPS = 10_000
 #: The jumps over which a runaway's report counts the timers that fire.
 RUNAWAY_WITNESS_JUMPS = 1_000
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 #: asyncio's C Task and its pure-Python twin, which is no subclass of it (a
 #: task factory or an older pytest-asyncio may make the latter).
 _TASK_TYPES: tuple[type, ...] = (asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task))
@@ -240,7 +239,7 @@ def _tasks_and_timers(loop: Any) -> list[WaitingTask]:
 def _describe_wake(target: Any) -> str:
     if _is_task(target):
         frames = await_chain(target)
-        user = [f for f in frames if not f.f_code.co_filename.startswith(_ASYNCIO_DIR)]
+        user = [f for f in frames if not f.f_code.co_filename.startswith(ASYNCIO_DIR)]
         where = place(user[-1] if user else frames[-1]) if frames else "?"
         return f"the timer of task {target.get_name()!r} at {where}"
     name = getattr(target, "__qualname__", None) or type(target).__name__

@@ -16,8 +16,8 @@ from types import FrameType
 from typing import Any
 
 from .exploring_loop import LANE, Candidate, is_timer_label
+from .introspection import ASYNCIO_DIR, live_coro
 
-_ASYNCIO_DIR = str(Path(asyncio.__file__).parent)
 _OWN_DIR = str(Path(__file__).parent)
 
 
@@ -50,10 +50,9 @@ def where_ready(candidate: Candidate) -> str:
 
 
 def _task_position(task: Any) -> str:
-    # Never get_coro() on a done task (CPython 3.12.0-3.12.2 crash).
     if task.done():
         return "finishing"
-    coro = task.get_coro()
+    coro = live_coro(task)
     coro = getattr(coro, "_coro", coro)  # the tracer's recorder wraps it
     frame = getattr(coro, "cr_frame", None)
     if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED":
@@ -74,7 +73,7 @@ def _innermost_own_frame(awaitable: Any) -> FrameType | None:
         if not isinstance(frame, FrameType):
             break
         path = frame.f_code.co_filename
-        if not path.startswith((_ASYNCIO_DIR, _OWN_DIR)):
+        if not path.startswith((ASYNCIO_DIR, _OWN_DIR)):
             found = frame
         awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
     return found

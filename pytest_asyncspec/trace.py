@@ -30,6 +30,7 @@ from types import CodeType
 from typing import Any
 
 from .clock import VirtualClockLoop
+from .introspection import ASYNCIO_DIR, live_coro
 from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
 from .step_log import LABEL_SHIFT as _LABEL_SHIFT
 from .step_log import WORDS as _WORDS
@@ -213,8 +214,8 @@ def _runs(task: asyncio.Future[Any], recorder: _StepRecorder) -> bool:
     if not isinstance(task, asyncio.Task):
         return False
     # A task that already finished (eagerly) is ours: a wrapping factory is
-    # rare, and CPython 3.12.0-3.12.2 crash in get_coro() on such a task.
-    return task.done() or task.get_coro() is recorder
+    # rare, and its coroutine can no longer be asked for (see live_coro).
+    return task.done() or live_coro(task) is recorder
 
 
 def _creation_site() -> Site | None:
@@ -229,7 +230,7 @@ def _creation_site() -> Site | None:
         filename = code.co_filename
         inside = internal.get(filename)
         if inside is None:
-            inside = internal[filename] = filename.startswith((_ASYNCIO_DIR, _PACKAGE_DIR))
+            inside = internal[filename] = filename.startswith((ASYNCIO_DIR, _PACKAGE_DIR))
         if not inside:
             return (filename, frame.f_lineno)
         if code is _HANDLE_RUN and callee is not None:
@@ -259,7 +260,6 @@ def _is_helper(coro: Any) -> bool:
 
 
 _HELPER_FILES: dict[str, bool] = {}
-_ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0]
 #: The code of the function through which the loop runs every callback.
 _HANDLE_RUN = asyncio.Handle._run.__code__
 _PACKAGE_DIR = __file__.rsplit("/", 1)[0]
@@ -448,10 +448,8 @@ class Tracer:
 
     def _label_of(self, task: asyncio.Future[Any]) -> int:
         """The label of a task this tracer traced, else 0."""
-        # Not on a done task: CPython 3.12.0-3.12.2 crash in get_coro() on a
-        # task that finished eagerly (its coroutine is already released).
-        if isinstance(task, asyncio.Task) and not task.done():
-            coro = task.get_coro()
+        if isinstance(task, asyncio.Task):
+            coro = live_coro(task)
             if isinstance(coro, _StepRecorder) and coro._tracer is self:
                 return coro._label
         return self._labels.get(task, 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+from .introspection import ASYNCIO_DIR, live_coro
 
 
 @dataclass(frozen=True)
@@ -104,11 +103,7 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
     ``cr_await`` reaches the innermost await (``Event.wait``, ``Queue.get``).
     """
     frames: list[FrameType] = []
-    if task.done():
-        # A done task awaits nothing, and CPython 3.12.0-3.12.2 crash in
-        # get_coro() on one that finished eagerly.
-        return frames
-    node: Any = task.get_coro()
+    node: Any = live_coro(task)  # a done task awaits nothing
     while node is not None:
         frame = (
             getattr(node, "cr_frame", None)
@@ -123,8 +118,7 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
 
 
 def coroutine_name(task: asyncio.Task[object]) -> str:
-    # See await_chain: no get_coro() on a done task.
-    coro = None if task.done() else task.get_coro()
+    coro = live_coro(task)
     if coro is None:
         return "<finished>"
     return getattr(coro, "__qualname__", None) or type(coro).__name__
@@ -135,7 +129,7 @@ def _awaited(task: asyncio.Task[object], frames: list[FrameType], target: str | 
     # what would wake it; the innermost asyncio frame names the primitive.
     waiter = getattr(task, "_fut_waiter", None)
     primitive = None
-    if frames and frames[-1].f_code.co_filename.startswith(_ASYNCIO_DIR):
+    if frames and frames[-1].f_code.co_filename.startswith(ASYNCIO_DIR):
         primitive = f"asyncio {qualname(frames[-1])}()"
     if target is not None:
         pass
