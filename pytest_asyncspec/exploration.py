@@ -28,10 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from .deviation import Deviation
+from .exploration_options import (
+    DEFAULT_DEPTH,
+    parse_depth,
+    parse_schedules,
+    parse_seed,
+    parse_strategy,
+)
 from .exploring_loop import Candidate, Chooser, DeviationListener, ExploringLoop
 from .notes import add_note
 from .replay_token import ReplayToken, TokenError
-from .settings import DEFAULT_DEPTH, parse_depth, parse_schedules, parse_seed, parse_strategy
 from .strategies import Plan, ReplayChooser, ScheduleSpec, pct_bound
 from .suspension import describe_candidate
 from .timeline import render_timeline

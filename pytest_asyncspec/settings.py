@@ -16,6 +16,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from .exploration_options import (
+    DEFAULT_DEPTH,
+    MAX_DEPTH,
+    STRATEGIES,
+    parse_depth,
+    parse_schedules,
+    parse_seed,
+    parse_strategy,
+    whole_number,
+)
 from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
 
 if TYPE_CHECKING:
@@ -116,19 +126,6 @@ def parse_hang_after(value: object) -> float | None:
 #: sources able to wake it before the test fails as hung (hang_watch.py).
 DEFAULT_HANG_AFTER = "20"
 
-STRATEGIES = ("mix", "fifo", "random", "pct")
-DEFAULT_DEPTH = 3
-MAX_DEPTH = 10
-
-
-def parse_strategy(value: object) -> str:
-    if value not in STRATEGIES:
-        raise ValueError(
-            f"invalid strategy {value!r}; expected one of "
-            f"{', '.join(repr(choice) for choice in STRATEGIES)}"
-        )
-    return str(value)
-
 
 def parse_path(value: object) -> str:
     """A file or directory path: not empty, and not wrapped in quotes (which
@@ -141,42 +138,13 @@ def parse_path(value: object) -> str:
     return text
 
 
-def _whole_number(value: object, what: str, low: int, high: int | None, example: str) -> int:
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        number = int(value.strip())
-    if number is None or number < low or (high is not None and number > high):
-        limits = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ValueError(f"invalid {what} {value!r}; expected a whole number {limits} ({example})")
-    return number
-
-
-def parse_schedules(value: object) -> int:
-    return _whole_number(value, "schedules", 0, None, "0 turns exploration off")
-
-
-def parse_depth(value: object) -> int:
-    return _whole_number(
-        value, "depth", 1, MAX_DEPTH, "PCT's number of ordering constraints a bug needs"
-    )
-
-
 #: Most steps a trace file keeps unless told (trace_events.MAX_STEPS, which
 #: this module cannot import at start-up).
 DEFAULT_TRACE_MAX_STEPS = 1_000_000
 
 
 def parse_trace_max_steps(value: object) -> int:
-    return _whole_number(value, "trace_max_steps", 1, None, "e.g. 1000000")
-
-
-def parse_seed(value: object) -> int | None:
-    """A whole number, or 'random' (None: a fresh seed for each run)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "random"):
-        return None
-    return _whole_number(value, "seed", 0, 2**63 - 1, "or 'random'")
+    return whole_number(value, "trace_max_steps", 1, None, "e.g. 1000000")
 
 
 # Plain classes with __slots__ rather than dataclasses or typing.NamedTuple:

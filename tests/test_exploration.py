@@ -12,8 +12,13 @@ import pytest
 
 from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore, replay
 from pytest_asyncspec.exploration import Explorer, ReplayMismatchError
+from pytest_asyncspec.exploration_options import (
+    parse_depth,
+    parse_schedules,
+    parse_seed,
+    parse_strategy,
+)
 from pytest_asyncspec.replay_token import plugin_version
-from pytest_asyncspec.settings import parse_depth, parse_schedules, parse_seed, parse_strategy
 from pytest_asyncspec.strategies import PctChooser, Plan, pct_bound, schedule_seed
 
 Body = Callable[[], Coroutine[Any, Any, None]]

@@ -10,14 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: What every run loads: the entry point, its settings table, the loop
-#: choices and the names of report fields.  Everything else (claims,
+#: What every run loads: the entry point, its settings table (with the
+#: parsers of exploration's values), the loop choices and the names of
+#: report fields.  Everything else (claims,
 #: exploration, tracing, blocking checks, the HTML page, replay tokens)
 #: loads when a test or an option asks for it.
 EVERY_RUN = {
     "pytest_asyncspec",
     "pytest_asyncspec.plugin",
     "pytest_asyncspec.settings",
+    # The settings table's parsers of exploration's values (no pytest).
+    "pytest_asyncspec.exploration_options",
     "pytest_asyncspec.loops",
     "pytest_asyncspec.report_fields",
     "pytest_asyncspec.run_summary",
