@@ -42,9 +42,7 @@ import asyncio
 import bisect
 import math
 import os
-import site
 import sys
-import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -56,7 +54,7 @@ from . import threads
 from .allow_rules import AllowRule, allowing_rule
 from .clock import VirtualClockLoop
 from .collector import CollectorTime
-from .introspection import live_coro
+from .introspection import is_library, live_coro
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
 
@@ -146,50 +144,6 @@ def _is_internal(module: str) -> bool:
     return head in _INTERNAL_MODULES
 
 
-def _library_prefixes() -> tuple[str, ...]:
-    places: set[str] = set()
-    paths = sysconfig.get_paths()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        if key in paths:
-            places.add(paths[key])
-    # Virtualenvs and user installs may keep packages elsewhere.
-    places.update(getattr(site, "getsitepackages", list)())
-    user_site = getattr(site, "getusersitepackages", lambda: None)()
-    if isinstance(user_site, str):
-        places.add(user_site)
-    prefixes: set[str] = set()
-    for place in places:
-        for form in (os.path.abspath(place), os.path.realpath(place)):
-            prefixes.add(os.path.normcase(form).rstrip(os.sep) + os.sep)
-    return tuple(sorted(prefixes))
-
-
-_LIBRARY_PREFIXES = _library_prefixes()
-#: Our own files are never the user's code either.
-_OWN_PREFIX = os.path.normcase(os.path.dirname(os.path.abspath(__file__))) + os.sep
-#: Installed packages live in such a directory wherever it is (another
-#: interpreter's, a vendored tree, a tool's private environment), not only
-#: under this interpreter's install paths.
-_PACKAGE_DIRECTORIES = frozenset({"site-packages", "dist-packages"})
-_library_cache: dict[str, bool] = {}
-
-
-def _is_library(filename: str) -> bool:
-    """Whether ``filename`` is not the user's own code: the stdlib, an
-    installed package, or this plugin."""
-    known = _library_cache.get(filename)
-    if known is None:
-        normal = os.path.normcase(filename)
-        known = (
-            filename.startswith("<frozen")
-            or normal.startswith(_LIBRARY_PREFIXES)
-            or normal.startswith(_OWN_PREFIX)
-            or not _PACKAGE_DIRECTORIES.isdisjoint(normal.replace("\\", "/").split("/"))
-        )
-        _library_cache[filename] = known
-    return known
-
-
 def _site_of(frame: FrameType) -> FrameSite:
     code = frame.f_code
     module = frame.f_globals.get("__name__")
@@ -198,7 +152,7 @@ def _site_of(frame: FrameType) -> FrameSite:
         lineno=frame.f_lineno or code.co_firstlineno,
         function=getattr(code, "co_qualname", code.co_name),
         module=module if isinstance(module, str) else "",
-        library=_is_library(code.co_filename),
+        library=is_library(code.co_filename),
     )
 
 
@@ -825,7 +779,7 @@ class BlockingWatchdog:
     def _sleep_allowed(self, frame: FrameType, label: int) -> bool:
         """Whether a rule allows a blocking sleep called from ``frame``."""
         code = frame.f_code
-        if _is_library(code.co_filename):
+        if is_library(code.co_filename):
             near = _near_frames(frame, _coroutine_frame(self.tracer, label))
             return allowing_rule(self.allow, near) is not None
         # Called from the user's code: that frame alone decides, so the

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import procfs, threads, time_patch
 from .inflight import FdKind, PeerTrackingLoop
+from .introspection import PACKAGE_DIR
 from .threads import ThreadState
 from .ticks import NEVER, TICKS_PER_SECOND, seconds_to_ticks, ticks_to_seconds
 from .waiting import WaitingTask, waiting_tasks
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
     from .stall import HiddenDeadlock
 
 _T = TypeVar("_T")
-#: Where this package's own frames live: a debug-mode source traceback ends
-#: at the user's line, not inside the loop that recorded it.
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: asyncio's own cap on one selector wait (``MAXIMUM_SELECT_TIMEOUT``): a
 #: wait for a timer far ahead (``sleep(1e9)``) would overflow the selector.
@@ -480,7 +478,7 @@ class VirtualClockLoop(PeerTrackingLoop):
             self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
         timer = asyncio.TimerHandle(ticks_to_seconds(due), callback, args, self, context)
         source = timer._source_traceback  # type: ignore[attr-defined]
-        while source and os.path.dirname(source[-1].filename) == _PACKAGE_DIR:
+        while source and os.path.join(os.path.dirname(source[-1].filename), "") == PACKAGE_DIR:
             del source[-1]  # debug mode: end at the caller's line, as stock does
         heapq.heappush(self._timer_heap, (due, next(self._timer_seq), timer))
         timer._scheduled = True  # type: ignore[attr-defined]

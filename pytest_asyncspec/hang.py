@@ -16,27 +16,21 @@ raising.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import sysconfig
 import threading
 import traceback
 from types import FrameType
 from typing import Any
 
+# waiting.py's frame helpers are private there; reused rather than copied.
+from .introspection import is_stdlib_or_plugin
 from .leaks import LeakedTask, describe_task, task_order
 from .trace import Tracer
-
-# waiting.py's frame helpers are private there; reused rather than copied.
 from .waiting import await_chain, foreign_frames, place
 
 #: Frames of the loop thread's stack shown when no task step is running.
 DEFAULT_STACK_LIMIT = 25
 
-_PACKAGE_DIR = os.path.dirname(__file__)
-_LIBRARY_DIRS = tuple(
-    {os.path.normpath(sysconfig.get_paths()[key]) + os.sep for key in ("stdlib", "platstdlib")}
-)
 _ALL_TASKS_ATTEMPTS = 5
 
 
@@ -76,15 +70,6 @@ def _who(task: LeakedTask) -> str:
     if task.label is not None:
         text += f" [label {task.label}, created at {task.created_where}]"
     return text
-
-
-def _is_library(filename: str) -> bool:
-    # The standard library and this package are never where a user's step is
-    # stuck; installed third-party code under the stdlib tree is not ours to
-    # judge, so site-packages counts as the user's.
-    if filename.startswith(_PACKAGE_DIR):
-        return True
-    return filename.startswith(_LIBRARY_DIRS) and "site-packages" not in filename
 
 
 def _thread_stack(innermost: FrameType) -> list[FrameType]:
@@ -128,7 +113,7 @@ def _running_section(
             chain = await_chain(running)
             start = next((i for i, frame in enumerate(frames) if chain and frame is chain[0]), None)
             shown = frames[start:] if start is not None else frames[-stack_limit:]
-            user = [frame for frame in shown if not _is_library(frame.f_code.co_filename)]
+            user = [frame for frame in shown if not is_stdlib_or_plugin(frame.f_code.co_filename)]
             if user:
                 lines.append(f"  last line of user code: {place(user[-1])}")
             if not user or shown[-1] is not user[-1]:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import enum
 import gc
-import os
 import re
 import sys
 import warnings
@@ -26,13 +25,11 @@ from types import CodeType, FrameType
 from typing import Any
 
 from .blocking import FrameSite
-from .introspection import ASYNCIO_DIR
+from .introspection import ASYNCIO_DIR, PACKAGE_DIR
 from .trace import TaskRecord, Tracer
 
 # waiting.py's frame helpers describe a task's await chain; reused, not copied.
 from .waiting import await_chain, coroutine_name, place, qualname
-
-_PACKAGE_DIR = os.path.dirname(__file__)
 
 UNKNOWN = "unknown"
 
@@ -100,7 +97,7 @@ class LeakedTask:
 
 
 def _outside_asyncio(filename: str) -> bool:
-    return not (filename.startswith(ASYNCIO_DIR) or filename.startswith(_PACKAGE_DIR))
+    return not (filename.startswith(ASYNCIO_DIR) or filename.startswith(PACKAGE_DIR))
 
 
 def _source_traceback_site(task: asyncio.Task[Any]) -> str:

@@ -11,14 +11,11 @@ import asyncio
 import inspect
 import linecache
 import os
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .exploring_loop import LANE, Candidate, is_timer_label
-from .introspection import ASYNCIO_DIR, live_coro
-
-_OWN_DIR = str(Path(__file__).parent)
+from .introspection import ASYNCIO_DIR, PACKAGE_DIR, live_coro
 
 
 def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
@@ -73,7 +70,7 @@ def _innermost_own_frame(awaitable: Any) -> FrameType | None:
         if not isinstance(frame, FrameType):
             break
         path = frame.f_code.co_filename
-        if not path.startswith((ASYNCIO_DIR, _OWN_DIR)):
+        if not path.startswith((ASYNCIO_DIR, PACKAGE_DIR)):
             found = frame
         awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
     return found

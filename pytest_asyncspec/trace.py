@@ -30,7 +30,7 @@ from types import CodeType
 from typing import Any
 
 from .clock import VirtualClockLoop
-from .introspection import ASYNCIO_DIR, live_coro
+from .introspection import ASYNCIO_DIR, PACKAGE_DIR, live_coro
 from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
 from .step_log import LABEL_SHIFT as _LABEL_SHIFT
 from .step_log import WORDS as _WORDS
@@ -230,7 +230,7 @@ def _creation_site() -> Site | None:
         filename = code.co_filename
         inside = internal.get(filename)
         if inside is None:
-            inside = internal[filename] = filename.startswith((ASYNCIO_DIR, _PACKAGE_DIR))
+            inside = internal[filename] = filename.startswith((ASYNCIO_DIR, PACKAGE_DIR))
         if not inside:
             return (filename, frame.f_lineno)
         if code is _HANDLE_RUN and callee is not None:
@@ -254,7 +254,7 @@ def _is_helper(coro: Any) -> bool:
     helper = _HELPER_FILES.get(filename)
     if helper is None:
         helper = _HELPER_FILES[filename] = (
-            filename.startswith(_PACKAGE_DIR + "/") or "/pytest_asyncio/" in filename
+            filename.startswith(PACKAGE_DIR) or "/pytest_asyncio/" in filename
         )
     return helper
 
@@ -262,7 +262,6 @@ def _is_helper(coro: Any) -> bool:
 _HELPER_FILES: dict[str, bool] = {}
 #: The code of the function through which the loop runs every callback.
 _HANDLE_RUN = asyncio.Handle._run.__code__
-_PACKAGE_DIR = __file__.rsplit("/", 1)[0]
 _INTERNAL_FILES: dict[str, bool] = {}
 
 
