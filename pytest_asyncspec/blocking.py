@@ -48,20 +48,18 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import CodeType, FrameType, TracebackType
-from typing import Literal
 
 from . import threads
 from .allow_rules import AllowRule, allowing_rule
 from .clock import VirtualClockLoop
 from .collector import CollectorTime
 from .introspection import is_library, live_coro
+from .loops import ClockChoice
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
 
 #: Wrapped so tests can make the sampler fail on purpose.
 _current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames
-
-Clock = Literal["real", "virtual"]
 
 #: The sampler wakes this often per threshold (a step is seen at most a
 #: quarter threshold late) but never more often than every millisecond.
@@ -233,7 +231,7 @@ class BlockingEvent:
     #: Seconds the step held the loop, on ``clock``: real seconds, or the
     #: virtual seconds of its blocking ``time.sleep`` calls.
     duration: float
-    clock: Clock
+    clock: ClockChoice
     threshold: float
     #: The step's stack, outermost first, without loop and runner frames;
     #: empty when the watchdog could not sample it.
@@ -988,7 +986,7 @@ class BlockingWatchdog:
         label: int,
         started_ns: int,
         duration_ns: int,
-        clock: Clock,
+        clock: ClockChoice,
         frames: tuple[FrameSite, ...],
         step: Step | None,
         *,

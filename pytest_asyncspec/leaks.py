@@ -6,15 +6,14 @@ coroutine that was called but never awaited only warns when the garbage
 collector gets to it, often in another test.  This module names each leak and
 the line that created it, so a report can point at the bug.
 
-Nothing here imports pytest; the plugin decides what to do with a leak through
-a :class:`LeakPolicy`.
+Nothing here imports pytest; the plugin decides what to do with a leak (the
+``leaks`` setting: off, warn or error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import gc
 import re
 import sys
@@ -32,27 +31,6 @@ from .trace import TaskRecord, Tracer
 from .waiting import await_chain, coroutine_name, place, qualname
 
 UNKNOWN = "unknown"
-
-
-class LeakPolicy(str, enum.Enum):
-    """What to do when a test leaks a task or a never-awaited coroutine."""
-
-    WARN = "warn"  #: report it as a warning; the test keeps its outcome
-    ERROR = "error"  #: fail the test
-    OFF = "off"  #: do not look
-
-
-def parse_leak_policy(value: str | LeakPolicy) -> LeakPolicy:
-    """Read a policy from an option or marker value (case and spaces ignored)."""
-    if isinstance(value, LeakPolicy):
-        return value
-    if isinstance(value, str):
-        try:
-            return LeakPolicy(value.strip().lower())
-        except ValueError:
-            pass
-    accepted = ", ".join(repr(policy.value) for policy in LeakPolicy)
-    raise ValueError(f"invalid leak policy {value!r}: expected one of {accepted}")
 
 
 # -- tasks still pending ------------------------------------------------------

@@ -26,12 +26,11 @@ import inspect
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from .clock import VirtualClockLoop
+from .loops import ClockChoice
 from .ticks import seconds_to_ticks, ticks_to_seconds
-
-ClockName = Literal["virtual", "real"]
 
 
 class TimingAssertionError(AssertionError):
@@ -124,7 +123,7 @@ class TimingCheck:
     what: str
     expected: float
     measured: float
-    clock: ClockName
+    clock: ClockChoice
     passed: bool
     low: float
     high: float
@@ -274,7 +273,7 @@ class LoopClock:
         return 0
 
     @property
-    def mode(self) -> ClockName:
+    def mode(self) -> ClockChoice:
         """``"virtual"`` on a virtual-clock loop, ``"real"`` on any other."""
         return "virtual" if isinstance(self._bound(), VirtualClockLoop) else "real"
 

@@ -15,9 +15,7 @@ from pytest_asyncspec import VirtualClockLoop
 from pytest_asyncspec.allow_rules import first_match, parse_leak_rules
 from pytest_asyncspec.leaks import (
     LeakedTask,
-    LeakPolicy,
     leak_report,
-    parse_leak_policy,
     pending_tasks,
     track_unawaited,
 )
@@ -285,37 +283,6 @@ def test_no_leak_escapes_to_the_outer_filters() -> None:
         drop_a_coroutine()
     gc.collect()
     assert len(dropped) == 2
-
-
-# -- policy ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "policy"),
-    [
-        ("warn", LeakPolicy.WARN),
-        ("error", LeakPolicy.ERROR),
-        ("off", LeakPolicy.OFF),
-        (" Error ", LeakPolicy.ERROR),
-        (LeakPolicy.OFF, LeakPolicy.OFF),
-    ],
-)
-def test_parse_leak_policy_accepts_the_documented_values(
-    value: str | LeakPolicy, policy: LeakPolicy
-) -> None:
-    assert parse_leak_policy(value) is policy
-
-
-@pytest.mark.parametrize("value", ["", "fail", "warning", "none"])
-def test_parse_leak_policy_names_the_accepted_values(value: str) -> None:
-    with pytest.raises(ValueError, match="expected one of 'warn', 'error', 'off'") as info:
-        parse_leak_policy(value)
-    assert repr(value) in str(info.value)
-
-
-def test_parse_leak_policy_rejects_non_strings() -> None:
-    with pytest.raises(ValueError, match=r"invalid leak policy 3: expected one of"):
-        parse_leak_policy(3)  # type: ignore[arg-type]
 
 
 # -- what an allow rule can name ---------------------------------------------------
