@@ -23,7 +23,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-nox.options.sessions = ["tests", "uvloop", "lint"]
+nox.options.sessions = ["tests", "pure_python", "uvloop", "lint"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -51,6 +51,14 @@ def tests(session: nox.Session) -> None:
     """The README's test command: spec suite and plugin tests, on the virtual clock."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", *session.posargs)
+
+
+@nox.session(python="3.11")
+def pure_python(session: nox.Session) -> None:
+    """The suite with the pure-Python step recorder instead of the C one: what
+    users get where the C accelerator was not built (no compiler, non-Linux)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "2", *session.posargs, env={"PYTEST_ASYNCSPEC_PURE_PYTHON": "1"})
 
 
 @nox.session(python="3.11")

@@ -128,9 +128,10 @@ class ExploringLoop(VirtualClockLoop):
     like its base class.
     """
 
-    # Slots, as in the base class: asyncio's loop already keeps ~24 attributes
-    # in its instance dict, and 13 more there slow every attribute read of the
-    # loop (about 7% on a sleep(0) benchmark with no schedule running).
+    # Slots, as in the base class: asyncio's loop already keeps its many
+    # attributes in its instance dict, and more there slow every attribute
+    # read of the loop, with or without a schedule running (measured in
+    # docs/benchmarks.md, "Figures behind choices in the code").
     __slots__ = (
         "_arrivals",
         "_candidates",
@@ -180,7 +181,8 @@ class ExploringLoop(VirtualClockLoop):
         # asyncio's own references go, so that its "exception was never
         # retrieved" is logged as on the stock loop.  Picks and deviations
         # keep plain labels.  Keyed by id() for a fast lookup on every pick
-        # (a WeakKeyDictionary cost 6% of a schedule); a hit counts only when
+        # (a WeakKeyDictionary is measurably slower: docs/benchmarks.md,
+        # "Figures behind choices in the code"); a hit counts only when
         # its weak reference still gives that very task, and a task's entry
         # goes when it does.  Insertion order is the order labels were given.
         self._task_labels: dict[int, tuple[weakref.ref[asyncio.Future[Any]], str]] = {}

@@ -149,8 +149,9 @@ def parse_trace_max_steps(value: object) -> int:
 
 # Plain classes with __slots__ rather than dataclasses or typing.NamedTuple:
 # this module loads at every pytest start-up, and creating either of those
-# classes costs 0.6-0.9 ms (generated methods are compiled, annotations
-# checked), a plain class about 0.02 ms.
+# classes compiles generated methods and checks annotations, many times the
+# cost of a plain class (docs/benchmarks.md, "Figures behind choices in the
+# code").
 class Setting:
     """One setting: its name, how a value is parsed, its default and help."""
 
