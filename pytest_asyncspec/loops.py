@@ -10,7 +10,7 @@ running on real time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 ClockChoice = Literal["virtual", "real"]
@@ -43,6 +43,21 @@ def _uvloop_factory() -> LoopFactory:
     return factory
 
 
+def virtual_on_uvloop_message(sources: Mapping[str, str] | None = None) -> str:
+    """Why the virtual clock and uvloop cannot go together, and the ways out;
+    ``sources`` (a setting's name -> where its value came from) says who
+    asked for each."""
+    clock = f" (from {sources['clock']})" if sources else ""
+    loop = f" (from {sources['loop']})" if sources else ""
+    return (
+        f"the virtual clock{clock} cannot run on uvloop{loop}: uvloop keeps its clock and "
+        "timers in C, out of reach of virtual time. Run uvloop on the real clock "
+        "(--asyncspec-clock=real, or clock='real' in the asyncspec marker), or keep "
+        "the virtual clock on the asyncio loop (drop --asyncspec-loop=uvloop or "
+        "loop='uvloop')."
+    )
+
+
 def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
     """The factory for ``loop`` on ``clock``; the same object for the same pair.
 
@@ -59,12 +74,7 @@ def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
         )
     if loop == "uvloop":
         if clock == "virtual":
-            raise UnsupportedLoopError(
-                "the virtual clock cannot run on uvloop: uvloop keeps its clock and "
-                "timers in C, out of reach of virtual time. Run uvloop on the real "
-                "clock (--asyncspec-clock=real, or clock='real' in the asyncspec "
-                "marker), or keep the virtual clock on the asyncio loop."
-            )
+            raise UnsupportedLoopError(virtual_on_uvloop_message())
         return _uvloop_factory()
     if clock == "virtual":
         return _virtual_loop

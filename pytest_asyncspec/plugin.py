@@ -22,7 +22,7 @@ import pytest
 from pytest_asyncio import is_async_test
 
 from . import report_fields
-from .loops import LoopFactory, UnsupportedLoopError, loop_factory
+from .loops import LoopFactory, UnsupportedLoopError, loop_factory, virtual_on_uvloop_message
 from .run_summary import RunSummary
 from .settings import (
     ALLOW_LEAKS_HELP,
@@ -444,6 +444,9 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
 
 
 def _check_loop(item: pytest.Item, effective: Effective) -> None:
+    if (effective.clock, effective.loop) == ("virtual", "uvloop"):
+        # Said as for the whole run, with where each value came from.
+        raise pytest.UsageError(f"{item.nodeid}: {virtual_on_uvloop_message(effective.sources)}")
     try:
         loop_factory(effective.clock, effective.loop)
     except UnsupportedLoopError as error:

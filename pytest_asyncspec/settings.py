@@ -26,7 +26,13 @@ from .exploration_options import (
     parse_strategy,
     whole_number,
 )
-from .loops import CLOCK_CHOICES, LOOP_CHOICES, ClockChoice, LoopChoice
+from .loops import (
+    CLOCK_CHOICES,
+    LOOP_CHOICES,
+    ClockChoice,
+    LoopChoice,
+    virtual_on_uvloop_message,
+)
 
 if TYPE_CHECKING:
     from .replay_token import ReplayToken
@@ -675,7 +681,7 @@ def effective_global(config: pytest.Config) -> Effective:
     if effective is None:
         effective = _explore_on_virtual(_resolve(config, {}))
         if effective.clock == "virtual" and effective.loop == "uvloop":
-            raise pytest.UsageError(_virtual_uvloop_message(effective.sources))
+            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources))
         config.stash[_GLOBAL_KEY] = effective
     return effective
 
@@ -741,12 +747,3 @@ def replay_token(config: pytest.Config) -> ReplayToken | None:
                 raise pytest.UsageError(f"{where}: {error}") from None
         config.stash[_REPLAY_KEY] = token
     return config.stash[_REPLAY_KEY]
-
-
-def _virtual_uvloop_message(sources: dict[str, str]) -> str:
-    return (
-        f"the virtual clock (from {sources['clock']}) cannot run on uvloop "
-        f"(from {sources['loop']}): uvloop keeps its timers in C. Add "
-        "--asyncspec-clock=real to run on uvloop, or drop --asyncspec-loop=uvloop "
-        "to keep the virtual clock."
-    )

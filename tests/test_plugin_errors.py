@@ -236,7 +236,7 @@ def test_uvloop_marker_on_virtual_suite_names_test_and_alternative(
     result = pytester.runpytest()
     assert_clean_test_error(
         result,
-        "*test_marked.py::test_it: the virtual clock cannot run on uvloop*",
+        "*test_marked.py::test_it: the virtual clock (from ini) cannot run on uvloop (from marker)*",
     )
     assert "--asyncspec-clock=real" in output_of(result)
     assert "clock='real'" in output_of(result)
@@ -343,8 +343,10 @@ def test_real_timing_failure_shows_expected_measured_and_window(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E   *TimingAssertionError: three sleeps: expected 0.1 s, measured 0.* s "
-            "(real clock, accepted 0.089 s to 0.21* s*",
+            # The window's top grows by the time the loop waited for a CPU
+            # (on a loaded machine, tenths of a second): only its foot is fixed.
+            "E   *TimingAssertionError: three sleeps: expected 0.1 s, measured * s "
+            "(real clock, accepted 0.089 s to * s with tolerance*",
         ]
     )
     measured = re.search(r"three sleeps: expected 0\.1 s, measured ([0-9.]+) s", output_of(result))
