@@ -31,13 +31,16 @@ from typing import Any
 
 from .clock import VirtualClockLoop
 from .introspection import ASYNCIO_DIR, PACKAGE_DIR, live_coro
-from .step_log import AWAITED_SHIFT as _AWAITED_SHIFT
-from .step_log import LABEL_SHIFT as _LABEL_SHIFT
-from .step_log import WORDS as _WORDS
-from .step_log import RecorderBase, StepLog, coarse_resolution_ns, prepare_subclass
-from .task_table import Mark, Site, TaskTable
-from .task_table import Outcome as Outcome
-from .task_table import TaskRecord as TaskRecord
+from .step_log import (
+    AWAITED_SHIFT as _AWAITED_SHIFT,
+    LABEL_SHIFT as _LABEL_SHIFT,
+    WORDS as _WORDS,
+    RecorderBase,
+    StepLog,
+    coarse_resolution_ns,
+    prepare_subclass,
+)
+from .task_table import Mark, Outcome as Outcome, Site, TaskRecord as TaskRecord, TaskTable
 from .ticks import TICKS_PER_SECOND
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from compat import comparison, report, running
 from compat.environment import Environment
-from compat.known_differences import BLOCKING_LIBRARY as BLOCKING
-from compat.known_differences import KNOWN_DIFFERENCES, Known
+from compat.known_differences import BLOCKING_LIBRARY as BLOCKING, KNOWN_DIFFERENCES, Known
 from compat.libraries import LIBRARIES, Library
 from compat.modes import BASELINE, MODES, PLUGIN_ENTRY_POINT
 from compat.outcomes import Outcome, node_id, read_junit

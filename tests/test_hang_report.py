@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop, waiting
-from pytest_asyncspec import hang as hang_module
-from pytest_asyncspec import leaks as leaks_module
+from pytest_asyncspec import VirtualClockLoop, hang as hang_module, leaks as leaks_module, waiting
 from pytest_asyncspec.hang import hang_report
 from pytest_asyncspec.trace import Tracer
 from pytest_asyncspec.waiting import foreign_frames, place

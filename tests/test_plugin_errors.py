@@ -236,7 +236,8 @@ def test_uvloop_marker_on_virtual_suite_names_test_and_alternative(
     result = pytester.runpytest()
     assert_clean_test_error(
         result,
-        "*test_marked.py::test_it: the virtual clock (from ini) cannot run on uvloop (from marker)*",
+        "*test_marked.py::test_it: the virtual clock (from ini) cannot run on uvloop "
+        "(from marker)*",
     )
     assert "--asyncspec-clock=real" in output_of(result)
     assert "clock='real'" in output_of(result)
