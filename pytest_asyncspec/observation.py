@@ -41,7 +41,7 @@ from .leaks import (
 from .output import TimedOutput, capture_output
 from .settings import Effective
 from .timeline import render_timeline
-from .trace import Outcome, TaskRecord, Trace, Tracer
+from .trace import Outcome, Step, TaskRecord, Trace, Tracer
 from .trace_events import MAX_STEPS, trace_file_name, write_trace_events
 
 if TYPE_CHECKING:
@@ -524,8 +524,8 @@ def current_loop() -> asyncio.AbstractEventLoop | None:
 class TraceView:
     """The ``asyncspec_trace`` fixture: the running test's trace, live.
 
-    Attribute access forwards to the current :class:`~pytest_asyncspec.trace.Trace`
-    (``asyncspec_trace.start_of("worker")``); ``output`` holds the lines the
+    Each query of :class:`~pytest_asyncspec.trace.Trace` reads the trace as it
+    stands when asked (``asyncspec_trace.start_of("worker")``); ``output`` holds the lines the
     test and its async fixtures printed, each with its loop time and task;
     :meth:`phase_of` says in which phase a task was created.
     """
@@ -575,12 +575,55 @@ class TraceView:
         return origin.phase
 
     def snapshot(self) -> Trace:
+        """The trace as it stands now (what each query below reads)."""
         tracer = self._current().tracer
         assert tracer is not None
         return tracer.trace() if self._window is None else tracer.trace_since(self._window)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.snapshot(), name)
+    # The queries of Trace (trace.TraceQueries), each on the trace as it
+    # stands when asked; tests/test_public_names.py keeps the two in step.
+
+    @property
+    def tasks(self) -> dict[int, TaskRecord]:
+        return self.snapshot().tasks
+
+    @property
+    def helper_tasks(self) -> frozenset[int]:
+        return self.snapshot().helper_tasks
+
+    @property
+    def virtual(self) -> bool:
+        return self.snapshot().virtual
+
+    def step(self, index: int) -> Step:
+        return self.snapshot().step(index)
+
+    def steps(self) -> Iterator[Step]:
+        return self.snapshot().steps()
+
+    def task(self, which: int | str) -> TaskRecord:
+        return self.snapshot().task(which)
+
+    def steps_of(self, which: int | str) -> list[Step]:
+        return self.snapshot().steps_of(which)
+
+    def start_of(self, which: int | str) -> float:
+        return self.snapshot().start_of(which)
+
+    def finish_of(self, which: int | str) -> float:
+        return self.snapshot().finish_of(which)
+
+    def longest_step(self) -> Step:
+        return self.snapshot().longest_step()
+
+    def blocked_total(self) -> float:
+        return self.snapshot().blocked_total()
+
+    def running_at(self, instant: float) -> TaskRecord | None:
+        return self.snapshot().running_at(instant)
+
+    def every_start_before_any_finish(self, *which: int | str) -> bool:
+        return self.snapshot().every_start_before_any_finish(*which)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.snapshot().steps())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from .timeline import render_timeline
-from .trace import Step, Trace
+from .trace import Step, TraceQueries
 
 EventKind = Literal["start", "finish"]
 
@@ -22,7 +22,7 @@ class OrderAssertionError(AssertionError):
     """Task events did not happen in the expected order."""
 
 
-def _slice(trace: Trace, steps: Sequence[Step]) -> str:
+def _slice(trace: TraceQueries, steps: Sequence[Step]) -> str:
     if not steps:
         return render_timeline(trace)
     low = min(step.start for step in steps)
@@ -30,11 +30,11 @@ def _slice(trace: Trace, steps: Sequence[Step]) -> str:
     return render_timeline(trace, window=(low, high) if high > low else None)
 
 
-def _fail(trace: Trace, message: str, steps: Sequence[Step]) -> OrderAssertionError:
+def _fail(trace: TraceQueries, message: str, steps: Sequence[Step]) -> OrderAssertionError:
     return OrderAssertionError(f"{message}\n{_slice(trace, steps)}")
 
 
-def nth_step(trace: Trace, task: int | str, number: int) -> Step:
+def nth_step(trace: TraceQueries, task: int | str, number: int) -> Step:
     """The ``number``-th step (1-based) of ``task``."""
     steps = trace.steps_of(task)
     if not 1 <= number <= len(steps):
@@ -46,7 +46,7 @@ def nth_step(trace: Trace, task: int | str, number: int) -> Step:
 
 
 def assert_step_after(
-    trace: Trace, later: tuple[int | str, int], earlier: tuple[int | str, int]
+    trace: TraceQueries, later: tuple[int | str, int], earlier: tuple[int | str, int]
 ) -> None:
     """Fail unless step ``later`` = (task, n) began after step ``earlier`` ended.
 
@@ -65,7 +65,7 @@ def assert_step_after(
         )
 
 
-def assert_every_start_before_any_finish(trace: Trace, *tasks: int | str) -> None:
+def assert_every_start_before_any_finish(trace: TraceQueries, *tasks: int | str) -> None:
     """Fail unless all ``tasks`` (default: all traced) started before any finished."""
     __tracebackhide__ = True
     if not trace.every_start_before_any_finish(*tasks):
@@ -79,14 +79,14 @@ def assert_every_start_before_any_finish(trace: Trace, *tasks: int | str) -> Non
         )
 
 
-def _event_step(trace: Trace, kind: EventKind, task: int | str) -> Step:
+def _event_step(trace: TraceQueries, kind: EventKind, task: int | str) -> Step:
     steps = trace.steps_of(task)
     if not steps:
         raise LookupError(f"task {task!r} never ran a step")
     return steps[0] if kind == "start" else steps[-1]
 
 
-def assert_order(trace: Trace, events: Sequence[tuple[EventKind, int | str]]) -> None:
+def assert_order(trace: TraceQueries, events: Sequence[tuple[EventKind, int | str]]) -> None:
     """Fail unless the events happened in this order.
 
     ``events`` are ``("start", task)`` or ``("finish", task)``; a start is the

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from .ticks import TICKS_PER_SECOND
-from .trace import Awaits, Outcome, TaskRecord, Trace
+from .trace import Awaits, Outcome, TaskRecord, TraceQueries
 
 __all__ = ["DEFAULT_MAX_TASKS", "MIN_WIDTH", "render_timeline"]
 
@@ -58,7 +58,7 @@ _UNITS = ((TICKS_PER_SECOND, "s"), (1_000_000, "ms"), (1_000, "us"), (1, "ns"))
 
 
 def render_timeline(
-    trace: Trace,
+    trace: TraceQueries,
     *,
     width: int = 100,
     blocking_threshold: float | None = None,
@@ -256,7 +256,7 @@ class _Span(NamedTuple):
 class _Renderer:
     def __init__(
         self,
-        trace: Trace,
+        trace: TraceQueries,
         width: int,
         threshold: int | None,
         view: tuple[int, int] | None,

@@ -42,3 +42,33 @@ def test_every_public_name_is_where_the_table_says() -> None:
     for name, home in pytest_asyncspec._HOMES.items():
         module = importlib.import_module(f"pytest_asyncspec.{home}")
         assert getattr(pytest_asyncspec, name) is getattr(module, name), name
+
+
+def test_the_trace_fixture_answers_every_query_of_a_trace_typed_alike() -> None:
+    """TraceView (the asyncspec_trace fixture) spells out each query of Trace
+    with the same signature, and the protocol the assertions take names the
+    same set: none can gain a query the others lack."""
+    import inspect
+
+    from pytest_asyncspec.observation import TraceView
+    from pytest_asyncspec.trace import Trace, TraceQueries
+
+    def queries(cls: type) -> dict[str, str]:
+        found = {}
+        for name, member in vars(cls).items():
+            if name.startswith("_"):
+                continue
+            function = member.fget if isinstance(member, property) else member
+            if callable(function):
+                found[name] = str(inspect.signature(function))
+        return found
+
+    trace = queries(Trace)
+    assert len(trace) == 13
+    assert queries(TraceView) == {
+        **trace,
+        "output": "(self) -> 'TimedOutput'",
+        "phase_of": "(self, which: 'int | str') -> 'str'",
+        "snapshot": "(self) -> 'Trace'",
+    }
+    assert queries(TraceQueries) == trace
