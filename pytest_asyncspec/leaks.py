@@ -18,11 +18,12 @@ import gc
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
+from .allow_rules import AllowRule, first_match
 from .blocking import FrameSite
 from .introspection import ASYNCIO_DIR, PACKAGE_DIR
 from .trace import TaskRecord, Tracer
@@ -367,3 +368,45 @@ def leak_report(
         )
         parts.extend(coroutine.describe() for coroutine in coroutines)
     return "\n".join(parts)
+
+
+def teardown_report(
+    tasks: Sequence[LeakedTask],
+    unawaited: Sequence[UnawaitedCoroutine],
+    lost: Sequence[TaskRecord],
+    schedule_leaks: Sequence[LeakedTask] = (),
+    schedules_leaking: int = 0,
+) -> str:
+    """A test's leak report, judged after its fixtures' teardown: ``tasks``
+    still pending then, ``unawaited`` coroutines, ``lost`` pending tasks the
+    garbage collector destroyed before the end, and in an explored test the
+    tasks left when a schedule's run ended (the first such schedule's, in
+    ``schedules_leaking`` schedules).  ``""`` when there is none."""
+    parts = [leak_report(tasks, unawaited, when="after the test's teardown")]
+    if schedule_leaks:
+        parts.append(
+            leak_report(
+                schedule_leaks,
+                when=f"when a schedule's run of the test ended (in {schedules_leaking} "
+                "schedule(s); the explorer cancelled them before the next)",
+            )
+        )
+    if lost:
+        parts.append(
+            f"{len(lost)} task(s) destroyed while still pending (nothing kept a "
+            "reference to them, so they never finished):"
+        )
+        parts.extend(
+            f"task {record.name!r} ({record.coroutine}) created at {record.created_where}"
+            for record in lost
+        )
+    return "\n".join(part for part in parts if part)
+
+
+def unique_unawaited(
+    coroutines: Iterable[UnawaitedCoroutine], rules: Sequence[AllowRule]
+) -> list[UnawaitedCoroutine]:
+    """Each never-awaited coroutine once (each schedule of an explored test
+    makes its own), less those a rule allows."""
+    unique = {(c.name, c.created_where): c for c in coroutines}
+    return [c for c in unique.values() if first_match(rules, c.sites) is None]

@@ -33,10 +33,11 @@ from .leaks import (
     UnawaitedCoroutine,
     creation_site,
     describe_task,
-    leak_report,
     pending_tasks,
     task_order,
+    teardown_report,
     track_unawaited,
+    unique_unawaited,
 )
 from .output import TimedOutput, capture_output
 from .settings import Effective
@@ -414,21 +415,6 @@ class Observation:
         try:
             records = tracer.tasks
             tasks = self._unallowed(pending_tasks(self.loop, tracer), rules)
-            # Each schedule of an explored test makes its own coroutines: name each once.
-            unawaited = [
-                coroutine
-                for coroutine in {(c.name, c.created_where): c for c in self.unawaited}.values()
-                if first_match(rules, coroutine.sites) is None
-            ]
-            report = leak_report(tasks, unawaited, when="after the test's teardown")
-            if self.schedule_leaks:
-                left = leak_report(
-                    self.schedule_leaks,
-                    when=f"when a schedule's run of the test ended (in "
-                    f"{self.schedules_leaking} schedule(s); the explorer cancelled them "
-                    "before the next)",
-                )
-                report = "\n".join(part for part in (report, left) if part)
             # A pending task nothing referenced is garbage-collected before the
             # test ends ("Task was destroyed but it is pending"): still a leak.
             lost = [
@@ -439,20 +425,16 @@ class Observation:
                 and not self._shared(record.label, records)
                 and first_match(rules, (creation_site(record.created_where),)) is None
             ]
+            return teardown_report(
+                tasks,
+                unique_unawaited(self.unawaited, rules),
+                lost,
+                self.schedule_leaks,
+                self.schedules_leaking,
+            )
         except Exception:
             self.internal_errors.append(traceback.format_exc())
             return ""
-        if lost:
-            lines = [
-                f"{len(lost)} task(s) destroyed while still pending (nothing kept a "
-                "reference to them, so they never finished):"
-            ]
-            lines.extend(
-                f"task {record.name!r} ({record.coroutine}) created at {record.created_where}"
-                for record in lost
-            )
-            report = "\n".join(filter(None, [report, "\n".join(lines)]))
-        return report
 
     def _started(self, label: int | None) -> str:
         origin = None if label is None else self.origin_of_task(label)
