@@ -4,26 +4,22 @@ A task step that runs longer than a threshold holds the loop: no other task,
 timer or I/O callback runs meanwhile.  :class:`BlockingWatchdog` reports each
 such step as a :class:`BlockingEvent` with the task, how long the step held
 the loop, and the line that blocked, whatever the blocking call was
-(``time.sleep``, a busy loop, a synchronous socket or file read, a long C call):
+(``time.sleep``, a busy loop, a synchronous socket or file read, a long C call).
+The watchdog puts together four parts, each in its own module:
 
-* **real time** -- a daemon thread wakes every quarter threshold and reads two
-  attributes of the :class:`~pytest_asyncspec.trace.Tracer` (the running
-  step's task and real start).  It samples the loop thread's stack
-  (``sys._current_frames``) once a step has run half the threshold, and
-  again once it has run longer than the threshold: two wakes fall in the
-  second half of the threshold, so every step over it has a stack to name
-  its line and to judge allow rules by, however the wakes fall.  The later
-  stack, when there is one, is the one kept.  With allow rules it looks at
-  every wake and judges each look, so a rule naming one call of a step does
-  not allow the step's other blocking (see :class:`_Sample`).  The step's
-  final duration comes from the trace;
+* **real time** -- a sampling thread looks at the loop thread's stack while a
+  step runs long (:mod:`.blocking_sampler`); the step's final duration comes
+  from the trace;
 * **virtual time** -- on a :class:`~pytest_asyncspec.clock.VirtualClockLoop`
   a blocking ``time.sleep`` returns at once, so no sampler could see it; the
   loop reports every such sleep with its caller's frame instead, and the
-  sleeps of one step add up to its virtual blocking time (exact);
-* **missed samples** -- a step longer than the threshold that the sampler
-  could not look at (a C call that holds the GIL, a starved machine) is still
-  reported, by duration only, and no allow rule applies to it;
+  sleeps of one step add up to its virtual blocking time, exactly
+  (:mod:`.blocking_sleeps`);
+* **settling** -- pure functions turn the looks and the tallies into events
+  against the trace, report by duration alone a long step the sampler could
+  not look at (a C call that holds the GIL, a starved machine), and read the
+  allow rules (:mod:`.blocking_settle`); the frames all of them read are in
+  :mod:`.blocking_sites`;
 * **the garbage collector** -- a collection that runs inside a step (a full
   one can take tens of milliseconds) is timed through ``gc.callbacks``
   (:mod:`.collector`) and taken out of the step's blocking time: a step that
@@ -38,37 +34,30 @@ here imports pytest.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import math
 import os
-import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from types import CodeType, FrameType, TracebackType
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
 
-from . import threads
-from .allow_rules import AllowRule, allowing_rule
+from .allow_rules import AllowRule
+from .blocking_sampler import Sampler
+from .blocking_settle import Window, apply_rules, events_from
+from .blocking_sites import FrameSite as FrameSite
+from .blocking_sleeps import SleepTallies
 from .clock import VirtualClockLoop
 from .collector import CollectorTime
-from .introspection import is_library, live_coro
 from .loops import ClockChoice
 from .ticks import TICKS_PER_SECOND, seconds_to_ticks
 from .trace import Step, Trace, Tracer
-
-#: Wrapped so tests can make the sampler fail on purpose.
-_current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames
 
 #: The sampler wakes this often per threshold (a step is seen at most a
 #: quarter threshold late) but never more often than every millisecond.
 _WAKES_PER_THRESHOLD = 4
 _MIN_SAMPLE_INTERVAL = 0.001
-#: After this many internal errors the sampling thread gives up (it records
-#: each error; the test itself is never affected).
-_MAX_WATCHDOG_ERRORS = 5
-_JOIN_TIMEOUT = 5.0
 
 _EXPECTED_THRESHOLD = "a finite number of seconds greater than 0, such as 0.1"
 
@@ -89,129 +78,6 @@ def validate_threshold(value: str | float) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}")
     return number
-
-
-# -- frames --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FrameSite:
-    """One frame of a blocking step's stack, reduced to plain data."""
-
-    filename: str
-    lineno: int
-    #: Qualified name on Python 3.11+ (``Class.method``); the bare name on 3.10.
-    function: str
-    #: The module the code belongs to (its ``__name__``), or "" if unknown.
-    module: str
-    #: Not the user's own code: the standard library, an installed package
-    #: (any file under a site-packages or dist-packages directory), or this
-    #: plugin.
-    library: bool
-
-    @property
-    def location(self) -> str:
-        return f"{self.filename}:{self.lineno}"
-
-    def __str__(self) -> str:
-        return f"{self.filename}:{self.lineno} in {self.function}"
-
-    def shown(self, root: str | None) -> str:
-        filename = self.filename
-        if root is not None and filename.startswith(root):
-            filename = filename[len(root) :]
-        return f"{filename}:{self.lineno} in {self.function}"
-
-
-# Loop, test-runner and plugin machinery: never the place that blocks, so
-# left out of the reported stack (the task's own frames start above the
-# step recorder anyway; this drops e.g. asyncio.wait_for and timeouts).
-_INTERNAL_MODULES = (
-    "asyncio",
-    "uvloop",
-    "_pytest",
-    "pytest",
-    "pluggy",
-    "pytest_asyncio",
-    "pytest_asyncspec",
-)
-
-
-def _is_internal(module: str) -> bool:
-    head = module.partition(".")[0]
-    return head in _INTERNAL_MODULES
-
-
-def _site_of(frame: FrameType) -> FrameSite:
-    code = frame.f_code
-    module = frame.f_globals.get("__name__")
-    return FrameSite(
-        filename=code.co_filename,
-        lineno=frame.f_lineno or code.co_firstlineno,
-        function=getattr(code, "co_qualname", code.co_name),
-        module=module if isinstance(module, str) else "",
-        library=is_library(code.co_filename),
-    )
-
-
-def _step_frames(
-    innermost: FrameType | None, outermost: FrameType | None
-) -> tuple[tuple[FrameSite, ...], int, bool]:
-    """The running step's frames, outermost first, without loop machinery.
-
-    ``outermost`` is the frame of the task's own coroutine, where the step
-    begins: frames below it are the loop's.  Also returns how many frames
-    there are from the innermost to it before filtering, and whether it was
-    found at all (no: the stack is not inside that step, which is entering or
-    leaving its coroutine, or is another step's).
-    """
-    above: list[FrameType] = []
-    frame = innermost
-    boundary = False
-    while frame is not None and outermost is not None:
-        above.append(frame)
-        if frame is outermost:
-            boundary = True
-            break
-        frame = frame.f_back
-    if not boundary:
-        return (), 0, False
-    sites = tuple(
-        site
-        for site in (_site_of(each) for each in reversed(above))
-        if not _is_internal(site.module)
-    )
-    return sites, len(above), True
-
-
-def _near_frames(innermost: FrameType, outermost: FrameType | None) -> tuple[FrameSite, ...]:
-    """The frames an allow rule may match, outermost first: from the
-    innermost outward, without loop machinery, up to the first frame of the
-    user's code (or the step's coroutine).  What
-    :func:`~pytest_asyncspec.allow_rules.allowing_rule` reads of the whole
-    stack, for the price of walking a frame or two."""
-    sites: list[FrameSite] = []
-    frame: FrameType | None = innermost
-    while frame is not None:
-        site = _site_of(frame)
-        if not _is_internal(site.module):
-            sites.append(site)
-            if not site.library:
-                break
-        if frame is outermost:
-            break
-        frame = frame.f_back
-    return tuple(reversed(sites))
-
-
-def _coroutine_frame(tracer: Tracer, label: int) -> FrameType | None:
-    """The frame of the coroutine of the task with ``label``, if it runs one."""
-    task = tracer.live_task(label)
-    coro = live_coro(task) if isinstance(task, asyncio.Task) else None
-    # Our recorder, unless a factory chained after the tracer's wrapped it.
-    coro = getattr(coro, "_coro", coro)
-    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-    return frame if isinstance(frame, FrameType) else None
 
 
 # -- events --------------------------------------------------------------
@@ -364,95 +230,6 @@ class BlockingEvent:
         return "\n".join(lines)
 
 
-# -- what the detectors collect while the loop runs ------------------------
-
-
-@dataclass
-class _Lane:
-    """What the sampler saw of a step that allow rules allow, or do not."""
-
-    #: Real time the step spent here, as far as the sampler can tell: each
-    #: look counts the time since the look before (or the step's start).
-    spent_ns: int = 0
-    #: The stack that names it: the first look past the threshold, else the
-    #: last look before it.
-    frames: tuple[FrameSite, ...] = ()
-    over: bool = False
-
-    def add(self, elapsed_ns: int, frames: tuple[FrameSite, ...], *, over: bool) -> None:
-        self.spent_ns += elapsed_ns
-        if not self.over:
-            self.frames, self.over = frames, over
-
-
-@dataclass
-class _Sample:
-    """The sampler's looks at task ``label``'s step (started at ``started_ns``),
-    from half the threshold on.
-
-    Without allow rules one look past the threshold names the step.  With
-    rules every wake looks, and each look is judged on its own, so a rule
-    naming one call of the step does not allow the rest of it: the step is
-    allowed when the time seen outside every rule stays within the threshold.
-    """
-
-    label: int
-    started_ns: int
-    #: When the step was last looked at (inside it).
-    seen_ns: int
-    period: int = 0
-    allowed: _Lane = field(default_factory=_Lane)
-    unallowed: _Lane = field(default_factory=_Lane)
-
-    def frames(self, threshold_ns: int) -> tuple[FrameSite, ...]:
-        """The stack that names the step; the allow rules, read again on it
-        when settling, then decide the step as the looks did."""
-        if self.allowed.frames and self.unallowed.spent_ns <= threshold_ns:
-            return self.allowed.frames
-        return self.unallowed.frames or self.allowed.frames
-
-
-@dataclass
-class _Longest:
-    """The longest of some blocking sleeps, and its stack."""
-
-    ticks: int = -1
-    frames: tuple[FrameSite, ...] = ()
-
-    def offer(self, ticks: int, frames: Callable[[], tuple[FrameSite, ...]]) -> None:
-        # Frames are walked only for a sleep longer than every one before it.
-        if ticks > self.ticks:
-            self.ticks = ticks
-            self.frames = frames()
-
-
-@dataclass
-class _SleepTally:
-    """The blocking sleeps of one step on a virtual clock.
-
-    Each sleep is judged by the allow rules on its own: a rule naming one
-    call of the step allows that call's time, not the rest of the step.
-    """
-
-    label: int
-    #: The step's serial number (``Tracer.step_serial``): what tells the
-    #: step apart.  Its real start is no use for that: a virtual clock's
-    #: steps are microseconds apart in real time, so several share a stamp of
-    #: the coarse clock that threshold-only recording uses.
-    serial: int
-    started_ns: int
-    #: Loop time (ticks) just after the latest sleep: inside the step, which
-    #: is how the step is found in the trace.
-    loop_ns: int = 0
-    ticks: int = 0
-    calls: int = 0
-    period: int = 0
-    #: Ticks of the sleeps no allow rule allows.
-    unallowed: int = 0
-    longest_unallowed: _Longest = field(default_factory=_Longest)
-    longest_allowed: _Longest = field(default_factory=_Longest)
-
-
 class BlockingWatchdog:
     """Reports task steps that hold the loop longer than ``threshold`` seconds.
 
@@ -496,29 +273,28 @@ class BlockingWatchdog:
         self.watchdog_errors: list[str] = []
         self._threshold_ns = seconds_to_ticks(self.threshold)
         self._loop_thread = loop_thread
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._started = False
         self._stopped = False
         self._start_ns = 0
         self._first_step = 0
-        #: Stacks of steps that ran (or may have run) past the threshold.
-        self._samples: list[_Sample] = []
-        #: The looks at the step last seen past half the threshold, until
-        #: another step is looked at.
-        self._looking: _Sample | None = None
         self._period = 0
         #: Clock reading at which each period after the 0th began.
         self._period_starts: list[int] = []
-        # Set by the sampler when a step may have run too long unseen; only
-        # then is the whole trace scanned for long steps.
-        self._maybe_missed = False
-        self._vloop: VirtualClockLoop | None = None
-        self._previous_listener: Callable[[float, FrameType], None] | None = None
-        self._tallies: list[_SleepTally] = []
-        #: Whether the rules allow a sleep called from a line of user code.
-        self._user_lines: dict[tuple[CodeType, int], bool] = {}
-        self._open_tally: _SleepTally | None = None
+        self._sampler = Sampler(
+            tracer,
+            self._threshold_ns,
+            self.sample_interval,
+            self.allow,
+            period=self._current_period,
+            errors=self.watchdog_errors,
+        )
+        self._sleeps = SleepTallies(
+            tracer,
+            self._threshold_ns,
+            self.allow,
+            period=self._current_period,
+            errors=self.watchdog_errors,
+        )
         self._final: list[BlockingEvent] | None = None
         self._collector: CollectorTime | None = None
 
@@ -544,36 +320,18 @@ class BlockingWatchdog:
         self._first_step = len(Trace(self.tracer))
         self._start_ns = self._clock()
         if isinstance(loop, VirtualClockLoop):
-            self._vloop = loop
-            self._previous_listener = loop.on_blocking_sleep
-            loop.on_blocking_sleep = self._on_blocking_sleep
-        self._thread = threading.Thread(
-            target=self._watch, name="asyncspec-blocking-watchdog", daemon=True
-        )
-        # Its sampling is none of the virtual clock's business (see threads.py).
-        threads.exclude(self._thread)
-        self._thread.start()
+            self._sleeps.listen(loop)
+        self._sampler.start(self._loop_thread, self._start_ns, self._collector)
 
     def stop(self) -> None:
         """Stop watching (promptly) and settle the events; safe to call twice."""
         if not self._started or self._stopped:
             return
         self._stopped = True
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(_JOIN_TIMEOUT)
-            if self._thread.is_alive():
-                self.watchdog_errors.append(
-                    f"the sampling thread did not stop within {_JOIN_TIMEOUT:g} s; "
-                    "it is a daemon thread and is left behind"
-                )
+        self._sampler.stop()
         if self._collector is not None:
             self._collector.remove()
-        vloop = self._vloop
-        if vloop is not None:
-            if vloop.on_blocking_sleep == self._on_blocking_sleep:
-                vloop.on_blocking_sleep = self._previous_listener
-            self._close_tally()
+        self._sleeps.stop()
         self._final = self._settle(count_hits=True)
 
     @property
@@ -585,6 +343,9 @@ class BlockingWatchdog:
         its number (1, 2, ...).  Call it between steps, on the loop's thread."""
         self._period_starts.append(self._clock())
         self._period += 1
+        return self._period
+
+    def _current_period(self) -> int:
         return self._period
 
     def _period_at(self, started_ns: int) -> int:
@@ -634,352 +395,34 @@ class BlockingWatchdog:
         watchdog sharing them)."""
         return [rule for rule in self.allow if not rule.used]
 
-    # -- the sampling thread -------------------------------------------------
-
-    def _watch(self) -> None:
-        tracer = self.tracer
-        threshold_ns = self._threshold_ns
-        early_ns = threshold_ns // 2
-        interval = self.sample_interval
-        wait = self._stop_event.wait
-        # The step looked at past the threshold (no need to look again unless
-        # rules judge every look), and the step last looked at.
-        sampled: tuple[int, int] | None = None
-        looked: tuple[int, int] | None = None
-        every_wake = bool(self.allow)
-        last_label, last_started = 0, 0
-        last_wake = self._start_ns
-        errors = 0
-        while True:
-            stopping = wait(interval)
-            try:
-                # The cheap part, every wake: two attributes and the clock.
-                label = tracer.current
-                started = tracer.step_started_ns
-                now = self._clock()
-                # A step can hide only between two wakes: if they were far
-                # apart (the GIL was held, the machine starved), or the step
-                # seen last time has ended and may have run too long, a scan
-                # of the trace settles it at the end.
-                last = (last_label, last_started)
-                if now - last_wake > threshold_ns or (
-                    last_label
-                    and last != (label, started)
-                    and last not in (sampled, looked)
-                    and now - last_started > threshold_ns
-                ):
-                    self._maybe_missed = True
-                last_wake, last_label, last_started = now, label, started
-                step = (label, started)
-                age = now - started
-                if label and age > early_ns and step != sampled:
-                    over = age > threshold_ns
-                    if (over or every_wake or step != looked) and self._sample(
-                        label, started, over=over
-                    ):
-                        looked = step
-                        if over and not every_wake:
-                            sampled = step
-            except Exception:
-                errors += 1
-                self._record_error("the sampling thread")
-                if errors >= _MAX_WATCHDOG_ERRORS:
-                    self.watchdog_errors.append(
-                        f"the sampling thread stopped after {errors} errors; long steps are "
-                        "still found by duration when the watchdog stops"
-                    )
-                    self._maybe_missed = True
-                    return
-            if stopping:
-                return
-
-    def _sample(self, label: int, started: int, *, over: bool) -> bool:
-        """Record where the loop thread is; False if it was not inside the step.
-
-        ``over``: the step has run past the threshold (else past half of it).
-        """
-        assert self._loop_thread is not None
-        frame = _current_frames().get(self._loop_thread)
-        if frame is None:
-            return False
-        seen = self._clock()
-        tracer = self.tracer
-        # Our thread may have lost the GIL between reading the step and the
-        # stack: if the step changed meanwhile, the stack is another step's.
-        # During a collection it shows whatever line allocated last.
-        if tracer.current != label or tracer.step_started_ns != started:
-            return False
-        if self._collector is not None and self._collector.collecting:
-            return False
-        sites, count, boundary = _step_frames(frame, _coroutine_frame(tracer, label))
-        del frame
-        if not boundary or count == 0:
-            # Not in a traced step, or on the step's very edge (the recorder
-            # has set the task but not yet the start): look again next wake.
-            return False
-        sample = self._looking
-        if sample is None or (sample.label, sample.started_ns) != (label, started):
-            # The looks at another step are kept only if it may have run past
-            # the threshold (the trace settles it).
-            if sample is not None and seen - sample.started_ns > self._threshold_ns:
-                self._samples.append(sample)
-            sample = self._looking = _Sample(label, started, started, self._period)
-        lane = sample.allowed if allowing_rule(self.allow, sites) else sample.unallowed
-        lane.add(seen - sample.seen_ns, sites, over=over)
-        sample.seen_ns = seen
-        tracer.remember_name(label)
-        return True
-
-    def _record_error(self, where: str) -> None:
-        self.watchdog_errors.append(f"error in {where}:\n{traceback.format_exc()}")
-
-    # -- the virtual clock's blocking sleeps ---------------------------------
-
-    def _on_blocking_sleep(self, seconds: float, frame: FrameType) -> None:
-        try:
-            self._count_sleep(seconds, frame)
-        except Exception:
-            # Runs on the loop thread, inside the user's time.sleep: a bug
-            # here must not surface there.
-            self._record_error("the virtual-clock sleep listener")
-        previous = self._previous_listener
-        if previous is not None:
-            previous(seconds, frame)
-
-    def _count_sleep(self, seconds: float, frame: FrameType) -> None:
-        tracer = self.tracer
-        label = tracer.current
-        if not label:
-            return  # not inside a traced task's step
-        serial = tracer.step_serial
-        tally = self._open_tally
-        if tally is None or tally.label != label or tally.serial != serial:
-            self._close_tally()
-            tally = self._open_tally = _SleepTally(
-                label, serial, tracer.step_started_ns, period=self._period
-            )
-            tracer.remember_name(label)
-        ticks = seconds_to_ticks(seconds)
-        tally.ticks += ticks
-        tally.calls += 1
-        vloop = self._vloop
-        if vloop is not None:
-            # The loop has already counted the sleep.
-            tally.loop_ns = vloop.virtual_ticks()
-        if self.allow and self._sleep_allowed(frame, label):
-            longest = tally.longest_allowed
-        else:
-            tally.unallowed += ticks
-            longest = tally.longest_unallowed
-        # The longest sleep names the step's blocking line.
-        longest.offer(ticks, lambda: _step_frames(frame, _coroutine_frame(tracer, label))[0])
-
-    def _sleep_allowed(self, frame: FrameType, label: int) -> bool:
-        """Whether a rule allows a blocking sleep called from ``frame``."""
-        code = frame.f_code
-        if is_library(code.co_filename):
-            near = _near_frames(frame, _coroutine_frame(self.tracer, label))
-            return allowing_rule(self.allow, near) is not None
-        # Called from the user's code: that frame alone decides, so the
-        # answer for its line holds for every sleep made there.
-        key = (code, frame.f_lineno)
-        known = self._user_lines.get(key)
-        if known is None:
-            known = self._user_lines[key] = (
-                allowing_rule(self.allow, (_site_of(frame),)) is not None
-            )
-        return known
-
-    def _close_tally(self) -> None:
-        # Only steps over the threshold are kept, so memory stays bounded
-        # however many steps sleep a little.
-        tally = self._open_tally
-        if tally is not None and tally.ticks > self._threshold_ns:
-            self._tallies.append(tally)
-        self._open_tally = None
-
     # -- settling: samples and tallies become events -------------------------
 
     def _settle(self, *, count_hits: bool) -> list[BlockingEvent]:
         try:
-            events = self._events()
+            samples = self._sampler.samples()
+            tallies = self._sleeps.tallies()
+            scan_all = self._sampler.maybe_missed or self._stopped is False
+            if not samples and not tallies and not scan_all:
+                return []  # the sampler saw nothing long: no need to read the trace
+            tracer = self.tracer
+            window = Window(
+                first_step=self._first_step,
+                start_ns=self._start_ns,
+                threshold_ns=self._threshold_ns,
+                running=(tracer.current, tracer.step_started_ns),
+                running_serial=(tracer.current, tracer.step_serial),
+                now_ns=self._clock(),
+                scan_all=scan_all,
+            )
+            events = events_from(
+                tracer.trace(), samples, tallies, window, self._event, self._period_at
+            )
         except Exception:
-            self._record_error("settling the blocking events")
+            self.watchdog_errors.append(
+                f"error in settling the blocking events:\n{traceback.format_exc()}"
+            )
             return []
-        settled: list[BlockingEvent] = []
-        for event in events:
-            rule = allowing_rule(self.allow, event.frames)
-            if rule is not None:
-                if count_hits:
-                    rule.hits += 1
-                event = replace(event, allowed_by=rule)
-            settled.append(event)
-        return settled
-
-    def _events(self) -> list[BlockingEvent]:
-        samples = list(self._samples)
-        looking = self._looking
-        if looking is not None:
-            samples.append(looking)
-        tallies = list(self._tallies)
-        open_tally = self._open_tally
-        if open_tally is not None and open_tally.ticks > self._threshold_ns:
-            tallies.append(open_tally)
-        scan_all = self._maybe_missed or self._stopped is False
-        if not samples and not tallies and not scan_all:
-            return []  # the sampler saw nothing long: no need to read the trace
-        trace = self.tracer.trace()
-        threshold_ns = self._threshold_ns
-        wanted = {sample.label for sample in samples} | {tally.label for tally in tallies}
-        by_label: dict[int, list[Step]] = {}
-        long_steps: list[Step] = []
-        for index in range(self._first_step, len(trace)):
-            step = trace.step(index)
-            if step.real_end_ns < self._start_ns:
-                continue
-            if step.task in wanted:
-                by_label.setdefault(step.task, []).append(step)
-            if scan_all and step.real_ns > threshold_ns:
-                long_steps.append(step)
-
-        def step_of(label: int, started: int, seen: int) -> Step | None:
-            steps = by_label.get(label, ())
-            for step in steps:
-                if step.real_start_ns == started:
-                    return step
-            # Inside an eager child's step the tracer's start is the child's;
-            # the step is then the one that was running when we looked.
-            for step in steps:
-                if step.real_start_ns <= seen <= step.real_end_ns:
-                    return step
-            return None
-
-        tracer = self.tracer
-        running = (tracer.current, tracer.step_started_ns)
-        now = self._clock()
-        events: list[BlockingEvent] = []
-        real_steps: dict[int, Step] = {}
-        for sample in samples:
-            matched = step_of(sample.label, sample.started_ns, sample.seen_ns)
-            if matched is not None:
-                if matched.index in real_steps or matched.real_ns <= threshold_ns:
-                    continue
-                real_steps[matched.index] = matched
-                events.append(
-                    self._event(
-                        sample.label,
-                        matched.real_start_ns,
-                        matched.real_ns,
-                        "real",
-                        sample.frames(threshold_ns),
-                        matched,
-                        period=sample.period,
-                    )
-                )
-            elif (
-                running == (sample.label, sample.started_ns)
-                and now - sample.started_ns > threshold_ns
-            ):
-                events.append(
-                    self._event(
-                        sample.label,
-                        sample.started_ns,
-                        now - sample.started_ns,
-                        "real",
-                        sample.frames(threshold_ns),
-                        None,
-                        finished=False,
-                        period=sample.period,
-                    )
-                )
-        # Long steps the sampler never saw, innermost (shortest) first so an
-        # eager child's step explains the parent step it ran inside.
-        for long_step in sorted(long_steps, key=lambda each: each.real_ns):
-            if long_step.index in real_steps or any(
-                long_step.real_start_ns <= other.real_start_ns
-                and other.real_end_ns <= long_step.real_end_ns
-                for other in real_steps.values()
-            ):
-                continue
-            real_steps[long_step.index] = long_step
-            events.append(
-                self._event(
-                    long_step.task,
-                    long_step.real_start_ns,
-                    long_step.real_ns,
-                    "real",
-                    (),
-                    long_step,
-                    period=self._period_at(long_step.real_start_ns),
-                )
-            )
-        label, started = running
-        # A step blocking right now that the sampler has not looked at yet.
-        if (
-            label
-            and now - started > threshold_ns
-            and not any(not event.finished and event.started_ns == started for event in events)
-        ):
-            events.append(
-                self._event(
-                    label,
-                    started,
-                    now - started,
-                    "real",
-                    (),
-                    None,
-                    finished=False,
-                    period=self._period_at(started),
-                )
-            )
-        events.extend(self._virtual_events(tallies, by_label))
-        events.sort(key=lambda event: (event.started_ns, event.clock))
-        return events
-
-    def _virtual_events(
-        self, tallies: list[_SleepTally], by_label: dict[int, list[Step]]
-    ) -> list[BlockingEvent]:
-        # Several tallies can belong to one step (an eager child ran in the
-        # middle of it): they add up.
-        merged: dict[tuple[int, int], list[_SleepTally]] = {}
-        for tally in tallies:
-            merged.setdefault((tally.label, tally.serial), []).append(tally)
-        tracer = self.tracer
-        running = (tracer.current, tracer.step_serial)
-        events = []
-        for (label, serial), parts in merged.items():
-            ticks = sum(part.ticks for part in parts)
-            # The step is a violation when the sleeps no rule allows add up
-            # to more than the threshold: it is then named by the longest of
-            # them (settling finds no rule for its frames); otherwise by the
-            # longest allowed one, whose rule allows the step.
-            if sum(part.unallowed for part in parts) > self._threshold_ns:
-                lanes = [part.longest_unallowed for part in parts]
-            else:
-                lanes = [part.longest_allowed for part in parts]
-            longest = max(lanes, key=lambda lane: lane.ticks)
-            # The step in the trace, if kept (threshold-only recording keeps
-            # steps long in real time): the task's one step whose loop time
-            # holds the sleeps.  A task's steps never overlap, and the sleeps
-            # moved the clock past the step's start.
-            now = parts[-1].loop_ns / TICKS_PER_SECOND
-            step = next(
-                (each for each in by_label.get(label, ()) if each.start < now <= each.end),
-                None,
-            )
-            unfinished = step is None and running == (label, serial)
-            event = self._event(
-                label,
-                step.real_start_ns if step is not None else parts[0].started_ns,
-                ticks,
-                "virtual",
-                longest.frames,
-                step,
-                finished=not unfinished,
-                period=parts[0].period,
-            )
-            events.append(replace(event, sleep_calls=sum(part.calls for part in parts)))
-        return events
+        return apply_rules(events, self.allow, count_hits=count_hits)
 
     def _event(
         self,

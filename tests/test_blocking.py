@@ -22,7 +22,7 @@ from typing import Any
 import blocking_helpers.chain as chain
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop, blocking
+from pytest_asyncspec import VirtualClockLoop, blocking_sampler, blocking_sleeps
 from pytest_asyncspec.allow_rules import AllowRule, allowing_rule, parse_allow_rules
 from pytest_asyncspec.blocking import (
     BlockingEvent,
@@ -719,7 +719,7 @@ def test_whether_a_step_is_allowed_does_not_depend_on_when_the_sampler_looked(
     tracer.install()
     watchdog = BlockingWatchdog(tracer, threshold, allow=["asyncspec_fakelib.wait_for"])
     wakes = SteppedWakes()
-    watchdog._stop_event = wakes  # type: ignore[assignment]
+    watchdog._sampler._stop_event = wakes  # type: ignore[assignment]
 
     def look_at(fraction: float, then: float) -> None:
         time.sleep(threshold * fraction)
@@ -895,7 +895,7 @@ def test_a_crash_in_the_sampler_is_recorded_and_the_step_still_found(
     def broken() -> dict[int, FrameType]:
         raise RuntimeError("sampler exploded")
 
-    monkeypatch.setattr(blocking, "_current_frames", broken)
+    monkeypatch.setattr(blocking_sampler, "_current_frames", broken)
     watchdog, result = run_watched(asyncio.new_event_loop(), blocking_sleep_main)
     assert result == "done"
     assert watchdog.watchdog_errors
@@ -911,7 +911,7 @@ def test_a_crash_in_the_sleep_listener_never_reaches_the_users_sleep(
     def broken(*frames: FrameType | None) -> Any:
         raise RuntimeError("listener exploded")
 
-    monkeypatch.setattr(blocking, "_step_frames", broken)
+    monkeypatch.setattr(blocking_sleeps, "step_frames", broken)
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
