@@ -12,22 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
 
 from .allow_rules import AllowRule, allowing_rule
 from .blocking_sampler import Sample
-from .blocking_sites import FrameSite
+from .blocking_sites import BlockingEvent, FrameSite
 from .blocking_sleeps import SleepTally
+from .collector import CollectorTime
 from .loops import ClockChoice
 from .ticks import TICKS_PER_SECOND
-from .trace import Step, Trace
-
-if TYPE_CHECKING:
-    from .blocking import BlockingEvent
+from .trace import Step, Trace, Tracer
 
 
-class MakeEvent(Protocol):
-    """Builds one event (the watchdog knows the task records and the collector)."""
+class EventMaker:
+    """Builds the events of one watchdog: the task's record from the tracer,
+    and the garbage collector's share of a real-clock step."""
+
+    def __init__(self, tracer: Tracer, threshold: float, collector: CollectorTime | None) -> None:
+        self._tracer = tracer
+        self._threshold = threshold
+        self._collector = collector
 
     def __call__(
         self,
@@ -40,7 +43,25 @@ class MakeEvent(Protocol):
         *,
         finished: bool = True,
         period: int,
-    ) -> BlockingEvent: ...
+    ) -> BlockingEvent:
+        record = self._tracer.tasks.get(label)
+        collector = self._collector
+        spent = collector.spent_in(label, started_ns) if collector and clock == "real" else 0
+        return BlockingEvent(
+            task_label=label,
+            task_name=record.name if record is not None else f"task {label}",
+            coroutine=record.coroutine if record is not None else "?",
+            created_where=record.created_where if record is not None else "?",
+            started_ns=started_ns,
+            duration=duration_ns / TICKS_PER_SECOND,
+            clock=clock,
+            threshold=self._threshold,
+            frames=frames,
+            finished=finished,
+            step_index=step.index if step is not None else None,
+            collector=min(spent, duration_ns) / TICKS_PER_SECOND,
+            period=period,
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +86,7 @@ def events_from(
     samples: Sequence[Sample],
     tallies: Sequence[SleepTally],
     window: Window,
-    make_event: MakeEvent,
+    make_event: EventMaker,
     period_at: Callable[[int], int],
 ) -> list[BlockingEvent]:
     """Every blocking step, allowed or not (rules not yet read), in the order
@@ -180,7 +201,7 @@ def _virtual_events(
     tallies: Sequence[SleepTally],
     by_label: dict[int, list[Step]],
     window: Window,
-    make_event: MakeEvent,
+    make_event: EventMaker,
 ) -> list[BlockingEvent]:
     # Several tallies can belong to one step (an eager child ran in the
     # middle of it): they add up.
