@@ -1,25 +1,31 @@
-"""Virtual time that runs on while nothing progresses: livelocks, and the
-deadlocks a timeout hides.
+"""Virtual time that runs on while nothing progresses: livelocks, runaways,
+and the deadlocks a timeout hides.
 
 A deadlock beside a periodic task (a heartbeat's ``while True: await
 asyncio.sleep(1)``) never looks like a deadlock to the loop: a timer is always
-pending, so the clock jumps from beat to beat forever.  Two rules here see
-through it; both are judged only where the loop jumps (it is idle, nothing
-real is in flight), so a test that never stalls pays one comparison a jump.
+pending, so the clock jumps from beat to beat forever.  The rules here see
+through it; all are judged only where the loop jumps (it is idle, nothing
+real is in flight), so a test that never stalls pays a comparison a jump.
 
 * **The stall budget** (:class:`StallWatch`): a task is *blocked* when it
   awaits a future that no pending timer completes or cancels (an Event nobody
-  sets, a Queue nobody feeds).  When the same tasks stay blocked on the same
-  futures, no task starting or finishing, for ``budget`` virtual seconds while
-  only timers fire, the loop raises :class:`LivelockError`: every task with
-  its await chain, and which timers kept firing.  Virtual time alone is no
-  measure: ``for _ in range(1000): await asyncio.sleep(3600)`` runs 41.7
-  virtual days and is a fine test, with nothing blocked.
-* **A deadlock a timeout hides** (:func:`timeout_ends_deadlock`): when the
-  only timers left are timeouts (``wait_for``, ``asyncio.timeout()``,
-  async-timeout's) and every task is blocked, the timeout that fires next is
-  all that ends the wait.  The loop keeps that moment's listing, which the
-  plugin adds to the test's ``TimeoutError``.
+  sets, a Queue nobody feeds; :func:`_timer_completes` reads what a timer
+  completes, and a timer running code it cannot read might complete
+  anything).  When the same tasks stay blocked on the same futures, no task
+  starting or finishing, for ``budget`` virtual seconds while only timers
+  fire, the loop raises :class:`LivelockError`: every task with its await
+  chain, and which timers kept firing.
+* **The time budget** (also :class:`StallWatch`): a poll that never ends
+  blocks nothing.  Once a test has run past the time budget and its clock
+  has jumped RUNAWAY_MIN_JUMPS times, the loop raises
+  :class:`RunawayTimeError`.  Virtual time alone is no measure: ``for _ in
+  range(1000): await asyncio.sleep(3600)`` runs 41.7 virtual days in 1,000
+  jumps and is a fine test.
+* **A deadlock a timeout hides** (:func:`timeout_ends_wait`): when the timer
+  that fires next is a timeout (``wait_for``, ``asyncio.timeout()``,
+  async-timeout's) and the wait it ends is blocked, only the timeout ends
+  it.  The loop keeps that moment's listing, which the plugin adds to the
+  test's ``TimeoutError``.
 """
 
 from __future__ import annotations
