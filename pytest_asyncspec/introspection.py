@@ -11,6 +11,7 @@ import asyncio
 import os
 import site
 import sysconfig
+from types import FrameType
 from typing import Any
 
 #: asyncio's source directory, with a trailing separator (so that a sibling
@@ -78,6 +79,32 @@ def is_stdlib_or_plugin(filename: str) -> bool:
     if filename.startswith(PACKAGE_DIR):
         return True
     return filename.startswith(_STDLIB_DIRS) and "site-packages" not in filename
+
+
+#: Most links of an await chain walked: no real chain is this deep, and a
+#: walk over an object that misreports its ``cr_await`` still ends.
+MAX_AWAIT_DEPTH = 1000
+
+
+def awaitable_frames(awaitable: Any) -> list[FrameType]:
+    """The frames of an await chain, outermost first: ``awaitable`` (a
+    coroutine, generator or async generator, or anything forwarding their
+    attributes, such as the tracer's step recorder) and each one it awaits in
+    turn, down to the innermost await (``Event.wait``, ``Queue.get``).  Ends
+    at the first link without a frame (a future, a finished coroutine)."""
+    frames: list[FrameType] = []
+    node = awaitable
+    while node is not None and len(frames) < MAX_AWAIT_DEPTH:
+        frame = (
+            getattr(node, "cr_frame", None)
+            or getattr(node, "gi_frame", None)
+            or getattr(node, "ag_frame", None)
+        )
+        if not isinstance(frame, FrameType):
+            break
+        frames.append(frame)
+        node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
+    return frames
 
 
 def live_coro(task: Any) -> Any:

@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from .exploring_loop import LANE, Candidate, is_timer_label
-from .introspection import ASYNCIO_DIR, PACKAGE_DIR, live_coro
+from .introspection import ASYNCIO_DIR, PACKAGE_DIR, awaitable_frames, live_coro
 
 
 def describe_candidate(ran: Candidate, oldest: Candidate, step: int) -> str:
@@ -62,18 +62,12 @@ def _task_position(task: Any) -> str:
 
 def _innermost_own_frame(awaitable: Any) -> FrameType | None:
     """The deepest frame of the await chain outside asyncio and this plugin."""
-    found: FrameType | None = None
-    seen = 0
-    while awaitable is not None and seen < 100:
-        seen += 1
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-        if not isinstance(frame, FrameType):
-            break
-        path = frame.f_code.co_filename
-        if not path.startswith((ASYNCIO_DIR, PACKAGE_DIR)):
-            found = frame
-        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
-    return found
+    own = [
+        frame
+        for frame in awaitable_frames(awaitable)
+        if not frame.f_code.co_filename.startswith((ASYNCIO_DIR, PACKAGE_DIR))
+    ]
+    return own[-1] if own else None
 
 
 def _place(frame: FrameType) -> str:

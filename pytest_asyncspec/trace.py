@@ -102,7 +102,9 @@ _KIND_BY_CODE = _kinds_by_code()
 def _awaited_kind(coro: Any) -> Awaits:
     # The outermost function we recognise on the await chain says what the
     # task waits for: Queue.join waits on an Event inside, but the task waits
-    # on the queue.
+    # on the queue.  Its own walk, not introspection.awaitable_frames: this
+    # runs on every step that yields, and stops at the first known code
+    # without building a list.
     node = coro
     while node is not None:
         code = getattr(node, "cr_code", None) or getattr(node, "gi_code", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
-from .introspection import ASYNCIO_DIR, live_coro
+from .introspection import ASYNCIO_DIR, awaitable_frames, live_coro
 
 
 @dataclass(frozen=True)
@@ -101,20 +101,9 @@ def await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
 
     ``Task.get_stack`` only shows the task's own coroutine; following
     ``cr_await`` reaches the innermost await (``Event.wait``, ``Queue.get``).
+    A done task awaits nothing.
     """
-    frames: list[FrameType] = []
-    node: Any = live_coro(task)  # a done task awaits nothing
-    while node is not None:
-        frame = (
-            getattr(node, "cr_frame", None)
-            or getattr(node, "gi_frame", None)
-            or getattr(node, "ag_frame", None)
-        )
-        if frame is None:
-            break
-        frames.append(frame)
-        node = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
-    return frames
+    return awaitable_frames(live_coro(task))
 
 
 def coroutine_name(task: asyncio.Task[object]) -> str:

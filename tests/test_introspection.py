@@ -64,3 +64,28 @@ def test_live_coro_never_asks_a_done_task() -> None:
     running, done = asyncio.run(main())
     assert getattr(running, "__qualname__", "").endswith("body")
     assert done is None
+
+
+def test_awaitable_frames_follow_the_chain_to_the_innermost_await() -> None:
+    """From the task's coroutine through each coroutine it awaits, down to
+    Event.wait; a done task awaits nothing."""
+    from pytest_asyncspec.introspection import awaitable_frames
+
+    async def inner(event: asyncio.Event) -> None:
+        await event.wait()
+
+    async def outer(event: asyncio.Event) -> None:
+        await inner(event)
+
+    async def main() -> tuple[list[str], list[str]]:
+        event = asyncio.Event()
+        task = asyncio.create_task(outer(event))
+        await asyncio.sleep(0)
+        waiting = [frame.f_code.co_name for frame in awaitable_frames(live_coro(task))]
+        event.set()
+        await task
+        return waiting, [frame.f_code.co_name for frame in awaitable_frames(live_coro(task))]
+
+    waiting, done = asyncio.run(main())
+    assert waiting == ["outer", "inner", "wait"]
+    assert done == []
