@@ -545,7 +545,10 @@ def timeout_ends_wait(loop: Any, handle: asyncio.TimerHandle, due: int) -> Hidde
     but a timeout completes, see :func:`blocked_signature`) and every other
     task is blocked too or runs on timers alone, what the loop looked like.
     """
-    waiters, blocked = _blocked_tasks(loop, _timer_targets(loop, timeouts=False))
+    targets = _timer_targets(loop, timeouts=False)
+    if targets is ANYTHING:
+        return None  # a timer that may complete anything: no wait is blocked
+    waiters, blocked = _blocked_tasks(loop, targets)
     victim = _timer_wakes(handle)
     if victim not in blocked:
         return None

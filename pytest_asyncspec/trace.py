@@ -452,8 +452,10 @@ class Tracer:
 
     def _label_of(self, task: asyncio.Future[Any]) -> int:
         """The label of a task this tracer traced, else 0."""
-        if isinstance(task, asyncio.Task):
-            coro = live_coro(task)
+        # On the per-step path (a step that awaits a task): live_coro's guard
+        # written in place, without the call.
+        if isinstance(task, asyncio.Task) and not task.done():
+            coro = task.get_coro()
             if isinstance(coro, _StepRecorder) and coro._tracer is self:
                 return coro._label
         return self._labels.get(task, 0)
