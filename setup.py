@@ -3,7 +3,7 @@
 Everything else about the package is declared in pyproject.toml.  The
 extension is built on Linux CPython with the GIL (the C types rely on it);
 elsewhere, or when it fails to compile, the package installs without it and
-the tracer uses the pure-Python types of ``pytest_asyncspec/step_log.py``.
+the tracer uses the pure-Python types of ``pytest_asyncspec/tracing/step_log.py``.
 """
 
 import sys
@@ -19,8 +19,8 @@ if (
 ):
     ext_modules.append(
         Extension(
-            "pytest_asyncspec._step_log_c",
-            ["pytest_asyncspec/_step_log_c.c"],
+            "pytest_asyncspec.tracing._step_log_c",
+            ["pytest_asyncspec/tracing/_step_log_c.c"],
             optional=True,
         )
     )

@@ -14,7 +14,8 @@ import argparse
 import asyncio
 import statistics
 
-from pytest_asyncspec import LivelockError, VirtualClockLoop, time_patch
+from pytest_asyncspec import LivelockError, VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
 
 
 def report_time(period: float) -> tuple[float, float]:

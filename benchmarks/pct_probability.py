@@ -47,9 +47,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pytest_asyncspec.exploration import Explorer
-from pytest_asyncspec.exploring_loop import ExploringLoop
-from pytest_asyncspec.strategies import FifoChooser, Plan, pct_bound
+from pytest_asyncspec.exploration.explorer import Explorer
+from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
+from pytest_asyncspec.exploration.strategies import FifoChooser, Plan, pct_bound
 
 DEPTH = 2
 SCHEDULES = 5_000

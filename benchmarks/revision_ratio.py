@@ -22,7 +22,7 @@ from pathlib import Path
 
 _CHILD = r"""
 import asyncio, gc, random, sys, time
-from pytest_asyncspec.clock import VirtualClockLoop
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
 
 def sleep0():
     async def task():

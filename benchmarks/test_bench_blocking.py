@@ -8,9 +8,9 @@ Run on request only (the root configuration collects ``spec_tests`` and
 
 One group, ``blocking-sleeps``: one task makes 20,000 blocking
 ``time.sleep(0.0001)`` calls (an ``await asyncio.sleep(0)`` after every 100)
-on a :class:`~pytest_asyncspec.clock.VirtualClockLoop` recorded as the plugin
+on a :class:`~pytest_asyncspec.clock.virtual_loop.VirtualClockLoop` recorded as the plugin
 records for ``max_blocking`` alone (threshold 0.05 s), under a
-:class:`~pytest_asyncspec.blocking.BlockingWatchdog` with
+:class:`~pytest_asyncspec.checks.blocking.BlockingWatchdog` with
 
 * ``no-rules`` -- no allow rule: a sleep is tallied, no rule is read;
 * ``rules`` -- two rules that match nothing: each sleep is judged by the
@@ -34,9 +34,9 @@ from collections.abc import Callable
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec.blocking import BlockingWatchdog
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.checks.blocking import BlockingWatchdog
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.tracing.trace import Tracer
 
 SLEEPS_PER_STEP = 100
 STEPS = 200

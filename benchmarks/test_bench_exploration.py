@@ -62,10 +62,10 @@ import pytest
 from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec import time_patch
-from pytest_asyncspec.exploration import Exploration, Explorer, ScheduleRun
-from pytest_asyncspec.exploring_loop import Chooser, ExploringLoop
-from pytest_asyncspec.strategies import FifoChooser, Plan, RandomChooser
+from pytest_asyncspec.clock.virtual_loop import time_patch
+from pytest_asyncspec.exploration.explorer import Exploration, Explorer, ScheduleRun
+from pytest_asyncspec.exploration.exploring_loop import Chooser, ExploringLoop
+from pytest_asyncspec.exploration.strategies import FifoChooser, Plan, RandomChooser
 
 
 def _report(capsys: pytest.CaptureFixture[str], tag: str, line: str) -> None:

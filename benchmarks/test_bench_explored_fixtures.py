@@ -6,7 +6,7 @@ Run on request only::
 
 Each schedule of an explored test is a full run of it: its function-scoped
 fixtures are set up before the schedule and torn down after the body
-(``pytest_asyncspec/fixture_cycle.py``).  This measures schedules per second
+(``pytest_asyncspec/plugin/fixture_cycle.py``).  This measures schedules per second
 of one explored test in an in-process pytester session, three ways:
 
 * ``none``: the test takes no fixture of its own;

@@ -8,7 +8,7 @@ Run on request only (the root configuration collects ``spec_tests`` and
         --benchmark-columns=min,median,mean,stddev,rounds -q -p no:cacheprovider
 
 Both budgets are judged where the loop jumps (see
-:mod:`pytest_asyncspec.stall`), so the workloads are made of jumps, the case
+:mod:`pytest_asyncspec.clock.stall`), so the workloads are made of jumps, the case
 where their cost shows most:
 
 ``sequential``
@@ -42,8 +42,8 @@ import pytest
 from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec import DEFAULT_STALL_BUDGET, DEFAULT_TIME_BUDGET, time_patch
-from pytest_asyncspec.clock import VirtualClockLoop
+from pytest_asyncspec.clock import DEFAULT_STALL_BUDGET, DEFAULT_TIME_BUDGET, time_patch
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
 
 SEQUENTIAL_SLEEPS = 20_000
 WORKERS = 50

@@ -15,10 +15,10 @@ each with four modes side by side:
 ``untraced``
     the loop alone;
 ``traced``
-    a :class:`~pytest_asyncspec.trace.Tracer` installed (every step recorded);
+    a :class:`~pytest_asyncspec.tracing.trace.Tracer` installed (every step recorded);
 ``threshold``
     what the plugin runs for ``max_blocking``: a Tracer plus a
-    :class:`~pytest_asyncspec.blocking.BlockingWatchdog` (threshold 0.5 s);
+    :class:`~pytest_asyncspec.checks.blocking.BlockingWatchdog` (threshold 0.5 s);
 ``debug``
     asyncio's debug mode (``loop.set_debug(True)``), untraced: the
     alternative a user would otherwise reach for.
@@ -51,10 +51,9 @@ import pytest
 from checked_rounds import run_checked_rounds
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec import time_patch
-from pytest_asyncspec.blocking import BlockingWatchdog
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.trace import Awaits, Outcome, Trace, Tracer
+from pytest_asyncspec.checks.blocking import BlockingWatchdog
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop, time_patch
+from pytest_asyncspec.tracing.trace import Awaits, Outcome, Trace, Tracer
 
 try:
     import uvloop

@@ -11,12 +11,12 @@ Two groups, each comparing loops on the same workload in the same run:
 ``sleep0``
     1,000 tasks each awaiting ``asyncio.sleep(0)`` 100 times: pure scheduling
     cost, no timer.  The stock ``asyncio.SelectorEventLoop`` against
-    :class:`~pytest_asyncspec.clock.VirtualClockLoop`.
+    :class:`~pytest_asyncspec.clock.virtual_loop.VirtualClockLoop`.
 
 ``timers100k``
     100,000 concurrent ``asyncio.sleep(d)`` with distinct, shuffled durations
     from 1 ms to 100 s, gathered: timer cost with time compaction.
-    :class:`~pytest_asyncspec.clock.VirtualClockLoop` against a ``looptime``
+    :class:`~pytest_asyncspec.clock.virtual_loop.VirtualClockLoop` against a ``looptime``
     loop (``looptime.make_event_loop_class`` over the same selector loop, with
     compaction on and its default settings).
 
@@ -41,8 +41,7 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_asyncspec import time_patch
-from pytest_asyncspec.clock import VirtualClockLoop
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop, time_patch
 
 looptime: ModuleType | None
 try:

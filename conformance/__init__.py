@@ -2,8 +2,8 @@
 
 ``python -m conformance`` runs modules of the interpreter's
 ``test.test_asyncio`` package three times: on the stock selector loop, on
-:class:`~pytest_asyncspec.clock.VirtualClockLoop` and on
-:class:`~pytest_asyncspec.exploring_loop.ExploringLoop` (no schedule active),
+:class:`~pytest_asyncspec.clock.virtual_loop.VirtualClockLoop` and on
+:class:`~pytest_asyncspec.exploration.exploring_loop.ExploringLoop` (no schedule active),
 each put in place of the stock loop, and lists every test that passes on the
 stock loop but not on ours.  See ``docs/conformance.md``.
 """

@@ -45,11 +45,11 @@ def _base_loop(name: str) -> type[asyncio.AbstractEventLoop]:
     if name == "stock":
         return asyncio.SelectorEventLoop  # type: ignore[no-any-return]
     if name == "virtual":
-        from pytest_asyncspec.clock import VirtualClockLoop
+        from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
 
         return VirtualClockLoop
     if name == "exploring":
-        from pytest_asyncspec.exploring_loop import ExploringLoop
+        from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
 
         return ExploringLoop
     if ":" in name:  # module:Class, for checking the runner with a broken loop

@@ -9,7 +9,7 @@ returns a known body, and counts what it served.
 
 Where it runs: on the test's own event loop, not in a thread.
     Both ends of every connection then belong to one loop.  Under the
-    virtual clock the plugin sees that (``pytest_asyncspec.inflight``
+    virtual clock the plugin sees that (``pytest_asyncspec.clock.inflight``
     classifies a socket whose peer this loop also owns as internal), so the
     injected latency is an ``asyncio.sleep`` on virtual time: the clock jumps
     over it and each request lasts exactly its latency, to the nanosecond.

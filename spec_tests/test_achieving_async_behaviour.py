@@ -36,10 +36,10 @@ from pytest_asyncspec import (
     TimingAssertionError,
     VirtualClockLoop,
 )
-from pytest_asyncspec.observation import TraceView
-from pytest_asyncspec.output import ExpectedLine
-from pytest_asyncspec.settings import Effective
-from pytest_asyncspec.ticks import ticks_to_seconds
+from pytest_asyncspec.checks.output import ExpectedLine
+from pytest_asyncspec.clock.ticks import ticks_to_seconds
+from pytest_asyncspec.plugin.observation import TraceView
+from pytest_asyncspec.plugin.settings import Effective
 
 SOURCE = "Achieving asynchronous behavior using asyncio in Python"
 COMPLETED = re.compile(f"Completed after: {FLOAT}")

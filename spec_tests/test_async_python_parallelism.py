@@ -65,7 +65,7 @@ from pytest_asyncspec import (
     Tolerance,
     compare_transcript,
 )
-from pytest_asyncspec.timing import cpu_wait, cpu_wait_since
+from pytest_asyncspec.checks.timing import cpu_wait, cpu_wait_since
 
 SOURCE = "Async Python: Parallelism in Python"
 SOURCE_001 = "Python Asyncio - Using async with python!"

@@ -39,15 +39,15 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import (
-    TICKS_PER_SECOND,
-    Awaits,
     LoopClock,
     OutputLine,
     TimingAssertionError,
     VirtualClockLoop,
     compare_transcript,
 )
-from pytest_asyncspec.observation import TraceView
+from pytest_asyncspec.clock import TICKS_PER_SECOND
+from pytest_asyncspec.plugin.observation import TraceView
+from pytest_asyncspec.tracing import Awaits
 
 SOURCE = "Asynchronous Programming"
 

@@ -34,7 +34,7 @@ from pytest_asyncspec import (
     LoopClock,
     TimingAssertionError,
 )
-from pytest_asyncspec.observation import TraceView
+from pytest_asyncspec.plugin.observation import TraceView
 
 SOURCE = "Python Asyncio - Using async with python!"
 FIRST = (10, 20, 40)

@@ -28,9 +28,9 @@ import pytest
 from pipelines import CALL_IDS, Report, Shared, Step, update_after_await, update_while_blocking
 
 from pytest_asyncspec import explore
-from pytest_asyncspec.exploration import Explorer
-from pytest_asyncspec.exploring_loop import ExploringLoop
-from pytest_asyncspec.strategies import ReplayChooser
+from pytest_asyncspec.exploration.explorer import Explorer
+from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
+from pytest_asyncspec.exploration.strategies import ReplayChooser
 
 SOURCE = "Async Processing in Python: Make Data Pipelines Scream"
 IMPLIED = f"implied by {SOURCE}"

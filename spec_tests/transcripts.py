@@ -9,9 +9,9 @@ import re
 from collections.abc import Sequence
 
 from pytest_asyncspec import LoopClock, OutputLine, VirtualClockLoop, compare_transcript
-from pytest_asyncspec.observation import TraceView
-from pytest_asyncspec.output import ExpectedLine
-from pytest_asyncspec.ticks import ticks_to_seconds
+from pytest_asyncspec.checks.output import ExpectedLine
+from pytest_asyncspec.clock.ticks import ticks_to_seconds
+from pytest_asyncspec.plugin.observation import TraceView
 
 #: A printed float, as str(float) writes it.
 FLOAT = r"(\d+\.\d+(?:e-\d+)?)"

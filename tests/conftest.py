@@ -10,7 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from pytest_asyncspec import DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.clock import DEFAULT_DEADLOCK_GRACE
 
 _T = TypeVar("_T")
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from pytest_asyncspec import time_patch
+from pytest_asyncspec.clock.virtual_loop import time_patch
 
 _Server = TypeVar("_Server", bound=socketserver.BaseServer)
 

@@ -22,16 +22,17 @@ from typing import Any
 import blocking_helpers.chain as chain
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop, blocking_sampler, blocking_sleeps
-from pytest_asyncspec.allow_rules import AllowRule, allowing_rule, parse_allow_rules
-from pytest_asyncspec.blocking import (
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.checks import blocking_sampler, blocking_sleeps
+from pytest_asyncspec.checks.allow_rules import AllowRule, allowing_rule, parse_allow_rules
+from pytest_asyncspec.checks.blocking import (
     BlockingEvent,
     BlockingWatchdog,
     FrameSite,
     validate_threshold,
 )
-from pytest_asyncspec.time_patch import real_perf_counter
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.clock.time_patch import real_perf_counter
+from pytest_asyncspec.tracing.trace import Tracer
 
 THRESHOLD = 0.05
 BLOCK = 0.3

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from pytester_helpers import STRICT_INI, output_of
 
-from pytest_asyncspec.blocking import BlockingWatchdog
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.checks.blocking import BlockingWatchdog
+from pytest_asyncspec.tracing.trace import Tracer
 
 THRESHOLD = 0.05
 #: Three finalizers of this many seconds: a 0.09 s collection.

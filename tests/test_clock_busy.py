@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pytester_helpers import VIRTUAL_INI, output_of
 
-from pytest_asyncspec import ExploringLoop, VirtualClockLoop, time_patch
-from pytest_asyncspec.clock import DEFAULT_BUSY_GRACE
-from pytest_asyncspec.exploring_loop import PICK_NS, Chooser
-from pytest_asyncspec.strategies import FifoChooser, RandomChooser
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
+from pytest_asyncspec.clock.virtual_loop import DEFAULT_BUSY_GRACE
+from pytest_asyncspec.exploration import ExploringLoop
+from pytest_asyncspec.exploration.exploring_loop import PICK_NS, Chooser
+from pytest_asyncspec.exploration.strategies import FifoChooser, RandomChooser
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

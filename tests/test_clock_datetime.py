@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop, time_patch
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

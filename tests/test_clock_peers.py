@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import pytest
 from real_work_helpers import serving_in_a_thread
 
-from pytest_asyncspec import ExploringLoop, VirtualClockLoop
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.exploration import ExploringLoop
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

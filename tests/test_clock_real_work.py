@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 from real_work_helpers import serving_in_a_thread
 
-from pytest_asyncspec import DeadlockError, VirtualClockLoop, time_patch
+from pytest_asyncspec import DeadlockError, VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

@@ -1,4 +1,4 @@
-"""Virtual time that runs on while nothing progresses (pytest_asyncspec.stall).
+"""Virtual time that runs on while nothing progresses (pytest_asyncspec.clock.stall).
 
 A deadlock beside a periodic task keeps a timer pending forever, so the loop
 jumps from beat to beat instead of reporting it; the stall budget ends it
@@ -17,14 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from pytest_asyncspec import (
-    DEFAULT_STALL_BUDGET,
-    DEFAULT_TIME_BUDGET,
-    DeadlockError,
-    LivelockError,
-    RunawayTimeError,
-    VirtualClockLoop,
-)
+from pytest_asyncspec import DeadlockError, LivelockError, RunawayTimeError, VirtualClockLoop
+from pytest_asyncspec.clock import DEFAULT_STALL_BUDGET, DEFAULT_TIME_BUDGET
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

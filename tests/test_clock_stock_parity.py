@@ -19,7 +19,7 @@ from unittest import mock
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.exploring_loop import ExploringLoop
+from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
 
 LoopClass = Callable[[], asyncio.AbstractEventLoop]
 

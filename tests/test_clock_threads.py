@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_asyncspec import DeadlockError, time_patch
+from pytest_asyncspec import DeadlockError
+from pytest_asyncspec.clock import time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual
@@ -38,7 +39,7 @@ QUERY = 0.3
 INSTANT = 10.0
 
 #: A thread waiting in SimpleQueue.get (C code) is told idle by the kernel on
-#: Linux, elsewhere from 3.13 only (see pytest_asyncspec/threads.py).
+#: Linux, elsewhere from 3.13 only (see pytest_asyncspec/clock/threads.py).
 SIMPLE_QUEUE_IDLE = pytest.mark.skipif(
     sys.platform != "linux" and sys.version_info < (3, 13),
     reason="SimpleQueue.get counts as busy before Python 3.13 off Linux",

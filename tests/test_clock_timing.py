@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_asyncspec import LoopClock, VirtualClockLoop, time_patch
-from pytest_asyncspec.settings import Effective
+from pytest_asyncspec import LoopClock, VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
+from pytest_asyncspec.plugin.settings import Effective
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

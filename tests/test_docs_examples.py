@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from pytester_helpers import failure_sections, line_of, output_of
 
-from pytest_asyncspec.step_log import coarse_resolution_ns
+from pytest_asyncspec.tracing.step_log import coarse_resolution_ns
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOW_TO = DOCS / "how-to"

@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import Deviation, ExploringLoop, ReplayToken, TokenError, explore, replay
-from pytest_asyncspec.exploration import Explorer, ReplayMismatchError
-from pytest_asyncspec.exploration_options import (
+from pytest_asyncspec import explore, replay
+from pytest_asyncspec.exploration import Deviation, ExploringLoop, ReplayToken, TokenError
+from pytest_asyncspec.exploration.explorer import Explorer, ReplayMismatchError
+from pytest_asyncspec.exploration.options import (
     parse_depth,
     parse_schedules,
     parse_seed,
     parse_strategy,
 )
-from pytest_asyncspec.replay_token import plugin_version
-from pytest_asyncspec.strategies import PctChooser, Plan, pct_bound, schedule_seed
+from pytest_asyncspec.exploration.replay_token import plugin_version
+from pytest_asyncspec.exploration.strategies import PctChooser, Plan, pct_bound, schedule_seed
 
 Body = Callable[[], Coroutine[Any, Any, None]]
 

@@ -11,9 +11,15 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import ExploringLoop, VirtualClockLoop
-from pytest_asyncspec.exploring_loop import LANE, Candidate, Chooser
-from pytest_asyncspec.strategies import FifoChooser, PctChooser, RandomChooser, ReplayChooser
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.exploration import ExploringLoop
+from pytest_asyncspec.exploration.exploring_loop import LANE, Candidate, Chooser
+from pytest_asyncspec.exploration.strategies import (
+    FifoChooser,
+    PctChooser,
+    RandomChooser,
+    ReplayChooser,
+)
 
 Program = Callable[[list[str]], Coroutine[Any, Any, None]]
 

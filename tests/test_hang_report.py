@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import VirtualClockLoop, hang as hang_module, leaks as leaks_module, waiting
-from pytest_asyncspec.hang import hang_report
-from pytest_asyncspec.trace import Tracer
-from pytest_asyncspec.waiting import foreign_frames, place
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.checks import hang as hang_module, leaks as leaks_module
+from pytest_asyncspec.checks.hang import hang_report
+from pytest_asyncspec.clock import waiting
+from pytest_asyncspec.clock.waiting import foreign_frames, place
+from pytest_asyncspec.tracing.trace import Tracer
 
 HERE = __file__
 #: Real seconds any wait in these tests may take before the test gives up.

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.hang_watch import Armed, HangWatch
+from pytest_asyncspec.checks.hang_watch import Armed, HangWatch
 
 HERE = __file__
 #: A short span: the tests below that must not be diagnosed wait several of them.

@@ -32,11 +32,11 @@ import pytest
 from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, line_of, output_of
 
 import pytest_asyncspec
-from pytest_asyncspec import report_fields
-from pytest_asyncspec.claims import JsonDict
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.html_assets import SCRIPT
-from pytest_asyncspec.html_report import (
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.plugin.claims import JsonDict
+from pytest_asyncspec.plugin.hooks import report_fields
+from pytest_asyncspec.plugin.html_assets import SCRIPT
+from pytest_asyncspec.plugin.html_report import (
     MAX_STEPS,
     MAX_TASKS,
     page_pieces,
@@ -44,7 +44,7 @@ from pytest_asyncspec.html_report import (
     timeline_payload,
     unpack_timeline,
 )
-from pytest_asyncspec.trace import Trace, Tracer
+from pytest_asyncspec.tracing.trace import Trace, Tracer
 
 if TYPE_CHECKING:
     # Only the annotation: with spec_tests collected too, "conftest" may be theirs.

@@ -1,18 +1,22 @@
 """The layer contract: which of the package's modules may load which.
 
 Each module is imported alone in a fresh interpreter; what it loads of the
-package, and whether it loads pytest, is compared with its layer's rule:
+package, and whether it loads pytest, is compared with its layer's rule.  A
+layer is a subpackage (docs/architecture.md draws them):
 
-* introspection, below everything: reading asyncio's objects, ticks, notes;
-* the clock: the virtual-clock loop and what it needs (time patching, what
-  is in flight, the threads it watches, the stall rules, loop factories);
-* tracing, on the clock: the step log, the task table, the tracer, the
+* ``base``, below everything: the top-level modules that read asyncio's
+  objects (``introspection``), add exception notes and name things lazily;
+* ``clock``: the virtual-clock loop and what it needs (ticks, time patching,
+  what is in flight, the threads it watches, the stall rules, loop choice);
+* ``tracing``, on the clock: the step log, the task table, the tracer, the
   timeline and trace events;
-* the checks, on tracing: timing, ordering, output, leaks, hangs, blocking
+* ``checks``, on tracing: timing, ordering, output, leaks, hangs, blocking
   detection with its allow rules;
-* exploration, on the clock and tracing and beside the checks (neither
+* ``exploration``, on the clock and tracing and beside the checks (neither
   loads the other);
-* the pytest plugin on top, loaded by no module below it.
+* ``plugin`` on top, loaded by no module below it;
+* ``moved``: the old module paths, which load only the base until a name is
+  asked for (then they forward to the module's new home).
 
 No module below the plugin loads pytest or pytest-asyncio: the clock, the
 tracer, the checks and the explorer run in plain scripts.
@@ -28,73 +32,38 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest_asyncspec
 
-LAYERS: dict[str, frozenset[str]] = {
-    "introspection": frozenset({"introspection", "waiting", "ticks", "procfs", "notes"}),
-    "clock": frozenset(
-        {"clock", "time_patch", "datetime_patch", "inflight", "threads", "stall", "loops"}
-    ),
-    "tracing": frozenset({"step_log", "task_table", "trace", "timeline", "trace_events"}),
-    "checks": frozenset(
-        {
-            "timing",
-            "ordering",
-            "output",
-            "leaks",
-            "hang",
-            "hang_watch",
-            "blocking",
-            "blocking_sites",
-            "blocking_sampler",
-            "blocking_sleeps",
-            "blocking_settle",
-            "blocking_groups",
-            "allow_rules",
-            "collector",
-        }
-    ),
-    "exploration": frozenset(
-        {
-            "deviation",
-            "exploration_options",
-            "exploring_loop",
-            "strategies",
-            "exploration",
-            "replay_token",
-            "suspension",
-        }
-    ),
-    "plugin": frozenset(
-        {
-            "plugin",
-            "settings",
-            "observation",
-            "explored_tests",
-            "failure_store",
-            "fixture_cycle",
-            "claims",
-            "run_summary",
-            "report_fields",
-            "report_files",
-            "html_page",
-            "html_assets",
-            "html_report",
-            "outside_modes",
-            "replay_command",
-        }
-    ),
+SUBPACKAGES = ("clock", "tracing", "checks", "exploration", "plugin")
+#: The layers of the top-level modules (every other module's layer is its
+#: subpackage).
+TOP_LEVEL: dict[str, str] = {
+    "introspection": "base",
+    "notes": "base",
+    "_lazy": "base",
+    "timing": "moved",
+    "step_log": "moved",
+    "exploring_loop": "moved",
+    "strategies": "moved",
 }
 
 #: The layers each layer may load (itself included).
 MAY_LOAD: dict[str, frozenset[str]] = {
-    "introspection": frozenset({"introspection"}),
-    "clock": frozenset({"introspection", "clock"}),
-    "tracing": frozenset({"introspection", "clock", "tracing"}),
-    "checks": frozenset({"introspection", "clock", "tracing", "checks"}),
-    "exploration": frozenset({"introspection", "clock", "tracing", "exploration"}),
-    "plugin": frozenset(LAYERS),
+    "base": frozenset({"base"}),
+    "clock": frozenset({"base", "clock"}),
+    "tracing": frozenset({"base", "clock", "tracing"}),
+    "checks": frozenset({"base", "clock", "tracing", "checks"}),
+    "exploration": frozenset({"base", "clock", "tracing", "exploration"}),
+    "plugin": frozenset({"base", *SUBPACKAGES}),
+    "moved": frozenset({"base", "moved"}),
 }
 
-LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
+
+def layer_of(module: str) -> str | None:
+    """The layer of ``module`` (a path under the package), or None if it has none."""
+    head, dot, _ = module.partition(".")
+    if head in SUBPACKAGES:
+        return head
+    return None if dot else TOP_LEVEL.get(head)
+
 
 PROBE = """\
 import json, sys
@@ -110,10 +79,11 @@ print(json.dumps({{
 
 
 def _modules() -> list[str]:
+    """Every module and subpackage under the package, by its path there."""
     return sorted(
-        info.name
-        for info in pkgutil.iter_modules(pytest_asyncspec.__path__)
-        if not info.name.startswith("_")
+        info.name.split(".", 1)[1]
+        for info in pkgutil.walk_packages(pytest_asyncspec.__path__, "pytest_asyncspec.")
+        if not info.name.endswith("_c")
     )
 
 
@@ -129,17 +99,21 @@ def _loads(module: str) -> dict[str, list[str]]:
 
 
 def test_every_module_has_a_layer() -> None:
-    """A new module is placed in a layer (this file) before it lands."""
-    assert sorted(set(_modules()) - set(LAYER_OF)) == []
-    assert sorted(set(LAYER_OF) - set(_modules())) == []
+    """A new top-level module is placed in a layer (this file) before it
+    lands; a module in a subpackage is in that subpackage's layer."""
+    assert [module for module in _modules() if layer_of(module) is None] == []
+    assert sorted(set(TOP_LEVEL) - set(_modules())) == []
 
 
-def _breaches(module: str, layer: str, loaded: dict[str, list[str]]) -> list[str]:
-    """What ``module``, placed in ``layer``, loads against its layer's rule."""
+def _breaches(module: str, loaded: dict[str, list[str]], layer: str | None = None) -> list[str]:
+    """What ``module`` (placed in ``layer``, by default its own) loads
+    against its layer's rule."""
+    layer = layer or layer_of(module)
+    assert layer is not None, module
     breaches = [
-        f"{module} ({layer}) loads {other} ({LAYER_OF.get(other)})"
+        f"{module} ({layer}) loads {other} ({layer_of(other)})"
         for other in loaded["package"]
-        if LAYER_OF.get(other, "plugin") not in MAY_LOAD[layer]
+        if layer_of(other) not in MAY_LOAD[layer]
     ]
     if layer != "plugin" and loaded["pytest"]:
         breaches.append(f"{module} ({layer}) loads {', '.join(loaded['pytest'])}")
@@ -149,17 +123,24 @@ def _breaches(module: str, layer: str, loaded: dict[str, list[str]]) -> list[str
 def test_each_module_loads_only_its_layer_and_those_below() -> None:
     with ThreadPoolExecutor(4) as pool:
         loads = dict(zip(_modules(), pool.map(_loads, _modules()), strict=True))
-    broken = [
-        breach
-        for module, loaded in loads.items()
-        for breach in _breaches(module, LAYER_OF[module], loaded)
-    ]
+    broken = [breach for module, loaded in loads.items() for breach in _breaches(module, loaded)]
     assert broken == []
+
+
+def test_a_subpackage_loads_nothing_until_a_name_is_asked_for() -> None:
+    """Importing a subpackage (to reach one of its modules, or a name of its
+    namespace) costs its ``__init__`` and the lazy-naming helper, no more:
+    start-up stays as it was before the package had subpackages."""
+    with ThreadPoolExecutor(4) as pool:
+        loads = dict(zip(SUBPACKAGES, pool.map(_loads, SUBPACKAGES), strict=True))
+    assert {package: loaded["package"] for package, loaded in loads.items()} == {
+        package: ["_lazy", package] for package in SUBPACKAGES
+    }
 
 
 def test_the_checker_catches_a_breach() -> None:
     """Negative control: the plugin's settings, were they in the clock layer,
     would breach it twice over (pytest, and exploration's option parsers)."""
-    breaches = _breaches("settings", "clock", _loads("settings"))
-    assert "settings (clock) loads exploration_options (exploration)" in breaches
-    assert "settings (clock) loads pytest" in breaches
+    breaches = _breaches("plugin.settings", _loads("plugin.settings"), layer="clock")
+    assert "plugin.settings (clock) loads exploration.options (exploration)" in breaches
+    assert "plugin.settings (clock) loads pytest" in breaches

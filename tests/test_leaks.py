@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.allow_rules import first_match, parse_leak_rules
-from pytest_asyncspec.leaks import (
+from pytest_asyncspec.checks.allow_rules import first_match, parse_leak_rules
+from pytest_asyncspec.checks.leaks import (
     LeakedTask,
     leak_report,
     pending_tasks,
     track_unawaited,
 )
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.tracing.trace import Tracer
 
 HERE = __file__
 

@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from pytest_asyncspec import Trace, Tracer, VirtualClockLoop
-from pytest_asyncspec.ordering import (
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.checks.ordering import (
     OrderAssertionError,
     assert_every_start_before_any_finish,
     assert_order,
     assert_step_after,
     nth_step,
 )
+from pytest_asyncspec.tracing import Trace, Tracer
 
 
 def _trace(gathered: bool) -> Trace:

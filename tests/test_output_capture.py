@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.output import (
+from pytest_asyncspec.checks.output import (
     OutputLine,
     TimedOutput,
     capture_output,
     compare_transcript,
 )
-from pytest_asyncspec.timing import Tolerance
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.checks.timing import Tolerance
+from pytest_asyncspec.tracing.trace import Tracer
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ import pytest
 from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, output_of
 
 import pytest_asyncspec
-from pytest_asyncspec.claims import (
+from pytest_asyncspec.plugin.claims import (
     ClaimRecorder,
     format_value,
     natural_key,
 )
-from pytest_asyncspec.report_files import write_report
+from pytest_asyncspec.plugin.report_files import write_report
 
 PYTHON = platform.python_version()
 SECTION = "*= asyncspec claims =*"
@@ -40,7 +40,7 @@ import asyncio
 import pytest
 
 from pytest_asyncspec import LoopClock, TimingAssertionError
-from pytest_asyncspec.claims import ClaimRecorder
+from pytest_asyncspec.plugin.claims import ClaimRecorder
 
 SOURCE = "A Document"
 

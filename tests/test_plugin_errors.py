@@ -301,7 +301,7 @@ def test_virtual_timing_failure_shows_expected_measured_and_mode(
             "(virtual clock*",
         ]
     )
-    assert "pytest_asyncspec/timing.py" not in output_of(result)
+    assert "pytest_asyncspec/checks/timing.py" not in output_of(result)
 
 
 def test_virtual_timing_success_when_gathered(pytester: pytest.Pytester) -> None:
@@ -476,4 +476,4 @@ def test_a_deadlock_report_shows_no_frames_of_the_plugin(pytester: pytest.Pytest
     text = output_of(result)
     assert "DeadlockError" in text
     assert not [line for line in FRAME_LINE.findall(text) if "pytest_asyncspec" in line]
-    assert "pytest_asyncspec/clock.py" not in text
+    assert "pytest_asyncspec/clock/virtual_loop.py" not in text

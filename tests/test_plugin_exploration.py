@@ -17,7 +17,7 @@ from pytester_helpers import (
     output_of,
 )
 
-from pytest_asyncspec.replay_token import plugin_version
+from pytest_asyncspec.exploration.replay_token import plugin_version
 
 # A box office with one seat: buyers arrive together, one parses its request
 # one step longer.  Stock order sells one ticket; another order sells two.

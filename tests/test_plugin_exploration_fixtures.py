@@ -17,7 +17,7 @@ import pytest
 from pytester_helpers import STRICT_INI, output_of
 
 import pytest_asyncspec
-from pytest_asyncspec.replay_token import ReplayToken
+from pytest_asyncspec.exploration.replay_token import ReplayToken
 
 TOKEN_FLAG = "--asyncspec-replay="
 

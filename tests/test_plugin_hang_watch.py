@@ -225,7 +225,7 @@ import os
 
 import pytest
 
-from pytest_asyncspec import step_log
+from pytest_asyncspec.tracing import step_log
 
 HANGS = 50
 
@@ -267,7 +267,7 @@ def test_a_hundred_hangs_are_diagnosed_without_a_crash(
     """100 hung tests, traced (the step recorder wraps every task), on both
     clocks: each is diagnosed from the watch's thread while the loop thread
     idles, and the process ends with pytest's failure code, not a signal."""
-    from pytest_asyncspec import step_log
+    from pytest_asyncspec.tracing import step_log
 
     if recorder == "c" and not step_log.ACCELERATED:
         pytest.skip("the C step recorder is not built here")

@@ -9,7 +9,7 @@ import shlex
 import pytest
 from pytester_helpers import STRICT_INI, failure_sections, output_of
 
-from pytest_asyncspec.replay_command import carried_options
+from pytest_asyncspec.plugin.replay_command import carried_options
 
 CONFTEST = """
 import pytest

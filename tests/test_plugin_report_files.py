@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pytester_helpers import VIRTUAL_INI, assert_usage_error, output_of
 
-from pytest_asyncspec.settings import DEFAULT_TRACE_MAX_STEPS, TRACE_MAX_STEPS
-from pytest_asyncspec.trace_events import MAX_STEPS, trace_file_name
+from pytest_asyncspec.plugin.settings import DEFAULT_TRACE_MAX_STEPS, TRACE_MAX_STEPS
+from pytest_asyncspec.tracing.trace_events import MAX_STEPS, trace_file_name
 
 #: (flag, ini key, a file name the setting could take, a text its file starts with)
 FILES = [

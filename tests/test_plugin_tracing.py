@@ -505,7 +505,7 @@ async def test_tidy() -> None:
 """
 
 # Leak warnings are shown, every other warning is still an error.
-SHOW_LEAK_WARNINGS = ("-W", "default::pytest_asyncspec.plugin.AsyncspecLeakWarning")
+SHOW_LEAK_WARNINGS = ("-W", "default::pytest_asyncspec.plugin.hooks.AsyncspecLeakWarning")
 
 
 def test_leaks_warn_names_the_task_and_the_coroutine_with_their_lines(
@@ -1093,7 +1093,7 @@ from __future__ import annotations
 
 import pytest
 
-import pytest_asyncspec.observation
+import pytest_asyncspec.plugin.observation
 
 
 def explode(*args: object, **kwargs: object) -> None:
@@ -1104,7 +1104,7 @@ def explode(*args: object, **kwargs: object) -> None:
 # the teardown, before the trace file is written.  Undone when the inner run
 # ends, since it shares the outer run's process.
 _patch = pytest.MonkeyPatch()
-_patch.setattr(pytest_asyncspec.observation, "{name}", explode)
+_patch.setattr(pytest_asyncspec.plugin.observation, "{name}", explode)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -1230,7 +1230,7 @@ def test_crash_inside_the_step_recorder_is_reported_not_lost(pytester: pytest.Py
 
         import pytest
 
-        import pytest_asyncspec.trace
+        import pytest_asyncspec.tracing.trace
 
 
         def explode(*args: object) -> None:
@@ -1239,7 +1239,7 @@ def test_crash_inside_the_step_recorder_is_reported_not_lost(pytester: pytest.Py
 
         @pytest.fixture(autouse=True)
         def crash_the_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
-            monkeypatch.setattr(pytest_asyncspec.trace, "_awaited_kind", explode)
+            monkeypatch.setattr(pytest_asyncspec.tracing.trace, "_awaited_kind", explode)
         """
     )
     pytester.makepyfile(test_outcomes=OUTCOME_TESTS)
@@ -1264,7 +1264,7 @@ def test_crash_while_describing_blocking_keeps_the_failing_test_message(
 
         import pytest
 
-        import pytest_asyncspec.blocking
+        import pytest_asyncspec.checks.blocking
 
 
         def explode(*args: object, **kwargs: object) -> str:
@@ -1273,7 +1273,7 @@ def test_crash_while_describing_blocking_keeps_the_failing_test_message(
 
         @pytest.fixture(autouse=True)
         def crash_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
-            monkeypatch.setattr(pytest_asyncspec.blocking.BlockingEvent, "describe", explode)
+            monkeypatch.setattr(pytest_asyncspec.checks.blocking.BlockingEvent, "describe", explode)
         """
     )
     pytester.makepyfile(

@@ -20,15 +20,18 @@ import pytest
 from pytester_helpers import STRICT_INI, output_of
 
 import pytest_asyncspec
-from pytest_asyncspec.observation import TraceView
-from pytest_asyncspec.settings import (
+import pytest_asyncspec.clock
+import pytest_asyncspec.exploration
+import pytest_asyncspec.tracing
+from pytest_asyncspec.checks.timing import LoopClock
+from pytest_asyncspec.plugin.observation import TraceView
+from pytest_asyncspec.plugin.settings import (
     ALLOW_BLOCKING_INI,
     ALLOW_LEAKS_INI,
     MARKER_KEYWORDS,
     SETTINGS,
 )
-from pytest_asyncspec.timing import LoopClock
-from pytest_asyncspec.trace import Trace
+from pytest_asyncspec.tracing.trace import Trace
 
 TRACE_QUERIES = "`Trace` queries (also on `asyncspec_trace`)"
 REFERENCE = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
@@ -99,7 +102,7 @@ def test_the_marker_signature_lists_every_keyword() -> None:
 def test_the_fixture_table_lists_every_fixture_of_the_plugin(pytester: pytest.Pytester) -> None:
     pytester.makeini(STRICT_INI)
     text = output_of(pytester.runpytest("--fixtures"))
-    ours = text.split("fixtures defined from pytest_asyncspec.plugin", 1)[1]
+    ours = text.split("fixtures defined from pytest_asyncspec.plugin.hooks", 1)[1]
     ours = ours.split("-- fixtures defined from", 1)[0]
     fixtures = set(re.findall(r"^(asyncspec_\w+)", ours, re.M))
     rows = table_rows(section("Fixtures").split("###")[0])
@@ -107,7 +110,7 @@ def test_the_fixture_table_lists_every_fixture_of_the_plugin(pytester: pytest.Py
 
 
 def test_asyncspec_settings_fields_are_the_ones_the_reference_names() -> None:
-    from pytest_asyncspec.settings import Effective
+    from pytest_asyncspec.plugin.settings import Effective
 
     (row,) = [row for row in table_rows(section("Fixtures")) if row[0] == "`asyncspec_settings`"]
     assert set(re.findall(r"`\.(\w+)`", row[2])) == set(Effective.__slots__)
@@ -171,45 +174,66 @@ def assert_signature_matches(name: str, function: Callable[..., Any], text: str)
             assert doc == real, f"{name}: reference {doc!r}, code {real!r}"
 
 
-def test_every_public_name_is_in_the_api_reference() -> None:
-    api = section("Public API (`pytest_asyncspec`)")
-    for name in pytest_asyncspec.__all__:
-        assert f"`{name}`" in api or f"`{name}(" in api, f"{name} is missing"
+#: Each public namespace and the reference section that lists its names.
+NAMESPACES = {
+    "pytest_asyncspec": pytest_asyncspec,
+    "pytest_asyncspec.tracing": pytest_asyncspec.tracing,
+    "pytest_asyncspec.exploration": pytest_asyncspec.exploration,
+    "pytest_asyncspec.clock": pytest_asyncspec.clock,
+}
+
+
+def public_names() -> list[tuple[str, str, Any]]:
+    """(namespace, name, object) of every public name."""
+    return [
+        (space, name, getattr(module, name))
+        for space, module in NAMESPACES.items()
+        for name in module.__all__
+    ]
+
+
+def api(space: str) -> str:
+    """The reference's section of one namespace (its subsections included)."""
+    return section(f"`{space}`")
+
+
+def test_every_public_name_is_in_its_namespace_s_section() -> None:
+    for space, name, _ in public_names():
+        text = api(space)
+        assert f"`{name}`" in text or f"`{name}(" in text, f"{space}.{name} is missing"
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        name
-        for name in pytest_asyncspec.__all__
-        if inspect.isfunction(getattr(pytest_asyncspec, name))
-    ],
+    ("space", "name"),
+    [(space, name) for space, name, value in public_names() if inspect.isfunction(value)],
 )
-def test_every_public_function_is_shown_with_its_parameters_and_defaults(name: str) -> None:
-    api = section("Public API (`pytest_asyncspec`)")
-    assert_signature_matches(name, getattr(pytest_asyncspec, name), api)
+def test_every_public_function_is_shown_with_its_parameters_and_defaults(
+    space: str, name: str
+) -> None:
+    assert_signature_matches(name, getattr(NAMESPACES[space], name), api(space))
 
 
-def constructed_classes() -> list[str]:
+def constructed_classes() -> list[tuple[str, str]]:
     """The public classes the reference shows called: users construct these."""
-    api = section("Public API (`pytest_asyncspec`)")
     return [
-        name
-        for name in pytest_asyncspec.__all__
-        if inspect.isclass(getattr(pytest_asyncspec, name)) and f"`{name}(" in api
+        (space, name)
+        for space, name, value in public_names()
+        if inspect.isclass(value) and f"`{name}(" in api(space)
     ]
 
 
 def test_the_classes_users_construct_are_shown_called() -> None:
-    assert {"VirtualClockLoop", "LoopClock", "Tolerance", "Tracer", "Explorer"} <= set(
-        constructed_classes()
-    )
+    assert {"VirtualClockLoop", "LoopClock", "Tolerance", "Tracer", "Explorer"} <= {
+        name for _, name in constructed_classes()
+    }
 
 
-@pytest.mark.parametrize("name", constructed_classes())
-def test_every_constructed_class_is_shown_with_its_parameters_and_defaults(name: str) -> None:
-    api = section("Public API (`pytest_asyncspec`)")
-    assert_signature_matches(name, getattr(pytest_asyncspec, name).__init__, api)
+@pytest.mark.parametrize(("space", "name"), constructed_classes())
+def test_every_constructed_class_is_shown_with_its_parameters_and_defaults(
+    space: str, name: str
+) -> None:
+    cls = getattr(NAMESPACES[space], name)
+    assert_signature_matches(name, cls.__init__, api(space))
 
 
 def public_methods(cls: type) -> list[str]:

@@ -17,13 +17,19 @@ from pathlib import Path
 #: loads when a test or an option asks for it.
 EVERY_RUN = {
     "pytest_asyncspec",
+    # The namespaces on the way (their __init__ files import nothing but
+    # the lazy-naming helper: tests/test_layers.py).
+    "pytest_asyncspec._lazy",
     "pytest_asyncspec.plugin",
-    "pytest_asyncspec.settings",
+    "pytest_asyncspec.exploration",
+    "pytest_asyncspec.clock",
+    "pytest_asyncspec.plugin.hooks",
+    "pytest_asyncspec.plugin.settings",
     # The settings table's parsers of exploration's values (no pytest).
-    "pytest_asyncspec.exploration_options",
-    "pytest_asyncspec.loops",
-    "pytest_asyncspec.report_fields",
-    "pytest_asyncspec.run_summary",
+    "pytest_asyncspec.exploration.options",
+    "pytest_asyncspec.clock.loops",
+    "pytest_asyncspec.plugin.report_fields",
+    "pytest_asyncspec.plugin.run_summary",
 }
 
 
@@ -43,7 +49,7 @@ def loaded_by(code: str, cwd: Path | None = None) -> set[str]:
 
 
 def test_loading_the_plugin_loads_only_what_every_run_needs() -> None:
-    assert loaded_by("import pytest_asyncspec.plugin") == EVERY_RUN
+    assert loaded_by("import pytest_asyncspec.plugin.hooks") == EVERY_RUN
 
 
 def test_collecting_a_suite_that_does_not_use_the_plugin_loads_nothing_more(
@@ -70,7 +76,10 @@ def test_collecting_a_suite_that_opts_in_loads_no_loop_or_tracer(tmp_path: Path)
         "import asyncio\n\n\nasync def test_sleeps():\n    await asyncio.sleep(1)\n"
     )
     run = "pytest.main(['--co', '-q', '-p', 'no:cacheprovider'])"
-    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {"pytest_asyncspec.allow_rules"}
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {
+        "pytest_asyncspec.checks",
+        "pytest_asyncspec.checks.allow_rules",
+    }
 
 
 def test_a_claim_marker_loads_the_claims_module(tmp_path: Path) -> None:
@@ -79,7 +88,7 @@ def test_a_claim_marker_loads_the_claims_module(tmp_path: Path) -> None:
         "import pytest\n\n\n@pytest.mark.claim('A1')\ndef test_tagged():\n    assert True\n"
     )
     run = "pytest.main(['-q', '-p', 'no:cacheprovider'])"
-    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {"pytest_asyncspec.claims"}
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN | {"pytest_asyncspec.plugin.claims"}
 
 
 def test_public_names_still_import_on_first_use() -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from pytest_asyncspec import step_log
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.step_log import KIND_DONE, WORDS, PyRecorderBase, PyStepLog
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.tracing import step_log
+from pytest_asyncspec.tracing.step_log import KIND_DONE, WORDS, PyRecorderBase, PyStepLog
 
 try:
-    from pytest_asyncspec import _step_log_c  # type: ignore[attr-defined]
+    from pytest_asyncspec.tracing import _step_log_c  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - not built here
     _step_log_c = None
 
@@ -301,7 +301,7 @@ def test_the_accelerator_is_in_use_where_it_is_built() -> None:
     if os.environ.get("PYTEST_ASYNCSPEC_PURE_PYTHON"):
         assert not step_log.ACCELERATED
     else:
-        assert step_log.ACCELERATED, "pytest_asyncspec._step_log_c did not build or import"
+        assert step_log.ACCELERATED, "pytest_asyncspec.tracing._step_log_c did not build or import"
 
 
 def test_endings_by_exception_fill_and_flush_the_buffer(types_: tuple[Any, Any]) -> None:

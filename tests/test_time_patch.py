@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 from real_work_helpers import REAL_TIME_FUNCTIONS
 
-from pytest_asyncspec import VirtualClockLoop, time_patch
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.clock import time_patch
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

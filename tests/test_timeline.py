@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from tracing_helpers import Main, run_traced_main
 
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.timeline import MIN_WIDTH, render_timeline
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.tracing.timeline import MIN_WIDTH, render_timeline
+from pytest_asyncspec.tracing.trace import Tracer
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("ASYNCSPEC_UPDATE_GOLDEN") == "1"

@@ -21,7 +21,7 @@ from pytest_asyncspec import (
     TimingAssertionError,
     Tolerance,
 )
-from pytest_asyncspec.timing import Elapsed, cpu_wait, cpu_wait_since
+from pytest_asyncspec.checks.timing import Elapsed, cpu_wait, cpu_wait_since
 
 if TYPE_CHECKING:
     from conftest import RunVirtual

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from tracing_helpers import run_traced_main
 
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.trace import Tracer
-from pytest_asyncspec.trace_events import (
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.tracing.trace import Tracer
+from pytest_asyncspec.tracing.trace_events import (
     TRACE_FILE_SUFFIX,
     to_trace_events,
     trace_file_name,

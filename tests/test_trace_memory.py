@@ -153,7 +153,7 @@ import asyncio
 import gc
 import weakref
 
-from pytest_asyncspec.trace import Tracer
+from pytest_asyncspec.tracing.trace import Tracer
 
 loops = []
 

@@ -23,7 +23,7 @@ import pytest
 from tracing_helpers import close_loop
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.trace import Awaits, Outcome, Trace, Tracer
+from pytest_asyncspec.tracing.trace import Awaits, Outcome, Trace, Tracer
 
 _T = TypeVar("_T")
 

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pytest_asyncspec.clock import VirtualClockLoop
-from pytest_asyncspec.trace import Trace, Tracer
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec.tracing.trace import Trace, Tracer
 
 Main = Callable[[], Coroutine[Any, Any, None]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pytest_asyncspec.clock import VirtualClockLoop
+from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
 
 
 class TimersNeverFireLoop(VirtualClockLoop):

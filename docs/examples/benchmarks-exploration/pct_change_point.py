@@ -2,8 +2,8 @@
 
 import asyncio
 
-from pytest_asyncspec.exploring_loop import ExploringLoop
-from pytest_asyncspec.strategies import PctChooser
+from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
+from pytest_asyncspec.exploration.strategies import PctChooser
 
 
 async def worker(n):

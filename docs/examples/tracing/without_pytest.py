@@ -2,7 +2,8 @@
 
 import asyncio
 
-from pytest_asyncspec import Tracer, VirtualClockLoop, render_timeline
+from pytest_asyncspec import VirtualClockLoop
+from pytest_asyncspec.tracing import Tracer, render_timeline
 
 
 async def brew() -> None:
