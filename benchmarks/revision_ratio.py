@@ -22,7 +22,7 @@ from pathlib import Path
 
 _CHILD = r"""
 import asyncio, gc, random, sys, time
-from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
+from pytest_asyncspec import VirtualClockLoop  # both trees: the top level holds it
 
 def sleep0():
     async def task():

@@ -163,7 +163,7 @@ def hang_report(
     A read that fails because the loop moved on is reported in the text; the
     function itself does not raise.  Frames are read through
     ``sys._current_frames()`` under the GIL, their code, line and globals
-    only: never a frame's ``f_locals`` (:func:`~.waiting.foreign_frames`).
+    only: never a frame's ``f_locals`` (:func:`~pytest_asyncspec.clock.waiting.foreign_frames`).
     """
     with foreign_frames():
         return _hang_report(loop, tracer, stack_limit)

@@ -18,13 +18,14 @@ in that span nothing but an outside source could wake it:
 * every descriptor the loop waits on is a listening socket (a server waiting
   for clients; on the virtual clock an unconnected datagram socket that sent
   nothing outside counts as one) or a connection whose peer is this same,
-  idle loop (see :mod:`.inflight`).  A connection to a peer outside the loop,
+  idle loop (see :mod:`~pytest_asyncspec.clock.inflight`).  A connection to a peer outside the loop,
   a pipe to a child, any other descriptor means an event may still come:
   never a hang (pytest-timeout bounds such waits);
 * no child process of the test process is running;
 * no thread started since pytest started is busy: a thread counts as idle
-  only in an untimed wait (the judgment of :func:`.threads.judge`, the one the
-  virtual clock uses).  Threads that existed before (pytest-xdist's),
+  only in an untimed wait (the judgment of
+  :func:`~pytest_asyncspec.clock.threads.judge`, the one the virtual clock
+  uses).  Threads that existed before (pytest-xdist's),
   pytest-timeout's timer and this watch's own are not asked.
 
 So a correct test is never failed: whatever could still wake the loop lets
@@ -40,7 +41,7 @@ report (once, even if pytest-timeout fires too).
 
 **Reading another thread's stack.**  Only through ``sys._current_frames()``,
 under the GIL, and only the frames' code, line and globals: never a frame's
-``f_locals`` (see :func:`.waiting.foreign_frames`), never faulthandler.  One
+``f_locals`` (see :func:`~pytest_asyncspec.clock.waiting.foreign_frames`), never faulthandler.  One
 thread per run does the looking; it wakes a few times per span while a test
 is armed, and about once a second otherwise.
 """

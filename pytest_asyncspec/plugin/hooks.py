@@ -1,10 +1,12 @@
 """pytest entry point: options, markers, fixtures and the loop-factory hook.
 
-Thin by design: settings live in :mod:`.settings`, loops in :mod:`.loops`,
-the clock in :mod:`.clock`, timing checks in :mod:`.timing`, what is
-watched during a test in :mod:`.observation`, claims and their report in
-:mod:`.claims`, exploration in :mod:`.explored_tests`, and what the reporting
-process gathers from reports in :mod:`.run_summary`.  Everything but the
+Thin by design: settings live in :mod:`.settings`, loops in
+:mod:`~pytest_asyncspec.clock.loops`, the clock in
+:mod:`~pytest_asyncspec.clock.virtual_loop`, timing checks in
+:mod:`~pytest_asyncspec.checks.timing`, what is watched during a test in
+:mod:`.observation`, claims and their report in :mod:`.claims`, exploration
+in :mod:`.explored_tests`, and what the reporting process gathers from
+reports in :mod:`.run_summary`.  Everything but the
 settings table, the loop choices and the report plumbing is imported when a
 test or an option needs it, so that pytest starts as fast with the plugin
 installed as without it (``tests/test_startup_imports.py``).
@@ -800,7 +802,8 @@ def pytest_runtest_setup_checks(item: pytest.Item) -> None:
 
 
 def _arm_hang_watch(item: pytest.Item) -> None:
-    """Watch the loop of an async test for a hang (see :mod:`.hang_watch`)."""
+    """Watch the loop of an async test for a hang
+    (see :mod:`~pytest_asyncspec.checks.hang_watch`)."""
     effective = item.stash.get(SETTINGS_KEY, None)
     if effective is None or effective.hang_after is None or effective.loop != "asyncio":
         return

@@ -13,7 +13,7 @@ CLAIM = "asyncspec_claim"
 #: An explored test's summary: schedules, distinct orders, seed, PCT bounds.
 EXPLORATION_SUMMARY = "asyncspec_exploration"
 #: The blocking steps of the report's phase that no allow rule allowed, one
-#: entry per place (:meth:`.blocking_groups.BlockingGroup.payload` and its
+#: entry per place (:meth:`~pytest_asyncspec.checks.blocking_groups.BlockingGroup.payload` and its
 #: ``phase``: each of setup, call and teardown carries its own).
 BLOCKING = "asyncspec_blocking"
 #: The test's blocking steps that an allow rule allowed, one entry per rule

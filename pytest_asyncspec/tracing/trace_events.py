@@ -43,7 +43,7 @@ TRACE_FILE_SUFFIX = ".trace.json"
 #: Most steps one trace file keeps by default (the first ones recorded, in
 #: the order they ended): a step is about 200 bytes of JSON, so a file stays
 #: near 200 MB however long a test runs.  ``--asyncspec-trace-max-steps``
-#: (:data:`.settings.TRACE_MAX_STEPS`) sets it; the file's ``otherData``
+#: (:data:`~pytest_asyncspec.plugin.settings.TRACE_MAX_STEPS`) sets it; the file's ``otherData``
 #: says when steps were left out.
 MAX_STEPS = 1_000_000
 MAX_STEPS_OPTION = "--asyncspec-trace-max-steps"
@@ -168,7 +168,7 @@ def write_trace_events(
     same directory first and is then renamed over ``path``, so a reader (or a
     parallel worker writing the same name) never sees a half-written file; a
     path that is not a regular file is never replaced (see
-    :mod:`.report_files`).  The events are encoded one by one as they are
+    :mod:`~pytest_asyncspec.plugin.report_files`).  The events are encoded one by one as they are
     written.
     """
     from ..plugin.report_files import write_report
