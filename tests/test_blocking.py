@@ -29,7 +29,6 @@ from pytest_asyncspec.checks.blocking import (
     BlockingEvent,
     BlockingWatchdog,
     FrameSite,
-    validate_threshold,
 )
 from pytest_asyncspec.clock.time_patch import real_perf_counter
 from pytest_asyncspec.tracing.trace import Tracer
@@ -830,8 +829,13 @@ def test_a_windows_drive_is_not_mistaken_for_a_line() -> None:
     ["abc", "", "nan", "inf", "-inf", "-1", "0", "0.0", 0, -0.5, float("nan"), float("inf"), True],
 )
 def test_invalid_thresholds_raise_saying_what_is_expected(value: Any) -> None:
-    with pytest.raises(ValueError, match="finite number of seconds greater than 0") as raised:
-        validate_threshold(value)
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(ValueError, match="invalid blocking threshold") as raised:
+            BlockingWatchdog(Tracer(loop), value)
+    finally:
+        loop.close()
+    assert "expected a positive number of seconds (e.g. 0.1)" in str(raised.value)
     assert repr(value) in str(raised.value)
 
 
@@ -839,14 +843,18 @@ def test_invalid_thresholds_raise_saying_what_is_expected(value: Any) -> None:
     ("value", "expected"), [("0.25", 0.25), (" 2 ", 2.0), (0.1, 0.1), (3, 3.0)]
 )
 def test_valid_thresholds(value: str | float, expected: float) -> None:
-    assert validate_threshold(value) == expected
+    loop = asyncio.new_event_loop()
+    try:
+        assert BlockingWatchdog(Tracer(loop), value).threshold == expected
+    finally:
+        loop.close()
 
 
 def test_the_watchdog_validates_its_threshold_and_interval() -> None:
     loop = asyncio.new_event_loop()
     try:
         tracer = Tracer(loop)
-        with pytest.raises(ValueError, match="finite number of seconds"):
+        with pytest.raises(ValueError, match="invalid blocking threshold 0; expected a positive"):
             BlockingWatchdog(tracer, 0)
         with pytest.raises(ValueError, match="sample_interval"):
             BlockingWatchdog(tracer, 1, sample_interval=0)

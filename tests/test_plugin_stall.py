@@ -234,8 +234,8 @@ def test_a_bad_budget_is_a_usage_error(
 
     assert_usage_error(
         result,
-        f"*invalid {setting} '{value}'; expected a positive virtual time in seconds, "
-        "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'*",
+        f"*invalid {setting} '{value}'; expected a positive time in seconds, "
+        "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d) or 'off'*",
     )
 
 

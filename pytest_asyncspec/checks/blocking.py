@@ -35,13 +35,12 @@ here imports pytest.
 from __future__ import annotations
 
 import bisect
-import math
 import threading
 import traceback
 from collections.abc import Sequence
 from types import TracebackType
 
-from ..clock.ticks import seconds_to_ticks
+from ..clock.ticks import parse_seconds, seconds_to_ticks
 from ..clock.virtual_loop import VirtualClockLoop
 from ..tracing.trace import Trace, Tracer
 from .allow_rules import AllowRule
@@ -55,26 +54,6 @@ from .collector import CollectorTime
 #: quarter threshold late) but never more often than every millisecond.
 _WAKES_PER_THRESHOLD = 4
 _MIN_SAMPLE_INTERVAL = 0.001
-
-_EXPECTED_THRESHOLD = "a finite number of seconds greater than 0, such as 0.1"
-
-
-def validate_threshold(value: str | float) -> float:
-    """The blocking threshold in seconds, or ``ValueError`` saying what is expected."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}")
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError(
-                f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}"
-            ) from None
-    else:
-        number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"blocking threshold must be {_EXPECTED_THRESHOLD}; got {value!r}")
-    return number
 
 
 class BlockingWatchdog:
@@ -100,22 +79,17 @@ class BlockingWatchdog:
         # The clock the tracer stamps steps with (coarse when it keeps only
         # long steps): every time compared with a step's must come from it.
         self._clock = tracer.log.clock
-        self.threshold = validate_threshold(threshold)
+        self.threshold = parse_seconds(threshold, "blocking threshold", example="0.1")
         self.allow: tuple[AllowRule, ...] = tuple(
             rule if isinstance(rule, AllowRule) else AllowRule(rule) for rule in allow
         )
         if sample_interval is None:
             sample_interval = max(self.threshold / _WAKES_PER_THRESHOLD, _MIN_SAMPLE_INTERVAL)
-        elif (
-            isinstance(sample_interval, bool)
-            or not math.isfinite(sample_interval)
-            or sample_interval <= 0
-        ):
-            raise ValueError(
-                "sample_interval must be a finite number of seconds greater than 0 "
-                f"(or None for a quarter of the threshold); got {sample_interval!r}"
-            )
-        self.sample_interval = float(sample_interval)
+        self.sample_interval = parse_seconds(
+            sample_interval,
+            "sample_interval",
+            example="0.025, or None for a quarter of the threshold",
+        )
         #: Internal errors of the watchdog (formatted), never raised into the test.
         self.watchdog_errors: list[str] = []
         self._threshold_ns = seconds_to_ticks(self.threshold)

@@ -8,6 +8,7 @@ at exactly 1_000_000_000 ticks, which converts back to exactly ``1.0``.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 TICKS_PER_SECOND = 1_000_000_000
 
@@ -42,3 +43,54 @@ def ticks_to_seconds(ticks: int) -> float:
     if ticks <= -NEVER:
         return -math.inf
     return ticks / TICKS_PER_SECOND
+
+
+#: Units a duration's text may end with (``90s``, ``30m``, ``1h``, ``2d``).
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: The words that switch a duration off where it can be.  Only words: ``0``
+#: is a (bad) amount of time, never a switch.
+_OFF = ("off", "none")
+
+
+def parse_seconds(value: object, what: str, *, example: str, units: bool = False) -> float:
+    """``value`` (a number, or its text) as a positive, finite number of seconds.
+
+    With ``units``, text may end with ``s``, ``m``, ``h`` or ``d``.  Anything
+    else is a ``ValueError`` that names ``what``, shows the value and gives
+    ``example`` of what is expected.
+    """
+    return _seconds(value, what, example, units, off=False)
+
+
+def parse_seconds_or_off(
+    value: object, what: str, *, example: str, units: bool = False
+) -> float | None:
+    """As :func:`parse_seconds`, or None for ``off``, ``none`` (any case) or None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _OFF):
+        return None
+    return _seconds(value, what, example, units, off=True)
+
+
+def _seconds(value: object, what: str, example: str, units: bool, off: bool) -> float:
+    seconds = _read_seconds(value, units)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        kind = "time in seconds, optionally with a unit" if units else "number of seconds"
+        raise ValueError(
+            f"invalid {what} {value!r}; expected a positive {kind} (e.g. {example})"
+            + (" or 'off'" if off else "")
+        )
+    return seconds
+
+
+def _read_seconds(value: object, units: bool) -> float | None:
+    if isinstance(value, bool):  # float(True) is 1.0, but True is no duration
+        return None
+    scale = 1.0
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if units and value[-1:] in _UNITS:
+            value, scale = value[:-1], _UNITS[value[-1:]]
+    try:
+        return float(cast(Any, value)) * scale  # any number type, or its text
+    except (TypeError, ValueError):
+        return None

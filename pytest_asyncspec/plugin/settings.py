@@ -9,7 +9,6 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +22,7 @@ from ..clock.loops import (
     LoopChoice,
     virtual_on_uvloop_message,
 )
+from ..clock.ticks import parse_seconds_or_off
 from ..exploration.options import (
     DEFAULT_DEPTH,
     MAX_DEPTH,
@@ -62,55 +62,23 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], object]:
     return parse
 
 
-def parse_seconds_or_off(value: object, name: str = "max_blocking") -> float | None:
-    """A positive, finite number of seconds, or off (``off``/``none``/None)."""
-    # Only words mean "off" here: 0 is a (bad) number of seconds, not a switch.
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
-        return None
-    try:
-        seconds = float(cast(Any, value))
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(
-            f"invalid {name} {value!r}; expected a positive number of seconds "
-            f"(e.g. {'0.1' if name == 'max_blocking' else '20'}) or 'off'"
-        )
-    return seconds
+def parse_max_blocking(value: object) -> float | None:
+    return parse_seconds_or_off(value, "max_blocking", example="0.1")
 
 
-#: Seconds in each unit a stall budget may be written in ("90s", "30m", "1h", "2d").
-_TIME_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: What a budget's value looks like, in its error message.
+_BUDGET_EXAMPLE = "3600, 90s, 30m, 1h, 2d"
 
 
 def parse_stall_budget(value: object) -> float | None:
     """Virtual seconds (a positive number, optionally with a unit s, m, h or d),
     or off."""
-    return _virtual_duration(value, "stall_budget")
+    return parse_seconds_or_off(value, "stall_budget", example=_BUDGET_EXAMPLE, units=True)
 
 
 def parse_time_budget(value: object) -> float | None:
     """Virtual seconds, as for the stall budget, or off."""
-    return _virtual_duration(value, "time_budget")
-
-
-def _virtual_duration(value: object, name: str) -> float | None:
-    # Only words mean "off", as for max_blocking: 0 is a (bad) amount of time.
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
-        return None
-    text = str(value).strip().lower()
-    scale = _TIME_UNITS.get(text[-1:]) if isinstance(value, str) else None
-    number = text[:-1] if scale is not None else text
-    try:
-        seconds = float(number) * (scale or 1.0)
-    except ValueError:
-        seconds = math.nan
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(
-            f"invalid {name} {value!r}; expected a positive virtual time in seconds, "
-            "optionally with a unit (e.g. 3600, 90s, 30m, 1h, 2d), or 'off'"
-        )
-    return seconds
+    return parse_seconds_or_off(value, "time_budget", example=_BUDGET_EXAMPLE, units=True)
 
 
 def parse_on_off(value: object) -> bool:
@@ -125,7 +93,7 @@ def parse_on_off(value: object) -> bool:
 
 
 def parse_hang_after(value: object) -> float | None:
-    return parse_seconds_or_off(value, "hang_after")
+    return parse_seconds_or_off(value, "hang_after", example="20")
 
 
 #: Real seconds an async test's loop may wait with nothing but outside
@@ -223,7 +191,7 @@ LOOP = Setting(
 )
 MAX_BLOCKING = Setting(
     "max_blocking",
-    parse_seconds_or_off,
+    parse_max_blocking,
     "off",
     "SECONDS",
     "fail an async test whose task step holds the loop longer than SECONDS "
