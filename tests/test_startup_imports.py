@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 #: What every run loads: the entry point, its settings table (with the
-#: parsers of exploration's values), the loop choices and the names of
-#: report fields.  Everything else (claims,
+#: parsers of exploration's values), the planning of each test and the
+#: state kept for it, the loop choices and the names of report fields.  Everything else (claims,
 #: exploration, tracing, blocking checks, the HTML page, replay tokens)
 #: loads when a test or an option asks for it.
 EVERY_RUN = {
@@ -25,9 +25,15 @@ EVERY_RUN = {
     "pytest_asyncspec.clock",
     "pytest_asyncspec.plugin.hooks",
     "pytest_asyncspec.plugin.settings",
+    # Split out of the entry point: each test's plan, decided at collection,
+    # and the objects the plugin keeps per test and per run.
+    "pytest_asyncspec.plugin.planning",
+    "pytest_asyncspec.plugin.state",
     # The settings table's parsers of exploration's values (no pytest).
     "pytest_asyncspec.exploration.options",
     "pytest_asyncspec.clock.loops",
+    # The one parser of durations the settings' parsers share (math only).
+    "pytest_asyncspec.clock.ticks",
     "pytest_asyncspec.plugin.report_fields",
     "pytest_asyncspec.plugin.run_summary",
 }

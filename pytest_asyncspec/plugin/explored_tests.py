@@ -23,7 +23,6 @@ from ..exploration.replay_token import ReplayToken, TokenError
 from ..exploration.strategies import Plan, ScheduleSpec
 from ..notes import add_note
 from .failure_store import FailureStore
-from .settings import Effective
 
 if TYPE_CHECKING:
     # Running an exploration loads these (run_explored); collection does not.
@@ -34,13 +33,23 @@ if TYPE_CHECKING:
 SECTION = "asyncspec schedule"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExploreRequest:
-    """What to do with one test: explore a plan, or replay one token."""
+    """What to do with one test, decided at collection: explore a plan,
+    replay one token, or run once and say why it could not explore."""
 
     plan: Plan | None
     schedules: int
     replay: ReplayToken | None = None
+    #: Why a test asked to explore runs once instead (for the run summary).
+    unexplored: str = ""
+
+
+@dataclass
+class ExplorationResult:
+    """What an explored test's run leaves for its report: the failing
+    schedule's section, and the figures for the run's summary."""
+
     report: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -63,85 +72,6 @@ def session_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
-def request_for(
-    item: pytest.Item,
-    effective: Effective,
-    *,
-    is_async: bool,
-    run_seed: int,
-    replay: ReplayToken | None,
-) -> ExploreRequest | None:
-    """Whether and how ``item`` explores; a usage error for impossible asks.
-
-    A run-wide request skips what cannot be explored -- sync tests, and tests
-    whose own marker asks for the real clock or uvloop (reported in the
-    summary); the same ask in a test's marker is an error.  The real clock or
-    uvloop asked for on the command line wins over schedules from a marker or
-    the ini file: the test runs once on that loop (reported in the summary);
-    the command line asking for both is an error.
-    """
-    replaying = replay is not None and replay.test == item.name
-    if effective.schedules == 0 and not replaying:
-        return None
-    asked = "--asyncspec-replay" if replaying else _where(effective, "schedules")
-    if not is_async:
-        if not replaying and effective.sources.get("schedules") != "marker":
-            return None  # a run-wide setting applies to async tests only
-        raise pytest.UsageError(
-            f"{item.nodeid}: exploration ({asked}) reorders the tasks of an async test, "
-            "and this test is not async: make it `async def`, or drop the request"
-        )
-    if effective.clock != "virtual" or effective.loop != "asyncio":
-        asked_from = effective.sources.get("schedules")
-        # Where the choices exploration cannot run on come from.
-        against = {
-            effective.sources[name]
-            for name, fits in (
-                ("clock", effective.clock == "virtual"),
-                ("loop", effective.loop == "asyncio"),
-            )
-            if not fits
-        } - {"default"}
-        if not replaying and asked_from != "marker" and "marker" in against:
-            # The test itself insists on another loop: run it once, and say so.
-            return _unexplored(
-                f"it asks for clock={effective.clock}, loop={effective.loop} in its marker; "
-                "exploration needs the virtual clock on the asyncio loop"
-            )
-        if not replaying and asked_from != "command line" and against == {"command line"}:
-            # This run asks for another loop (--asyncspec-clock=real re-runs a
-            # suite on the real clock): the test runs once on it, and says so.
-            flags = " ".join(
-                f"--asyncspec-{name}={value}"
-                for name, value in (("clock", effective.clock), ("loop", effective.loop))
-                if effective.sources[name] == "command line"
-            )
-            return _unexplored(
-                f"the command line asks for {flags}, over {_where(effective, 'schedules')}; "
-                "exploration needs the virtual clock on the asyncio loop"
-            )
-        raise pytest.UsageError(
-            f"{item.nodeid}: exploration ({asked}) runs on the virtual clock of the "
-            f"asyncio loop, and this test asks for clock={effective.clock} "
-            f"({effective.sources['clock']}), loop={effective.loop} "
-            f"({effective.sources['loop']}): drop that choice for this test, or "
-            "explore it with --asyncspec-clock=virtual"
-        )
-    seed = effective.seed if effective.seed is not None else run_seed
-    plan = Plan(effective.strategy, effective.depth, seed)
-    if replaying:
-        return ExploreRequest(plan=None, schedules=0, replay=replay)
-    return ExploreRequest(plan=plan, schedules=effective.schedules)
-
-
-def _unexplored(reason: str) -> ExploreRequest:
-    return ExploreRequest(plan=None, schedules=0, summary={"unexplored": reason})
-
-
-def _where(effective: Effective, name: str) -> str:
-    return f"schedules={effective.schedules} from {effective.sources.get(name, 'default')}"
-
-
 def _is_test_failure(error: BaseException) -> bool:
     # pytest.fail() raises a BaseException, and so does a CancelledError out
     # of the body or a fixture's teardown: in a normal run both fail the
@@ -155,6 +85,7 @@ def _is_test_failure(error: BaseException) -> bool:
 def run_explored(
     item: pytest.Function,
     request: ExploreRequest,
+    result: ExplorationResult,
     store: FailureStore,
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
@@ -169,7 +100,7 @@ def run_explored(
     from ..exploration.explorer import Explorer
     from ..exploration.exploring_loop import ExploringLoop
     from .fixture_cycle import FixtureCycle
-    from .observation import current_loop
+    from .observation import current_loop, show_from_here
 
     loop = current_loop()
     if not isinstance(loop, ExploringLoop):
@@ -187,7 +118,7 @@ def run_explored(
             test_clock.restart()
         view = trace_view()
         if view is not None:
-            view._begin_schedule()
+            show_from_here(view)
         # Looked up each run: the wrapper is patched in, and the fixtures are new.
         item.obj(**cycle.begin_body())
 
@@ -198,17 +129,22 @@ def run_explored(
         explorer.on_run_end = watcher.end_schedule_run
     with cycle.fresh_context_per_run():
         try:
-            outcome = _explore(item, request, store, explorer)
+            outcome = _explore(item, request, result, store, explorer)
         finally:
             cycle.close()
-    request.summary = _summary(request, outcome)
+    result.summary = _summary(request, outcome)
     failure = outcome.failure
     if failure is None:
         return
     if failure.token is not None and request.replay is None:
         store.add(item.nodeid, failure.token.encode())
-    request.report = describe_failure(
-        item.nodeid, request, failure, stored=store.enabled, config=item.config
+    result.report = describe_failure(
+        item.nodeid,
+        request,
+        failure,
+        real_work=result.summary["real_work"],
+        stored=store.enabled,
+        config=item.config,
     )
     error = failure.error
     note = _note(item.nodeid, failure, item.config)
@@ -218,7 +154,11 @@ def run_explored(
 
 
 def _explore(
-    item: pytest.Function, request: ExploreRequest, store: FailureStore, explorer: Explorer
+    item: pytest.Function,
+    request: ExploreRequest,
+    result: ExplorationResult,
+    store: FailureStore,
+    explorer: Explorer,
 ) -> Exploration:
     """Replay the asked-for token, or stored failures then new schedules."""
     from ..exploration.explorer import Exploration, ReplayMismatchError
@@ -232,7 +172,7 @@ def _explore(
             mismatch = stale
         if mismatch is not None:
             # It passed, but not under the token's schedule: no green from it.
-            request.summary = {**_summary(request, outcome), "failed": True, "mismatch": True}
+            result.summary = {**_summary(request, outcome), "failed": True, "mismatch": True}
             pytest.fail(f"--asyncspec-replay: {mismatch.describe(EXPLORE_AGAIN)}", pytrace=False)
         return outcome
     assert request.plan is not None
@@ -310,6 +250,7 @@ def describe_failure(
     request: ExploreRequest,
     failure: Failure,
     *,
+    real_work: int = 0,
     stored: bool = False,
     config: pytest.Config | None = None,
 ) -> str:
@@ -330,7 +271,6 @@ def describe_failure(
             f"schedule {spec.number + 1} of {request.schedules} failed "
             f"({spec.name}, schedule seed {spec.seed})"
         )
-    real_work = request.summary.get("real_work", 0)
     if real_work:
         lines.append(real_work_note(real_work))  # up front: it qualifies all that follows
     if failure.mismatch is not None:

@@ -23,77 +23,45 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pytest_asyncio import is_async_test
 
-from ..clock.loops import LoopFactory, UnsupportedLoopError, loop_factory, virtual_on_uvloop_message
+from ..clock.loops import LoopFactory, UnsupportedLoopError, loop_factory
 from . import report_fields
+from .planning import (
+    LOOP_FACTORIES,
+    TRACE_FIXTURE,
+    prepare_items,
+    run_seed,
+    run_settings,
+    settings_for,
+)
 from .run_summary import RunSummary
 from .settings import (
     ALLOW_LEAKS_HELP,
-    ALLOW_LEAKS_MARKER,
     CLAIM_HELP,
-    CLAIM_MARKER,
     MARKER,
     MARKER_HELP,
     Effective,
     add_options,
     allow_blocking_rules,
     allow_leak_rules,
-    effective_for,
-    effective_global,
-    enabled_modes,
     html_path,
     replay_token,
-    replays_function,
     report_path,
     trace_dir,
     trace_max_steps,
     validate_config,
 )
+from .state import RunState, run_state, state_of
 
 if TYPE_CHECKING:
     # Loaded when a run or a test needs them (claims when a test is tagged
     # with one, exploration when one explores, tracing when one is traced):
     # pytest starts as fast with the plugin installed as without it.
     from ..checks.allow_rules import AllowRule
-    from ..checks.hang_watch import Armed, HangWatch
     from ..checks.timing import LoopClock
-    from .claims import ClaimRecorder, ClaimTag
-    from .explored_tests import ExploreRequest
+    from .claims import ClaimRecorder
     from .failure_store import FailureStore
     from .observation import Observation, TraceView
-
-# Annotated, not subscripted (pytest.StashKey[T]()): annotations are not
-# evaluated, and a subscripted generic costs tens of microseconds to create.
-SETTINGS_KEY: pytest.StashKey[Effective] = pytest.StashKey()
-OBSERVATION_KEY: pytest.StashKey[Observation] = pytest.StashKey()
-TRACE_VIEW_KEY: pytest.StashKey[TraceView] = pytest.StashKey()
-ALLOW_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
-#: The run's leak allow-list (ini and command line).
-LEAK_RULES_KEY: pytest.StashKey[list[AllowRule]] = pytest.StashKey()
-#: A test's allow_leaks marker rules, each under the name the run summary
-#: gives it ("test_file.py: @pytest.mark.allow_leaks('rule')").
-MARKED_LEAK_RULES_KEY: pytest.StashKey[list[tuple[str, AllowRule]]] = pytest.StashKey()
-#: One rule object per marker and rule text, shared by the tests the marker
-#: reaches, so a rule used by any of them counts as used.
-MARKER_RULE_CACHE_KEY: pytest.StashKey[dict[str, AllowRule]] = pytest.StashKey()
-CLAIM_KEY: pytest.StashKey[ClaimTag] = pytest.StashKey()
-CLAIM_POSITION_KEY: pytest.StashKey[int] = pytest.StashKey()
-CLOCK_KEY: pytest.StashKey[LoopClock] = pytest.StashKey()
-RECORDER_KEY: pytest.StashKey[ClaimRecorder] = pytest.StashKey()
-EXPLORE_KEY: pytest.StashKey[ExploreRequest] = pytest.StashKey()
-SEED_KEY: pytest.StashKey[int] = pytest.StashKey()
-STORE_KEY: pytest.StashKey[FailureStore] = pytest.StashKey()
-#: Whether traced tests carry their timeline on their reports (--asyncspec-html).
-HTML_KEY: pytest.StashKey[bool] = pytest.StashKey()
-#: The run's hang watchdog (started by the first async test it watches).
-HANG_WATCH_KEY: pytest.StashKey[HangWatch] = pytest.StashKey()
-#: The threads alive when pytest started (pytest-xdist's): the hang watchdog
-#: never asks whether they are busy.
-START_THREADS_KEY: pytest.StashKey[set[int | None]] = pytest.StashKey()
-#: A test under the hang watchdog, from its setup to its last report.
-HANG_KEY: pytest.StashKey[Armed] = pytest.StashKey()
-#: Why an async test runs outside the modes it asked for, and those modes.
-OUTSIDE_MODES_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
-TRACE_FIXTURE = "asyncspec_trace"
+    from .state import TestState
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,13 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", CLAIM_HELP)
     config.addinivalue_line("markers", ALLOW_LEAKS_HELP)
-    config.stash[START_THREADS_KEY] = {thread.ident for thread in threading.enumerate()}
+    run = run_state(config)
+    run.start_threads = {thread.ident for thread in threading.enumerate()}
     validate_config(config)
-    # One list each for the whole run, so a rule used by any test counts as used.
-    config.stash[ALLOW_RULES_KEY] = _run_rules(config, "blocking")
-    config.stash[LEAK_RULES_KEY] = _run_rules(config, "leaks")
-    global_settings = effective_global(config)
-    _check_exploration_flags(global_settings)
+    run.allow_rules = _run_rules(config, "blocking")
+    run.leak_rules = _run_rules(config, "leaks")
+    global_settings = run_settings(config)  # a contradiction of the run stops it here
     if global_settings.clock != "real" or global_settings.loop != "asyncio":
         try:
             loop_factory(global_settings.clock, global_settings.loop)
@@ -120,16 +87,16 @@ def pytest_configure(config: pytest.Config) -> None:
         _need_loop_factories(config)
     if replay_token(config) is not None:  # decoded now: a bad token stops the run here
         _need_loop_factories(config)
-    config.stash[HTML_KEY] = html_path(config) is not None
+    run.html = html_path(config) is not None
     if not hasattr(config, "workerinput"):
         # Claims, explored tests' summaries and fired allow-list rules are
         # gathered where reports arrive: here, or on the xdist controller; a
         # worker only attaches each test's data to its reports.
         summary = RunSummary(
             report_path(config),
-            config.stash[ALLOW_RULES_KEY],
+            run.allow_rules,
             trace_dir(config),
-            leak_rules=config.stash[LEAK_RULES_KEY],
+            leak_rules=run.leak_rules,
         )
         config.pluginmanager.register(summary, "asyncspec-summary")
         page = html_path(config)
@@ -139,50 +106,18 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(HtmlReport(page, summary.claims()), "asyncspec-html")
 
 
-def _check_exploration_flags(settings: Effective) -> None:
-    """Exploring on another clock or loop, both asked on the command line, is
-    a contradiction of the whole run (a marker or ini asking for schedules
-    gives way to the command line's clock instead: the test runs once)."""
-    flagged = {name for name, source in settings.sources.items() if source == "command line"}
-    if not settings.schedules or "schedules" not in flagged:
-        return
-    other = []
-    if settings.clock == "real" and "clock" in flagged:
-        other.append("--asyncspec-clock=real")
-    if settings.loop == "uvloop" and "loop" in flagged:
-        other.append("--asyncspec-loop=uvloop")
-    if other:
-        raise pytest.UsageError(
-            f"--asyncspec-schedules={settings.schedules} explores schedules on the virtual "
-            f"clock of the asyncio loop, and {' '.join(other)} asks for another: give one "
-            "of the two (a real-clock run of an explored suite: --asyncspec-schedules=0)"
-        )
-
-
-def run_seed(config: pytest.Config) -> int:
-    """The run's exploration seed, drawn on first use; an xdist worker takes
-    its controller's, so every worker explores alike."""
-    seed = config.stash.get(SEED_KEY, None)
-    if seed is None:
-        from .explored_tests import session_seed
-
-        workerinput = getattr(config, "workerinput", {})
-        seed = config.stash[SEED_KEY] = workerinput.get("asyncspec_seed", None) or session_seed()
-    return seed
-
-
 def failure_store(config: pytest.Config) -> FailureStore:
     """Where failing schedules are kept between runs (pytest's cache)."""
-    store = config.stash.get(STORE_KEY, None)
-    if store is None:
+    run = run_state(config)
+    if run.store is None:
         from .failure_store import FailureStore
 
-        store = config.stash[STORE_KEY] = FailureStore(getattr(config, "cache", None))
-    return store
+        run.store = FailureStore(getattr(config, "cache", None))
+    return run.store
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    watch = config.stash.get(HANG_WATCH_KEY, None)
+    watch = run_state(config).hang_watch
     if watch is not None:
         watch.stop()
 
@@ -210,7 +145,7 @@ def _run_rules(config: pytest.Config, kind: str) -> list[AllowRule]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    effective = effective_global(config)
+    effective = run_settings(config)
     header = (
         f"asyncspec: clock={effective.clock} ({effective.sources['clock']}), "
         f"loop={effective.loop} ({effective.sources['loop']})"
@@ -246,13 +181,13 @@ class LoopFactories:
         """
         theirs = yield
         try:
-            effective = effective_for(config, item)
+            effective = settings_for(config, item)
             ours = loop_factory(effective.clock, effective.loop)
         except (pytest.UsageError, UnsupportedLoopError):
             # pytest-asyncio calls this hook mid-collection, where an exception
             # becomes a collection traceback.  The same check runs again in
             # pytest_collection_modifyitems and reports a clean usage error there.
-            effective = effective_global(config)
+            effective = run_settings(config)
             ours = loop_factory(effective.clock, effective.loop)
         if theirs is None:
             return {f"{effective.loop}-{effective.clock}": ours}
@@ -271,9 +206,6 @@ def _is_stock_asyncio_factory(factory: object) -> bool:
 
     stock = {asyncio.new_event_loop, asyncio.SelectorEventLoop, getattr(asyncio, "EventLoop", None)}
     return factory in stock or factory is loop_factory("real", "asyncio")
-
-
-LOOP_FACTORIES = "asyncspec-loop-factories"
 
 
 def _need_loop_factories(config: pytest.Config) -> None:
@@ -297,230 +229,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> Generator[None, None, No
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # trylast: after other plugins and conftests have added their markers.
     try:
-        _prepare_items(config, items)
+        prepare_items(config, items)
     except pytest.UsageError as error:
         if not hasattr(config, "workerinput"):
             raise
         # In a pytest-xdist worker a usage error becomes the controller's
         # INTERNALERROR, which hides the message: report it as the error of
         # one test instead (every worker keeps the same one, as xdist needs).
-        config.stash[WORKER_USAGE_ERROR_KEY] = str(error)
+        run_state(config).worker_usage_error = str(error)
         config.hook.pytest_deselected(items=items[1:])
         del items[1:]
-
-
-#: A usage error found while an xdist worker collected (see above).
-WORKER_USAGE_ERROR_KEY: pytest.StashKey[str] = pytest.StashKey()
-
-
-def _prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every marker, sync tests included, before anything runs, and
-    note on each test the settings, claim and exploration it runs with."""
-    unmarked = effective_global(config)
-    opted_in = (unmarked.clock, unmarked.loop) != ("real", "asyncio")
-    replay = replay_token(config)
-    replayed = replay.test if replay is not None else None
-    modes_on = bool(enabled_modes(unmarked))
-    for item in items:
-        # One walk over the markers of the test, its class and module: most
-        # tests have neither an asyncspec nor a claim marker.
-        marks = {mark.name for mark in item.iter_markers()}
-        effective = unmarked
-        if MARKER in marks or (replayed is not None and replays_function(replayed, item)):
-            effective = effective_for(config, item)
-        run_by_pytest_asyncio = is_async_test(item)
-        if (MARKER in marks or _uses_loop_fixtures(item)) and not run_by_pytest_asyncio:
-            _check_marked_test_is_run_by_pytest_asyncio(item)
-        if not run_by_pytest_asyncio and (
-            modes_on if effective is unmarked else enabled_modes(effective)
-        ):
-            from .outside_modes import why_outside
-
-            reason = why_outside(item)
-            if reason is not None:
-                item.stash[OUTSIDE_MODES_KEY] = (reason, ", ".join(enabled_modes(effective)))
-        if opted_in or effective is not unmarked:
-            _check_loop(item, effective)
-        item.stash[SETTINGS_KEY] = effective
-        if ALLOW_LEAKS_MARKER in marks:
-            item.stash[MARKED_LEAK_RULES_KEY] = _marked_leak_rules(item)
-        if CLAIM_MARKER in marks:
-            from .claims import claim_tag
-
-            tag = claim_tag(item)
-            if tag is not None:
-                item.stash[CLAIM_KEY] = tag
-        if effective.schedules or replay is not None:
-            from .explored_tests import request_for
-
-            request = request_for(
-                item,
-                effective,
-                is_async=is_async_test(item),
-                run_seed=run_seed(config),
-                replay=replay,
-            )
-            if request is not None:
-                item.stash[EXPLORE_KEY] = request
-    if replay is not None and items and not any(item.name == replay.test for item in items):
-        raise pytest.UsageError(
-            f"--asyncspec-replay: the token replays a schedule of the test {replay.test!r}, "
-            "and no selected test has that name: select it, e.g. "
-            f"pytest 'path/to/test_file.py::{replay.test}' --asyncspec-replay=..."
-        )
-    tagged = [(item.nodeid, item.stash[CLAIM_KEY]) for item in items if CLAIM_KEY in item.stash]
-    if tagged:
-        from .claims import check_consistent
-
-        check_consistent(tagged)
-
-
-def _marked_leak_rules(item: pytest.Item) -> list[tuple[str, AllowRule]]:
-    """The rules of the allow_leaks markers that reach ``item`` (its own,
-    its class's, its module's), validated."""
-    from ..checks.allow_rules import parse_leak_rules
-
-    cache = item.config.stash.setdefault(MARKER_RULE_CACHE_KEY, {})
-    rules = []
-    for node, mark in item.iter_markers_with_node(ALLOW_LEAKS_MARKER):
-        where = f"{item.nodeid}: @pytest.mark.{ALLOW_LEAKS_MARKER}"
-        if mark.kwargs or not mark.args:
-            raise pytest.UsageError(
-                f"{where} takes one or more rules as positional strings, e.g. "
-                f"@pytest.mark.{ALLOW_LEAKS_MARKER}('aiohttp.*', 'tests/helpers.py:12'); "
-                f"got args={mark.args!r}, kwargs={mark.kwargs!r}"
-            )
-        for text in mark.args:
-            if not isinstance(text, str) or not text.strip():
-                raise pytest.UsageError(
-                    f"{where}: every rule must be a non-empty string, got {text!r}"
-                )
-            key = f"{node.nodeid or '.'}: @pytest.mark.{ALLOW_LEAKS_MARKER}({text!r})"
-            rule = cache.get(key)
-            if rule is None:
-                try:
-                    (rule,) = parse_leak_rules([text])
-                except ValueError as error:
-                    raise pytest.UsageError(f"{where}: {error}") from None
-                cache[key] = rule
-            rules.append((key, rule))
-    return rules
-
-
-#: Fixtures that read the running loop of an async test.
-LOOP_FIXTURES = ("asyncspec_clock", TRACE_FIXTURE)
-
-
-def _uses_loop_fixtures(item: pytest.Item) -> bool:
-    names = getattr(item, "fixturenames", ())
-    return any(name in names for name in LOOP_FIXTURES)
-
-
-def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
-    """The asyncspec marker and loop fixtures act on async tests that
-    pytest-asyncio runs; on any other test they would be silently ignored, or
-    fail with pytest's own "async def functions are not natively supported"."""
-    from .outside_modes import STRICT_MODE, why_outside
-
-    reason = why_outside(item)
-    if reason is not None:
-        way_out = (
-            "add @pytest.mark.asyncio to it, or set asyncio_mode = auto in the ini file"
-            if reason == STRICT_MODE
-            else "let pytest-asyncio run it instead, or leave the asyncspec marker and "
-            "fixtures off it"
-        )
-        raise pytest.UsageError(
-            f"{item.nodeid}: pytest-asyncio does not run this async test ({reason}), so "
-            f"@pytest.mark.{MARKER} and the asyncspec fixtures cannot act on it: {way_out}"
-        )
-    # A sync test under a class or module marker is simply not affected; its
-    # own marker asks for something that cannot happen.  (A sync test may use
-    # the fixtures: they explain themselves when read outside a loop.)
-    if any(mark.name == MARKER for mark in item.own_markers):
-        raise pytest.UsageError(
-            f"{item.nodeid}: @pytest.mark.{MARKER} acts on async tests (their loop, clock, "
-            "trace and schedules), and this test is not async: make it `async def`, or "
-            "drop the marker"
-        )
-
-
-def _check_loop(item: pytest.Item, effective: Effective) -> None:
-    if (effective.clock, effective.loop) == ("virtual", "uvloop"):
-        # Said as for the whole run, with where each value came from.
-        raise pytest.UsageError(f"{item.nodeid}: {virtual_on_uvloop_message(effective.sources)}")
-    try:
-        loop_factory(effective.clock, effective.loop)
-    except UnsupportedLoopError as error:
-        raise pytest.UsageError(f"{item.nodeid}: {error}") from None
-    if (effective.clock, effective.loop) != ("real", "asyncio") and is_async_test(item):
-        _check_loop_was_chosen(item, effective)
-
-
-def _check_loop_was_chosen(item: pytest.Item, effective: Effective) -> None:
-    """pytest-asyncio picks a test's loop while the test is collected; a
-    marker added later (by a hook) cannot change it any more, and a project's
-    own loop-factory hook may have chosen a loop we cannot put a clock on."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "_asyncio_loop_factory" in callspec.params:
-        chosen = callspec.params["_asyncio_loop_factory"]
-        # None: the asyncio marker named a factory nobody offers, and
-        # pytest-asyncio skips the test saying so.
-        if chosen is not None and chosen is not loop_factory(effective.clock, effective.loop):
-            raise pytest.UsageError(_foreign_factory_message(item, effective, chosen))
-        return
-    raise pytest.UsageError(
-        f"{item.nodeid}: asks for clock={effective.clock}, loop={effective.loop}, but its "
-        "asyncspec marker arrived after the test was collected (added by a hook or "
-        "plugin), when pytest-asyncio had already chosen the stock loop. Put the marker "
-        "on the test, its class or its module (pytestmark), or set asyncspec_clock / "
-        "asyncspec_loop in the ini file."
-    )
-
-
-def _foreign_factory_message(item: pytest.Item, effective: Effective, chosen: object) -> str:
-    """A project's pytest_asyncio_loop_factories hook gave this test a loop
-    other than the one its asyncspec settings ask for: say whose hook, which
-    factory, and the ways out."""
-    hooks = item.config.pluginmanager.hook.pytest_asyncio_loop_factories.get_hookimpls()
-    owners = [
-        getattr(impl.plugin, "__file__", None) or impl.plugin_name
-        for impl in hooks
-        if impl.plugin_name != LOOP_FACTORIES
-    ]
-    where = ", ".join(str(owner) for owner in owners) or "another plugin"
-    factory = getattr(chosen, "__qualname__", None) or repr(chosen)
-    module = getattr(chosen, "__module__", None)
-    if module:
-        factory = f"{module}.{factory}"
-    asked = f"clock={effective.clock} ({effective.sources['clock']})"
-    if effective.loop != "asyncio":
-        asked += f", loop={effective.loop} ({effective.sources['loop']})"
-    return (
-        f"{item.nodeid}: asks for {asked}, but the pytest_asyncio_loop_factories hook in "
-        f"{where} gives it the loop factory {factory}, which asyncspec cannot put its "
-        "clock on (only asyncio's own loop, asyncio.new_event_loop or "
-        "asyncio.SelectorEventLoop, is replaced by the virtual-clock loop). Choose one: "
-        "return None from your hook for the tests that should run on asyncspec's loop; or "
-        "keep your loop for this test with @pytest.mark.asyncspec(clock='real') (or "
-        "asyncspec_clock = real in the ini file)."
-    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The final order (after every plugin's reordering and deselection) is the
     # same in every xdist worker, so it orders a claim's tests identically.
     for position, item in enumerate(session.items):
-        item.stash[CLAIM_POSITION_KEY] = position
+        state = state_of(item)
+        if state is not None:
+            state.position = position
 
 
 @pytest.fixture
 def asyncspec_settings(request: pytest.FixtureRequest) -> Effective:
     """The clock and loop this test runs with, and where each choice came from."""
     node: pytest.Item = request.node
-    if SETTINGS_KEY in node.stash:
-        return node.stash[SETTINGS_KEY]
-    return effective_for(request.config, node)
+    state = state_of(node)
+    return state.plan.settings if state is not None else settings_for(request.config, node)
 
 
 @pytest.fixture
@@ -534,7 +269,9 @@ def asyncspec_clock(request: pytest.FixtureRequest) -> LoopClock:
     from ..checks.timing import LoopClock
 
     clock = LoopClock()
-    request.node.stash[CLOCK_KEY] = clock
+    state = state_of(request.node)
+    if state is not None:
+        state.clock = clock
     return clock
 
 
@@ -543,8 +280,9 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
     """Records figures of this test's claim for the report: ``record(what, documented=,
     measured=, unit=)``.  Only for tests tagged ``@pytest.mark.claim``."""
     node: pytest.Item = request.node
-    tag = node.stash.get(CLAIM_KEY, None)
-    if tag is None:
+    state = state_of(node)
+    tag = None if state is None else state.plan.claim
+    if state is None or tag is None:
         pytest.fail(
             f"{node.nodeid}: the asyncspec_claim fixture records figures of a claim, and "
             "this test has no @pytest.mark.claim marker; tag it with "
@@ -553,8 +291,7 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
         )
     from .claims import ClaimRecorder
 
-    recorder = ClaimRecorder(claim_id=tag.id, control=tag.control)
-    node.stash[RECORDER_KEY] = recorder
+    recorder = state.recorder = ClaimRecorder(claim_id=tag.id, control=tag.control)
     return recorder
 
 
@@ -562,14 +299,15 @@ def asyncspec_claim(request: pytest.FixtureRequest) -> ClaimRecorder:
 def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
     """The task steps of this test and its async fixtures, recorded as they run
     (queries, timed output, the phase of each task)."""
-    from .observation import TraceView
+    from .observation import TraceView, show_observation
 
     view = TraceView()
-    request.node.stash[TRACE_VIEW_KEY] = view
-    observation = request.node.stash.get(OBSERVATION_KEY, None)
-    if observation is not None:
-        # The runner came first: the observation already watches the setup.
-        view._attach(observation)
+    state = state_of(request.node)
+    if state is not None:
+        state.trace_view = view
+        if state.observation is not None:
+            # The runner came first: the observation already watches the setup.
+            show_observation(view, state.observation)
     return view
 
 
@@ -578,28 +316,36 @@ def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    request = pyfuncitem.stash.get(EXPLORE_KEY, None)
-    if request is None or (request.plan is None and request.replay is None):
+    state = state_of(pyfuncitem)
+    request = None if state is None else state.plan.explore
+    if state is None or request is None or (request.plan is None and request.replay is None):
         return None
-    from .explored_tests import run_explored
+    from .explored_tests import ExplorationResult, run_explored
+    from .observation import show_observation
 
-    observation = pyfuncitem.stash.get(OBSERVATION_KEY, None)
+    observation = state.observation
+    result = ExplorationResult()
 
     def trace_view() -> TraceView | None:
         # Each schedule sets the fixture up anew: its view joins the recording.
-        view = pyfuncitem.stash.get(TRACE_VIEW_KEY, None)
+        view = state.trace_view
         if view is not None and observation is not None:
-            view._attach(observation)
+            show_observation(view, observation)
         return view
 
-    run_explored(
-        pyfuncitem,
-        request,
-        failure_store(pyfuncitem.config),
-        lambda: pyfuncitem.stash.get(CLOCK_KEY, None),
-        trace_view,
-        observation,
-    )
+    try:
+        run_explored(
+            pyfuncitem,
+            request,
+            result,
+            failure_store(pyfuncitem.config),
+            lambda: state.clock,
+            trace_view,
+            observation,
+        )
+    finally:
+        state.exploration_report = result.report
+        state.exploration_summary = result.summary
     return True
 
 
@@ -616,19 +362,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 #: pytest-asyncio's runner fixtures, one per loop scope ("_module_scoped_runner").
 _RUNNER_PREFIX, _RUNNER_SUFFIX = "_", "_scoped_runner"
-#: The loops of pytest-asyncio's runners that are up, by loop scope.
-LIVE_LOOPS_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
-#: The async test being set up, run or torn down, when it is observed.
-WATCHED_KEY: pytest.StashKey[Watched] = pytest.StashKey()
 
 
 class Watched:
     """An async test that wants an observation, from its setup to its teardown."""
 
-    __slots__ = ("failed", "finished", "fixtures", "item", "loop_scope", "observation")
+    __slots__ = ("failed", "finished", "fixtures", "item", "loop_scope", "observation", "state")
 
-    def __init__(self, item: pytest.Item, loop_scope: str) -> None:
+    def __init__(self, item: pytest.Item, state: TestState, loop_scope: str) -> None:
         self.item = item
+        self.state = state
         self.loop_scope = loop_scope
         self.observation: Observation | None = None
         #: Fixtures whose setup is running (name, scope if wider than the
@@ -650,46 +393,43 @@ def _loop_scope(item: pytest.Item) -> str:
 
 
 def _watch(item: pytest.Item) -> Watched | None:
-    if not is_async_test(item) or SETTINGS_KEY not in item.stash:
+    state = state_of(item)
+    if state is None or not is_async_test(item):
         return None
     from .observation import wants_observation
 
     uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
-    if not wants_observation(item.stash[SETTINGS_KEY], uses_fixture, trace_dir(item.config)):
+    if not wants_observation(state.plan.settings, uses_fixture, trace_dir(item.config)):
         return None
-    return Watched(item, _loop_scope(item))
+    return Watched(item, state, _loop_scope(item))
 
 
 def _start_observation(watched: Watched, loop: Any) -> None:
-    item = watched.item
-    effective = item.stash[SETTINGS_KEY]
+    item, state = watched.item, watched.state
+    effective = state.plan.settings
+    run = run_state(item.config)
     directory = trace_dir(item.config)
     uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
-    from .observation import Observation
+    from .observation import Observation, show_observation
 
     observation = Observation(
         nodeid=item.nodeid,
         effective=effective,
         loop=loop,
-        allow=item.config.stash.get(ALLOW_RULES_KEY, []),
+        allow=run.allow_rules,
         trace_dir=directory,
         replay_config=item.config,
         full_trace=effective.trace or uses_fixture or directory is not None,
         # The run's rules, then the test's markers': an explored test's
         # schedules are judged by them too, before the test's end.
-        allow_leaks=[
-            *item.config.stash.get(LEAK_RULES_KEY, []),
-            *(rule for _, rule in item.stash.get(MARKED_LEAK_RULES_KEY, [])),
-        ],
+        allow_leaks=[*run.leak_rules, *(rule for _, rule in state.plan.marked_leak_rules)],
     )
     observation.start("setup")
     for name, scope in watched.fixtures:
         observation.fixture_setup_began(name, scope)
-    watched.observation = observation
-    item.stash[OBSERVATION_KEY] = observation
-    view = item.stash.get(TRACE_VIEW_KEY, None)
-    if view is not None:
-        view._attach(observation)
+    watched.observation = state.observation = observation
+    if state.trace_view is not None:
+        show_observation(state.trace_view, observation)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -701,7 +441,7 @@ def pytest_fixture_setup(
     wrapper, whose setup of an async fixture first sets up the runner."""
     name = fixturedef.argname
     config = request.config
-    watched = config.stash.get(WATCHED_KEY, None)
+    watched = run_state(config).watched
     if name.startswith(_RUNNER_PREFIX) and name.endswith(_RUNNER_SUFFIX):
         runner = yield
         scope = name[len(_RUNNER_PREFIX) : -len(_RUNNER_SUFFIX)]
@@ -733,7 +473,8 @@ def _runner_is_up(
     if get_loop is None:
         return
     loop = get_loop()
-    live = config.stash.setdefault(LIVE_LOOPS_KEY, {})
+    run = run_state(config)
+    live = run.live_loops
     live[scope] = loop
 
     def runner_goes_down() -> None:
@@ -745,7 +486,7 @@ def _runner_is_up(
     # adds for each async fixture set up on this runner (last in, first out),
     # and before the runner's own teardown closes the loop.
     fixturedef.addfinalizer(runner_goes_down)
-    budgeted = config.stash.get(BUDGETED_KEY, None)
+    budgeted = run.budgeted
     if budgeted is not None and _loop_scope(budgeted) == scope:
         _restart_stall_budget(loop, budgeted)
     if watched is not None and watched.observation is None and watched.loop_scope == scope:
@@ -754,7 +495,7 @@ def _runner_is_up(
 
 def _loop_closing(config: pytest.Config, loop: object) -> None:
     """The runner of ``loop`` is about to close it: the observation on it ends here."""
-    watched = config.stash.get(WATCHED_KEY, None)
+    watched = run_state(config).watched
     observation = None if watched is None else watched.observation
     if watched is None or observation is None or observation.loop is not loop:
         return
@@ -762,8 +503,7 @@ def _loop_closing(config: pytest.Config, loop: object) -> None:
         # The runner is replaced while the test is being set up (another
         # loop factory): what it watched never reached the test.
         observation.stop()
-        watched.observation = None
-        del watched.item.stash[OBSERVATION_KEY]
+        watched.observation = watched.state.observation = None
         return
     problems = _finish_observation(watched)
     if problems:
@@ -794,7 +534,7 @@ def _finish_observation(watched: Watched) -> str:
 # setup wrapper leaves their teardown the state it expects.
 @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
 def pytest_runtest_setup_checks(item: pytest.Item) -> None:
-    error = item.config.stash.get(WORKER_USAGE_ERROR_KEY, None)
+    error = run_state(item.config).worker_usage_error
     if error is not None:
         pytest.fail(f"usage error, no test was run: {error}", pytrace=False)
     # Before any fixture is set up: an async fixture may hang too.
@@ -804,28 +544,27 @@ def pytest_runtest_setup_checks(item: pytest.Item) -> None:
 def _arm_hang_watch(item: pytest.Item) -> None:
     """Watch the loop of an async test for a hang
     (see :mod:`~pytest_asyncspec.checks.hang_watch`)."""
-    effective = item.stash.get(SETTINGS_KEY, None)
-    if effective is None or effective.hang_after is None or effective.loop != "asyncio":
+    state = state_of(item)
+    if state is None:
         return
-    if not is_async_test(item):
+    effective = state.plan.settings
+    if effective.hang_after is None or effective.loop != "asyncio" or not is_async_test(item):
         return
     from ..checks.hang_watch import Armed, HangWatch
 
-    config = item.config
-    watch = config.stash.get(HANG_WATCH_KEY, None)
-    if watch is None:
-        watch = config.stash[HANG_WATCH_KEY] = HangWatch()
+    run = run_state(item.config)
+    if run.hang_watch is None:
+        run.hang_watch = HangWatch()
     scope = _loop_scope(item)
-    stash = item.stash
 
     def get_loop() -> Any:
-        return config.stash.get(LIVE_LOOPS_KEY, {}).get(scope)
+        return run.live_loops.get(scope)
 
     def get_tracer() -> Any:
-        return getattr(stash.get(OBSERVATION_KEY, None), "tracer", None)
+        return getattr(state.observation, "tracer", None)
 
-    known = config.stash.get(START_THREADS_KEY, None)
-    stash[HANG_KEY] = watch.arm(Armed(effective.hang_after, get_loop, get_tracer, known))
+    armed = Armed(effective.hang_after, get_loop, get_tracer, run.start_threads)
+    state.hang = run.hang_watch.arm(armed)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_teardown")
@@ -834,20 +573,21 @@ def pytest_runtest_teardown_hang_watch(item: pytest.Item) -> Generator[None, Non
     try:
         return (yield)
     finally:
-        armed = item.stash.get(HANG_KEY, None)
-        watch = item.config.stash.get(HANG_WATCH_KEY, None)
-        if armed is not None and watch is not None:
-            watch.disarm(armed)
+        state = state_of(item)
+        watch = run_state(item.config).hang_watch
+        if state is not None and state.hang is not None and watch is not None:
+            watch.disarm(state.hang)
 
 
 def _hang_failure(item: pytest.Item, report: pytest.TestReport) -> bool:
     """Make ``report`` the failure of a hang diagnosed in its phase (or
     before it, and not yet reported); True when the test hung."""
-    armed = item.stash.get(HANG_KEY, None)
-    if armed is None:
+    state = state_of(item)
+    armed = None if state is None else state.hang
+    if state is None or armed is None:
         return False
     if report.when == "teardown":
-        del item.stash[HANG_KEY]
+        state.hang = None
     if armed.fired and not armed.reported:
         armed.reported = True
         report.outcome = "failed"
@@ -861,15 +601,13 @@ def _hang_failure(item: pytest.Item, report: pytest.TestReport) -> bool:
 # wider-scoped loop is already up, at the test's setup; else when the
 # test's own runner makes the loop (_runner_is_up).
 
-#: The async test being set up, run or torn down on the virtual clock.
-BUDGETED_KEY: pytest.StashKey[pytest.Item] = pytest.StashKey()
-
 
 @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_setup")
 def pytest_runtest_setup_budget(item: pytest.Item) -> Generator[None, None, None]:
-    if is_async_test(item) and SETTINGS_KEY in item.stash:
-        item.config.stash[BUDGETED_KEY] = item
-        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+    if is_async_test(item) and state_of(item) is not None:
+        run = run_state(item.config)
+        run.budgeted = item
+        loop = run.live_loops.get(_loop_scope(item))
         if loop is not None:
             _restart_stall_budget(loop, item)
     return (yield)
@@ -880,8 +618,9 @@ def pytest_runtest_teardown_budget(item: pytest.Item) -> Generator[None, None, N
     try:
         return (yield)
     finally:
-        if item.config.stash.get(BUDGETED_KEY, None) is item:
-            del item.config.stash[BUDGETED_KEY]
+        run = run_state(item.config)
+        if run.budgeted is item:
+            run.budgeted = None
 
 
 def _restart_stall_budget(loop: object, item: pytest.Item) -> None:
@@ -890,8 +629,9 @@ def _restart_stall_budget(loop: object, item: pytest.Item) -> None:
     restart_time = getattr(loop, "restart_time_budget", None)
     if restart_stall is None or restart_time is None:
         return  # not the virtual clock's loop
-    if not getattr(loop, "is_closed", lambda: True)():
-        settings = item.stash[SETTINGS_KEY]
+    state = state_of(item)
+    if state is not None and not getattr(loop, "is_closed", lambda: True)():
+        settings = state.plan.settings
         restart_stall(settings.stall_budget)
         restart_time(settings.time_budget)
 
@@ -903,8 +643,9 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     watched = _watch(item)
     if watched is None:
         return (yield)
-    item.config.stash[WATCHED_KEY] = watched
-    loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(watched.loop_scope)
+    run = run_state(item.config)
+    run.watched = watched
+    loop = run.live_loops.get(watched.loop_scope)
     if loop is not None and not loop.is_closed():
         # A wider-scoped runner is already up: its fixtures' setup is watched
         # from the start.
@@ -919,7 +660,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    watched = item.config.stash.get(WATCHED_KEY, None)
+    run = run_state(item.config)
+    watched = run.watched
     if watched is None or watched.item is not item:
         return (yield)
     observation = watched.observation
@@ -933,7 +675,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
             observation.blocking_report = _finish_observation(watched)
         raise
     finally:
-        del item.config.stash[WATCHED_KEY]
+        run.watched = None
     # The runner outlives the test (a wider loop scope): the test's own
     # fixtures are torn down by now, and the loop is still open.
     problems = _finish_observation(watched)
@@ -949,7 +691,7 @@ def _watch_phase(item: pytest.Item, phase: str) -> Generator[None, object, objec
     # is shown without a traceback, and hiding its only frame would add
     # pytest's "All traceback entries are hidden" line.
     __tracebackhide__ = _unless_our_failure
-    watched = item.config.stash.get(WATCHED_KEY, None)
+    watched = run_state(item.config).watched
     if watched is None or watched.item is not item:
         return (yield)
     # The setup's observation begins inside the setup, with the runner.
@@ -995,30 +737,35 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    state = state_of(item)
+    if state is None:
+        return report  # an item the plugin never planned (collected elsewhere)
+    run = run_state(item.config)
     hung = _hang_failure(item, report)
     if not hung and call.excinfo is not None and report.failed:
-        _present_deadlock(item, report, call.excinfo)
-    _attach_claim(item, report)
-    if item.config.stash.get(HTML_KEY, False):
-        setattr(report, report_fields.POSITION, item.stash.get(CLAIM_POSITION_KEY, 0))
-    outside = item.stash.get(OUTSIDE_MODES_KEY, None)
-    if outside is not None and call.when == "call":
-        setattr(report, report_fields.OUTSIDE_MODES, list(outside))
-    request = item.stash.get(EXPLORE_KEY, None)
-    if request is not None and call.when == "call":
-        if request.summary:
-            setattr(report, report_fields.EXPLORATION_SUMMARY, request.summary)
-        if request.report:
+        _present_deadlock(item, run, report, call.excinfo)
+    _attach_claim(item, state, report)
+    if run.html:
+        setattr(report, report_fields.POSITION, state.position)
+    plan = state.plan
+    if plan.outside_modes is not None and call.when == "call":
+        setattr(report, report_fields.OUTSIDE_MODES, list(plan.outside_modes))
+    if plan.explore is not None and call.when == "call":
+        unexplored = plan.explore.unexplored
+        summary = state.exploration_summary or ({"unexplored": unexplored} if unexplored else {})
+        if summary:
+            setattr(report, report_fields.EXPLORATION_SUMMARY, summary)
+        if state.exploration_report:
             from .explored_tests import SECTION
 
-            report.sections.append((SECTION, request.report))
-    observation = item.stash.get(OBSERVATION_KEY, None)
+            report.sections.append((SECTION, state.exploration_report))
+    observation = state.observation
     if observation is None:
         if call.when == "teardown":
-            _release_observation(item)
+            _release_observation(state)
         return report
     try:
-        _attach_observation(item, report, call, observation, hung)
+        _attach_observation(item, state, run, report, call, observation, hung)
     except Exception:
         observation.internal_errors.append(traceback.format_exc())
     # Shown with the call (or the failed setup); what goes wrong later is
@@ -1035,12 +782,15 @@ def pytest_runtest_makereport(
         observation.internal_errors.clear()
     if call.when == "teardown":
         # The teardown's report is the test's last: it has what it needs.
-        _release_observation(item)
+        _release_observation(state)
     return report
 
 
 def _present_deadlock(
-    item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException]
+    item: pytest.Item,
+    run: RunState,
+    report: pytest.TestReport,
+    excinfo: pytest.ExceptionInfo[BaseException],
 ) -> None:
     """A deadlock is shown by its report alone; a timeout that ended one says so."""
     clock = sys.modules.get("pytest_asyncspec.clock.virtual_loop")
@@ -1055,8 +805,8 @@ def _present_deadlock(
         )
         return
 
-    if _ended_by_timeout(excinfo.value) and item.config.stash.get(BUDGETED_KEY, None) is item:
-        loop = item.config.stash.get(LIVE_LOOPS_KEY, {}).get(_loop_scope(item))
+    if _ended_by_timeout(excinfo.value) and run.budgeted is item:
+        loop = run.live_loops.get(_loop_scope(item))
         hidden = getattr(loop, "hidden_deadlock", None)
         if hidden is not None:
             from ..clock.stall import describe_hidden_deadlock
@@ -1085,6 +835,8 @@ def _ended_by_timeout(error: BaseException) -> bool:
 
 def _attach_observation(
     item: pytest.Item,
+    state: TestState,
+    run: RunState,
     report: pytest.TestReport,
     call: pytest.CallInfo[None],
     observation: Observation,
@@ -1102,7 +854,7 @@ def _attach_observation(
         report.sections.append(("asyncspec blocking calls", observation.blocking_report))
         observation.blocking_report = ""
     if call.when == "teardown":
-        _attach_leak_rules(item, report, observation)
+        _attach_leak_rules(state, run, report, observation)
         # The whole test is recorded by now, fixtures' teardown included.
         observation.write_trace_file(trace_max_steps(item.config))
         if observation.trace_file is not None:
@@ -1114,43 +866,42 @@ def _attach_observation(
         return
     if call.when != "call":
         return
-    request = item.stash.get(EXPLORE_KEY, None)
-    _attach_timeline(item, report, observation)
+    _attach_timeline(item, state, run, report, observation)
     if report.failed:
         # pytest-timeout's failure; the hang watch's own already is the report.
         if not hung and call.excinfo is not None and "Timeout" in str(call.excinfo.value):
             report.sections.append(("asyncspec pending tasks", observation.hang()))
         # An explored test's report has the failing schedule's timeline;
         # the whole trace would draw every schedule.
-        timeline = "" if request is not None and request.report else observation.timeline()
+        timeline = "" if state.exploration_report else observation.timeline()
         if timeline:
             report.sections.append(("asyncspec timeline", timeline))
 
 
-def _failing_run(request: ExploreRequest | None) -> tuple[str, str | None] | None:
+def _failing_run(state: TestState) -> tuple[str, str | None] | None:
     """An explored test's failing run, as its schedule report names it: its
     first line, and the replay command."""
-    if request is None or not request.report:
+    if not state.exploration_report:
         return None
-    lines = request.report.splitlines()
+    lines = state.exploration_report.splitlines()
     replay = next((line[len("replay: ") :] for line in lines if line.startswith("replay: ")), None)
     return lines[0], replay
 
 
 def _attach_leak_rules(
-    item: pytest.Item, report: pytest.TestReport, observation: Observation
+    state: TestState, run: RunState, report: pytest.TestReport, observation: Observation
 ) -> None:
     """Which leak allow rules took part in the test's leak check, and which
     matched (the run summary reports the ones that never did)."""
     if observation.effective.leaks == "off":
         return
-    used = [rule.text for rule in item.config.stash.get(LEAK_RULES_KEY, []) if rule.used]
-    marked = [[key, rule.used] for key, rule in item.stash.get(MARKED_LEAK_RULES_KEY, [])]
+    used = [rule.text for rule in run.leak_rules if rule.used]
+    marked = [[key, rule.used] for key, rule in state.plan.marked_leak_rules]
     if used or marked:
         setattr(report, report_fields.LEAK_RULES, {"used": used, "marked": marked})
 
 
-def _release_observation(item: pytest.Item) -> None:
+def _release_observation(state: TestState) -> None:
     """Drop what watched the test once its last report is made.
 
     pytest keeps every item, and so its stash, until the session ends: an
@@ -1159,12 +910,12 @@ def _release_observation(item: pytest.Item) -> None:
     What the end-of-run reports need is already on the test's reports (the
     teardown's, made just before: leaks, leak rules, trace file).
     """
-    if OBSERVATION_KEY in item.stash:
-        del item.stash[OBSERVATION_KEY]
-    view = item.stash.get(TRACE_VIEW_KEY, None)
-    if view is not None:
-        view._attach(None)
-        del item.stash[TRACE_VIEW_KEY]
+    state.observation = None
+    if state.trace_view is not None:
+        from .observation import show_observation
+
+        show_observation(state.trace_view, None)
+        state.trace_view = None
 
 
 def _attach_blocking(report: pytest.TestReport, observation: Observation, phase: str) -> None:
@@ -1181,35 +932,39 @@ def _attach_blocking(report: pytest.TestReport, observation: Observation, phase:
             setattr(report, name, [{**group.payload(), "phase": phase} for group in groups])
 
 
-def _attach_claim(item: pytest.Item, report: pytest.TestReport) -> None:
+def _attach_claim(item: pytest.Item, state: TestState, report: pytest.TestReport) -> None:
     """Carry the test's claim data on its report (xdist serialises report attributes)."""
-    tag = item.stash.get(CLAIM_KEY, None)
+    tag = state.plan.claim
     if tag is None:
         return
     from .claims import item_payload, timing_figures
 
-    recorder = item.stash.get(RECORDER_KEY, None)
-    figures = [] if tag.control else timing_figures(item.stash.get(CLOCK_KEY, None))
+    recorder = state.recorder
+    figures = [] if tag.control else timing_figures(state.clock)
     if recorder is not None and not tag.control:
         figures.extend(recorder.figures)
     payload = item_payload(
         item,
         tag,
         report,
-        effective=item.stash[SETTINGS_KEY],
-        position=item.stash.get(CLAIM_POSITION_KEY, 0),
+        effective=state.plan.settings,
+        position=state.position,
         figures=figures,
     )
     setattr(report, report_fields.CLAIM, payload)
 
 
 def _attach_timeline(
-    item: pytest.Item, report: pytest.TestReport, observation: Observation
+    item: pytest.Item,
+    state: TestState,
+    run: RunState,
+    report: pytest.TestReport,
+    observation: Observation,
 ) -> None:
     """Carry a traced test's timeline on its report, for the HTML page (only
     when one is asked for: building it decodes up to MAX_STEPS steps)."""
     trace = observation.trace
-    if not item.config.stash.get(HTML_KEY, False) or not observation.full_trace or trace is None:
+    if not run.html or not observation.full_trace or trace is None:
         return
     from ..checks.blocking_groups import place_of
     from .html_report import pack_timeline, timeline_payload
@@ -1228,16 +983,15 @@ def _attach_timeline(
                         if allowed
                         else ("offending", f"blocking over max_blocking: {held}")
                     )
-    request = item.stash.get(EXPLORE_KEY, None)
     payload = timeline_payload(
         trace,
         test=item.nodeid,
         outcome=report.outcome,
-        position=item.stash.get(CLAIM_POSITION_KEY, 0),
+        position=state.position,
         virtual=trace.virtual,
         phases=observation.task_phases(trace),
         runs=observation.runs,
-        failing_run=_failing_run(request) if report.failed else None,
+        failing_run=_failing_run(state) if report.failed else None,
         gate=gate,
         threshold=observation.effective.max_blocking,
     )

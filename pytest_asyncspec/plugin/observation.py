@@ -519,18 +519,6 @@ class TraceView:
         self._window: tuple[int, int] | None = None
         self._first_line = 0
 
-    def _attach(self, observation: Observation | None) -> None:
-        """Show ``observation``'s trace (None: the test is over)."""
-        self._observation = observation
-
-    def _begin_schedule(self) -> None:
-        """From now on show only what this schedule does (an explored test's
-        body runs once per schedule; each run makes its own tasks)."""
-        observation = self._current()
-        assert observation.tracer is not None
-        self._window = observation.tracer.position()
-        self._first_line = 0 if observation.output is None else len(observation.output.lines)
-
     def _current(self) -> Observation:
         __tracebackhide__ = True
         if self._observation is None or self._observation.tracer is None:
@@ -612,3 +600,21 @@ class TraceView:
 
     def __len__(self) -> int:
         return len(self.snapshot())
+
+
+# The plugin moves a view between recordings through these, not through
+# methods: the view is what a test holds, and they are not its to call.
+
+
+def show_observation(view: TraceView, observation: Observation | None) -> None:
+    """Make ``view`` show ``observation``'s trace (None: the test is over)."""
+    view._observation = observation
+
+
+def show_from_here(view: TraceView) -> None:
+    """Make ``view`` show only what happens from now on: an explored test's
+    body runs once per schedule, and each run makes its own tasks."""
+    observation = view._current()
+    assert observation.tracer is not None
+    view._window = observation.tracer.position()
+    view._first_line = 0 if observation.output is None else len(observation.output.lines)

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from .state import run_state
+
 __all__ = ["carried_options", "replay_command", "replay_line"]
 
 #: Options left out of the command, with whether each takes a value.
@@ -89,8 +91,6 @@ _LEFT_OUT: dict[str, bool] = {
     "--dist": True,
 }
 
-_KEY: pytest.StashKey[tuple[str, str]] = pytest.StashKey()
-
 
 def carried_options(args: Sequence[str], positional: Sequence[str]) -> list[str]:
     """The options of ``args`` the replay command repeats: ``positional``
@@ -118,8 +118,8 @@ def carried_options(args: Sequence[str], positional: Sequence[str]) -> list[str]
 
 def _parts(config: pytest.Config) -> tuple[str, str]:
     """(the carried options, quoted; what the command could not carry), once a run."""
-    parts = config.stash.get(_KEY, None)
-    if parts is None:
+    run = run_state(config)
+    if run.replay_command is None:
         args = [str(arg) for arg in config.invocation_params.args]
         positional = [str(arg) for arg in (config.getoption("file_or_dir") or [])]
         options = " ".join(shlex.quote(arg) for arg in carried_options(args, positional))
@@ -130,8 +130,8 @@ def _parts(config: pytest.Config) -> tuple[str, str]:
             if addopts
             else ""
         )
-        parts = config.stash[_KEY] = (options, caveat)
-    return parts
+        run.replay_command = (options, caveat)
+    return run.replay_command
 
 
 def replay_command(config: pytest.Config | None, nodeid: str, token: str) -> tuple[str, str]:

@@ -20,7 +20,6 @@ from ..clock.loops import (
     LOOP_CHOICES,
     ClockChoice,
     LoopChoice,
-    virtual_on_uvloop_message,
 )
 from ..clock.ticks import parse_seconds_or_off
 from ..exploration.options import (
@@ -33,6 +32,7 @@ from ..exploration.options import (
     parse_strategy,
     whole_number,
 )
+from .state import run_state
 
 if TYPE_CHECKING:
     from ..exploration.replay_token import ReplayToken
@@ -507,7 +507,6 @@ def validate_config(config: pytest.Config) -> None:
         ini_value = config.getini(setting.ini)
         if ini_value:
             setting.check(ini_value, f"ini key {setting.ini}")
-    effective_global(config)  # a bad combination (virtual on uvloop) fails here too
     for setting, what in ((TRACE_DIR, ""), (REPORT, "a JSON file"), (HTML, "an HTML file")):
         path = _run_path(config, setting)
         if path is None:
@@ -607,7 +606,10 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
+def resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
+    """Each per-test setting's value and where it came from: command line >
+    marker (``marked``) > ini > default, with no decision on top (see
+    :mod:`.planning`)."""
     chosen: dict[str, object] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
@@ -643,48 +645,6 @@ def _resolve(config: pytest.Config, marked: dict[str, object]) -> Effective:
     )
 
 
-def effective_global(config: pytest.Config) -> Effective:
-    """Settings that apply to a test with no marker (resolved once per run)."""
-    effective = config.stash.get(_GLOBAL_KEY, None)
-    if effective is None:
-        effective = _explore_on_virtual(_resolve(config, {}))
-        if effective.clock == "virtual" and effective.loop == "uvloop":
-            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources))
-        config.stash[_GLOBAL_KEY] = effective
-    return effective
-
-
-def effective_for(config: pytest.Config, item: pytest.Item) -> Effective:
-    """Settings for one test: command line > marker > ini > default.
-
-    A test that explores schedules (or replays one) runs on the virtual
-    clock unless a clock was chosen explicitly: each schedule then costs
-    milliseconds, not the test's real duration.  A test with no marker
-    gets the very object :func:`effective_global` returns.
-    """
-    marked = marker_settings(item)
-    token = replay_token(config)
-    replaying = token is not None and replays_function(token.test, item)
-    if marked or replaying:
-        return _explore_on_virtual(_resolve(config, marked), replaying)
-    return effective_global(config)
-
-
-_GLOBAL_KEY: pytest.StashKey[Effective] = pytest.StashKey()
-_REPLAY_KEY: pytest.StashKey[ReplayToken | None] = pytest.StashKey()
-
-
-def _explore_on_virtual(effective: Effective, replaying: bool = False) -> Effective:
-    if effective.loop != "asyncio" and effective.sources["loop"] == "command line":
-        # uvloop asked for on the command line wins over exploration, which
-        # then does not run (see explored_tests.request_for).
-        return effective
-    if effective.sources["clock"] == "default" and (effective.schedules or replaying):
-        sources = {**effective.sources, "clock": "default for exploration"}
-        return effective.replace(clock="virtual", sources=sources)
-    return effective
-
-
 def replays_function(test: str, item: pytest.Item) -> bool:
     """Whether a token of the test named ``test`` (``name[param-id]`` for a
     parametrized one) replays a run of ``item``'s function.
@@ -702,7 +662,8 @@ def replays_function(test: str, item: pytest.Item) -> bool:
 def replay_token(config: pytest.Config) -> ReplayToken | None:
     """The replay token given for this run (flag or ini key), decoded once;
     a token that cannot be used is a usage error naming where it came from."""
-    if _REPLAY_KEY not in config.stash:
+    run = run_state(config)
+    if not run.replay_is_read():
         token = None
         text = config.getoption(REPLAY.dest) or config.getini(REPLAY.ini)
         if text:
@@ -713,5 +674,5 @@ def replay_token(config: pytest.Config) -> ReplayToken | None:
             except TokenError as error:
                 where = REPLAY.flag if config.getoption(REPLAY.dest) else REPLAY.ini
                 raise pytest.UsageError(f"{where}: {error}") from None
-        config.stash[_REPLAY_KEY] = token
-    return config.stash[_REPLAY_KEY]
+        run.replay = token
+    return run.replay
