@@ -1,15 +1,19 @@
-"""Helpers shared by the plain (non-pytester) tests of the virtual clock."""
+"""Fixtures shared by the tests: running on a fresh virtual-clock loop, and
+subprocess runs that import this checkout."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
 
+import pytest_asyncspec
 from pytest_asyncspec import VirtualClockLoop
 from pytest_asyncspec.clock import DEFAULT_DEADLOCK_GRACE
 
@@ -110,3 +114,11 @@ def _run_virtual(
 def run_virtual() -> RunVirtual:
     """A runner for coroutines on a fresh virtual-clock loop (Python 3.10+)."""
     return _run_virtual
+
+
+@pytest.fixture
+def worktree_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subprocess runs import this checkout of the plugin, not another install."""
+    root = str(Path(pytest_asyncspec.__file__).resolve().parent.parent)
+    existing = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", root if not existing else f"{root}{os.pathsep}{existing}")

@@ -263,6 +263,7 @@ def test_every_known_difference_is_in_the_docs_with_its_cause() -> None:
         assert known.cause in page
 
 
+@pytest.mark.usefixtures("worktree_pythonpath")  # this checkout's compat
 def test_the_progress_plugin_logs_each_test_and_leaves_out_exactly_the_listed_ones(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -274,8 +275,6 @@ def test_the_progress_plugin_logs_each_test_and_leaves_out_exactly_the_listed_on
     log = pytester.path / "progress.log"
     monkeypatch.setenv("COMPAT_SKIP", str(skip))
     monkeypatch.setenv("COMPAT_PROGRESS_LOG", str(log))
-    # This checkout's compat, whatever checkout the installed plugin points at.
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     result = pytester.runpytest_subprocess("-p", "compat.progress", "-p", "no:asyncspec")
     result.assert_outcomes(passed=2, deselected=1)
     assert log.read_text("utf-8").splitlines() == [

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, line_of, output_of
 
-import pytest_asyncspec
 from pytest_asyncspec.clock.virtual_loop import VirtualClockLoop
 from pytest_asyncspec.plugin.claims import JsonDict
 from pytest_asyncspec.plugin.hooks import report_fields
@@ -102,14 +101,6 @@ TRACED = ("test_suite.py::test_workers", "test_suite.py::test_fails")
 def make_project(pytester: pytest.Pytester, *ini_lines: str) -> None:
     pytester.makeini(VIRTUAL_INI + "".join(f"{line}\n" for line in ini_lines))
     pytester.makepyfile(test_suite=SUITE)
-
-
-@pytest.fixture
-def worktree_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Subprocess runs import this checkout of the plugin, not another install."""
-    root = str(Path(pytest_asyncspec.__file__).resolve().parent.parent)
-    existing = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", root if not existing else f"{root}{os.pathsep}{existing}")
 
 
 # -- the renderer -------------------------------------------------------------------

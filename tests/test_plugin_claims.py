@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from pytester_helpers import NO_BENCHMARK, VIRTUAL_INI, assert_usage_error, output_of
 
-import pytest_asyncspec
 from pytest_asyncspec.plugin.claims import (
     ClaimRecorder,
     format_value,
@@ -219,14 +218,6 @@ def section_lines(result: pytest.RunResult) -> list[str]:
     start = next(i for i, line in enumerate(lines) if "= asyncspec claims =" in line)
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("=", "asyncspec:")))
     return lines[start + 1 : end]
-
-
-@pytest.fixture
-def worktree_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Subprocess runs import this checkout of the plugin, not another install."""
-    root = str(Path(pytest_asyncspec.__file__).resolve().parent.parent)
-    existing = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", root if not existing else f"{root}{os.pathsep}{existing}")
 
 
 # -- the JSON report ---------------------------------------------------------------
