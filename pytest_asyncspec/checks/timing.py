@@ -41,6 +41,14 @@ class NoRunningLoopError(RuntimeError):
     """A loop clock was read outside a running event loop."""
 
 
+_NO_RUNNING_LOOP = (
+    "the asyncspec clock reads the running event loop's time, and no "
+    "loop is running here. Read it inside a coroutine: make the test "
+    "`async def` (run by pytest-asyncio) or call it from code that "
+    "the loop runs; a synchronous test or fixture has no loop time."
+)
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How far a real-clock measurement may stray from the expected figure.
@@ -250,12 +258,7 @@ class LoopClock:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                raise NoRunningLoopError(
-                    "the asyncspec clock reads the running event loop's time, and no "
-                    "loop is running here. Read it inside a coroutine: make the test "
-                    "`async def` (run by pytest-asyncio) or call it from code that "
-                    "the loop runs; a synchronous test or fixture has no loop time."
-                ) from None
+                raise NoRunningLoopError(_NO_RUNNING_LOOP) from None
             self._loop = loop
             self._origin = self._loop_ticks(loop)
         return self._loop

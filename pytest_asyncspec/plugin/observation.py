@@ -503,6 +503,13 @@ def current_loop() -> asyncio.AbstractEventLoop | None:
     return None
 
 
+_TRACE_OUTSIDE_THE_LOOP = (
+    "asyncspec_trace records the tasks of the test's loop, from its async "
+    "fixtures' setup to their teardown: read it inside the async test body or "
+    "an async fixture, not in a synchronous test or fixture"
+)
+
+
 class TraceView:
     """The ``asyncspec_trace`` fixture: the running test's trace, live.
 
@@ -522,11 +529,7 @@ class TraceView:
     def _current(self) -> Observation:
         __tracebackhide__ = True
         if self._observation is None or self._observation.tracer is None:
-            raise RuntimeError(
-                "asyncspec_trace records the tasks of the test's loop, from its async "
-                "fixtures' setup to their teardown: read it inside the async test body or "
-                "an async fixture, not in a synchronous test or fixture"
-            )
+            raise RuntimeError(_TRACE_OUTSIDE_THE_LOOP)
         return self._observation
 
     @property
