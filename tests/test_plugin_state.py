@@ -84,3 +84,27 @@ def test_a_test_s_settings_are_resolved_at_collection_and_never_while_it_runs(
     pytester.runpytest_inprocess().assert_outcomes(passed=3)
     assert resolved == collected
     assert collected  # the marked test's settings, and the run's
+
+
+def test_a_test_cannot_change_the_settings_other_tests_share(pytester: pytest.Pytester) -> None:
+    """Tests with no marker share one plan: the settings the fixture gives
+    are read-only, so one test cannot change what the next runs with."""
+    pytester.makeini(STRICT_INI)
+    pytester.makepyfile(
+        test_shared="""
+        import pytest
+
+
+        async def test_tries_to_change(asyncspec_settings):
+            with pytest.raises(AttributeError, match="read-only"):
+                asyncspec_settings.clock = "virtual"
+            with pytest.raises(TypeError):
+                asyncspec_settings.sources["clock"] = "marker"
+
+
+        async def test_next(asyncspec_settings):
+            assert asyncspec_settings.clock == "real"
+            assert asyncspec_settings.sources["clock"] == "default"
+        """
+    )
+    pytester.runpytest_inprocess("-p", "no:randomly").assert_outcomes(passed=2)

@@ -9,8 +9,9 @@ re-runs a whole virtual-clock suite on the real clock.  Run-wide settings
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -359,7 +360,11 @@ ALLOW_LEAKS_HELP = (
 
 
 class Effective:
-    """The settings one test runs with, and where each came from."""
+    """The settings one test runs with, and where each came from.
+
+    Read-only: tests with no marker of their own share one, and what the
+    ``asyncspec_settings`` fixture gives one test must not change another's.
+    """
 
     __slots__ = (
         "clock",
@@ -377,12 +382,30 @@ class Effective:
         "trace",
     )
 
+    clock: ClockChoice
+    loop: LoopChoice
+    #: Where each value came from: command line, marker, ini or default.
+    sources: Mapping[str, str]
+    max_blocking: float | None
+    hang_after: float | None
+    leaks: str
+    trace: bool
+    schedules: int
+    strategy: str
+    depth: int
+    #: None: a fresh seed for the run (see exploration_seed).
+    seed: int | None
+    #: Virtual seconds of stall before a livelock is reported (None: off).
+    stall_budget: float | None
+    #: Virtual seconds a test may run before a runaway is judged (None: off).
+    time_budget: float | None
+
     def __init__(
         self,
         *,
         clock: ClockChoice,
         loop: LoopChoice,
-        sources: dict[str, str],
+        sources: Mapping[str, str],
         max_blocking: float | None = None,
         hang_after: float | None = float(DEFAULT_HANG_AFTER),
         leaks: str = "off",
@@ -394,23 +417,29 @@ class Effective:
         stall_budget: float | None = 3600.0,
         time_budget: float | None = 86400.0,
     ) -> None:
-        self.clock = clock
-        self.loop = loop
-        #: Where each value came from: command line, marker, ini or default.
-        self.sources = sources
-        self.max_blocking = max_blocking
-        self.hang_after = hang_after
-        self.leaks = leaks
-        self.trace = trace
-        self.schedules = schedules
-        self.strategy = strategy
-        self.depth = depth
-        #: None: a fresh seed for the run (see exploration_seed).
-        self.seed = seed
-        #: Virtual seconds of stall before a livelock is reported (None: off).
-        self.stall_budget = stall_budget
-        #: Virtual seconds a test may run before a runaway is judged (None: off).
-        self.time_budget = time_budget
+        values = {
+            "clock": clock,
+            "loop": loop,
+            "sources": MappingProxyType(dict(sources)),
+            "max_blocking": max_blocking,
+            "hang_after": hang_after,
+            "leaks": leaks,
+            "trace": trace,
+            "schedules": schedules,
+            "strategy": strategy,
+            "depth": depth,
+            "seed": seed,
+            "stall_budget": stall_budget,
+            "time_budget": time_budget,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"asyncspec settings are read-only (tried to set {name}); ask for other "
+            "settings with @pytest.mark.asyncspec(...) on the test instead"
+        )
 
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -424,7 +453,8 @@ class Effective:
         return self._fields() == other._fields()
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._fields().items())
+        shown = {**self._fields(), "sources": dict(self.sources)}
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items())
         return f"Effective({fields})"
 
 
