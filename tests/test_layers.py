@@ -136,6 +136,10 @@ def test_a_subpackage_loads_nothing_until_a_name_is_asked_for() -> None:
     assert {package: loaded["package"] for package, loaded in loads.items()} == {
         package: ["_lazy", package] for package in SUBPACKAGES
     }
+    # Even the plugin's: its hooks load pytest, its package does not.
+    assert {package: loaded["pytest"] for package, loaded in loads.items()} == {
+        package: [] for package in SUBPACKAGES
+    }
 
 
 def test_the_checker_catches_a_breach() -> None:
