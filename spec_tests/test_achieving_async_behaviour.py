@@ -31,15 +31,15 @@ from transcripts import FLOAT, Printed, assert_transcript, figure
 
 from pytest_asyncspec import (
     REAL_CLOCK_TOLERANCE,
+    Effective,
     LoopClock,
     OutputLine,
     TimingAssertionError,
+    TraceView,
     VirtualClockLoop,
 )
 from pytest_asyncspec.checks.output import ExpectedLine
 from pytest_asyncspec.clock.ticks import ticks_to_seconds
-from pytest_asyncspec.plugin.observation import TraceView
-from pytest_asyncspec.plugin.settings import Effective
 
 SOURCE = "Achieving asynchronous behavior using asyncio in Python"
 COMPLETED = re.compile(f"Completed after: {FLOAT}")

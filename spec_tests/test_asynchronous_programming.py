@@ -42,11 +42,11 @@ from pytest_asyncspec import (
     LoopClock,
     OutputLine,
     TimingAssertionError,
+    TraceView,
     VirtualClockLoop,
     compare_transcript,
 )
 from pytest_asyncspec.clock import TICKS_PER_SECOND
-from pytest_asyncspec.plugin.observation import TraceView
 from pytest_asyncspec.tracing import Awaits
 
 SOURCE = "Asynchronous Programming"

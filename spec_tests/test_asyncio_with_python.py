@@ -33,8 +33,8 @@ from transcripts import FLOAT, Printed, assert_transcript, figure
 from pytest_asyncspec import (
     LoopClock,
     TimingAssertionError,
+    TraceView,
 )
-from pytest_asyncspec.plugin.observation import TraceView
 
 SOURCE = "Python Asyncio - Using async with python!"
 FIRST = (10, 20, 40)

@@ -35,9 +35,8 @@ from pipelines import (
 )
 from transcripts import assert_transcript, loop_seconds
 
-from pytest_asyncspec import LoopClock, OutputLine
+from pytest_asyncspec import LoopClock, OutputLine, TraceView
 from pytest_asyncspec.checks.output import ExpectedLine
-from pytest_asyncspec.plugin.observation import TraceView
 
 SOURCE = "Async Processing in Python: Make Data Pipelines Scream"
 FIGURE = r"(\d+\.\d{5})"  # the program prints its own timing with 5 decimals

@@ -8,10 +8,9 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from pytest_asyncspec import LoopClock, OutputLine, VirtualClockLoop, compare_transcript
+from pytest_asyncspec import LoopClock, OutputLine, TraceView, VirtualClockLoop, compare_transcript
 from pytest_asyncspec.checks.output import ExpectedLine
 from pytest_asyncspec.clock.ticks import ticks_to_seconds
-from pytest_asyncspec.plugin.observation import TraceView
 
 #: A printed float, as str(float) writes it.
 FLOAT = r"(\d+\.\d+(?:e-\d+)?)"

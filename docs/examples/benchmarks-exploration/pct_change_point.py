@@ -2,8 +2,7 @@
 
 import asyncio
 
-from pytest_asyncspec.exploration.exploring_loop import ExploringLoop
-from pytest_asyncspec.exploration.strategies import PctChooser
+from pytest_asyncspec.exploration import ExploringLoop, PctChooser
 
 
 async def worker(n):
