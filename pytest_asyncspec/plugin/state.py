@@ -11,7 +11,6 @@ key, so that what the plugin keeps is read here, in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,83 +28,138 @@ if TYPE_CHECKING:
     from .settings import Effective
 
 
-@dataclass(frozen=True)
+# Plain classes with __slots__, not dataclasses: these load at every run's
+# start, where generating a dataclass's methods costs more than the plugin's
+# whole import (docs/benchmarks.md, "start-up").
+
+
 class TestPlan:
-    """What a test runs with, decided at collection (usage errors raised then)."""
+    """What a test runs with, decided at collection (usage errors raised
+    then); read-only once made."""
 
     __test__ = False  # not a test class, whatever pytest's naming rules say
+    __slots__ = ("claim", "explore", "marked_leak_rules", "outside_modes", "settings")
 
     settings: Effective
     #: Whether and how the test explores schedules (None: it runs once).
-    explore: ExploreRequest | None = None
-    claim: ClaimTag | None = None
+    explore: ExploreRequest | None
+    claim: ClaimTag | None
     #: The rules of the allow_leaks markers that reach the test, each under
     #: the name the run summary gives it.
-    marked_leak_rules: tuple[tuple[str, AllowRule], ...] = ()
+    marked_leak_rules: tuple[tuple[str, AllowRule], ...]
     #: Why an async test runs outside the modes it asked for, and those modes.
-    outside_modes: tuple[str, str] | None = None
+    outside_modes: tuple[str, str] | None
+
+    def __init__(
+        self,
+        settings: Effective,
+        explore: ExploreRequest | None = None,
+        claim: ClaimTag | None = None,
+        marked_leak_rules: tuple[tuple[str, AllowRule], ...] = (),
+        outside_modes: tuple[str, str] | None = None,
+    ) -> None:
+        for name, value in (
+            ("settings", settings),
+            ("explore", explore),
+            ("claim", claim),
+            ("marked_leak_rules", marked_leak_rules),
+            ("outside_modes", outside_modes),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a test's plan is decided at collection (tried to set {name})")
 
 
-@dataclass
 class TestState:
     """A test's plan and what its run adds, from collection to its last report."""
 
     __test__ = False
+    __slots__ = (
+        "clock",
+        "exploration_report",
+        "exploration_summary",
+        "hang",
+        "observation",
+        "plan",
+        "position",
+        "recorder",
+        "trace_view",
+    )
 
-    plan: TestPlan
-    #: The test's place in the run's final order (claims and the HTML page).
-    position: int = 0
-    clock: LoopClock | None = None
-    recorder: ClaimRecorder | None = None
-    trace_view: TraceView | None = None
-    #: What watches the test's loop, from its setup to its last report.
-    observation: Observation | None = None
-    #: The hang watch's arming, from the test's setup to its last report.
-    hang: Armed | None = None
-    #: An explored test's schedule report and its summary for the run's end.
-    exploration_report: str = ""
-    exploration_summary: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, plan: TestPlan) -> None:
+        self.plan = plan
+        #: The test's place in the run's final order (claims, the HTML page).
+        self.position = 0
+        self.clock: LoopClock | None = None
+        self.recorder: ClaimRecorder | None = None
+        self.trace_view: TraceView | None = None
+        #: What watches the test's loop, from its setup to its last report.
+        self.observation: Observation | None = None
+        #: The hang watch's arming, from the test's setup to its last report.
+        self.hang: Armed | None = None
+        #: An explored test's schedule report and its summary for the run's end.
+        self.exploration_report = ""
+        self.exploration_summary: dict[str, Any] = {}
 
 
 _UNREAD: Any = object()
 
 
-@dataclass
 class RunState:
     """What every test of the run shares."""
 
-    #: The settings of a test with no marker (resolved on first use).
-    settings: Effective | None = None
-    #: The replay token given for this run (decoded on first use).
-    replay: ReplayToken | None = _UNREAD
-    #: The replay command's options and caveat (built on first use).
-    replay_command: tuple[str, str] | None = None
-    #: The run's allow lists (ini and command line): one list each, so a
-    #: rule used by any test counts as used.
-    allow_rules: list[AllowRule] = field(default_factory=list)
-    leak_rules: list[AllowRule] = field(default_factory=list)
-    #: One rule object per marker and rule text, shared by the tests the
-    #: marker reaches, so a rule used by any of them counts as used.
-    marker_rules: dict[str, AllowRule] = field(default_factory=dict)
-    #: The run's exploration seed (drawn on first use; a worker's is its
-    #: controller's).
-    seed: int | None = None
-    store: FailureStore | None = None
-    #: Whether traced tests carry their timeline on their reports.
-    html: bool = False
-    #: The hang watch (started by the first async test it watches), and the
-    #: threads alive when pytest started (pytest-xdist's): it never asks
-    #: whether they are busy.
-    hang_watch: HangWatch | None = None
-    start_threads: set[int | None] | None = None
-    #: A usage error found while an xdist worker collected.
-    worker_usage_error: str | None = None
-    #: The loops of pytest-asyncio's runners that are up, by loop scope.
-    live_loops: dict[str, Any] = field(default_factory=dict)
-    #: The async test being set up, run or torn down, when it is observed.
-    watched: Watched | None = None
-    #: The async test being set up, run or torn down, whose budgets count.
-    budgeted: pytest.Item | None = None
+    __slots__ = (
+        "allow_rules",
+        "budgeted",
+        "hang_watch",
+        "html",
+        "leak_rules",
+        "live_loops",
+        "marker_rules",
+        "replay",
+        "replay_command",
+        "seed",
+        "settings",
+        "start_threads",
+        "store",
+        "watched",
+        "worker_usage_error",
+    )
+
+    def __init__(self) -> None:
+        #: The settings of a test with no marker (decided on first use).
+        self.settings: Effective | None = None
+        #: The replay token given for this run (decoded on first use).
+        self.replay: ReplayToken | None = _UNREAD
+        #: The replay command's options and caveat (built on first use).
+        self.replay_command: tuple[str, str] | None = None
+        #: The run's allow lists (ini and command line): one list each, so a
+        #: rule used by any test counts as used.
+        self.allow_rules: list[AllowRule] = []
+        self.leak_rules: list[AllowRule] = []
+        #: One rule object per marker and rule text, shared by the tests the
+        #: marker reaches, so a rule used by any of them counts as used.
+        self.marker_rules: dict[str, AllowRule] = {}
+        #: The run's exploration seed (drawn on first use; a worker's is its
+        #: controller's).
+        self.seed: int | None = None
+        self.store: FailureStore | None = None
+        #: Whether traced tests carry their timeline on their reports.
+        self.html = False
+        #: The hang watch (started by the first async test it watches), and
+        #: the threads alive when pytest started (pytest-xdist's): it never
+        #: asks whether they are busy.
+        self.hang_watch: HangWatch | None = None
+        self.start_threads: set[int | None] | None = None
+        #: A usage error found while an xdist worker collected.
+        self.worker_usage_error: str | None = None
+        #: The loops of pytest-asyncio's runners that are up, by loop scope.
+        self.live_loops: dict[str, Any] = {}
+        #: The async test being set up, run or torn down, when it is observed.
+        self.watched: Watched | None = None
+        #: The async test being set up, run or torn down, whose budgets count.
+        self.budgeted: pytest.Item | None = None
 
     def replay_is_read(self) -> bool:
         return self.replay is not _UNREAD
