@@ -211,7 +211,7 @@ def check_round(run: Round) -> Checked:
         assert not watchdog.running
         assert watchdog.watchdog_errors == []
         assert watchdog.events() == [], "no step of this workload may count as blocking"
-        return Checked(run.real_seconds, steps, full_scan=watchdog._maybe_missed)
+        return Checked(run.real_seconds, steps, full_scan=watchdog.may_have_missed)
     assert len(trace) == steps, f"the trace holds {len(trace)} steps, expected {steps}"
     assert len(tracer.records) == steps * 6
     kinds = [key & 0xFF for key in tracer.records[0::6]]

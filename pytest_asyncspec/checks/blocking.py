@@ -156,6 +156,12 @@ class BlockingWatchdog:
         self._final = self._settle(count_hits=True)
 
     @property
+    def may_have_missed(self) -> bool:
+        """Whether the sampler may have missed a long step (it woke late), so
+        that settling reads every step of the trace, not only those sampled."""
+        return self._sampler.maybe_missed
+
+    @property
     def running(self) -> bool:
         return self._started and not self._stopped
 
