@@ -367,13 +367,12 @@ _RUNNER_PREFIX, _RUNNER_SUFFIX = "_", "_scoped_runner"
 class Watched:
     """An async test that wants an observation, from its setup to its teardown."""
 
-    __slots__ = ("failed", "finished", "fixtures", "item", "loop_scope", "observation", "state")
+    __slots__ = ("failed", "finished", "fixtures", "item", "loop_scope", "state")
 
     def __init__(self, item: pytest.Item, state: TestState, loop_scope: str) -> None:
         self.item = item
         self.state = state
         self.loop_scope = loop_scope
-        self.observation: Observation | None = None
         #: Fixtures whose setup is running (name, scope if wider than the
         #: test's): an async fixture's setup asks for the runner, so the
         #: observation may start inside it.
@@ -381,6 +380,11 @@ class Watched:
         self.finished = False
         #: The setup or the call failed.
         self.failed = False
+
+    @property
+    def observation(self) -> Observation | None:
+        """The test's observation, once its runner's loop is up (kept on its state)."""
+        return self.state.observation
 
 
 def _loop_scope(item: pytest.Item) -> str:
@@ -427,7 +431,7 @@ def _start_observation(watched: Watched, loop: Any) -> None:
     observation.start("setup")
     for name, scope in watched.fixtures:
         observation.fixture_setup_began(name, scope)
-    watched.observation = state.observation = observation
+    state.observation = observation
     if state.trace_view is not None:
         show_observation(state.trace_view, observation)
 
@@ -503,7 +507,7 @@ def _loop_closing(config: pytest.Config, loop: object) -> None:
         # The runner is replaced while the test is being set up (another
         # loop factory): what it watched never reached the test.
         observation.stop()
-        watched.observation = watched.state.observation = None
+        watched.state.observation = None
         return
     problems = _finish_observation(watched)
     if problems:
