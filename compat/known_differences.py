@@ -5,8 +5,10 @@ that is the library's or the test's own behaviour, not the plugin's doing;
 docs/compat.md lists the same entries.  A difference caused by the plugin is
 never listed here: it is a defect, reproduced in compat/DEFECTS.md.  The
 harness fails when a difference is missing here, and when an entry here no
-longer occurs, unless the entry is intermittent: a blocking step measured in
-real time just over the 0.05 s threshold crosses it only on a loaded machine.
+longer occurs, unless the entry is intermittent: real timing decides whether
+it shows (a blocking step measured in real time just over the 0.05 s threshold
+crosses it only on a loaded machine; a worker thread that must finish within
+one pick of the exploring loop does so only sometimes).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from dataclasses import dataclass
 BLOCKING_LIBRARY = "true finding: blocking call in library"
 BLOCKING_TEST = "true finding: blocking call in the test itself"
 FIFO = "true finding: relies on FIFO order"
+THREAD_RACE = "true finding: races a worker thread"
 
 
 @dataclass(frozen=True)
 class Known:
     kind: str
     cause: str
-    #: Real-time measurements near the threshold: absent on a fast, idle machine.
+    #: Real timing decides whether it shows (a measurement near the gate's
+    #: threshold, a thread's finishing time): it may be absent from a run.
     intermittent: bool = False
 
 
@@ -90,6 +94,20 @@ KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {
     ): _AUTOSPEC,
     # -- explore (asyncspec_schedules = 20, seed 1): each fails again alone,
     # under the replay token of its failing schedule --
+    # Not replayable (the failing schedule waited on a thread): shown on stock
+    # asyncio instead, by holding the loop thread 0.2 s at the end of main_wrap
+    # so that the worker finishes first; the test then fails the same way.
+    ("asgiref", "tests/test_sync.py::test_inner_shield_sync_middleware", "explore"): Known(
+        THREAD_RACE,
+        "SyncToAsync.__call__, cancelled, cancels the inner async_to_sync task, which "
+        "catches the cancel and finishes; it then re-raises CancelledError if the worker "
+        "thread's result future is already done (sync.py: if exec_coro.done(): raise). "
+        "The thread finishes as soon as that task sets its result, so whether the "
+        "cancel propagates depends on whether the thread's completion callback runs "
+        "before the cancelled task resumes: a loop callback may run ahead of an older "
+        "task step",
+        intermittent=True,
+    ),
     ("aiolimiter", "tests/test_aiolimiter.py::test_acquire[acquire_task]", "explore"): (
         _WAIT_FOR_N_DONE
     ),
