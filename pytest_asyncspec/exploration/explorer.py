@@ -343,6 +343,11 @@ class Explorer:
         # the start of the next schedule, which then differs from the same
         # schedule replayed after another one.
         loop = self.loop
+        if loop.would_idle():
+            # The run below would find nothing to run and stop: skipped, as it
+            # costs about as much as a short schedule (one more task and a
+            # start and stop of the loop).
+            return
 
         async def until_quiet() -> None:
             for _ in range(SETTLE_ROUNDS):

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 from ..clock import time_patch
+from ..clock.ticks import seconds_to_ticks
 from ..clock.virtual_loop import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from ..introspection import live_coro
 from ..tracing.task_table import shown_task_name
@@ -353,6 +354,19 @@ class ExploringLoop(VirtualClockLoop):
     def has_ready(self) -> bool:
         """Whether any callback is ready (waiting in asyncio's queue or the pool)."""
         return bool(self._ready) or self._held > 0  # type: ignore[attr-defined]
+
+    def would_idle(self) -> bool:
+        """Whether a run of the loop now would find nothing to run: no callback
+        is ready, no timer is due, and no descriptor but the loop's own
+        self-pipe is watched (whose events would queue callbacks)."""
+        if self._ready or self._held:  # type: ignore[attr-defined]
+            return False
+        heap = self._timer_heap
+        if heap:
+            now = self._ticks if self._own_time() else seconds_to_ticks(self.time())
+            if heap[0][0] <= now:
+                return False
+        return len(self._selector.get_map()) <= 1  # type: ignore[attr-defined]
 
     # -- running callbacks -----------------------------------------------------
 
