@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import random
 import re
 import socket
+import threading
+import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from pytest_asyncspec import explore, replay
+from pytest_asyncspec.clock import time_patch
 from pytest_asyncspec.exploration import Deviation, ExploringLoop, ReplayToken, TokenError
 from pytest_asyncspec.exploration.explorer import Explorer, ReplayMismatchError
 from pytest_asyncspec.exploration.options import (
@@ -22,7 +27,14 @@ from pytest_asyncspec.exploration.options import (
     parse_strategy,
 )
 from pytest_asyncspec.exploration.replay_token import plugin_version
-from pytest_asyncspec.exploration.strategies import PctChooser, Plan, pct_bound, schedule_seed
+from pytest_asyncspec.exploration.strategies import (
+    PctChooser,
+    Plan,
+    RandomChooser,
+    pct_bound,
+    schedule_seed,
+    seeded_random,
+)
 
 Body = Callable[[], Coroutine[Any, Any, None]]
 
@@ -75,6 +87,19 @@ def test_pct_lowers_priorities_at_its_change_points() -> None:
     assert all(1 <= point <= 40 for point in points)
     assert [chooser._lowered_to[p] for p in points] == [2, 1]
     assert PctChooser(seed=3, depth=1, length=40)._lowered_to == {}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**63 - 1, -5])
+def test_the_random_chooser_draws_what_randrange_draws(seed: int) -> None:
+    """Its seeding and its draw are inlined: the same seed must still give the
+    numbers random.Random(seed).randrange gives, so seeds printed by earlier
+    versions explore the same schedules."""
+    chooser = RandomChooser(seed)
+    reference = random.Random(seed)
+    eligible = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100, 1, 1, 2] * 20
+    drawn = [chooser.choose([], n, pick, {}) for pick, n in enumerate(eligible)]
+    assert drawn == [reference.randrange(n) for n in eligible]
+    assert seeded_random(seed).getstate() == random.Random(seed).getstate()
 
 
 def test_pct_bound_is_one_over_n_k_to_the_d_minus_one() -> None:
@@ -454,6 +479,35 @@ def test_the_loop_would_idle_only_with_nothing_ready_due_or_watched() -> None:
         assert loop.would_idle()
     finally:
         loop.close()
+
+
+def test_exploring_leaves_the_time_and_thread_functions_as_it_found_them() -> None:
+    """The explorer keeps the time and thread patches in place from one
+    schedule to the next: the body sees virtual time in every schedule, and
+    the real functions are back when the exploration ends."""
+    real = (time.monotonic, time.sleep, threading.Thread.start, ThreadPoolExecutor.submit)
+    seen: list[float] = []
+
+    async def run() -> None:
+        began = time.monotonic()
+        await asyncio.sleep(3)
+        seen.append(time.monotonic() - began)
+
+    assert explore(run, schedules=5, seed=1).failure is None
+    assert seen == [3.0] * 5
+    assert (time.monotonic, time.sleep, threading.Thread.start, ThreadPoolExecutor.submit) == real
+
+
+def test_held_time_patches_give_real_time_where_no_loop_runs() -> None:
+    time_patch.hold()
+    try:
+        assert time.monotonic is not time_patch.real_monotonic
+        before = time_patch.real_monotonic()
+        now = time.monotonic()
+        assert before <= now <= time_patch.real_monotonic()
+    finally:
+        time_patch.release()
+    assert time.monotonic is time_patch.real_monotonic
 
 
 def test_keyboard_interrupt_ends_exploration_instead_of_counting_as_failure() -> None:

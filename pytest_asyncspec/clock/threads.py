@@ -479,6 +479,31 @@ def enter(watch: ThreadWatch) -> None:
             _futures_thread.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
 
 
+def hold() -> None:
+    """Keep ``Thread.start`` and ``submit`` replaced until :func:`release`, across
+    the loops that start and stop meanwhile (see ``time_patch.hold``): a
+    thread started where no loop runs is started as usual."""
+    global _active
+    with _lock:
+        _active += 1
+        if _active == 1:
+            threading.Thread.start = _start  # type: ignore[method-assign]
+            _futures_thread.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
+
+
+def release() -> None:
+    """End one :func:`hold`."""
+    global _active
+    with _lock:
+        if _active == 0:
+            return
+        _active -= 1
+        if _active == 0 and threading.Thread.start is _start:
+            threading.Thread.start = _real_start  # type: ignore[method-assign]
+        if _active == 0 and _futures_thread.ThreadPoolExecutor.submit is _submit:
+            _futures_thread.ThreadPoolExecutor.submit = real_submit  # type: ignore[method-assign]
+
+
 def leave() -> None:
     """The current thread's loop stopped."""
     global _active

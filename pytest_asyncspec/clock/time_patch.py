@@ -168,6 +168,37 @@ def leave() -> None:
             datetime_patch.restore()
 
 
+def hold() -> None:
+    """Keep the replacements in place until :func:`release`, across the loops
+    that start and stop meanwhile.
+
+    For a caller that runs a loop many times in a row (the explorer runs one
+    per schedule): swapping the functions in and out at every start and stop
+    costs more than a short schedule's own picks.  Every thread that runs no
+    loop still gets real time through the replacements.
+    """
+    global _active
+    with _lock:
+        _active += 1
+        if _active == 1:
+            for name, replacement in _REPLACEMENTS.items():
+                setattr(time, name, replacement)
+            datetime_patch.install()
+
+
+def release() -> None:
+    """End one :func:`hold`; the real functions are back once nothing runs or holds."""
+    global _active
+    with _lock:
+        if _active == 0:
+            return  # forgotten in a forked child meanwhile
+        _active -= 1
+        if _active == 0:
+            for name, original in _ORIGINALS.items():
+                setattr(time, name, original)
+            datetime_patch.restore()
+
+
 def current_source() -> VirtualTimeSource | None:
     """The virtual clock the current thread follows, if any."""
     return _sources.get(_get_ident())

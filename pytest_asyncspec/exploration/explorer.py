@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+from ..clock import threads, time_patch
 from ..notes import add_note
 from ..tracing.timeline import render_timeline
 from ..tracing.trace import Trace, Tracer
@@ -367,6 +368,18 @@ class Explorer:
     ) -> Exploration:
         """Replay ``first``, then run schedules 0..schedules-1 of ``plan``;
         stop at the first failure."""
+        # The time and thread patches stay in place from one schedule to the
+        # next instead of being swapped out and in at every stop and start of
+        # the loop (that swap cost about a tenth of a short schedule).
+        time_patch.hold()
+        threads.hold()
+        try:
+            return self._explore(plan, schedules, first)
+        finally:
+            threads.release()
+            time_patch.release()
+
+    def _explore(self, plan: Plan, schedules: int, first: Sequence[ReplayToken]) -> Exploration:
         outcome = Exploration()
         for token in first:
             outcome.replayed += 1

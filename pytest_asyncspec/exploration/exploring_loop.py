@@ -52,7 +52,7 @@ from ..clock.ticks import seconds_to_ticks
 from ..clock.virtual_loop import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from ..introspection import live_coro
 from ..tracing.task_table import shown_task_name
-from .deviation import Deviation
+from .deviation import Deviation, new_deviation
 
 LANE = "loop"
 #: Picks in a row that may pass over the oldest ready callback before it runs
@@ -199,7 +199,7 @@ class ExploringLoop(VirtualClockLoop):
         # The pool: candidates sorted by arrival, and per label the callbacks
         # queued behind its candidate.
         self._candidates: list[Candidate] = []
-        self._queued: dict[str, deque[Candidate]] = {}
+        self._queued: dict[str, deque[Candidate] | None] = {}
         self._arrivals = 0
         # Arrival number of the loop lane's candidate, if it has one.
         self._lane_seq: int | None = None
@@ -237,7 +237,8 @@ class ExploringLoop(VirtualClockLoop):
         self._restart_busy_streak()
         pending = list(self._candidates)
         for queue in self._queued.values():
-            pending.extend(queue)
+            if queue:
+                pending.extend(queue)
         pending.sort()
         self._ready.extendleft(reversed([c.handle for c in pending]))  # type: ignore[attr-defined]
         self._candidates.clear()
@@ -295,7 +296,10 @@ class ExploringLoop(VirtualClockLoop):
         if not wanted:
             return []
         if self._chooser is not None:
-            pooled = [*self._candidates, *(c for queue in self._queued.values() for c in queue)]
+            pooled = [
+                *self._candidates,
+                *(c for queue in self._queued.values() if queue for c in queue),
+            ]
             pooled.sort()
             waiting = [c.handle for c in pooled]
             waiting.extend(self._ready)  # type: ignore[attr-defined]
@@ -401,26 +405,41 @@ class ExploringLoop(VirtualClockLoop):
         ready = self._ready  # type: ignore[attr-defined]
         candidates = self._candidates
         queued = self._queued
-        label_of = self._label_of
+        task_labels = self._task_labels
         arrive = self._chooser.arrive  # type: ignore[union-attr]
         while ready:
             handle = ready.popleft()
-            label = label_of(handle)
-            if label is BOOKKEEPING:
-                if not handle._cancelled:
-                    handle._run()
-                continue
-            entry = Candidate(self._arrivals, label, handle)
-            self._arrivals += 1
+            # A task's step or wake-up is the common arrival: its label is
+            # looked up here, without a call of _label_of.
+            owner = getattr(handle._callback, "__self__", None)
+            if owner is not None and isinstance(owner, _TASK_TYPES):
+                known = task_labels.get(id(owner))
+                if known is not None and known[0]() is owner:
+                    label = known[1]
+                else:
+                    label = self._new_task_label(cast("asyncio.Future[Any]", owner))
+            else:
+                label = self._label_of(handle)
+                if label is BOOKKEEPING:
+                    if not handle._cancelled:
+                        handle._run()
+                    continue
+            seq = self._arrivals
+            self._arrivals = seq + 1
             self._held += 1
-            waiting = queued.get(label)
-            if waiting is None:
+            entry = _new_candidate(Candidate, (seq, label, handle))
+            waiting = queued.get(label, _ABSENT)
+            if waiting is _ABSENT:
                 # Arrivals are the newest: appending keeps the pool sorted.
                 candidates.append(entry)
-                queued[label] = deque()
+                # No queue until a second callback of the label waits: a
+                # task never has two steps ready at once.
+                queued[label] = None
                 if label == LANE:
-                    self._lane_seq = entry.seq
+                    self._lane_seq = seq
                 arrive(entry)
+            elif waiting is None:
+                queued[label] = deque((entry,))
             else:
                 waiting.append(entry)
 
@@ -430,6 +449,11 @@ class ExploringLoop(VirtualClockLoop):
         queued = self._queued
         steps = self._steps
         picks = self.picks
+        deviations = self.deviations
+        choose = chooser.choose
+        arrive = chooser.arrive
+        ready = self._ready  # type: ignore[attr-defined]
+        bisect_right = bisect.bisect_right
         for _ in range(self._held):
             if not candidates:
                 break
@@ -437,53 +461,55 @@ class ExploringLoop(VirtualClockLoop):
             # loop's own callbacks (a socket's done callback, say) must run
             # before a task they came before resumes, as asyncio's internals
             # assume.  Candidates up to the lane's are eligible.
-            eligible = len(candidates)
-            if self._lane_seq is not None:
+            lane_seq = self._lane_seq
+            if lane_seq is None:
+                eligible = len(candidates)
+            else:
                 # Tuples compare by arrival first (unique): (seq, _LAST) sorts
                 # right after the candidate of that arrival, in C.
-                eligible = bisect.bisect_right(candidates, (self._lane_seq, _LAST))
-            oldest = candidates[0]
+                eligible = bisect_right(candidates, (lane_seq, _LAST))
             if self._passed_over < FAIRNESS_BOUND:
-                index = chooser.choose(candidates, eligible, self._choices, steps)
+                index = choose(candidates, eligible, self._choices, steps)
                 self._choices += 1
             else:
                 index = 0  # the oldest has waited long enough
             if index:
+                oldest = candidates[0]
                 if oldest.seq != self._starving:
                     self._starving, self._passed_over = oldest.seq, 0
                 self._passed_over += 1
+                entry = candidates.pop(index)
             else:
                 self._passed_over = 0
-            entry = candidates.pop(index)
+                entry = oldest = candidates.pop(0)
             self._held -= 1
-            waiting = queued[entry.label]
+            label = entry.label
+            waiting = queued[label]
             if waiting:
                 successor = waiting.popleft()
                 bisect.insort(candidates, successor)
-                if entry.label == LANE:
+                if label == LANE:
                     self._lane_seq = successor.seq
-                chooser.arrive(successor)
+                arrive(successor)
             else:
-                del queued[entry.label]
-                if entry.label == LANE:
+                del queued[label]
+                if label == LANE:
                     self._lane_seq = None
             handle = entry.handle
             if index:
                 # Recorded even when the pick is a cancelled callback: taking
                 # it out of the pool early moves its lane on, which a replay
                 # must do at the same moment.
-                self.deviations.append(
-                    Deviation(oldest.label, steps.get(oldest.label, 0), entry.label)
-                )
+                deviations.append(new_deviation(oldest.label, steps.get(oldest.label, 0), label))
                 listener = self.on_deviation
                 if listener is not None and not handle._cancelled:
                     listener(oldest, entry)
             if handle._cancelled:
                 continue
-            picks.append(entry.label)
-            steps[entry.label] = steps.get(entry.label, 0) + 1
+            picks.append(label)
+            steps[label] = steps.get(label, 0) + 1
             handle._run()
-            if self._ready:  # type: ignore[attr-defined]
+            if ready:
                 self._take_arrivals()
         # No frame of the loop may keep a failed task alive (see
         # VirtualClockLoop._run_ready).
@@ -508,5 +534,10 @@ def _name_key(task: asyncio.Future[Any]) -> list[tuple[int, str]]:
 
 
 _DIGITS = re.compile(r"(\d+)")
+#: Makes a Candidate from a tuple of its fields without NamedTuple's
+#: Python-level __new__ (one call less per arrival).
+_new_candidate = tuple.__new__
+#: A label with no callback in the pool (``None`` there: one, queue empty).
+_ABSENT: Any = object()
 #: Greater than any label, for searching the pool by arrival number.
 _LAST = "\U0010ffff"
