@@ -52,7 +52,7 @@ from ..clock.ticks import seconds_to_ticks
 from ..clock.virtual_loop import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from ..introspection import live_coro
 from ..tracing.task_table import shown_task_name
-from .deviation import Deviation, new_deviation
+from .deviation import Deviation
 
 LANE = "loop"
 #: Picks in a row that may pass over the oldest ready callback before it runs
@@ -103,7 +103,8 @@ class Chooser(Protocol):
     fifo: bool
 
     def arrive(self, candidate: Candidate) -> None:
-        """``candidate`` joined the pool (called once for each candidate)."""
+        """``candidate`` joined the pool (called once for each candidate),
+        unless the chooser has a true ``ignores_arrivals`` attribute."""
         ...
 
     def choose(
@@ -400,63 +401,66 @@ class ExploringLoop(VirtualClockLoop):
             handle._run()
         handle = None  # break the failed-task cycle, as VirtualClockLoop._run_ready
 
-    def _take_arrivals(self) -> None:
-        """Move newly ready callbacks from ``_ready`` into the pool."""
-        ready = self._ready  # type: ignore[attr-defined]
+    def _run_ready_chosen(self, chooser: Chooser) -> None:
+        # One function for the arrivals and the picks: a pick is a few dozen
+        # lines of Python, and a call per pick to take the arrivals it made
+        # cost a tenth of it (docs/benchmarks-exploration.md).
         candidates = self._candidates
         queued = self._queued
         task_labels = self._task_labels
-        arrive = self._chooser.arrive  # type: ignore[union-attr]
-        while ready:
-            handle = ready.popleft()
-            # A task's step or wake-up is the common arrival: its label is
-            # looked up here, without a call of _label_of.
-            owner = getattr(handle._callback, "__self__", None)
-            if owner is not None and isinstance(owner, _TASK_TYPES):
-                known = task_labels.get(id(owner))
-                if known is not None and known[0]() is owner:
-                    label = known[1]
-                else:
-                    label = self._new_task_label(cast("asyncio.Future[Any]", owner))
-            else:
-                label = self._label_of(handle)
-                if label is BOOKKEEPING:
-                    if not handle._cancelled:
-                        handle._run()
-                    continue
-            seq = self._arrivals
-            self._arrivals = seq + 1
-            self._held += 1
-            entry = _new_candidate(Candidate, (seq, label, handle))
-            waiting = queued.get(label, _ABSENT)
-            if waiting is _ABSENT:
-                # Arrivals are the newest: appending keeps the pool sorted.
-                candidates.append(entry)
-                # No queue until a second callback of the label waits: a
-                # task never has two steps ready at once.
-                queued[label] = None
-                if label == LANE:
-                    self._lane_seq = seq
-                arrive(entry)
-            elif waiting is None:
-                queued[label] = deque((entry,))
-            else:
-                waiting.append(entry)
-
-    def _run_ready_chosen(self, chooser: Chooser) -> None:
-        self._take_arrivals()
-        candidates = self._candidates
-        queued = self._queued
         steps = self._steps
         picks = self.picks
         deviations = self.deviations
         choose = chooser.choose
-        arrive = chooser.arrive
+        # A chooser that says it ignores arrivals is not told of them.
+        arrive = None if getattr(chooser, "ignores_arrivals", False) else chooser.arrive
         ready = self._ready  # type: ignore[attr-defined]
         bisect_right = bisect.bisect_right
-        for _ in range(self._held):
-            if not candidates:
+        left = -1  # picks left in this iteration, counted once the first arrivals are in
+        while True:
+            # Newly ready callbacks join the pool.
+            while ready:
+                handle = ready.popleft()
+                # A task's step or wake-up is the common arrival: its label is
+                # looked up here, without a call of _label_of.
+                owner = getattr(handle._callback, "__self__", None)
+                if owner is not None and isinstance(owner, _TASK_TYPES):
+                    known = task_labels.get(id(owner))
+                    if known is not None and known[0]() is owner:
+                        label = known[1]
+                    else:
+                        label = self._new_task_label(cast("asyncio.Future[Any]", owner))
+                else:
+                    label = self._label_of(handle)
+                    if label is BOOKKEEPING:
+                        if not handle._cancelled:
+                            handle._run()
+                        continue
+                seq = self._arrivals
+                self._arrivals = seq + 1
+                self._held += 1
+                entry = _new_candidate(Candidate, (seq, label, handle))
+                waiting = queued.get(label, _ABSENT)
+                if waiting is _ABSENT:
+                    # Arrivals are the newest: appending keeps the pool sorted.
+                    candidates.append(entry)
+                    # No queue until a second callback of the label waits: a
+                    # task never has two steps ready at once.
+                    queued[label] = None
+                    if label == LANE:
+                        self._lane_seq = seq
+                    if arrive is not None:
+                        arrive(entry)
+                elif waiting is None:
+                    queued[label] = deque((entry,))
+                else:
+                    waiting.append(entry)
+            if left < 0:
+                # As many picks as the pool holds when the iteration begins.
+                left = self._held
+            if not left or not candidates:
                 break
+            left -= 1
             # Nothing overtakes a loop callback that was ready before it: the
             # loop's own callbacks (a socket's done callback, say) must run
             # before a task they came before resumes, as asyncio's internals
@@ -490,7 +494,8 @@ class ExploringLoop(VirtualClockLoop):
                 bisect.insort(candidates, successor)
                 if label == LANE:
                     self._lane_seq = successor.seq
-                arrive(successor)
+                if arrive is not None:
+                    arrive(successor)
             else:
                 del queued[label]
                 if label == LANE:
@@ -499,8 +504,16 @@ class ExploringLoop(VirtualClockLoop):
             if index:
                 # Recorded even when the pick is a cancelled callback: taking
                 # it out of the pool early moves its lane on, which a replay
-                # must do at the same moment.
-                deviations.append(new_deviation(oldest.label, steps.get(oldest.label, 0), label))
+                # must do at the same moment.  The instance's dictionary is
+                # filled in the order the frozen __init__ fills it, which
+                # makes the same object in half the time (its three
+                # object.__setattr__ calls cost as much as the rest of a pick).
+                deviation = _new_object(Deviation)
+                fields = deviation.__dict__
+                fields["instead_of"] = oldest.label
+                fields["step"] = steps.get(oldest.label, 0)
+                fields["ran"] = label
+                deviations.append(deviation)
                 listener = self.on_deviation
                 if listener is not None and not handle._cancelled:
                     listener(oldest, entry)
@@ -509,8 +522,6 @@ class ExploringLoop(VirtualClockLoop):
             picks.append(label)
             steps[label] = steps.get(label, 0) + 1
             handle._run()
-            if ready:
-                self._take_arrivals()
         # No frame of the loop may keep a failed task alive (see
         # VirtualClockLoop._run_ready).
         handle = entry = oldest = successor = None  # type: ignore[assignment]
@@ -537,6 +548,8 @@ _DIGITS = re.compile(r"(\d+)")
 #: Makes a Candidate from a tuple of its fields without NamedTuple's
 #: Python-level __new__ (one call less per arrival).
 _new_candidate = tuple.__new__
+#: Makes a Deviation without its frozen __init__ (see deviation.new_deviation).
+_new_object = object.__new__
 #: A label with no callback in the pool (``None`` there: one, queue empty).
 _ABSENT: Any = object()
 #: Greater than any label, for searching the pool by arrival number.

@@ -37,6 +37,8 @@ class FifoChooser:
     """Always the oldest: stock asyncio's order."""
 
     fifo = True
+    #: arrive does nothing: the loop need not call it.
+    ignores_arrivals = True
 
     def arrive(self, candidate: Candidate) -> None:
         pass
@@ -68,6 +70,8 @@ class RandomChooser:
     """Any eligible candidate, uniformly, at every pick."""
 
     fifo = False
+    #: arrive does nothing: the loop need not call it.
+    ignores_arrivals = True
 
     def __init__(self, seed: int) -> None:
         self._random = seeded_random(seed)
@@ -158,6 +162,9 @@ class ReplayChooser:
     :meth:`unapplied` lists the ones that never did (a stale or mistyped
     token: the schedule run was not the one it records).
     """
+
+    #: arrive does nothing: the loop need not call it.
+    ignores_arrivals = True
 
     def __init__(self, deviations: Sequence[Deviation]) -> None:
         self.fifo = not deviations
