@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import re
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from pytest_asyncspec.exploration.strategies import (
     RandomChooser,
     ReplayChooser,
 )
+from pytest_asyncspec.tracing.task_table import shown_task_name
 
 Program = Callable[[list[str]], Coroutine[Any, Any, None]]
 
@@ -453,3 +455,24 @@ def test_cancelled_timers_leave_no_label_behind() -> None:
     finally:
         loop.close()
     assert left == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Task-1",
+        "Task-1234567",
+        "Task-",
+        "Task-12a",
+        "Task-\u0663",
+        "Task-\u00b2",
+        "task-1",
+        "x",
+        "",
+    ],
+)
+def test_a_default_task_name_is_told_apart_as_asyncio_names_them(name: str) -> None:
+    """shown_task_name tests "Task-" and decimal digits without a regular
+    expression; it must agree with the one it replaced, Task-\\d+ in full."""
+    default = bool(name) and re.fullmatch(r"Task-\d+", name) is not None
+    assert shown_task_name(name, "mod.Outer.work") == ("work" if default or not name else name)

@@ -402,9 +402,9 @@ class ExploringLoop(VirtualClockLoop):
         handle = None  # break the failed-task cycle, as VirtualClockLoop._run_ready
 
     def _run_ready_chosen(self, chooser: Chooser) -> None:
-        # One function for the arrivals and the picks: a pick is a few dozen
-        # lines of Python, and a call per pick to take the arrivals it made
-        # cost a tenth of it (docs/benchmarks-exploration.md).
+        # One function for the arrivals and the picks: a call per pick to take
+        # the arrivals it made cost about 5 % of a random schedule of
+        # crowd20 (docs/benchmarks-exploration.md).
         candidates = self._candidates
         queued = self._queued
         task_labels = self._task_labels
@@ -417,111 +417,121 @@ class ExploringLoop(VirtualClockLoop):
         ready = self._ready  # type: ignore[attr-defined]
         bisect_right = bisect.bisect_right
         left = -1  # picks left in this iteration, counted once the first arrivals are in
-        while True:
-            # Newly ready callbacks join the pool.
-            while ready:
-                handle = ready.popleft()
-                # A task's step or wake-up is the common arrival: its label is
-                # looked up here, without a call of _label_of.
-                owner = getattr(handle._callback, "__self__", None)
-                if owner is not None and isinstance(owner, _TASK_TYPES):
-                    known = task_labels.get(id(owner))
-                    if known is not None and known[0]() is owner:
-                        label = known[1]
+        # Read and written by this method alone: kept in locals, and stored
+        # back however the loop below ends.
+        choices = self._choices
+        passed_over = self._passed_over
+        starving = self._starving
+        try:
+            while True:
+                # Newly ready callbacks join the pool.
+                while ready:
+                    handle = ready.popleft()
+                    # A task's step or wake-up is the common arrival: its label is
+                    # looked up here, without a call of _label_of.
+                    owner = getattr(handle._callback, "__self__", None)
+                    if owner is not None and isinstance(owner, _TASK_TYPES):
+                        known = task_labels.get(id(owner))
+                        if known is not None and known[0]() is owner:
+                            label = known[1]
+                        else:
+                            label = self._new_task_label(cast("asyncio.Future[Any]", owner))
                     else:
-                        label = self._new_task_label(cast("asyncio.Future[Any]", owner))
+                        label = self._label_of(handle)
+                        if label is BOOKKEEPING:
+                            if not handle._cancelled:
+                                handle._run()
+                            continue
+                    seq = self._arrivals
+                    self._arrivals = seq + 1
+                    self._held += 1
+                    entry = _new_candidate(Candidate, (seq, label, handle))
+                    waiting = queued.get(label, _ABSENT)
+                    if waiting is _ABSENT:
+                        # Arrivals are the newest: appending keeps the pool sorted.
+                        candidates.append(entry)
+                        # No queue until a second callback of the label waits: a
+                        # task never has two steps ready at once.
+                        queued[label] = None
+                        if label == LANE:
+                            self._lane_seq = seq
+                        if arrive is not None:
+                            arrive(entry)
+                    elif waiting is None:
+                        queued[label] = deque((entry,))
+                    else:
+                        waiting.append(entry)
+                if left < 0:
+                    # As many picks as the pool holds when the iteration begins.
+                    left = self._held
+                if not left or not candidates:
+                    break
+                left -= 1
+                # Nothing overtakes a loop callback that was ready before it: the
+                # loop's own callbacks (a socket's done callback, say) must run
+                # before a task they came before resumes, as asyncio's internals
+                # assume.  Candidates up to the lane's are eligible.
+                lane_seq = self._lane_seq
+                if lane_seq is None:
+                    eligible = len(candidates)
                 else:
-                    label = self._label_of(handle)
-                    if label is BOOKKEEPING:
-                        if not handle._cancelled:
-                            handle._run()
-                        continue
-                seq = self._arrivals
-                self._arrivals = seq + 1
-                self._held += 1
-                entry = _new_candidate(Candidate, (seq, label, handle))
-                waiting = queued.get(label, _ABSENT)
-                if waiting is _ABSENT:
-                    # Arrivals are the newest: appending keeps the pool sorted.
-                    candidates.append(entry)
-                    # No queue until a second callback of the label waits: a
-                    # task never has two steps ready at once.
-                    queued[label] = None
+                    # Tuples compare by arrival first (unique): (seq, _LAST) sorts
+                    # right after the candidate of that arrival, in C.
+                    eligible = bisect_right(candidates, (lane_seq, _LAST))
+                if passed_over < FAIRNESS_BOUND:
+                    index = choose(candidates, eligible, choices, steps)
+                    choices += 1
+                else:
+                    index = 0  # the oldest has waited long enough
+                if index:
+                    oldest = candidates[0]
+                    if oldest.seq != starving:
+                        starving, passed_over = oldest.seq, 0
+                    passed_over += 1
+                    entry = candidates.pop(index)
+                else:
+                    passed_over = 0
+                    entry = oldest = candidates.pop(0)
+                self._held -= 1
+                label = entry.label
+                waiting = queued[label]
+                if waiting:
+                    successor = waiting.popleft()
+                    bisect.insort(candidates, successor)
                     if label == LANE:
-                        self._lane_seq = seq
+                        self._lane_seq = successor.seq
                     if arrive is not None:
-                        arrive(entry)
-                elif waiting is None:
-                    queued[label] = deque((entry,))
+                        arrive(successor)
                 else:
-                    waiting.append(entry)
-            if left < 0:
-                # As many picks as the pool holds when the iteration begins.
-                left = self._held
-            if not left or not candidates:
-                break
-            left -= 1
-            # Nothing overtakes a loop callback that was ready before it: the
-            # loop's own callbacks (a socket's done callback, say) must run
-            # before a task they came before resumes, as asyncio's internals
-            # assume.  Candidates up to the lane's are eligible.
-            lane_seq = self._lane_seq
-            if lane_seq is None:
-                eligible = len(candidates)
-            else:
-                # Tuples compare by arrival first (unique): (seq, _LAST) sorts
-                # right after the candidate of that arrival, in C.
-                eligible = bisect_right(candidates, (lane_seq, _LAST))
-            if self._passed_over < FAIRNESS_BOUND:
-                index = choose(candidates, eligible, self._choices, steps)
-                self._choices += 1
-            else:
-                index = 0  # the oldest has waited long enough
-            if index:
-                oldest = candidates[0]
-                if oldest.seq != self._starving:
-                    self._starving, self._passed_over = oldest.seq, 0
-                self._passed_over += 1
-                entry = candidates.pop(index)
-            else:
-                self._passed_over = 0
-                entry = oldest = candidates.pop(0)
-            self._held -= 1
-            label = entry.label
-            waiting = queued[label]
-            if waiting:
-                successor = waiting.popleft()
-                bisect.insort(candidates, successor)
-                if label == LANE:
-                    self._lane_seq = successor.seq
-                if arrive is not None:
-                    arrive(successor)
-            else:
-                del queued[label]
-                if label == LANE:
-                    self._lane_seq = None
-            handle = entry.handle
-            if index:
-                # Recorded even when the pick is a cancelled callback: taking
-                # it out of the pool early moves its lane on, which a replay
-                # must do at the same moment.  The instance's dictionary is
-                # filled in the order the frozen __init__ fills it, which
-                # makes the same object in half the time (its three
-                # object.__setattr__ calls cost as much as the rest of a pick).
-                deviation = _new_object(Deviation)
-                fields = deviation.__dict__
-                fields["instead_of"] = oldest.label
-                fields["step"] = steps.get(oldest.label, 0)
-                fields["ran"] = label
-                deviations.append(deviation)
-                listener = self.on_deviation
-                if listener is not None and not handle._cancelled:
-                    listener(oldest, entry)
-            if handle._cancelled:
-                continue
-            picks.append(label)
-            steps[label] = steps.get(label, 0) + 1
-            handle._run()
+                    del queued[label]
+                    if label == LANE:
+                        self._lane_seq = None
+                handle = entry.handle
+                if index:
+                    # Recorded even when the pick is a cancelled callback: taking
+                    # it out of the pool early moves its lane on, which a replay
+                    # must do at the same moment.  The instance's dictionary is
+                    # filled in the order the frozen __init__ fills it, which
+                    # makes the same object in half the time (its three
+                    # object.__setattr__ calls cost as much as the rest of a pick).
+                    deviation = _new_object(Deviation)
+                    fields = deviation.__dict__
+                    fields["instead_of"] = oldest.label
+                    fields["step"] = steps.get(oldest.label, 0)
+                    fields["ran"] = label
+                    deviations.append(deviation)
+                    listener = self.on_deviation
+                    if listener is not None and not handle._cancelled:
+                        listener(oldest, entry)
+                if handle._cancelled:
+                    continue
+                picks.append(label)
+                steps[label] = steps.get(label, 0) + 1
+                handle._run()
+        finally:
+            self._choices = choices
+            self._passed_over = passed_over
+            self._starving = starving
         # No frame of the loop may keep a failed task alive (see
         # VirtualClockLoop._run_ready).
         handle = entry = oldest = successor = None  # type: ignore[assignment]
