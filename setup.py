@@ -1,9 +1,11 @@
-"""Build step for the tracer's optional C accelerator.
+"""Build step for the optional C accelerators (the tracer's step log, the
+exploring loop's pick loop).
 
 Everything else about the package is declared in pyproject.toml.  The
 extension is built on Linux CPython with the GIL (the C types rely on it);
 elsewhere, or when it fails to compile, the package installs without it and
-the tracer uses the pure-Python types of ``pytest_asyncspec/tracing/step_log.py``.
+the tracer uses the pure-Python types of ``pytest_asyncspec/tracing/step_log.py``
+and the exploring loop its Python pick loop.
 """
 
 import sys
@@ -21,6 +23,15 @@ if (
         Extension(
             "pytest_asyncspec.tracing._step_log_c",
             ["pytest_asyncspec/tracing/_step_log_c.c"],
+            optional=True,
+        )
+    )
+    # The exploring loop's pick loop (exploration/exploring_loop.py has the
+    # Python twin, used without it).
+    ext_modules.append(
+        Extension(
+            "pytest_asyncspec.exploration._pick_c",
+            ["pytest_asyncspec/exploration/_pick_c.c"],
             optional=True,
         )
     )

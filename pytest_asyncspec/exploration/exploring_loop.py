@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import re
 import weakref
 from collections import deque
@@ -382,7 +383,7 @@ class ExploringLoop(VirtualClockLoop):
         elif chooser.fifo and not self._held:
             self._run_ready_in_order()
         else:
-            self._run_ready_chosen(chooser)
+            _run_chosen(self, chooser)
 
     def _run_ready_in_order(self) -> None:
         # The oldest first, as stock asyncio: only the labels are logged.
@@ -401,7 +402,9 @@ class ExploringLoop(VirtualClockLoop):
             handle._run()
         handle = None  # break the failed-task cycle, as VirtualClockLoop._run_ready
 
-    def _run_ready_chosen(self, chooser: Chooser) -> None:
+    def _run_ready_chosen_py(self, chooser: Chooser) -> None:
+        """One iteration's picks: the reference for ``_pick_c.run_chosen``,
+        which does the same in C (used when the C accelerator is not)."""
         # One function for the arrivals and the picks: a call per pick to take
         # the arrivals it made cost about 5 % of a random schedule of
         # crowd20 (docs/benchmarks-exploration.md).
@@ -564,3 +567,25 @@ _new_object = object.__new__
 _ABSENT: Any = object()
 #: Greater than any label, for searching the pool by arrival number.
 _LAST = "\U0010ffff"
+
+
+def _pick_accelerator() -> Callable[[ExploringLoop, Chooser], None]:
+    """The pick loop: ``_pick_c.run_chosen`` where it was built (Linux
+    CPython), else the Python one.  ``PYTEST_ASYNCSPEC_PURE_PYTHON`` chooses
+    Python, as it does for the step log."""
+    if not os.environ.get("PYTEST_ASYNCSPEC_PURE_PYTHON"):
+        try:
+            from . import _pick_c  # type: ignore[attr-defined]
+        except ImportError:  # no compiler at install time, or not Linux
+            pass
+        else:
+            _pick_c.configure(
+                Candidate, Deviation, deque, LANE, BOOKKEEPING, _TASK_TYPES, _ABSENT, FAIRNESS_BOUND
+            )
+            return cast("Callable[[ExploringLoop, Chooser], None]", _pick_c.run_chosen)
+    return ExploringLoop._run_ready_chosen_py
+
+
+_run_chosen = _pick_accelerator()
+#: Whether the pick loop runs in C.
+PICKS_ACCELERATED = _run_chosen is not ExploringLoop._run_ready_chosen_py

@@ -1,0 +1,722 @@
+/*
+ * The exploring loop's pick loop, in C.
+ *
+ * pytest_asyncspec/exploration/exploring_loop.py holds the reference
+ * implementation in Python (ExploringLoop._run_ready_chosen_py) and the
+ * contract; run_chosen(loop, chooser) here does the same work, in the same
+ * order, with the same calls into Python:
+ *
+ *   loop._new_task_label(task)   a task seen for the first time
+ *   loop._label_of(handle)       a callback that is not a task's
+ *   chooser.choose(candidates, eligible, pick, steps)
+ *   chooser.arrive(candidate)    unless chooser.ignores_arrivals is true
+ *   loop.on_deviation(oldest, picked)
+ *   handle._run()
+ *
+ * What it saves is the Python bytecode between those calls: taking an
+ * arrival into the pool, finding the eligible prefix, moving the fairness
+ * counters, recording the pick and its deviation.  That bytecode cost more
+ * per pick than asyncio's own loop spends on a task step
+ * (docs/benchmarks-exploration.md).
+ *
+ * The pool's state stays where the Python code keeps it, in the loop's
+ * slots: read at entry, the counters this function alone uses written back
+ * however it ends, and _held (which has_ready reads) kept current.  No
+ * borrowed reference is held across a call into Python: a callback may
+ * close the loop, which empties the pool.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Set once by configure(). */
+static PyObject *Candidate_type;
+static PyObject *Deviation_type;
+static PyObject *deque_type;
+static PyObject *lane_label;
+static PyObject *bookkeeping_label;
+static PyObject *task_types;
+static PyObject *absent;
+static Py_ssize_t fairness_bound;
+static PyObject *empty_tuple;
+
+static PyObject *s_callback, *s_self, *s_cancelled, *s_run, *s_new_task_label, *s_label_of,
+    *s_choose, *s_arrive, *s_ignores_arrivals, *s_on_deviation, *s_popleft, *s_append,
+    *s_candidates, *s_queued, *s_task_labels, *s_steps, *s_picks, *s_deviations, *s_ready,
+    *s_choices, *s_passed_over, *s_starving, *s_lane_seq, *s_arrivals, *s_held,
+    *s_instead_of, *s_step, *s_ran;
+
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs;
+    Py_ssize_t bound;
+    if (!PyArg_ParseTuple(args, "OOOUUO!On", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
+                          &tasks, &abs, &bound)) {
+        return NULL;
+    }
+    if (!PyType_Check(cand) || !PyType_IsSubtype((PyTypeObject *)cand, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "Candidate must be a tuple subclass");
+        return NULL;
+    }
+    Py_XSETREF(Candidate_type, Py_NewRef(cand));
+    Py_XSETREF(Deviation_type, Py_NewRef(dev));
+    Py_XSETREF(deque_type, Py_NewRef(dq));
+    Py_XSETREF(lane_label, Py_NewRef(lane));
+    Py_XSETREF(bookkeeping_label, Py_NewRef(book));
+    Py_XSETREF(task_types, Py_NewRef(tasks));
+    Py_XSETREF(absent, Py_NewRef(abs));
+    fairness_bound = bound;
+    Py_RETURN_NONE;
+}
+
+/* A Candidate(seq, label, handle), as tuple.__new__(Candidate, ...) makes it. */
+static PyObject *
+new_candidate(Py_ssize_t seq, PyObject *label, PyObject *handle)
+{
+    PyTypeObject *type = (PyTypeObject *)Candidate_type;
+    PyObject *number = PyLong_FromSsize_t(seq);
+    if (number == NULL) {
+        return NULL;
+    }
+    PyObject *entry = type->tp_alloc(type, 3);
+    if (entry == NULL) {
+        Py_DECREF(number);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(entry, 0, number);
+    PyTuple_SET_ITEM(entry, 1, Py_NewRef(label));
+    PyTuple_SET_ITEM(entry, 2, Py_NewRef(handle));
+    return entry;
+}
+
+static Py_ssize_t
+seq_of(PyObject *candidate)
+{
+    return PyLong_AsSsize_t(PyTuple_GET_ITEM(candidate, 0));
+}
+
+/* Index of the first candidate whose arrival number is above ``seq``
+ * (candidates are sorted by arrival, numbers unique): bisect_right of
+ * (seq, _LAST) in the Python code. */
+static Py_ssize_t
+after_seq(PyObject *candidates, Py_ssize_t seq)
+{
+    Py_ssize_t low = 0, high = PyList_GET_SIZE(candidates);
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        if (seq_of(PyList_GET_ITEM(candidates, middle)) <= seq) {
+            low = middle + 1;
+        }
+        else {
+            high = middle;
+        }
+    }
+    return low;
+}
+
+/* Whether handle._cancelled is true: 1, 0, or -1 with an error set. */
+static int
+is_cancelled(PyObject *handle)
+{
+    PyObject *flag = PyObject_GetAttr(handle, s_cancelled);
+    if (flag == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    return truth;
+}
+
+static int
+run_handle(PyObject *handle)
+{
+    PyObject *result = PyObject_CallMethodNoArgs(handle, s_run);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+static int
+set_ssize(PyObject *loop, PyObject *name, Py_ssize_t value)
+{
+    PyObject *number = PyLong_FromSsize_t(value);
+    if (number == NULL) {
+        return -1;
+    }
+    int status = PyObject_SetAttr(loop, name, number);
+    Py_DECREF(number);
+    return status;
+}
+
+static int
+get_ssize(PyObject *loop, PyObject *name, Py_ssize_t *value)
+{
+    PyObject *number = PyObject_GetAttr(loop, name);
+    if (number == NULL) {
+        return -1;
+    }
+    *value = PyLong_AsSsize_t(number);
+    Py_DECREF(number);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The label of an arriving handle: a new reference, or NULL. */
+static PyObject *
+label_of(PyObject *loop, PyObject *task_labels, PyObject *handle)
+{
+    PyObject *callback = PyObject_GetAttr(handle, s_callback);
+    if (callback == NULL) {
+        return NULL;
+    }
+    PyObject *owner = PyObject_GetAttr(callback, s_self);
+    Py_DECREF(callback);
+    if (owner == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    if (owner != NULL && owner != Py_None) {
+        int is_task = PyObject_IsInstance(owner, task_types);
+        if (is_task < 0) {
+            Py_DECREF(owner);
+            return NULL;
+        }
+        if (is_task) {
+            PyObject *key = PyLong_FromVoidPtr(owner);
+            if (key == NULL) {
+                Py_DECREF(owner);
+                return NULL;
+            }
+            PyObject *known = PyDict_GetItemWithError(task_labels, key); /* borrowed */
+            Py_DECREF(key);
+            if (known == NULL && PyErr_Occurred()) {
+                Py_DECREF(owner);
+                return NULL;
+            }
+            if (known != NULL && PyTuple_Check(known) && PyTuple_GET_SIZE(known) == 2) {
+                PyObject *held = PyTuple_GET_ITEM(known, 0);
+                if (PyWeakref_Check(held) && PyWeakref_GetObject(held) == owner) {
+                    PyObject *label = Py_NewRef(PyTuple_GET_ITEM(known, 1));
+                    Py_DECREF(owner);
+                    return label;
+                }
+            }
+            PyObject *label = PyObject_CallMethodOneArg(loop, s_new_task_label, owner);
+            Py_DECREF(owner);
+            return label;
+        }
+    }
+    Py_XDECREF(owner);
+    return PyObject_CallMethodOneArg(loop, s_label_of, handle);
+}
+
+/* Deviation(instead_of, step, ran), its dictionary filled as the frozen
+ * __init__ fills it. */
+static PyObject *
+new_deviation(PyObject *instead_of, PyObject *step, PyObject *ran)
+{
+    /* object.__new__(Deviation): object's tp_new sets up the instance's
+     * dictionary storage, which a bare tp_alloc would not. */
+    PyObject *made = PyBaseObject_Type.tp_new((PyTypeObject *)Deviation_type, empty_tuple, NULL);
+    if (made == NULL) {
+        return NULL;
+    }
+    PyObject *fields = PyObject_GenericGetDict(made, NULL);
+    if (fields == NULL || PyDict_SetItem(fields, s_instead_of, instead_of) < 0 ||
+        PyDict_SetItem(fields, s_step, step) < 0 || PyDict_SetItem(fields, s_ran, ran) < 0) {
+        Py_XDECREF(fields);
+        Py_DECREF(made);
+        return NULL;
+    }
+    Py_DECREF(fields);
+    return made;
+}
+
+static PyObject *
+run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "run_chosen(loop, chooser)");
+        return NULL;
+    }
+    if (Candidate_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_pick_c.configure() was not called");
+        return NULL;
+    }
+    PyObject *loop = args[0], *chooser = args[1];
+    PyObject *candidates = NULL, *queued = NULL, *task_labels = NULL, *steps = NULL,
+             *picks = NULL, *deviations = NULL, *ready = NULL, *popleft = NULL, *choose = NULL,
+             *arrive = NULL, *lane_seq_obj = NULL;
+    PyObject *handle = NULL, *label = NULL, *entry = NULL, *oldest = NULL;
+    Py_ssize_t choices = 0, passed_over = 0, starving = 0, arrivals = 0, held = 0;
+    Py_ssize_t lane_seq = -1; /* -1: the lane has no candidate (arrival numbers are >= 0) */
+    int counters_read = 0;
+    PyObject *result = NULL;
+
+    if ((candidates = PyObject_GetAttr(loop, s_candidates)) == NULL ||
+        (queued = PyObject_GetAttr(loop, s_queued)) == NULL ||
+        (task_labels = PyObject_GetAttr(loop, s_task_labels)) == NULL ||
+        (steps = PyObject_GetAttr(loop, s_steps)) == NULL ||
+        (picks = PyObject_GetAttr(loop, s_picks)) == NULL ||
+        (deviations = PyObject_GetAttr(loop, s_deviations)) == NULL ||
+        (ready = PyObject_GetAttr(loop, s_ready)) == NULL ||
+        (popleft = PyObject_GetAttr(ready, s_popleft)) == NULL ||
+        (choose = PyObject_GetAttr(chooser, s_choose)) == NULL) {
+        goto done;
+    }
+    if (!PyList_CheckExact(candidates) || !PyDict_CheckExact(queued) ||
+        !PyDict_CheckExact(task_labels) || !PyDict_CheckExact(steps) ||
+        !PyList_CheckExact(picks) || !PyList_CheckExact(deviations)) {
+        PyErr_SetString(PyExc_TypeError, "the exploring loop's pool is not what run_chosen expects");
+        goto done;
+    }
+    {
+        /* A chooser that says it ignores arrivals is not told of them. */
+        PyObject *ignores = PyObject_GetAttr(chooser, s_ignores_arrivals);
+        int skip = 0;
+        if (ignores == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                goto done;
+            }
+            PyErr_Clear();
+        }
+        else {
+            skip = PyObject_IsTrue(ignores);
+            Py_DECREF(ignores);
+            if (skip < 0) {
+                goto done;
+            }
+        }
+        if (!skip && (arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
+            goto done;
+        }
+    }
+    if (get_ssize(loop, s_choices, &choices) < 0 ||
+        get_ssize(loop, s_passed_over, &passed_over) < 0 ||
+        get_ssize(loop, s_starving, &starving) < 0 || get_ssize(loop, s_arrivals, &arrivals) < 0 ||
+        get_ssize(loop, s_held, &held) < 0) {
+        goto done;
+    }
+    if ((lane_seq_obj = PyObject_GetAttr(loop, s_lane_seq)) == NULL) {
+        goto done;
+    }
+    if (lane_seq_obj != Py_None) {
+        lane_seq = PyLong_AsSsize_t(lane_seq_obj);
+        if (lane_seq == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    Py_CLEAR(lane_seq_obj);
+    counters_read = 1;
+
+    Py_ssize_t left = -1; /* picks left in this iteration, counted after the first arrivals */
+    for (;;) {
+        /* Newly ready callbacks join the pool. */
+        for (;;) {
+            Py_ssize_t waiting_now = PyObject_Length(ready);
+            if (waiting_now < 0) {
+                goto done;
+            }
+            if (waiting_now == 0) {
+                break;
+            }
+            if ((handle = PyObject_CallNoArgs(popleft)) == NULL) {
+                goto done;
+            }
+            if ((label = label_of(loop, task_labels, handle)) == NULL) {
+                goto done;
+            }
+            if (label == bookkeeping_label) {
+                int cancelled = is_cancelled(handle);
+                if (cancelled < 0 || (!cancelled && run_handle(handle) < 0)) {
+                    goto done;
+                }
+                Py_CLEAR(label);
+                Py_CLEAR(handle);
+                continue;
+            }
+            Py_ssize_t seq = arrivals++;
+            held++;
+            if (set_ssize(loop, s_held, held) < 0) {
+                goto done;
+            }
+            if ((entry = new_candidate(seq, label, handle)) == NULL) {
+                goto done;
+            }
+            Py_CLEAR(handle);
+            PyObject *waiting = PyDict_GetItemWithError(queued, label); /* borrowed */
+            if (waiting == NULL) {
+                if (PyErr_Occurred()) {
+                    goto done;
+                }
+                /* Arrivals are the newest: appending keeps the pool sorted.  No
+                 * queue until a second callback of the label waits. */
+                if (PyList_Append(candidates, entry) < 0 ||
+                    PyDict_SetItem(queued, label, Py_None) < 0) {
+                    goto done;
+                }
+                int is_lane = PyObject_RichCompareBool(label, lane_label, Py_EQ);
+                if (is_lane < 0) {
+                    goto done;
+                }
+                if (is_lane) {
+                    lane_seq = seq;
+                }
+                if (arrive != NULL) {
+                    PyObject *told = PyObject_CallOneArg(arrive, entry);
+                    if (told == NULL) {
+                        goto done;
+                    }
+                    Py_DECREF(told);
+                }
+            }
+            else if (waiting == Py_None) {
+                PyObject *items = PyTuple_Pack(1, entry);
+                if (items == NULL) {
+                    goto done;
+                }
+                PyObject *queue = PyObject_CallOneArg(deque_type, items);
+                Py_DECREF(items);
+                if (queue == NULL) {
+                    goto done;
+                }
+                int status = PyDict_SetItem(queued, label, queue);
+                Py_DECREF(queue);
+                if (status < 0) {
+                    goto done;
+                }
+            }
+            else {
+                Py_INCREF(waiting);
+                PyObject *added = PyObject_CallMethodOneArg(waiting, s_append, entry);
+                Py_DECREF(waiting);
+                if (added == NULL) {
+                    goto done;
+                }
+                Py_DECREF(added);
+            }
+            Py_CLEAR(entry);
+            Py_CLEAR(label);
+        }
+        if (left < 0) {
+            /* As many picks as the pool holds when the iteration begins. */
+            left = held;
+        }
+        Py_ssize_t pooled = PyList_GET_SIZE(candidates);
+        if (!left || !pooled) {
+            break;
+        }
+        left--;
+        /* Nothing overtakes a loop callback that was ready before it:
+         * candidates up to the lane's are eligible. */
+        Py_ssize_t eligible = lane_seq < 0 ? pooled : after_seq(candidates, lane_seq);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        Py_ssize_t index = 0;
+        if (passed_over < fairness_bound) {
+            PyObject *call_args[4];
+            PyObject *eligible_obj = PyLong_FromSsize_t(eligible);
+            PyObject *pick_obj = PyLong_FromSsize_t(choices);
+            if (eligible_obj == NULL || pick_obj == NULL) {
+                Py_XDECREF(eligible_obj);
+                Py_XDECREF(pick_obj);
+                goto done;
+            }
+            call_args[0] = candidates;
+            call_args[1] = eligible_obj;
+            call_args[2] = pick_obj;
+            call_args[3] = steps;
+            PyObject *chosen = PyObject_Vectorcall(choose, call_args, 4, NULL);
+            Py_DECREF(eligible_obj);
+            Py_DECREF(pick_obj);
+            if (chosen == NULL) {
+                goto done;
+            }
+            index = PyNumber_AsSsize_t(chosen, PyExc_IndexError);
+            Py_DECREF(chosen);
+            if (index == -1 && PyErr_Occurred()) {
+                goto done;
+            }
+            choices++;
+        }
+        /* The chooser may have changed the pool (it should not): look again. */
+        pooled = PyList_GET_SIZE(candidates);
+        if (pooled == 0) {
+            PyErr_SetString(PyExc_IndexError, "pop from empty list");
+            goto done;
+        }
+        Py_ssize_t at = index < 0 ? index + pooled : index;
+        if (at < 0 || at >= pooled) {
+            PyErr_SetString(PyExc_IndexError, "pop index out of range");
+            goto done;
+        }
+        oldest = Py_NewRef(PyList_GET_ITEM(candidates, 0));
+        if (index) {
+            Py_ssize_t oldest_seq = seq_of(oldest);
+            if (oldest_seq != starving) {
+                starving = oldest_seq;
+                passed_over = 0;
+            }
+            passed_over++;
+        }
+        else {
+            passed_over = 0;
+        }
+        entry = Py_NewRef(PyList_GET_ITEM(candidates, at));
+        if (PySequence_DelItem(candidates, at) < 0) {
+            goto done;
+        }
+        held--;
+        if (set_ssize(loop, s_held, held) < 0) {
+            goto done;
+        }
+        label = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+        PyObject *waiting = PyDict_GetItemWithError(queued, label); /* borrowed */
+        if (waiting == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetObject(PyExc_KeyError, label);
+            }
+            goto done;
+        }
+        int has_successor = PyObject_IsTrue(waiting);
+        if (has_successor < 0) {
+            goto done;
+        }
+        int is_lane = PyObject_RichCompareBool(label, lane_label, Py_EQ);
+        if (is_lane < 0) {
+            goto done;
+        }
+        if (has_successor) {
+            Py_INCREF(waiting);
+            PyObject *successor = PyObject_CallMethodNoArgs(waiting, s_popleft);
+            Py_DECREF(waiting);
+            if (successor == NULL) {
+                goto done;
+            }
+            Py_ssize_t successor_seq = seq_of(successor);
+            if (PyList_Insert(candidates, after_seq(candidates, successor_seq), successor) < 0) {
+                Py_DECREF(successor);
+                goto done;
+            }
+            if (is_lane) {
+                lane_seq = successor_seq;
+            }
+            if (arrive != NULL) {
+                PyObject *told = PyObject_CallOneArg(arrive, successor);
+                if (told == NULL) {
+                    Py_DECREF(successor);
+                    goto done;
+                }
+                Py_DECREF(told);
+            }
+            Py_DECREF(successor);
+        }
+        else {
+            if (PyDict_DelItem(queued, label) < 0) {
+                goto done;
+            }
+            if (is_lane) {
+                lane_seq = -1;
+            }
+        }
+        handle = Py_NewRef(PyTuple_GET_ITEM(entry, 2));
+        if (index) {
+            /* Recorded even when the pick is a cancelled callback: taking it
+             * out of the pool early moves its lane on, which a replay must do
+             * at the same moment. */
+            PyObject *oldest_label = PyTuple_GET_ITEM(oldest, 1);
+            PyObject *step = PyDict_GetItemWithError(steps, oldest_label); /* borrowed */
+            if (step == NULL && PyErr_Occurred()) {
+                goto done;
+            }
+            PyObject *zero = NULL;
+            if (step == NULL) {
+                if ((zero = PyLong_FromLong(0)) == NULL) {
+                    goto done;
+                }
+                step = zero;
+            }
+            PyObject *deviation = new_deviation(oldest_label, step, label);
+            Py_XDECREF(zero);
+            if (deviation == NULL) {
+                goto done;
+            }
+            int status = PyList_Append(deviations, deviation);
+            Py_DECREF(deviation);
+            if (status < 0) {
+                goto done;
+            }
+            PyObject *listener = PyObject_GetAttr(loop, s_on_deviation);
+            if (listener == NULL) {
+                goto done;
+            }
+            if (listener != Py_None) {
+                int cancelled = is_cancelled(handle);
+                if (cancelled < 0) {
+                    Py_DECREF(listener);
+                    goto done;
+                }
+                if (!cancelled) {
+                    PyObject *told = PyObject_CallFunctionObjArgs(listener, oldest, entry, NULL);
+                    if (told == NULL) {
+                        Py_DECREF(listener);
+                        goto done;
+                    }
+                    Py_DECREF(told);
+                }
+            }
+            Py_DECREF(listener);
+        }
+        Py_CLEAR(oldest);
+        Py_CLEAR(entry);
+        int cancelled = is_cancelled(handle);
+        if (cancelled < 0) {
+            goto done;
+        }
+        if (!cancelled) {
+            if (PyList_Append(picks, label) < 0) {
+                goto done;
+            }
+            PyObject *count = PyDict_GetItemWithError(steps, label); /* borrowed */
+            if (count == NULL && PyErr_Occurred()) {
+                goto done;
+            }
+            Py_ssize_t taken = 0;
+            if (count != NULL) {
+                taken = PyLong_AsSsize_t(count);
+                if (taken == -1 && PyErr_Occurred()) {
+                    goto done;
+                }
+            }
+            PyObject *next = PyLong_FromSsize_t(taken + 1);
+            if (next == NULL) {
+                goto done;
+            }
+            int status = PyDict_SetItem(steps, label, next);
+            Py_DECREF(next);
+            if (status < 0) {
+                goto done;
+            }
+            Py_CLEAR(label);
+            /* No reference to the handle survives its run (see
+             * VirtualClockLoop._run_ready: a failed task must not be kept
+             * alive by the loop). */
+            PyObject *running = handle;
+            handle = NULL;
+            int ran = run_handle(running);
+            Py_DECREF(running);
+            if (ran < 0) {
+                goto done;
+            }
+        }
+        else {
+            Py_CLEAR(label);
+            Py_CLEAR(handle);
+        }
+    }
+    result = Py_NewRef(Py_None);
+
+done:
+    Py_XDECREF(handle);
+    Py_XDECREF(label);
+    Py_XDECREF(entry);
+    Py_XDECREF(oldest);
+    Py_XDECREF(lane_seq_obj);
+    if (counters_read) {
+        /* Stored back however the loop ended, as the Python code's finally. */
+        PyObject *error_type, *error_value, *error_traceback;
+        PyErr_Fetch(&error_type, &error_value, &error_traceback);
+        int failed = set_ssize(loop, s_choices, choices) < 0 ||
+                     set_ssize(loop, s_passed_over, passed_over) < 0 ||
+                     set_ssize(loop, s_starving, starving) < 0 ||
+                     set_ssize(loop, s_arrivals, arrivals) < 0;
+        if (!failed) {
+            failed = lane_seq < 0 ? PyObject_SetAttr(loop, s_lane_seq, Py_None) < 0
+                                  : set_ssize(loop, s_lane_seq, lane_seq) < 0;
+        }
+        if (error_type != NULL) {
+            if (failed) {
+                PyErr_Clear();
+            }
+            PyErr_Restore(error_type, error_value, error_traceback);
+        }
+        else if (failed) {
+            Py_CLEAR(result);
+        }
+    }
+    Py_XDECREF(candidates);
+    Py_XDECREF(queued);
+    Py_XDECREF(task_labels);
+    Py_XDECREF(steps);
+    Py_XDECREF(picks);
+    Py_XDECREF(deviations);
+    Py_XDECREF(ready);
+    Py_XDECREF(popleft);
+    Py_XDECREF(choose);
+    Py_XDECREF(arrive);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", configure, METH_VARARGS,
+     "configure(Candidate, Deviation, deque, LANE, BOOKKEEPING, task_types, absent, "
+     "fairness_bound): the exploring loop's types and constants."},
+    {"run_chosen", (PyCFunction)(void (*)(void))run_chosen, METH_FASTCALL,
+     "run_chosen(loop, chooser): one iteration's picks (see ExploringLoop._run_ready_chosen_py)."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pytest_asyncspec.exploration._pick_c",
+    .m_doc = "The exploring loop's pick loop in C (see exploring_loop.py for the contract).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+#define INTERN(var, text)                                                                      \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) {                                    \
+        return NULL;                                                                           \
+    }
+
+PyMODINIT_FUNC
+PyInit__pick_c(void)
+{
+    INTERN(s_callback, "_callback");
+    INTERN(s_self, "__self__");
+    INTERN(s_cancelled, "_cancelled");
+    INTERN(s_run, "_run");
+    INTERN(s_new_task_label, "_new_task_label");
+    INTERN(s_label_of, "_label_of");
+    INTERN(s_choose, "choose");
+    INTERN(s_arrive, "arrive");
+    INTERN(s_ignores_arrivals, "ignores_arrivals");
+    INTERN(s_on_deviation, "on_deviation");
+    INTERN(s_popleft, "popleft");
+    INTERN(s_append, "append");
+    INTERN(s_candidates, "_candidates");
+    INTERN(s_queued, "_queued");
+    INTERN(s_task_labels, "_task_labels");
+    INTERN(s_steps, "_steps");
+    INTERN(s_picks, "picks");
+    INTERN(s_deviations, "deviations");
+    INTERN(s_ready, "_ready");
+    INTERN(s_choices, "_choices");
+    INTERN(s_passed_over, "_passed_over");
+    INTERN(s_starving, "_starving");
+    INTERN(s_lane_seq, "_lane_seq");
+    INTERN(s_arrivals, "_arrivals");
+    INTERN(s_held, "_held");
+    INTERN(s_instead_of, "instead_of");
+    INTERN(s_step, "step");
+    INTERN(s_ran, "ran");
+    if ((empty_tuple = PyTuple_New(0)) == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&module_def);
+}
