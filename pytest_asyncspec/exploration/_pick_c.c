@@ -39,20 +39,27 @@ static PyObject *task_types;
 static PyObject *absent;
 static Py_ssize_t fairness_bound;
 static PyObject *empty_tuple;
+/* The strategies' own types, whose choose and arrive are done here without
+ * a call into Python (see Native below), and heapq's functions. */
+static PyObject *RandomChooser_type;
+static PyObject *PctChooser_type;
+static PyObject *heappush;
+static PyObject *heappop;
 
 static PyObject *s_callback, *s_self, *s_cancelled, *s_run, *s_new_task_label, *s_label_of,
     *s_choose, *s_arrive, *s_ignores_arrivals, *s_on_deviation, *s_popleft, *s_append,
     *s_candidates, *s_queued, *s_task_labels, *s_steps, *s_picks, *s_deviations, *s_ready,
     *s_choices, *s_passed_over, *s_starving, *s_lane_seq, *s_arrivals, *s_held,
-    *s_instead_of, *s_step, *s_ran;
+    *s_instead_of, *s_step, *s_ran, *s_bits, *s_priority, *s_heap, *s_held_back,
+    *s_lowered_to, *s_random, *s_random_method, *s_depth;
 
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs;
+    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs, *random_type, *pct_type, *push, *pop;
     Py_ssize_t bound;
-    if (!PyArg_ParseTuple(args, "OOOUUO!On", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
-                          &tasks, &abs, &bound)) {
+    if (!PyArg_ParseTuple(args, "OOOUUO!OnOOOO", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
+                          &tasks, &abs, &bound, &random_type, &pct_type, &push, &pop)) {
         return NULL;
     }
     if (!PyType_Check(cand) || !PyType_IsSubtype((PyTypeObject *)cand, &PyTuple_Type)) {
@@ -67,6 +74,10 @@ configure(PyObject *module, PyObject *args)
     Py_XSETREF(task_types, Py_NewRef(tasks));
     Py_XSETREF(absent, Py_NewRef(abs));
     fairness_bound = bound;
+    Py_XSETREF(RandomChooser_type, Py_NewRef(random_type));
+    Py_XSETREF(PctChooser_type, Py_NewRef(pct_type));
+    Py_XSETREF(heappush, Py_NewRef(push));
+    Py_XSETREF(heappop, Py_NewRef(pop));
     Py_RETURN_NONE;
 }
 
@@ -236,6 +247,256 @@ new_deviation(PyObject *instead_of, PyObject *step, PyObject *ran)
     return made;
 }
 
+/* RandomChooser and PctChooser (exactly those types: a subclass may change
+ * them) are run here: their choose and arrive, as strategies.py writes them,
+ * on the chooser's own state, so that a schedule is the same in C and in
+ * Python and the chooser reads the same afterwards. */
+enum { CHOOSER_PYTHON, CHOOSER_RANDOM, CHOOSER_PCT };
+
+typedef struct {
+    int kind;
+    PyObject *bits;        /* random: the generator's getrandbits */
+    PyObject *priority;    /* pct: label -> priority */
+    PyObject *heap;        /* pct: (-priority, arrival number) */
+    PyObject *held_back;   /* pct: (arrival number, -priority) */
+    PyObject *lowered_to;  /* pct: change point -> priority */
+    PyObject *draw;        /* pct: the generator's random */
+    PyObject *depth_plus_one;
+} Native;
+
+static void
+native_clear(Native *native)
+{
+    Py_CLEAR(native->bits);
+    Py_CLEAR(native->priority);
+    Py_CLEAR(native->heap);
+    Py_CLEAR(native->held_back);
+    Py_CLEAR(native->lowered_to);
+    Py_CLEAR(native->draw);
+    Py_CLEAR(native->depth_plus_one);
+}
+
+static int
+native_init(Native *native, PyObject *chooser)
+{
+    memset(native, 0, sizeof(*native));
+    if ((PyObject *)Py_TYPE(chooser) == RandomChooser_type) {
+        native->kind = CHOOSER_RANDOM;
+        native->bits = PyObject_GetAttr(chooser, s_bits);
+        return native->bits == NULL ? -1 : 0;
+    }
+    if ((PyObject *)Py_TYPE(chooser) == PctChooser_type) {
+        native->kind = CHOOSER_PCT;
+        PyObject *generator = NULL, *depth = NULL, *one = NULL;
+        int status = -1;
+        if ((native->priority = PyObject_GetAttr(chooser, s_priority)) != NULL &&
+            (native->heap = PyObject_GetAttr(chooser, s_heap)) != NULL &&
+            (native->held_back = PyObject_GetAttr(chooser, s_held_back)) != NULL &&
+            (native->lowered_to = PyObject_GetAttr(chooser, s_lowered_to)) != NULL &&
+            (generator = PyObject_GetAttr(chooser, s_random)) != NULL &&
+            (native->draw = PyObject_GetAttr(generator, s_random_method)) != NULL &&
+            (depth = PyObject_GetAttr(chooser, s_depth)) != NULL &&
+            (one = PyLong_FromLong(1)) != NULL &&
+            (native->depth_plus_one = PyNumber_Add(depth, one)) != NULL) {
+            if (PyList_CheckExact(native->heap) && PyList_CheckExact(native->held_back) &&
+                PyDict_CheckExact(native->priority) && PyDict_CheckExact(native->lowered_to)) {
+                status = 0;
+            }
+            else {
+                PyErr_SetString(PyExc_TypeError, "PctChooser's state is not what run_chosen expects");
+            }
+        }
+        Py_XDECREF(generator);
+        Py_XDECREF(depth);
+        Py_XDECREF(one);
+        return status;
+    }
+    native->kind = CHOOSER_PYTHON;
+    return 0;
+}
+
+static int
+call_heap(PyObject *function, PyObject *heap, PyObject *item, PyObject **popped)
+{
+    PyObject *call_args[2] = {heap, item};
+    PyObject *result = PyObject_Vectorcall(function, call_args, item == NULL ? 1 : 2, NULL);
+    if (result == NULL) {
+        return -1;
+    }
+    if (popped != NULL) {
+        *popped = result;
+    }
+    else {
+        Py_DECREF(result);
+    }
+    return 0;
+}
+
+/* PctChooser.arrive */
+static int
+pct_arrive(Native *native, PyObject *candidate)
+{
+    PyObject *label = PyTuple_GET_ITEM(candidate, 1);
+    PyObject *value = PyDict_GetItemWithError(native->priority, label); /* borrowed */
+    if (value == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        PyObject *drawn = PyObject_CallNoArgs(native->draw);
+        if (drawn == NULL) {
+            return -1;
+        }
+        value = PyNumber_Add(native->depth_plus_one, drawn);
+        Py_DECREF(drawn);
+        if (value == NULL) {
+            return -1;
+        }
+        if (PyDict_SetItem(native->priority, label, value) < 0) {
+            Py_DECREF(value);
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(value);
+    }
+    PyObject *negative = PyNumber_Negative(value);
+    Py_DECREF(value);
+    if (negative == NULL) {
+        return -1;
+    }
+    PyObject *item = PyTuple_Pack(2, negative, PyTuple_GET_ITEM(candidate, 0));
+    Py_DECREF(negative);
+    if (item == NULL) {
+        return -1;
+    }
+    int status = call_heap(heappush, native->heap, item, NULL);
+    Py_DECREF(item);
+    return status;
+}
+
+/* Index of the first candidate whose arrival number is ``seq`` or above:
+ * bisect_left(candidates, (seq,)) in the Python code. */
+static Py_ssize_t
+at_or_after_seq(PyObject *candidates, Py_ssize_t seq)
+{
+    Py_ssize_t low = 0, high = PyList_GET_SIZE(candidates);
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        if (seq_of(PyList_GET_ITEM(candidates, middle)) < seq) {
+            low = middle + 1;
+        }
+        else {
+            high = middle;
+        }
+    }
+    return low;
+}
+
+/* PctChooser.choose; -1 with an error set on failure. */
+static Py_ssize_t
+pct_choose(Native *native, PyObject *candidates, Py_ssize_t eligible, Py_ssize_t pick)
+{
+    PyObject *heap = native->heap, *held_back = native->held_back;
+    Py_ssize_t last_eligible = seq_of(PyList_GET_ITEM(candidates, eligible - 1));
+    while (PyList_GET_SIZE(held_back) &&
+           seq_of(PyList_GET_ITEM(held_back, 0)) <= last_eligible) {
+        PyObject *released;
+        if (call_heap(heappop, held_back, NULL, &released) < 0) {
+            return -1;
+        }
+        PyObject *item = PyTuple_Pack(2, PyTuple_GET_ITEM(released, 1),
+                                      PyTuple_GET_ITEM(released, 0));
+        Py_DECREF(released);
+        if (item == NULL || call_heap(heappush, heap, item, NULL) < 0) {
+            Py_XDECREF(item);
+            return -1;
+        }
+        Py_DECREF(item);
+    }
+    Py_ssize_t index;
+    for (;;) {
+        if (PyList_GET_SIZE(heap) == 0) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return -1;
+        }
+        PyObject *top = PyList_GET_ITEM(heap, 0); /* borrowed: used before any call */
+        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(top, 1));
+        if (seq == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        index = at_or_after_seq(candidates, seq);
+        if (index == PyList_GET_SIZE(candidates) ||
+            seq_of(PyList_GET_ITEM(candidates, index)) != seq) {
+            if (call_heap(heappop, heap, NULL, NULL) < 0) { /* it ran already */
+                return -1;
+            }
+        }
+        else if (seq > last_eligible) {
+            PyObject *popped;
+            if (call_heap(heappop, heap, NULL, &popped) < 0) {
+                return -1;
+            }
+            PyObject *item = PyTuple_Pack(2, PyTuple_GET_ITEM(popped, 1),
+                                          PyTuple_GET_ITEM(popped, 0));
+            Py_DECREF(popped);
+            if (item == NULL || call_heap(heappush, held_back, item, NULL) < 0) {
+                Py_XDECREF(item);
+                return -1;
+            }
+            Py_DECREF(item);
+        }
+        else {
+            break;
+        }
+    }
+    PyObject *point = PyLong_FromSsize_t(pick + 1);
+    if (point == NULL) {
+        return -1;
+    }
+    PyObject *lowered = PyDict_GetItemWithError(native->lowered_to, point); /* borrowed */
+    Py_DECREF(point);
+    if (lowered == NULL) {
+        return PyErr_Occurred() ? -1 : index;
+    }
+    /* The step runs, then its task yields to everyone else. */
+    Py_INCREF(lowered);
+    int status = PyDict_SetItem(native->priority,
+                                PyTuple_GET_ITEM(PyList_GET_ITEM(candidates, index), 1), lowered);
+    Py_DECREF(lowered);
+    return status < 0 ? -1 : index;
+}
+
+/* RandomChooser.choose: randrange(eligible) as random.py draws it. */
+static Py_ssize_t
+random_choose(Native *native, Py_ssize_t eligible)
+{
+    int width = 0;
+    for (size_t rest = (size_t)eligible; rest; rest >>= 1) {
+        width++;
+    }
+    PyObject *width_obj = PyLong_FromLong(width);
+    if (width_obj == NULL) {
+        return -1;
+    }
+    for (;;) {
+        PyObject *drawn = PyObject_CallOneArg(native->bits, width_obj);
+        if (drawn == NULL) {
+            Py_DECREF(width_obj);
+            return -1;
+        }
+        Py_ssize_t value = PyLong_AsSsize_t(drawn);
+        Py_DECREF(drawn);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(width_obj);
+            return -1;
+        }
+        if (value < eligible) {
+            Py_DECREF(width_obj);
+            return value;
+        }
+    }
+}
+
 static PyObject *
 run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -256,6 +517,11 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t lane_seq = -1; /* -1: the lane has no candidate (arrival numbers are >= 0) */
     int counters_read = 0;
     PyObject *result = NULL;
+    Native native;
+    if (native_init(&native, chooser) < 0) {
+        native_clear(&native);
+        return NULL;
+    }
 
     if ((candidates = PyObject_GetAttr(loop, s_candidates)) == NULL ||
         (queued = PyObject_GetAttr(loop, s_queued)) == NULL ||
@@ -291,7 +557,9 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto done;
             }
         }
-        if (!skip && (arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
+        /* RandomChooser ignores arrivals; PctChooser's arrive is pct_arrive. */
+        if (!skip && native.kind == CHOOSER_PYTHON &&
+            (arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
             goto done;
         }
     }
@@ -366,7 +634,12 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 if (is_lane) {
                     lane_seq = seq;
                 }
-                if (arrive != NULL) {
+                if (native.kind == CHOOSER_PCT) {
+                    if (pct_arrive(&native, entry) < 0) {
+                        goto done;
+                    }
+                }
+                else if (arrive != NULL) {
                     PyObject *told = PyObject_CallOneArg(arrive, entry);
                     if (told == NULL) {
                         goto done;
@@ -418,7 +691,16 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         Py_ssize_t index = 0;
-        if (passed_over < fairness_bound) {
+        if (passed_over < fairness_bound && native.kind != CHOOSER_PYTHON) {
+            index = native.kind == CHOOSER_RANDOM
+                        ? random_choose(&native, eligible)
+                        : pct_choose(&native, candidates, eligible, choices);
+            if (index == -1) {
+                goto done;
+            }
+            choices++;
+        }
+        else if (passed_over < fairness_bound) {
             PyObject *call_args[4];
             PyObject *eligible_obj = PyLong_FromSsize_t(eligible);
             PyObject *pick_obj = PyLong_FromSsize_t(choices);
@@ -506,7 +788,13 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (is_lane) {
                 lane_seq = successor_seq;
             }
-            if (arrive != NULL) {
+            if (native.kind == CHOOSER_PCT) {
+                if (pct_arrive(&native, successor) < 0) {
+                    Py_DECREF(successor);
+                    goto done;
+                }
+            }
+            else if (arrive != NULL) {
                 PyObject *told = PyObject_CallOneArg(arrive, successor);
                 if (told == NULL) {
                     Py_DECREF(successor);
@@ -659,6 +947,7 @@ done:
     Py_XDECREF(popleft);
     Py_XDECREF(choose);
     Py_XDECREF(arrive);
+    native_clear(&native);
     return result;
 }
 
@@ -715,6 +1004,14 @@ PyInit__pick_c(void)
     INTERN(s_instead_of, "instead_of");
     INTERN(s_step, "step");
     INTERN(s_ran, "ran");
+    INTERN(s_bits, "_bits");
+    INTERN(s_priority, "_priority");
+    INTERN(s_heap, "_heap");
+    INTERN(s_held_back, "_held_back");
+    INTERN(s_lowered_to, "_lowered_to");
+    INTERN(s_random, "_random");
+    INTERN(s_random_method, "random");
+    INTERN(s_depth, "depth");
     if ((empty_tuple = PyTuple_New(0)) == NULL) {
         return NULL;
     }

@@ -579,8 +579,24 @@ def _pick_accelerator() -> Callable[[ExploringLoop, Chooser], None]:
         except ImportError:  # no compiler at install time, or not Linux
             pass
         else:
+            import heapq
+
+            # Their choose and arrive run in C too, on their own state.
+            from .strategies import PctChooser, RandomChooser
+
             _pick_c.configure(
-                Candidate, Deviation, deque, LANE, BOOKKEEPING, _TASK_TYPES, _ABSENT, FAIRNESS_BOUND
+                Candidate,
+                Deviation,
+                deque,
+                LANE,
+                BOOKKEEPING,
+                _TASK_TYPES,
+                _ABSENT,
+                FAIRNESS_BOUND,
+                RandomChooser,
+                PctChooser,
+                heapq.heappush,
+                heapq.heappop,
             )
             return cast("Callable[[ExploringLoop, Chooser], None]", _pick_c.run_chosen)
     return ExploringLoop._run_ready_chosen_py
