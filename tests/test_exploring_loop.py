@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from pytest_asyncspec import VirtualClockLoop
-from pytest_asyncspec.exploration import ExploringLoop
-from pytest_asyncspec.exploration.exploring_loop import LANE, Candidate, Chooser
+from pytest_asyncspec.exploration import ExploringLoop, exploring_loop
+from pytest_asyncspec.exploration.deviation import Deviation
+from pytest_asyncspec.exploration.exploring_loop import FAIRNESS_BOUND, LANE, Candidate, Chooser
 from pytest_asyncspec.exploration.strategies import (
     FifoChooser,
     PctChooser,
@@ -476,3 +477,131 @@ def test_a_default_task_name_is_told_apart_as_asyncio_names_them(name: str) -> N
     expression; it must agree with the one it replaced, Task-\\d+ in full."""
     default = bool(name) and re.fullmatch(r"Task-\d+", name) is not None
     assert shown_task_name(name, "mod.Outer.work") == ("work" if default or not name else name)
+
+
+# -- the C pick loop against its Python twin ---------------------------------------
+
+
+class _Bookkeeper:
+    """A callback owner the loop runs as it arrives, never picked (as the tracer's)."""
+
+    _asyncspec_bookkeeping = True
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def note(self) -> None:
+        self.log.append("bookkeeping")
+
+
+async def _busy_program(log: list[str]) -> None:
+    """Tasks, timers due together, lane callbacks queued behind one another, a
+    callback cancelled while ready, bookkeeping, and one task spinning long
+    enough for the fairness bound to force a pick."""
+    loop = asyncio.get_running_loop()
+
+    async def worker(name: str, naps: int) -> None:
+        await asyncio.sleep(0.01)
+        # Fired with the workers' timers: often still in the pool when this
+        # cancels it, so that a cancelled callback is picked.
+        doomed.cancel()
+        for step in range(naps):
+            loop.call_soon(log.append, f"{name}{step}")
+            loop.call_soon(log.append, f"{name}{step}+")
+            await asyncio.sleep(0)
+        log.append(name)
+
+    async def spinner() -> None:
+        for _ in range(FAIRNESS_BOUND + 10):
+            await asyncio.sleep(0)
+        log.append("spun")
+
+    doomed = loop.call_later(0.01, log.append, "late")
+    loop.call_soon(_Bookkeeper(log).note)
+    workers = [worker(name, naps) for name, naps in (("a", 1), ("b", 3), ("c", 2))]
+    await asyncio.gather(*workers, spinner(), asyncio.sleep(0.01))
+
+
+class _NewestFirst:
+    """A Python chooser (the C loop calls its methods) that always runs the
+    newest eligible candidate: the oldest starves until the fairness bound
+    forces it."""
+
+    fifo = False
+
+    def __init__(self) -> None:
+        self.arrived: list[int] = []
+
+    def arrive(self, candidate: Candidate) -> None:
+        self.arrived.append(candidate.seq)
+
+    def choose(
+        self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
+    ) -> int:
+        return -1 if eligible == len(candidates) else eligible - 1
+
+
+def _run_with(pick_loop: Any, make: Callable[[], Chooser]) -> tuple[Any, ...]:
+    log: list[str] = []
+    heard: list[tuple[str, str]] = []
+    loop = ExploringLoop()
+    saved = exploring_loop._run_chosen
+    exploring_loop._run_chosen = pick_loop
+    try:
+        chooser = make()
+        loop.begin_schedule(chooser)
+        loop.on_deviation = lambda oldest, ran: heard.append((oldest.label, ran.label))
+        loop.run_until_complete(_busy_program(log))
+        loop.end_schedule()
+        state = (
+            getattr(chooser, "arrived", None),
+            getattr(chooser, "_priority", None),
+            getattr(chooser, "_heap", None),
+        )
+        return (log, loop.picks, loop.deviations, loop.steps_taken(), heard, state)
+    finally:
+        exploring_loop._run_chosen = saved
+        loop.close()
+
+
+def _random_deviations() -> list[Deviation]:
+    """Deviations a random schedule of the busy program made (in Python)."""
+    deviations: list[Deviation] = _run_with(
+        ExploringLoop._run_ready_chosen_py, lambda: RandomChooser(5)
+    )[2]
+    return deviations
+
+
+@pytest.mark.skipif(not exploring_loop.PICKS_ACCELERATED, reason="the C pick loop is not built")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RandomChooser(3),
+        lambda: PctChooser(3, 3, 200),
+        lambda: PctChooser(8, 2, 40),
+        _NewestFirst,
+        lambda: ReplayChooser(_random_deviations()[:6]),
+    ],
+    ids=["random", "pct3", "pct2", "newest-first", "replay"],
+)
+def test_the_c_pick_loop_picks_as_its_python_twin(make: Callable[[], Chooser]) -> None:
+    """Same picks, deviations, steps, listener calls and chooser state, with
+    the chooser's methods in Python (newest-first, replay) or done in C
+    (random, pct)."""
+    in_c = _run_with(exploring_loop._run_chosen, make)
+    in_python = _run_with(ExploringLoop._run_ready_chosen_py, make)
+    assert in_c == in_python
+    log, picks, deviations = in_c[:3]
+    assert "bookkeeping" in log
+    assert "bookkeeping" not in picks
+    assert deviations, "every chooser here deviates somewhere"
+
+
+def test_the_fairness_bound_forces_the_oldest_in_either_pick_loop() -> None:
+    _, picks, deviations, *_ = _run_with(exploring_loop._run_chosen, _NewestFirst)
+    # The spinner is always the newest: it would run to its end before the
+    # others took a step, but the bound lets each starved callback run
+    # after FAIRNESS_BOUND picks that passed it over.
+    first_worker = picks.index("worker-1")
+    assert first_worker <= FAIRNESS_BOUND + 5
+    assert len(deviations) < len(picks)
