@@ -55,8 +55,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def pure_python(session: nox.Session) -> None:
-    """The suite with the pure-Python step recorder instead of the C one: what
-    users get where the C accelerator was not built (no compiler, non-Linux)."""
+    """The suite with the pure-Python step recorder and pick loop instead of
+    the C ones: what users get where the C accelerators were not built (no
+    compiler, non-Linux)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "2", *session.posargs, env={"PYTEST_ASYNCSPEC_PURE_PYTHON": "1"})
 
