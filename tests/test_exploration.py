@@ -31,6 +31,7 @@ from pytest_asyncspec.exploration.strategies import (
     PctChooser,
     Plan,
     RandomChooser,
+    ScheduleSpec,
     pct_bound,
     schedule_seed,
     seeded_random,
@@ -69,6 +70,19 @@ def test_plan_starts_with_stock_order_then_mixes() -> None:
     assert names == ["fifo", "random", "pct2", "pct3", "random", "pct2", "pct3"]
     assert [Plan("pct", 4, 5).spec(n).name for n in range(3)] == ["fifo", "pct4", "pct4"]
     assert {Plan("fifo", 3, 5).spec(n).name for n in range(5)} == {"fifo"}
+
+
+@pytest.mark.parametrize("strategy", ["mix", "random", "pct", "fifo"])
+def test_a_plans_specs_are_those_the_constructor_makes(strategy: str) -> None:
+    """Plan.spec fills a spec's fields without the frozen __init__: the spec
+    must be the one ScheduleSpec(...) makes, field for field."""
+    plan = Plan(strategy, 3, seed=9)
+    for number in range(7):
+        spec = plan.spec(number)
+        made = ScheduleSpec(spec.number, spec.strategy, spec.seed, spec.depth)
+        assert (spec, hash(spec), repr(spec)) == (made, hash(made), repr(made))
+        assert list(vars(spec).items()) == list(vars(made).items())
+        assert spec.seed == schedule_seed(9, number)
 
 
 def test_schedule_seeds_are_stable_and_distinct() -> None:

@@ -237,14 +237,15 @@ class ExploringLoop(VirtualClockLoop):
         self._chooser = None
         self._busy_clock = time_patch.real_monotonic_ns
         self._restart_busy_streak()
-        pending = list(self._candidates)
-        for queue in self._queued.values():
-            if queue:
-                pending.extend(queue)
-        pending.sort()
-        self._ready.extendleft(reversed([c.handle for c in pending]))  # type: ignore[attr-defined]
-        self._candidates.clear()
-        self._queued.clear()
+        if self._candidates:
+            pending = list(self._candidates)
+            for queue in self._queued.values():
+                if queue:
+                    pending.extend(queue)
+            pending.sort()
+            self._ready.extendleft(reversed([c.handle for c in pending]))  # type: ignore[attr-defined]
+            self._candidates.clear()
+            self._queued.clear()
         self._lane_seq = None
         self._held = 0
         self._task_labels.clear()
