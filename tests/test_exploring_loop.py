@@ -572,7 +572,7 @@ def _random_deviations() -> list[Deviation]:
     return deviations
 
 
-@pytest.mark.skipif(not exploring_loop.PICKS_ACCELERATED, reason="the C pick loop is not built")
+@pytest.mark.skipif(not exploring_loop.PICKS_ACCELERATED, reason="the C pick loop is not in use")
 @pytest.mark.parametrize(
     "make",
     [
