@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import pytest
 from pytest_asyncio import is_async_test
 
-from ..clock.loops import UnsupportedLoopError, loop_factory, virtual_on_uvloop_message
+from ..clock.loops import (
+    VIRTUAL_CLOCKS,
+    UnsupportedLoopError,
+    loop_factory,
+    virtual_on_uvloop_message,
+)
 from .settings import (
     ALLOW_LEAKS_MARKER,
     CLAIM_MARKER,
@@ -46,8 +51,8 @@ def run_settings(config: pytest.Config) -> Effective:
     run = run_state(config)
     if run.settings is None:
         effective = _explore_on_virtual(resolve(config, {}))
-        if effective.clock == "virtual" and effective.loop == "uvloop":
-            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources))
+        if effective.clock in VIRTUAL_CLOCKS and effective.loop == "uvloop":
+            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources, effective.clock))
         _check_exploration_flags(effective)
         run.settings = effective
     return run.settings
@@ -140,13 +145,13 @@ def request_for(
             f"{item.nodeid}: exploration ({asked}) reorders the tasks of an async test, "
             "and this test is not async: make it `async def`, or drop the request"
         )
-    if effective.clock != "virtual" or effective.loop != "asyncio":
+    if effective.clock not in VIRTUAL_CLOCKS or effective.loop != "asyncio":
         asked_from = effective.sources.get("schedules")
         # Where the choices exploration cannot run on come from.
         against = {
             effective.sources[name]
             for name, fits in (
-                ("clock", effective.clock == "virtual"),
+                ("clock", effective.clock in VIRTUAL_CLOCKS),
                 ("loop", effective.loop == "asyncio"),
             )
             if not fits
@@ -338,9 +343,10 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
 
 
 def _check_loop(item: pytest.Item, effective: Effective) -> None:
-    if (effective.clock, effective.loop) == ("virtual", "uvloop"):
+    if effective.clock in VIRTUAL_CLOCKS and effective.loop == "uvloop":
         # Said as for the whole run, with where each value came from.
-        raise pytest.UsageError(f"{item.nodeid}: {virtual_on_uvloop_message(effective.sources)}")
+        message = virtual_on_uvloop_message(effective.sources, effective.clock)
+        raise pytest.UsageError(f"{item.nodeid}: {message}")
     try:
         loop_factory(effective.clock, effective.loop)
     except UnsupportedLoopError as error:
