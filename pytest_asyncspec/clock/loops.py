@@ -102,3 +102,10 @@ def _manual_loop() -> asyncio.AbstractEventLoop:
     from ..exploration.exploring_loop import ExploringLoop
 
     return ExploringLoop(manual=True)
+
+
+def is_stock_asyncio_factory(factory: object) -> bool:
+    """Whether ``factory`` makes asyncio's own default loop, the loop our
+    virtual-clock loop is faithful to (3.13 names it asyncio.EventLoop)."""
+    stock = {asyncio.new_event_loop, asyncio.SelectorEventLoop, getattr(asyncio, "EventLoop", None)}
+    return factory in stock or factory is _policy_loop

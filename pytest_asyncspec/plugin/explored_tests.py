@@ -90,19 +90,23 @@ def run_explored(
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
     watcher: RunWatcher | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
     Each run sets the test's function-scoped fixtures up before its schedule
     and tears them down after the body (:mod:`.fixture_cycle`).  Before each
     run of the body, the test's clock restarts and its ``asyncspec_trace``
-    view moves to the new schedule."""
+    view moves to the new schedule.  ``loop`` is the test's loop when the
+    plugin knows it (anyio's runner does not make it the thread's current
+    loop); else the one pytest-asyncio made current."""
     from ..exploration.explorer import Explorer
     from ..exploration.exploring_loop import ExploringLoop
     from .fixture_cycle import FixtureCycle
     from .observation import current_loop, show_from_here
 
-    loop = current_loop()
+    if loop is None:
+        loop = current_loop()
     if not isinstance(loop, ExploringLoop):
         pytest.fail(
             f"{item.nodeid}: exploration needs the asyncspec virtual-clock loop, and this "
