@@ -21,7 +21,6 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pytest_asyncio import is_async_test
 
 from ..clock.loops import (
     LoopFactory,
