@@ -130,7 +130,9 @@ class PairedRounds:
     def ratios(self) -> list[float]:
         return [
             mine / theirs
-            for mine, theirs in zip(self.seconds["anyio"], self.seconds["pytest-asyncio"])
+            for mine, theirs in zip(
+                self.seconds["anyio"], self.seconds["pytest-asyncio"], strict=True
+            )
         ]
 
 
