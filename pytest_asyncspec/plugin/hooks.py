@@ -130,8 +130,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: hand the run's exploration seed to each worker."""
+    """pytest-xdist: hand the run's exploration seed to each worker, and the
+    directory where the shards of an explored test tell each other of a
+    failure (see .shards)."""
     node.workerinput["asyncspec_seed"] = run_seed(node.config)
+    run = run_state(node.config)
+    if run.shard_stop_dir is None:
+        from .shards import stop_dir_for_workers
+
+        run.shard_stop_dir = stop_dir_for_workers()
+    node.workerinput["asyncspec_shard_stop_dir"] = run.shard_stop_dir
 
 
 def _run_rules(config: pytest.Config, kind: str) -> list[AllowRule]:
@@ -227,6 +235,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # trylast: after other plugins and conftests have added their markers.
     try:
         prepare_items(config, items)
+        if hasattr(config, "workerinput"):
+            from .shards import split_explored
+
+            split_explored(config, items)
     except pytest.UsageError as error:
         if not hasattr(config, "workerinput"):
             raise

@@ -130,6 +130,7 @@ class RunState:
         "replay_command",
         "seed",
         "settings",
+        "shard_stop_dir",
         "start_threads",
         "store",
         "watched",
@@ -161,6 +162,8 @@ class RunState:
         #: asks whether they are busy.
         self.hang_watch: HangWatch | None = None
         self.start_threads: set[int | None] | None = None
+        #: The controller's directory for the stop files of sharded tests.
+        self.shard_stop_dir: str | None = None
         #: A usage error found while an xdist worker collected.
         self.worker_usage_error: str | None = None
         #: The loops of pytest-asyncio's runners that are up, by loop scope.
