@@ -93,6 +93,8 @@ def _shards_of(item: pytest.Item, workers: int) -> list[pytest.Item]:
         or request.plan is None
         or request.replay is not None
         or not isinstance(item, pytest.Function)
+        # A claim's figures are the test's: its report keeps one row per test.
+        or state.plan.claim is not None
     ):
         return []
     if request.schedules < workers:
