@@ -9,6 +9,8 @@ is named as outside them.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pytester_helpers import failure_sections, line_of, output_of
 
@@ -29,6 +31,8 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 VIRTUAL_TESTS = """\
 import asyncio
 import time
+
+import json
 
 import pytest
 
@@ -77,6 +81,8 @@ def test_the_marker_and_the_command_line_choose_an_anyio_test_s_clock(
         test_chosen="""\
 import asyncio
 
+import json
+
 import pytest
 
 
@@ -122,6 +128,8 @@ def test_a_blocking_call_in_an_anyio_test_fails_it_naming_the_line(
         test_gated="""\
 import time
 
+import json
+
 import pytest
 
 
@@ -150,6 +158,8 @@ def test_a_task_an_anyio_test_leaves_is_a_leak_and_anyio_s_runner_task_is_not(
     pytester.makepyfile(
         test_leaky="""\
 import asyncio
+
+import json
 
 import pytest
 
@@ -186,6 +196,8 @@ def test_an_anyio_test_is_explored_and_its_failure_replays(pytester: pytest.Pyte
     pytester.makepyfile(
         test_raced="""\
 import anyio
+import json
+
 import pytest
 
 pytestmark = pytest.mark.anyio
@@ -235,6 +247,8 @@ def test_a_module_mixing_pytest_asyncio_and_anyio_tests_runs_both_on_the_virtual
         test_both_runners="""\
 import asyncio
 
+import json
+
 import pytest
 
 
@@ -272,6 +286,8 @@ def test_a_project_loop_in_the_backend_options_is_refused_on_the_virtual_clock(
         test_own_loop="""\
 import asyncio
 
+import json
+
 import pytest
 
 
@@ -307,6 +323,8 @@ def test_tests_sharing_anyio_s_runner_on_two_clocks_are_told_why_one_cannot_run(
     pytester.makepyfile(
         test_shared_runner="""\
 import asyncio
+
+import json
 
 import pytest
 
@@ -347,6 +365,8 @@ def test_with_no_setting_an_anyio_test_runs_on_anyio_s_own_loop(
         test_untouched="""\
 import asyncio
 
+import json
+
 import pytest
 
 
@@ -372,6 +392,8 @@ def test_a_project_fixture_choosing_trio_is_found_at_setup_and_named(
     pytester.makepyfile(
         test_trio_only="""\
 import anyio
+import json
+
 import pytest
 
 
@@ -395,3 +417,70 @@ async def test_on_trio():
         ]
     )
     assert "asyncspec exploration" not in output_of(result)
+
+
+def test_a_hung_anyio_test_fails_with_its_pending_tasks(pytester: pytest.Pytester) -> None:
+    pytester.makeini(ANYIO_INI + "asyncspec_hang_after = 0.3\n")
+    path = pytester.makepyfile(
+        test_hangs="""\
+import asyncio
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_waits_on_the_real_clock():
+    await asyncio.Event().wait()  # waits here
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:timeout", timeout=60)
+    result.assert_outcomes(failed=1)
+    sections = failure_sections(result)
+    assert "0.3 s of real time" in sections, output_of(result)
+    assert f"test_hangs.py:{line_of(path, '# waits here')} in test_waits_on_the_real_clock" in (
+        sections
+    )
+
+
+def test_an_anyio_claim_test_s_timings_reach_the_claims_report(pytester: pytest.Pytester) -> None:
+    pytester.makeini(ANYIO_INI + "asyncspec_clock = virtual\n")
+    pytester.makepyfile(
+        test_claimed="""\
+import anyio
+import json
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.claim("A1.1", source="anyio's documentation", kind="T")
+async def test_sleeps_overlap(asyncspec_clock):
+    asyncspec_clock.reset()
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(anyio.sleep, 2)
+    asyncspec_clock.assert_time(asyncspec_clock.now(), 2.0, what="three 2 s sleeps", documented=2)
+"""
+    )
+    result = _run(pytester, "--asyncspec-report=report.json")
+    result.assert_outcomes(passed=1)
+    document = json.loads((pytester.path / "report.json").read_text())
+    (claim,) = [entry for entry in document["claims"] if entry["id"] == "A1.1"]
+    assert claim["outcome"] == "passed", claim
+    assert claim["clock"] == "virtual"
+    (figure,) = claim["figures"]
+    assert figure["measured"] == 2.0
+    assert figure["documented"] == 2
+    assert figure["test"] == "test_claimed.py::test_sleeps_overlap"
