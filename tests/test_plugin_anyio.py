@@ -484,3 +484,43 @@ async def test_sleeps_overlap(asyncspec_clock):
     assert figure["measured"] == 2.0
     assert figure["documented"] == 2
     assert figure["test"] == "test_claimed.py::test_sleeps_overlap"
+
+
+def test_under_xdist_an_explored_anyio_test_is_sharded_on_asyncio_only(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(ANYIO_INI)
+    pytester.makepyfile(
+        test_sharded_anyio="""\
+import anyio
+import pytest
+
+
+@pytest.mark.anyio
+@pytest.mark.asyncspec(schedules=200, seed=5)
+async def test_steps():
+    async def worker():
+        for _ in range(3):
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(worker)
+"""
+    )
+    serial = _run(pytester, "-p", "no:benchmark")
+    serial.assert_outcomes(passed=2)
+    sharded = _run(pytester, "-p", "no:benchmark", "-n", "2", "-v")
+    sharded.assert_outcomes(passed=3)
+    sharded.stdout.fnmatch_lines_random(
+        [
+            "*PASSED test_sharded_anyio.py::test_steps[[]asyncio-asyncspec-shard-1-of-2[]]*",
+            "*PASSED test_sharded_anyio.py::test_steps[[]asyncio-asyncspec-shard-2-of-2[]]*",
+            "*PASSED test_sharded_anyio.py::test_steps[[]trio[]]*",
+        ]
+    )
+    line = next(
+        text for text in serial.outlines if text.startswith("test_sharded_anyio.py::test_steps")
+    )
+    assert f"{line}; over 2 xdist workers" in sharded.outlines, output_of(sharded)

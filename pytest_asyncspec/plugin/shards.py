@@ -95,6 +95,8 @@ def _shards_of(item: pytest.Item, workers: int) -> list[pytest.Item]:
         or not isinstance(item, pytest.Function)
         # A claim's figures are the test's: its report keeps one row per test.
         or state.plan.claim is not None
+        # Not explored after all (anyio's trio backend): it runs once.
+        or state.outside_modes is not None
     ):
         return []
     if request.schedules < workers:
