@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # each name re-exported explicitly (X as X): typed for users
     )
     from .checks.timing import (
         REAL_CLOCK_TOLERANCE as REAL_CLOCK_TOLERANCE,
+        ClockControlError as ClockControlError,
         Finished as Finished,
         LoopClock as LoopClock,
         NoRunningLoopError as NoRunningLoopError,
@@ -86,6 +87,7 @@ _HOMES = {
     "capture_output": "checks.output",
     "compare_transcript": "checks.output",
     "REAL_CLOCK_TOLERANCE": "checks.timing",
+    "ClockControlError": "checks.timing",
     "Finished": "checks.timing",
     "LoopClock": "checks.timing",
     "NoRunningLoopError": "checks.timing",

@@ -1,4 +1,6 @@
-"""The worked example (``examples/fetcher``) does what its walkthrough says.
+"""The examples do what their pages say.
+
+The worked example (``examples/fetcher``) does what its walkthrough says.
 
 Its tests run in an inner pytest session: on ``app_fixed.py`` they all pass;
 on ``app_buggy.py`` each of three fails with the plugin's own diagnosis of
@@ -100,3 +102,50 @@ def test_the_buggy_app_fails_with_one_diagnosis_per_bug(
     )
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["E * assert *'books': 2* == {'books': 1, 'games': 1}"])
+
+
+STATUS_PAGE = EXAMPLE.parent / "status_page"
+
+
+@pytest.fixture
+def status_page(pytester: pytest.Pytester) -> Path:
+    """A copy of the status page example, with its own ini (anyio's plugin runs it)."""
+    for source in [*STATUS_PAGE.glob("*.py"), STATUS_PAGE / "pytest.ini"]:
+        shutil.copy(source, pytester.path / source.name)
+    return pytester.path
+
+
+def test_the_status_page_passes_through_anyio_on_the_virtual_clock_with_the_gate(
+    pytester: pytest.Pytester, status_page: Path
+) -> None:
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "asyncspec: clock=virtual (ini), loop=asyncio (default)",
+            "*test_the_probes_run_concurrently PASSED*",
+        ]
+    )
+    assert "outside the modes" not in output_of(result)
+
+
+def test_the_status_page_s_gate_names_a_blocking_probe(
+    pytester: pytest.Pytester, status_page: Path
+) -> None:
+    conftest = status_page / "conftest.py"
+    text = conftest.read_text()
+    blocking = text.replace(
+        "        await anyio.sleep(self.latency)", "        time.sleep(self.latency)"
+    ).replace("import anyio\n", "import time\n\nimport anyio\n", 1)
+    assert blocking != text
+    conftest.write_text(blocking)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "concurrently")
+    result.assert_outcomes(failed=1, deselected=2)
+    line = line_of(conftest, "time.sleep(self.latency)")
+    result.stdout.fnmatch_lines(
+        [
+            "*blocked the event loop for 1.5 s (virtual time, in 1 blocking time.sleep() call;"
+            " threshold 0.05 s).",
+            f"Blocking call: *conftest.py:{line} in FakeProbe.__call__",
+        ]
+    )

@@ -641,3 +641,67 @@ def test_leftover_tasks_do_not_make_a_failing_schedule_nondeterministic(started:
         again = replay(body, failure.token)
         assert again is not None, seed
         assert type(again.error) is type(failure.error), seed
+
+
+# -- slices of the schedules (pytest-xdist shards) -------------------------------------
+
+
+def _gathered() -> Body:
+    async def body() -> None:
+        async def worker() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        await asyncio.gather(worker(), worker(), worker())
+
+    return body
+
+
+def _explore_slices(plan: Plan, schedules: int, slices: list[range]) -> list[Any]:
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(_gathered()()), test="t")
+        return [explorer.explore(plan, schedules, numbers=part) for part in slices]
+    finally:
+        loop.close()
+
+
+def test_slices_of_the_schedules_together_are_the_whole_exploration() -> None:
+    plan = Plan("mix", 3, 5)
+    (whole,) = _explore_slices(plan, 300, [range(300)])
+    parts = _explore_slices(plan, 300, [range(0, 100), range(100, 200), range(200, 300)])
+    assert sum(part.schedules for part in parts) == whole.schedules == 300
+    union = set().union(*(part.orders for part in parts))
+    assert len(union) == whole.distinct == len(whole.orders)
+    # A slice without schedule 0 still knows the stock order's length and labels.
+    assert {(part.length, part.labels) for part in parts} == {(whole.length, whole.labels)}
+
+
+def test_an_exploration_without_slices_counts_distinct_orders_as_before() -> None:
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(_gathered()()), test="t")
+        outcome = explorer.explore(Plan("mix", 3, 5), 300)
+    finally:
+        loop.close()
+    (sliced,) = _explore_slices(Plan("mix", 3, 5), 300, [range(300)])
+    assert outcome.distinct == sliced.distinct
+    assert outcome.orders == set()  # digests are made for slices only
+
+
+def test_a_slice_stops_when_told_and_says_so() -> None:
+    looks: list[int] = []
+
+    def stop() -> bool:
+        looks.append(1)
+        return len(looks) > 2
+
+    loop = ExploringLoop()
+    try:
+        explorer = Explorer(loop, lambda: loop.run_until_complete(_gathered()()), test="t")
+        outcome = explorer.explore(Plan("mix", 3, 5), 1000, numbers=range(0, 1000), stop=stop)
+    finally:
+        loop.close()
+    assert outcome.stopped
+    # Asked every 8 schedules: the third look, at schedule 16, stops it.
+    assert outcome.schedules == 16

@@ -106,7 +106,7 @@ def test_invalid_ini_clock_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert_usage_error(
         result,
         "ERROR: ini key asyncspec_clock: invalid clock 'sometimes'; "
-        "expected one of 'virtual', 'real'",
+        "expected one of 'virtual', 'manual', 'real'",
     )
 
 
@@ -159,7 +159,7 @@ MARKER_CASES = [
     pytest.param(
         "clock='sometimes'",
         "*test_marked.py::test_it: @pytest.mark.asyncspec: invalid clock 'sometimes'; "
-        "expected one of 'virtual', 'real'*",
+        "expected one of 'virtual', 'manual', 'real'*",
         id="invalid-clock",
     ),
     pytest.param(

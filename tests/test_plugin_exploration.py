@@ -500,11 +500,13 @@ def test_exploration_under_xdist_reports_on_the_controller(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "2", *NO_BENCHMARK, "--asyncspec-seed=9"
     )
-    result.assert_outcomes(passed=2)
+    # Each explored test runs as two shards (tests/test_plugin_exploration_shards.py).
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*= asyncspec exploration =*"])
     text = output_of(result)
     assert "test_office.py::test_one_seat_sold_once: 300 schedules" in text
     assert "test_more.py::test_other: 50 schedules" in text
+    assert text.count("; over 2 xdist workers") == 2
 
 
 # -- bad input ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Async tests that pytest-asyncio does not run get none of the modes; the run
-summary says how many ran that way, and why, instead of staying silent."""
+"""Async tests that run on no loop the plugin reaches (neither
+pytest-asyncio's nor anyio's asyncio backend's) get none of the modes; the
+run summary says how many ran that way, and why, instead of staying silent."""
 
 from __future__ import annotations
 
@@ -47,19 +48,18 @@ class Plain(unittest.TestCase):
 """
 
 ANYIO_TESTS = """
-import asyncio
-
+import anyio
 import pytest
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
 
 
 @pytest.mark.anyio
 async def test_on_anyio():
-    await asyncio.sleep(0.01)
+    await anyio.sleep(0.01)
 """
 
 PYTEST_ASYNCIO_TESTS = """
@@ -101,12 +101,14 @@ def test_the_summary_counts_async_tests_outside_the_modes_by_reason(
         ),
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning")
-    result.assert_outcomes(passed=9)
+    # anyio's test runs twice (its asyncio and trio backends).
+    result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
         [
             "*asyncspec: async tests outside the modes*",
-            "5 async tests ran without clock=virtual, max_blocking=0.5: pytest-asyncio does "
-            "not run them*",
+            "5 async tests ran without clock=virtual, max_blocking=0.5: the modes act on the "
+            "asyncio loops of pytest-asyncio and of anyio's asyncio backend, and these ran "
+            "elsewhere",
             "  3: unittest.IsolatedAsyncioTestCase runs it on an event loop of its own: "
             "test_unittest.py::*",
             "  1: *",
@@ -114,7 +116,13 @@ def test_the_summary_counts_async_tests_outside_the_modes_by_reason(
         ]
     )
     output = output_of(result)
-    assert "anyio's pytest plugin runs it: test_anyio.py::test_on_anyio" in output
+    assert (
+        "anyio runs it on the trio backend, and asyncspec acts on asyncio loops only (a test "
+        "parametrized over backends gets the modes in its asyncio variant): "
+        "test_anyio.py::test_on_anyio[trio]" in output
+    )
+    assert "test_on_anyio[asyncio]" not in output.split("outside the modes")[1]
+    # The aiohttp plugin's test is outside too (a marker on it is an error).
     assert (
         "the pytest plugin aiohttp.pytest_plugin runs it: "
         "test_aiohttp.py::test_with_aiohttp_loop[pyloop]" in output
@@ -164,14 +172,36 @@ def test_the_marker_on_a_test_another_plugin_runs_names_that_plugin(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeini(STRICT_MODE_INI)
+    pytester.makeconftest('pytest_plugins = "aiohttp.pytest_plugin"\n')
+    pytester.makepyfile(
+        test_aiohttp=(
+            "import asyncio\n\nimport pytest\n\n@pytest.mark.asyncspec(trace=True)\n"
+            "async def test_with_aiohttp_loop(loop):\n    await asyncio.sleep(0.01)\n"
+        ),
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning")
+    assert_usage_error(
+        result,
+        "ERROR: test_aiohttp.py::test_with_aiohttp_loop*: pytest-asyncio does not run this "
+        "async test (the pytest plugin aiohttp.pytest_plugin runs it), so "
+        "@pytest.mark.asyncspec *",
+    )
+
+
+def test_the_marker_on_an_anyio_test_on_trio_is_no_error_and_the_summary_names_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(STRICT_MODE_INI)
     pytester.makepyfile(
         test_anyio=ANYIO_TESTS.replace(
             "@pytest.mark.anyio\n", "@pytest.mark.anyio\n@pytest.mark.asyncspec(trace=True)\n"
         )
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    assert_usage_error(
-        result,
-        "ERROR: test_anyio.py::test_on_anyio: pytest-asyncio does not run this async test "
-        "(anyio's pytest plugin runs it), so @pytest.mark.asyncspec *",
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "1 async test ran without clock=virtual, max_blocking=0.5, trace=on: *",
+            "  1: anyio runs it on the trio backend, *: test_anyio.py::test_on_anyio[[]trio[]]",
+        ]
     )

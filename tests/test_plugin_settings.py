@@ -496,7 +496,7 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
     result = pytester.runpytest("--markers")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
-        ["@pytest.mark.asyncspec(clock='virtual'|'real', loop='asyncio'|'uvloop', *): *"]
+        ["@pytest.mark.asyncspec(clock='virtual'|'manual'|'real', loop='asyncio'|'uvloop', *): *"]
     )
 
 
@@ -514,7 +514,7 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*--asyncspec-clock=virtual|real*",
+            "*--asyncspec-clock=virtual|manual|real*",
             "*--asyncspec-loop=asyncio|uvloop*",
         ]
     )

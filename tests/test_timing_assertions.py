@@ -329,7 +329,10 @@ def test_a_span_with_real_work_is_exact_up_to_the_real_time_in_it(
         clock = LoopClock()
         loop = asyncio.get_running_loop()
         with clock.measure() as span:
-            await loop.run_in_executor(None, _sleep_for_real, 0.001)
+            # Long enough that the loop is idle, waiting, before the job ends
+            # even on a loaded machine (a job that ends while the loop still
+            # computes takes no virtual time, and the span would be exact).
+            await loop.run_in_executor(None, _sleep_for_real, 0.05)
             await asyncio.sleep(1.5)
         clock.assert_time(span.elapsed, 1.5, what="query and wait")
         beyond = clock.check(span.elapsed, 1.5 - span.real_work - 1e-6).passed

@@ -41,6 +41,10 @@ class NoRunningLoopError(RuntimeError):
     """A loop clock was read outside a running event loop."""
 
 
+class ClockControlError(RuntimeError):
+    """The clock cannot be moved by hand here (the loop runs on real time)."""
+
+
 _NO_RUNNING_LOOP = (
     "the asyncspec clock reads the running event loop's time, and no "
     "loop is running here. Read it inside a coroutine: make the test "
@@ -143,14 +147,14 @@ class TimingCheck:
     cpu_wait: float = 0.0
 
     def message(self) -> str:
-        if self.clock == "virtual" and self.real_work:
+        if self.clock != "real" and self.real_work:
             rule = (
-                f"virtual clock: {_fmt(self.measured - self.real_work)} s virtual + "
+                f"{self.clock} clock: {_fmt(self.measured - self.real_work)} s virtual + "
                 f"{_fmt(self.real_work)} s of real work in flight; accepted "
                 f"{_fmt(self.low)} s to {_fmt(self.high)} s, {self.tolerance}"
             )
-        elif self.clock == "virtual":
-            rule = f"virtual clock, {self.tolerance}"
+        elif self.clock != "real":
+            rule = f"{self.clock} clock, {self.tolerance}"
         else:
             rule = (
                 f"real clock, accepted {_fmt(self.low)} s to {_fmt(self.high)} s "
@@ -277,8 +281,12 @@ class LoopClock:
 
     @property
     def mode(self) -> ClockChoice:
-        """``"virtual"`` on a virtual-clock loop, ``"real"`` on any other."""
-        return "virtual" if isinstance(self._bound(), VirtualClockLoop) else "real"
+        """``"virtual"`` or ``"manual"`` on a virtual-clock loop (see
+        :meth:`advance`), ``"real"`` on any other."""
+        loop = self._bound()
+        if isinstance(loop, VirtualClockLoop):
+            return "manual" if loop.manual else "virtual"
+        return "real"
 
     def now(self) -> float:
         """Seconds since the origin."""
@@ -295,6 +303,34 @@ class LoopClock:
     def reset(self) -> None:
         """Make the current instant t = 0."""
         self._origin = self._loop_ticks(self._bound())
+
+    async def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, then return.
+
+        Everything due up to now + ``seconds`` runs first -- timers, the
+        tasks they wake, and the timers those set, in the order the loop
+        would run them -- and the call returns at exactly that instant,
+        once nothing else is left to run at or before it.  On the manual
+        clock (``clock="manual"``) this is how time moves; on the virtual
+        clock it is a sleep whose end comes after everything due then.
+        Real work in flight (a thread, an outside socket) keeps its real
+        timing: the clock flows with it, as on the virtual clock.
+        """
+        loop = self._bound()
+        if not isinstance(loop, VirtualClockLoop):
+            raise ClockControlError(
+                f"advance() moves a virtual clock, and this test's loop "
+                f"({type(loop).__module__}.{type(loop).__qualname__}) runs on real time: "
+                "ask for the virtual or the manual clock (@pytest.mark.asyncspec("
+                "clock='manual'), --asyncspec-clock=manual, or asyncspec_clock = manual "
+                "in the ini file), or wait with asyncio.sleep on the real clock"
+            )
+        if asyncio.get_running_loop() is not loop:
+            raise ClockControlError(
+                "advance() was awaited on another event loop than the one this clock "
+                "first read: a clock belongs to one loop (the test's)"
+            )
+        await loop.run_for(seconds)
 
     @contextmanager
     def measure(self) -> Iterator[Span]:
@@ -350,7 +386,7 @@ class LoopClock:
         the span, and the window's upper end is that much later.
         """
         mode = self.mode
-        real_work = getattr(measured, "real_work", 0.0) if mode == "virtual" else 0.0
+        real_work = getattr(measured, "real_work", 0.0) if mode != "real" else 0.0
         waited = getattr(measured, "cpu_wait", 0.0) if mode == "real" else 0.0
         # Records hold plain floats (they travel to reports and other processes).
         measured = float(measured)
@@ -364,7 +400,7 @@ class LoopClock:
                 passed = passed or window_low <= measured <= window_high
                 low, high = min(low, window_low), max(high, window_high)
                 rule += f", or with tolerance {tolerance.describe()}"
-        elif mode == "virtual":
+        elif mode != "real":
             passed = seconds_to_ticks(measured) == seconds_to_ticks(expected)
             low = high = expected
             # A tolerance is for the real clock's noise; the virtual clock has none.

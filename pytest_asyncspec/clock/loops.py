@@ -13,9 +13,12 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-ClockChoice = Literal["virtual", "real"]
+ClockChoice = Literal["virtual", "manual", "real"]
 LoopChoice = Literal["asyncio", "uvloop"]
-CLOCK_CHOICES: tuple[ClockChoice, ...] = ("virtual", "real")
+CLOCK_CHOICES: tuple[ClockChoice, ...] = ("virtual", "manual", "real")
+#: The clocks of the virtual-clock loop: time jumps by itself, or moves only
+#: when a test advances it.
+VIRTUAL_CLOCKS: tuple[ClockChoice, ...] = ("virtual", "manual")
 LOOP_CHOICES: tuple[LoopChoice, ...] = ("asyncio", "uvloop")
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -43,17 +46,19 @@ def _uvloop_factory() -> LoopFactory:
     return factory
 
 
-def virtual_on_uvloop_message(sources: Mapping[str, str] | None = None) -> str:
-    """Why the virtual clock and uvloop cannot go together, and the ways out;
-    ``sources`` (a setting's name -> where its value came from) says who
-    asked for each."""
+def virtual_on_uvloop_message(
+    sources: Mapping[str, str] | None = None, clock_name: str = "virtual"
+) -> str:
+    """Why the virtual (or manual) clock and uvloop cannot go together, and
+    the ways out; ``sources`` (a setting's name -> where its value came from)
+    says who asked for each."""
     clock = f" (from {sources['clock']})" if sources else ""
     loop = f" (from {sources['loop']})" if sources else ""
     return (
-        f"the virtual clock{clock} cannot run on uvloop{loop}: uvloop keeps its clock and "
+        f"the {clock_name} clock{clock} cannot run on uvloop{loop}: uvloop keeps its clock and "
         "timers in C, out of reach of virtual time. Run uvloop on the real clock "
         "(--asyncspec-clock=real, or clock='real' in the asyncspec marker), or keep "
-        "the virtual clock on the asyncio loop (drop --asyncspec-loop=uvloop or "
+        f"the {clock_name} clock on the asyncio loop (drop --asyncspec-loop=uvloop or "
         "loop='uvloop')."
     )
 
@@ -73,11 +78,13 @@ def loop_factory(clock: ClockChoice, loop: LoopChoice) -> LoopFactory:
             f"unknown loop {loop!r}; expected one of {', '.join(LOOP_CHOICES)}"
         )
     if loop == "uvloop":
-        if clock == "virtual":
-            raise UnsupportedLoopError(virtual_on_uvloop_message())
+        if clock in VIRTUAL_CLOCKS:
+            raise UnsupportedLoopError(virtual_on_uvloop_message(clock_name=clock))
         return _uvloop_factory()
     if clock == "virtual":
         return _virtual_loop
+    if clock == "manual":
+        return _manual_loop
     return _policy_loop
 
 
@@ -88,3 +95,17 @@ def _virtual_loop() -> asyncio.AbstractEventLoop:
     from ..exploration.exploring_loop import ExploringLoop
 
     return ExploringLoop()
+
+
+def _manual_loop() -> asyncio.AbstractEventLoop:
+    # The same loop on a clock that only asyncspec_clock.advance() moves.
+    from ..exploration.exploring_loop import ExploringLoop
+
+    return ExploringLoop(manual=True)
+
+
+def is_stock_asyncio_factory(factory: object) -> bool:
+    """Whether ``factory`` makes asyncio's own default loop, the loop our
+    virtual-clock loop is faithful to (3.13 names it asyncio.EventLoop)."""
+    stock = {asyncio.new_event_loop, asyncio.SelectorEventLoop, getattr(asyncio, "EventLoop", None)}
+    return factory in stock or factory is _policy_loop

@@ -23,7 +23,12 @@ Semantics (see ``docs/concepts/virtual-time.md``):
   loop itself (see :mod:`pytest_asyncspec.clock.threads`);
 * a deadlock (tasks pending, nothing runnable, no timer, nothing in flight)
   raises :class:`DeadlockError` naming each waiting task, and each thread
-  that waits for the loop, after a short real grace period, instead of hanging.
+  that waits for the loop, after a short real grace period, instead of hanging;
+* on a *manual* clock (``manual=True``) time moves only while a test awaits
+  :meth:`~VirtualClockLoop.run_for` (``asyncspec_clock.advance``) and by
+  blocking sleeps on the loop's thread: an idle loop never jumps by itself,
+  and tasks that wait for timers only an advance would fire are a deadlock
+  that says so.
 
 Nothing here imports pytest: ``asyncio.Runner(loop_factory=VirtualClockLoop)``
 or ``asyncio.run(main(), loop_factory=VirtualClockLoop)`` (3.12+) work alone.
@@ -97,12 +102,36 @@ class DeadlockError(RuntimeError):
         at_seconds: float,
         tasks: list[WaitingTask],
         threads: list[ThreadState] | None = None,
+        manual_timers: tuple[int, float] | None = None,
     ) -> None:
         self.at_seconds = at_seconds
         self.tasks = tasks
         #: Threads that could call back into the loop, each waiting for it.
         self.threads = list(threads or ())
+        #: On a manual clock: how many timers are set, and when the next one
+        #: is due (virtual seconds); None when none is, or time is not manual.
+        self.manual_timers = manual_timers
         listing = "\n".join(task.describe() for task in tasks)
+        if manual_timers is not None:
+            count, next_due = manual_timers
+            timers = "1 timer is" if count == 1 else f"{count} timers are"
+            cause = (
+                f"waiting for advance(): time is manual, and {timers} set, the next due at "
+                f"{next_due:g} s ({next_due - at_seconds:g} s from now), but only "
+                "`await asyncspec_clock.advance(seconds)` moves a manual clock (or a "
+                "blocking time.sleep on the loop's thread), and no task is left to call it."
+            )
+            if self.threads:
+                listing += "\n" + "\n".join(thread.describe() for thread in self.threads)
+            super().__init__(
+                f"deadlock at virtual time {at_seconds:g} s: {len(tasks)} task(s) wait, "
+                f"{cause}\n"
+                f"{listing}\n"
+                "Advance the clock from the test before awaiting what the timers lead to "
+                "(start the work as a task, then `await asyncspec_clock.advance(...)`), "
+                "or run the test on the virtual clock, where time jumps by itself."
+            )
+            return
         if self.threads:
             cause = (
                 "no timer is scheduled, no I/O is in flight, and the "
@@ -230,10 +259,12 @@ class VirtualClockLoop(PeerTrackingLoop):
         "_held",
         "_jobs_in_flight",
         "_jumps",
+        "_manual",
         "_patched_time",
         "_pool_jobs",
         "_real_debt",
         "_real_flow",
+        "_run_for",
         "_spawning",
         "_stall_check",
         "_stall_watch",
@@ -254,7 +285,15 @@ class VirtualClockLoop(PeerTrackingLoop):
         busy_grace: float | None = DEFAULT_BUSY_GRACE,
         stall_budget: float | None = DEFAULT_STALL_BUDGET,
         time_budget: float | None = DEFAULT_TIME_BUDGET,
+        manual: bool = False,
     ) -> None:
+        #: Time moves only by run_for() and blocking sleeps (see run_for);
+        #: the loop's compute never moves it, so busy time is never charged.
+        self._manual = manual
+        #: The run_for() in progress: (the tick it ends at, its future).
+        self._run_for: tuple[int, asyncio.Future[None]] | None = None
+        if manual:
+            busy_grace = None
         #: A replacement of ``time`` set on this loop (see _LoopTime), and
         #: whether a subclass defines its own ``time``.
         self._patched_time: Callable[[], float] | None = None
@@ -405,6 +444,52 @@ class VirtualClockLoop(PeerTrackingLoop):
         if seconds < 0:
             raise ValueError(f"cannot move a clock backwards (asked for {seconds} s)")
         self._ticks += seconds_to_ticks(seconds)
+
+    @property
+    def manual(self) -> bool:
+        """Whether time moves only by :meth:`run_for` and blocking sleeps."""
+        return self._manual
+
+    def run_for(self, seconds: float) -> asyncio.Future[None]:
+        """A future done once everything due in the next ``seconds`` has run.
+
+        The loop runs as the virtual clock always does -- jumping from timer
+        to timer while it idles, flowing in real time while real work is in
+        flight -- up to now + ``seconds``, and stops there: the future is done
+        when the clock has reached that instant and the loop has nothing left
+        to run at or before it (what it runs next is the awaiting task).  On
+        a manual clock this is the only way time moves, apart from blocking
+        sleeps on the loop's thread; on the virtual clock it is a sleep that
+        lets everything due at its end run first.  One at a time per loop.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(
+                f"advance() takes a number of seconds (an int or a float), got "
+                f"{type(seconds).__name__} {seconds!r}"
+            )
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(
+                f"advance() moves the clock forward by a finite number of seconds "
+                f"(0 or more), got {seconds!r}"
+            )
+        running = self._run_for
+        if running is not None and not running[1].done():
+            raise RuntimeError(
+                "advance() is already running on this loop (another task awaits it): "
+                "await one advance at a time, or await that one first"
+            )
+        ticks = seconds_to_ticks(seconds)
+        if ticks <= 0 < seconds:
+            ticks = 1  # as for call_later: a positive wait takes at least a tick
+        future: asyncio.Future[None] = self.create_future()
+        self._run_for = (self.virtual_ticks() + ticks, future)
+        return future
+
+    def _end_run_for(self) -> None:
+        running = self._run_for
+        self._run_for = None
+        if running is not None and not running[1].done():
+            running[1].set_result(None)
 
     # -- timers ------------------------------------------------------------
 
@@ -769,6 +854,11 @@ class VirtualClockLoop(PeerTrackingLoop):
             # The loop will not sleep in this iteration: still busy.
             if self._busy_clock() > self._busy_limit:
                 self._follow_busy_time()
+                running = self._run_for
+                if running is not None and self._ticks > running[0]:
+                    # A loop that never idles (a task polling on sleep(0))
+                    # ends an advance once its charged busy time passed it.
+                    self._end_run_for()
             self._poll(0)
         else:
             self._wait_or_jump()
@@ -828,6 +918,28 @@ class VirtualClockLoop(PeerTrackingLoop):
         """Nothing is runnable: wait for real work, jump, or report a deadlock."""
         heap = self._timer_heap
         due = heap[0][0] if heap and heap[0][0] < NEVER else None
+        running = self._run_for
+        if running is not None:
+            end, future = running
+            if future.done():  # its awaiting task was cancelled
+                self._run_for = running = None
+            elif self._ticks >= end:
+                self._end_run_for()
+                return
+            elif due is None or due > end:
+                # Nothing is due before the advance ends: its end is where
+                # the clock stops, as it would at a timer.
+                self._wait_or_jump_to(end, timer=False)
+                return
+        if running is None and self._manual:
+            self._wait_frozen()
+            return
+        self._wait_or_jump_to(due, timer=True)
+
+    def _wait_or_jump_to(self, due: int | None, timer: bool) -> None:
+        """Wait for real work up to ``due`` (the next timer's tick, or where a
+        run_for ends: ``timer`` False), jump to it, or report a deadlock."""
+        heap = self._timer_heap
         kinds = self._registered_fd_kinds()
         if self._event_owed(kinds):
             self._flow_in_real_time(due)
@@ -844,6 +956,10 @@ class VirtualClockLoop(PeerTrackingLoop):
             self._poll(0)
             if self._ready:  # type: ignore[attr-defined]
                 return
+        if due is not None and not timer:
+            self._ticks = max(self._ticks, due)
+            self._restart_busy_streak()
+            return
         if due is not None:
             self._jumps += 1
             if due >= self._stall_check:
@@ -856,6 +972,63 @@ class VirtualClockLoop(PeerTrackingLoop):
             return
         self._wait_without_timers(FdKind.LISTENING in kinds)
         self._restart_busy_streak()
+
+    def _wait_frozen(self) -> None:
+        """A manual clock that no run_for() moves: wait for the outside, in
+        real time that the clock does not count, or report a deadlock."""
+        kinds = self._registered_fd_kinds()
+        if self._event_owed(kinds):
+            self._poll(None)
+        elif self._threads_busy():
+            self._poll(threads.RECHECK_SECONDS)
+        else:
+            if len(kinds) or self._threads.threads or self._threads.jobs:
+                # As in _wait_or_jump_to: what already arrived comes first.
+                self._poll(0)
+                if self._ready:  # type: ignore[attr-defined]
+                    return
+            self._wait_without_timers(FdKind.LISTENING in kinds)
+        self._restart_busy_streak()
+
+    def _manual_timers(self) -> tuple[int, float] | None:
+        """How many timers a manual clock holds back, and the next one's due time."""
+        if not self._manual:
+            return None
+        live = [entry[0] for entry in self._timer_heap if not entry[2]._cancelled]
+        due = [tick for tick in live if tick < NEVER]
+        if not due:
+            return None
+        return len(live), ticks_to_seconds(min(due))
+
+    def _timer_targets(self) -> dict[asyncio.Task[Any], str]:
+        """The tasks that pending timers would wake, each with what it waits
+        for: a sleep's or a timeout's timer, named by its due time."""
+        by_future: dict[int, int] = {}
+        by_task: dict[asyncio.Task[Any], int] = {}
+        for due, _, timer in self._timer_heap:
+            if timer._cancelled or due >= NEVER:
+                continue
+            # A sleep's timer completes the future the task awaits
+            # (futures._set_result_unless_cancelled(future, ...)), wait_for's
+            # before 3.12 releases its waiter; asyncio.timeout's cancels the
+            # task it holds (Timeout._on_timeout).
+            for arg in timer._args or ():
+                if isinstance(arg, asyncio.Future):
+                    by_future[id(arg)] = min(due, by_future.get(id(arg), due))
+            owner = getattr(timer._callback, "__self__", None)  # type: ignore[attr-defined]
+            task = getattr(owner, "_task", None)
+            if isinstance(task, asyncio.Task):
+                by_task[task] = min(due, by_task.get(task, due))
+        targets = {}
+        for task in asyncio.all_tasks(self):
+            waiter = getattr(task, "_fut_waiter", None)
+            wakes_at = [by_future[id(waiter)]] if id(waiter) in by_future else []
+            if task in by_task:
+                wakes_at.append(by_task[task])
+            if wakes_at:
+                when = ticks_to_seconds(min(wakes_at))
+                targets[task] = f"a timer due at {when:g} s, waiting for advance()"
+        return targets
 
     def _note_hidden_deadlock(self, due: int) -> None:
         # A timeout is the next timer: if the wait it ends is one that no
@@ -981,11 +1154,19 @@ class VirtualClockLoop(PeerTrackingLoop):
                 # A waiting thread may be woken by another: look again soon.
                 remaining = min(remaining, threads.RECHECK_SECONDS)
             self._poll(remaining)
-            finite_timer = bool(self._timer_heap) and self._timer_heap[0][0] < NEVER
+            # A manual clock's timers wake nothing until an advance: they do
+            # not end the wait (and no advance can start while nothing runs).
+            finite_timer = (
+                not self._manual and bool(self._timer_heap) and self._timer_heap[0][0] < NEVER
+            )
             if (
                 self._ready  # type: ignore[attr-defined]
                 or finite_timer
                 or self._threads.holds_time(self._jobs_in_flight)
             ):
                 return
-        raise DeadlockError(self.time(), waiting_tasks(self), self._threads.states())
+        manual_timers = self._manual_timers()
+        targets = self._timer_targets() if manual_timers is not None else None
+        raise DeadlockError(
+            self.time(), waiting_tasks(self, targets), self._threads.states(), manual_timers
+        )

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -143,9 +143,17 @@ def waiting_task(task: asyncio.Task[Any], target: str | None = None) -> WaitingT
     )
 
 
-def waiting_tasks(loop: asyncio.AbstractEventLoop) -> list[WaitingTask]:
-    """Every pending task of ``loop`` with where and on what it is suspended."""
-    return [waiting_task(task) for task in sorted(asyncio.all_tasks(loop), key=_task_name)]
+def waiting_tasks(
+    loop: asyncio.AbstractEventLoop,
+    targets: Mapping[asyncio.Task[Any], str] | None = None,
+) -> list[WaitingTask]:
+    """Every pending task of ``loop`` with where and on what it is suspended
+    (``targets``: what will wake some of them, when the caller knows)."""
+    known = targets or {}
+    return [
+        waiting_task(task, known.get(task))
+        for task in sorted(asyncio.all_tasks(loop), key=_task_name)
+    ]
 
 
 def _task_name(task: asyncio.Task[Any]) -> str:

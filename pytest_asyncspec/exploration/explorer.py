@@ -20,6 +20,7 @@ many schedules in a script as well.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import random
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -162,6 +163,17 @@ class Failure:
     mismatch: ReplayMismatchError | None = None
 
 
+#: How often a slice of the schedules asks whether to stop (a file's
+#: existence, checked every schedule, would cost more than some schedules).
+_STOP_CHECK_EVERY = 8
+
+
+def order_digest(picks: Sequence[str]) -> bytes:
+    """A digest of one order of picks, the same in every process (``hash``
+    of strings differs from one interpreter to the next)."""
+    return hashlib.blake2b("\x00".join(picks).encode(), digest_size=8).digest()
+
+
 @dataclass
 class Exploration:
     """The outcome of exploring one body."""
@@ -179,6 +191,12 @@ class Exploration:
     #: Schedules that waited on real work (threads, sockets to outside the
     #: loop): their timing, not the chooser, may have decided some orders.
     waited_on_real_work: int = 0
+    #: For a slice of the schedules (``explore(numbers=...)``): a digest of
+    #: each distinct order, the same in every process, so that slices run
+    #: apart merge into the count a single run would give.
+    orders: set[bytes] = field(default_factory=set)
+    #: The slice stopped before its end because ``stop()`` said so.
+    stopped: bool = False
 
     def bounds(self) -> list[tuple[int, float]]:
         """PCT's per-schedule lower bound for each depth used."""
@@ -364,22 +382,45 @@ class Explorer:
     # -- many schedules --------------------------------------------------------
 
     def explore(
-        self, plan: Plan, schedules: int, *, first: Sequence[ReplayToken] = ()
+        self,
+        plan: Plan,
+        schedules: int,
+        *,
+        first: Sequence[ReplayToken] = (),
+        numbers: range | None = None,
+        stop: Callable[[], bool] | None = None,
+        found: Callable[[], None] | None = None,
     ) -> Exploration:
         """Replay ``first``, then run schedules 0..schedules-1 of ``plan``;
-        stop at the first failure."""
+        stop at the first failure.
+
+        ``numbers`` runs a slice of them instead (a shard: each schedule's
+        seed comes from its number, so slices run apart are together the
+        schedules of one run); a slice without schedule 0 runs it first,
+        uncounted, for the stock order's length that PCT's choosers need.
+        ``stop`` is asked every few schedules whether to end early (another
+        shard failed); ``found`` is told of a failing schedule before it is
+        shrunk (so that the other shards may stop meanwhile)."""
         # The time and thread patches stay in place from one schedule to the
         # next instead of being swapped out and in at every stop and start of
         # the loop (that swap cost about a tenth of a short schedule).
         time_patch.hold()
         threads.hold()
         try:
-            return self._explore(plan, schedules, first)
+            return self._explore(plan, schedules, first, numbers, stop, found)
         finally:
             threads.release()
             time_patch.release()
 
-    def _explore(self, plan: Plan, schedules: int, first: Sequence[ReplayToken]) -> Exploration:
+    def _explore(
+        self,
+        plan: Plan,
+        schedules: int,
+        first: Sequence[ReplayToken],
+        numbers: range | None,
+        stop: Callable[[], bool] | None,
+        found: Callable[[], None] | None,
+    ) -> Exploration:
         outcome = Exploration()
         for token in first:
             outcome.replayed += 1
@@ -394,7 +435,17 @@ class Explorer:
         seen: set[int] = set()
         depths = {plan.spec(n).depth for n in range(1, min(schedules, 4))}
         outcome.depths = tuple(sorted(d for d in depths if d))
-        for number in range(schedules):
+        sliced = numbers is not None
+        if numbers is None:
+            numbers = range(schedules)
+        elif numbers and numbers[0] > 0:
+            stock = self.run_spec(plan.spec(0))
+            self._length = outcome.length = len(stock.picks)
+            outcome.labels = len(set(stock.picks))
+        for number in numbers:
+            if stop is not None and number % _STOP_CHECK_EVERY == 0 and stop():
+                outcome.stopped = True
+                break
             spec = plan.spec(number)
             run = self.run_spec(spec)
             if number == 0:
@@ -403,11 +454,19 @@ class Explorer:
             outcome.schedules += 1
             if run.real_waits:
                 outcome.waited_on_real_work += 1
-            key = hash(tuple(run.picks))
-            if key not in seen:
-                seen.add(key)
-                outcome.distinct += 1
+            if sliced:
+                digest = order_digest(run.picks)
+                if digest not in outcome.orders:
+                    outcome.orders.add(digest)
+                    outcome.distinct += 1
+            else:
+                key = hash(tuple(run.picks))
+                if key not in seen:
+                    seen.add(key)
+                    outcome.distinct += 1
             if run.error is not None:
+                if found is not None:
+                    found()
                 failure = outcome.failure = self._on_failure(spec, run)
                 if number > 0 and failure.token is not None and not failure.deviations:
                     # Stock order failed here and passed as schedule 0: the

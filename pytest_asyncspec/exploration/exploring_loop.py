@@ -162,8 +162,9 @@ class ExploringLoop(VirtualClockLoop):
         *args: Any,
         deadlock_grace: float = DEFAULT_DEADLOCK_GRACE,
         busy_grace: float | None = DEFAULT_BUSY_GRACE,
+        manual: bool = False,
     ) -> None:
-        super().__init__(*args, deadlock_grace=deadlock_grace, busy_grace=busy_grace)
+        super().__init__(*args, deadlock_grace=deadlock_grace, busy_grace=busy_grace, manual=manual)
         self._chooser: Chooser | None = None
         self._reset_schedule_state()
 

@@ -43,6 +43,12 @@ class ExploreRequest:
     replay: ReplayToken | None = None
     #: Why a test asked to explore runs once instead (for the run summary).
     unexplored: str = ""
+    #: A shard of the test's schedules under pytest-xdist (its index, of how
+    #: many: see .shards), and the node id and name of the test it is part of.
+    shard: tuple[int, int] | None = None
+    base: tuple[str, str] | None = None
+    #: The workers a test with fewer schedules than workers was not split over.
+    unsplit: int = 0
 
 
 @dataclass
@@ -90,19 +96,23 @@ def run_explored(
     clock: Callable[[], LoopClock | None],
     trace_view: Callable[[], TraceView | None] = lambda: None,
     watcher: RunWatcher | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> None:
     """Run ``item``'s body under its schedules; raise the failing run's error.
 
     Each run sets the test's function-scoped fixtures up before its schedule
     and tears them down after the body (:mod:`.fixture_cycle`).  Before each
     run of the body, the test's clock restarts and its ``asyncspec_trace``
-    view moves to the new schedule."""
+    view moves to the new schedule.  ``loop`` is the test's loop when the
+    plugin knows it (anyio's runner does not make it the thread's current
+    loop); else the one pytest-asyncio made current."""
     from ..exploration.explorer import Explorer
     from ..exploration.exploring_loop import ExploringLoop
     from .fixture_cycle import FixtureCycle
     from .observation import current_loop, show_from_here
 
-    loop = current_loop()
+    if loop is None:
+        loop = current_loop()
     if not isinstance(loop, ExploringLoop):
         pytest.fail(
             f"{item.nodeid}: exploration needs the asyncspec virtual-clock loop, and this "
@@ -122,7 +132,8 @@ def run_explored(
         # Looked up each run: the wrapper is patched in, and the fixtures are new.
         item.obj(**cycle.begin_body())
 
-    explorer = Explorer(loop, body, test=item.name, is_failure=_is_test_failure, cycle=cycle)
+    nodeid, name = request.base or (item.nodeid, item.name)
+    explorer = Explorer(loop, body, test=name, is_failure=_is_test_failure, cycle=cycle)
     if watcher is not None:
         explorer.on_leftovers = watcher.note_schedule_leftovers
         explorer.on_run_start = watcher.begin_schedule_run
@@ -137,9 +148,9 @@ def run_explored(
     if failure is None:
         return
     if failure.token is not None and request.replay is None:
-        store.add(item.nodeid, failure.token.encode())
+        store.add(nodeid, failure.token.encode())
     result.report = describe_failure(
-        item.nodeid,
+        nodeid,
         request,
         failure,
         real_work=result.summary["real_work"],
@@ -147,7 +158,7 @@ def run_explored(
         config=item.config,
     )
     error = failure.error
-    note = _note(item.nodeid, failure, item.config)
+    note = _note(nodeid, failure, item.config)
     if note:
         add_note(error, note)
     raise error
@@ -176,12 +187,25 @@ def _explore(
             pytest.fail(f"--asyncspec-replay: {mismatch.describe(EXPLORE_AGAIN)}", pytrace=False)
         return outcome
     assert request.plan is not None
-    stored = _stored_tokens(store, item)
-    outcome = explorer.explore(request.plan, request.schedules, first=stored)
+    from . import shards
+
+    nodeid, name = request.base or (item.nodeid, item.name)
+    # A sharded test's stored failures are replayed by its first shard only.
+    first_shard = request.shard is None or request.shard[0] == 0
+    stored = _stored_tokens(store, nodeid, name) if first_shard else []
+    stop = shards.stop_file(item.config, nodeid) if request.shard is not None else None
+    outcome = explorer.explore(
+        request.plan,
+        request.schedules,
+        first=stored,
+        numbers=shards.numbers(request),
+        stop=shards.stop_check(stop),
+        found=None if stop is None else lambda: shards.announce_failure(stop),
+    )
     for token in stored:
         found = outcome.failure.token if outcome.failure is not None else None
         if found is None or found.encode() != token.encode():
-            store.discard(item.nodeid, token.encode())
+            store.discard(nodeid, token.encode())
     return outcome
 
 
@@ -213,15 +237,15 @@ def _note(nodeid: str, failure: Failure, config: pytest.Config) -> str:
     return "asyncspec: this failure happens in stock asyncio's own order (schedule 0)"
 
 
-def _stored_tokens(store: FailureStore, item: pytest.Item) -> list[ReplayToken]:
+def _stored_tokens(store: FailureStore, nodeid: str, name: str) -> list[ReplayToken]:
     tokens = []
-    for text in store.tokens(item.nodeid):
+    for text in store.tokens(nodeid):
         try:
             token = ReplayToken.decode(text)
         except TokenError:
-            store.discard(item.nodeid, text)  # another version's: it cannot replay
+            store.discard(nodeid, text)  # another version's: it cannot replay
             continue
-        if token.test == item.name:
+        if token.test == name:
             tokens.append(token)
     return tokens
 
@@ -242,6 +266,15 @@ def _summary(request: ExploreRequest, outcome: Exploration) -> dict[str, Any]:
             labels=outcome.labels,
             bounds=[[depth, bound] for depth, bound in outcome.bounds()],
         )
+    if request.shard is not None and request.base is not None:
+        summary.update(
+            shard=list(request.shard),
+            base=request.base[0],
+            orders=sorted(digest.hex() for digest in outcome.orders),
+            stopped=outcome.stopped,
+        )
+    if request.unsplit:
+        summary["unsplit"] = request.unsplit
     return summary
 
 
@@ -369,6 +402,16 @@ def summary_line(nodeid: str, summary: dict[str, Any]) -> str:
         )
     if summary.get("failed"):
         text += "; FAILED"
+    if summary.get("shards"):
+        from .shards import shard_sources
+
+        text += "".join(f"; {part}" for part in shard_sources(summary))
+    unsplit = summary.get("unsplit")
+    if unsplit:
+        text += (
+            f"; not split over the {unsplit} xdist workers: {schedules} schedule"
+            f"{'s are' if schedules != 1 else ' is'} fewer than workers"
+        )
     real_work = summary.get("real_work", 0)
     if real_work:
         # Said once per test, as a note: not a failure, a limit of the method.

@@ -35,8 +35,14 @@ import pytest
 
 from ..notes import add_note
 
-#: pytest-asyncio's runner fixtures, one per loop scope.
-_RUNNER = re.compile(r"_(function|class|module|package|session)_scoped_runner")
+#: The fixtures a test's loop comes from: pytest-asyncio's runner fixtures,
+#: one per loop scope, and the plugin's hold on anyio's runner (see
+#: .anyio_tests).
+_RUNNER = re.compile(
+    r"_(function|class|module|package|session)_scoped_runner|_asyncspec_anyio_runner"
+)
+#: The name pytest-asyncio's runner fixtures end with (their value runs coroutines).
+_PYTEST_ASYNCIO_RUNNER = "_scoped_runner"
 
 
 class FixtureCycle:
@@ -185,8 +191,14 @@ class FixtureCycle:
         target, attribute = getattr(item, "_synchronization_target_attr", (item, "obj"))
         synchronized = getattr(target, attribute)
         original = getattr(synchronized, "__wrapped__", None)
-        if original is None or self._runner is None:
-            yield  # not pytest-asyncio's wrapper: run it as it is
+        if (
+            original is None
+            or self._runner is None
+            or not self._runner.endswith(_PYTEST_ASYNCIO_RUNNER)
+        ):
+            # Not pytest-asyncio's wrapper (anyio's runner awaits every test
+            # and fixture in one task, whose context they share): run it as it is.
+            yield
             return
 
         @functools.wraps(original)

@@ -21,13 +21,19 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pytest_asyncio import is_async_test
 
-from ..clock.loops import LoopFactory, UnsupportedLoopError, loop_factory
+from ..clock.loops import (
+    LoopFactory,
+    UnsupportedLoopError,
+    is_stock_asyncio_factory,
+    loop_factory,
+)
 from . import report_fields
 from .planning import (
     LOOP_FACTORIES,
     TRACE_FIXTURE,
+    on_anyio_runner,
+    on_watched_loop,
     prepare_items,
     run_seed,
     run_settings,
@@ -124,8 +130,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: hand the run's exploration seed to each worker."""
+    """pytest-xdist: hand the run's exploration seed to each worker, and the
+    directory where the shards of an explored test tell each other of a
+    failure (see .shards)."""
     node.workerinput["asyncspec_seed"] = run_seed(node.config)
+    run = run_state(node.config)
+    if run.shard_stop_dir is None:
+        from .shards import stop_dir_for_workers
+
+        run.shard_stop_dir = stop_dir_for_workers()
+    node.workerinput["asyncspec_shard_stop_dir"] = run.shard_stop_dir
 
 
 def _run_rules(config: pytest.Config, kind: str) -> list[AllowRule]:
@@ -194,18 +208,9 @@ class LoopFactories:
         if (effective.clock, effective.loop) == ("real", "asyncio"):
             return theirs
         return {
-            name: ours if _is_stock_asyncio_factory(factory) else factory
+            name: ours if is_stock_asyncio_factory(factory) else factory
             for name, factory in theirs.items()
         }
-
-
-def _is_stock_asyncio_factory(factory: object) -> bool:
-    """Whether ``factory`` makes asyncio's own default loop, the loop our
-    virtual-clock loop is faithful to (3.13 names it asyncio.EventLoop)."""
-    import asyncio
-
-    stock = {asyncio.new_event_loop, asyncio.SelectorEventLoop, getattr(asyncio, "EventLoop", None)}
-    return factory in stock or factory is loop_factory("real", "asyncio")
 
 
 def _need_loop_factories(config: pytest.Config) -> None:
@@ -230,6 +235,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # trylast: after other plugins and conftests have added their markers.
     try:
         prepare_items(config, items)
+        if hasattr(config, "workerinput"):
+            from .shards import split_explored
+
+            split_explored(config, items)
     except pytest.UsageError as error:
         if not hasattr(config, "workerinput"):
             raise
@@ -311,15 +320,96 @@ def asyncspec_trace(request: pytest.FixtureRequest) -> TraceView:
     return view
 
 
+@pytest.fixture
+def _asyncspec_anyio_runner(request: pytest.FixtureRequest) -> Generator[None, None, None]:
+    """Holds anyio's test runner for a test anyio runs, on the loop the
+    test's settings ask for, and watches it (see :mod:`.anyio_tests`)."""
+    from .anyio_tests import BACKEND_FIXTURE, held_runner, split_backend
+
+    item: pytest.Item = request.node
+    state = state_of(item)
+    if state is None:
+        yield
+        return
+    name, options = split_backend(request.getfixturevalue(BACKEND_FIXTURE), item.nodeid)
+    if name != "asyncio":
+        _outside_on_backend(item, state, name)
+        yield
+        return
+    from .anyio_tests import LOOP_SCOPE, loop_fits, options_for, shared_runner_message
+
+    settings = state.plan.settings
+    run = run_state(item.config)
+    with held_runner(name, options_for(options, settings, item.nodeid)) as loop:
+        if not loop_fits(loop, settings):
+            pytest.fail(shared_runner_message(item.nodeid, loop, settings), pytrace=False)
+        run.live_loops[LOOP_SCOPE] = loop
+        if run.budgeted is item:
+            _restart_stall_budget(loop, item)
+        watched = run.watched
+        if watched is not None and watched.item is item and watched.observation is None:
+            _start_observation(watched, loop)
+        try:
+            yield
+        finally:
+            # Judged here, after the test's other fixtures are torn down and
+            # before the runner may close and cancel what the test left.
+            problems = "" if watched is None else _finish_observation(watched)
+    if getattr(loop, "is_closed", lambda: True)() and run.live_loops.get(LOOP_SCOPE) is loop:
+        del run.live_loops[LOOP_SCOPE]
+    if problems:
+        pytest.fail(problems, pytrace=False)
+
+
+def _outside_on_backend(item: pytest.Item, state: TestState, backend: str) -> None:
+    """A test anyio runs on a backend other than asyncio (known only now,
+    from the project's own anyio_backend fixture): no mode reaches it."""
+    from .anyio_tests import outside_reason
+    from .settings import enabled_modes
+
+    modes = enabled_modes(state.plan.settings)
+    if modes and state.outside_modes is None:
+        state.outside_modes = (outside_reason(backend), ", ".join(modes))
+
+
 # -- exploring schedules -------------------------------------------------------
+
+
+def _explores(state: TestState | None) -> bool:
+    """Whether the test's call explores schedules (or replays one)."""
+    request = None if state is None else state.plan.explore
+    if state is None or request is None or (request.plan is None and request.replay is None):
+        return False
+    # A test anyio runs on another backend than asyncio (found at setup) runs once.
+    return state.outside_modes is None
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_pyfunc_call")
+def pytest_pyfunc_call_on_anyio(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """An explored test that anyio runs: its body becomes a synchronous run
+    on anyio's runner, which each schedule calls (as pytest-asyncio's
+    wrapper of a test is), and anyio's own hook, seeing no coroutine
+    function, leaves the call to the explorer."""
+    state = state_of(pyfuncitem)
+    if not _explores(state) or not on_anyio_runner(pyfuncitem):
+        return (yield)
+    from .anyio_tests import body_on_runner
+
+    test = pyfuncitem.obj
+    pyfuncitem.obj = body_on_runner(pyfuncitem, test)
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = test
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     state = state_of(pyfuncitem)
-    request = None if state is None else state.plan.explore
-    if state is None or request is None or (request.plan is None and request.replay is None):
+    if state is None or not _explores(state):
         return None
+    request = state.plan.explore
+    assert request is not None
     from .explored_tests import ExplorationResult, run_explored
     from .observation import show_observation
 
@@ -342,6 +432,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             lambda: state.clock,
             trace_view,
             observation,
+            loop=run_state(pyfuncitem.config).live_loops.get(_loop_scope(pyfuncitem)),
         )
     finally:
         state.exploration_report = result.report
@@ -388,7 +479,12 @@ class Watched:
 
 
 def _loop_scope(item: pytest.Item) -> str:
-    """The scope of the loop the test runs in, read as pytest-asyncio reads it."""
+    """The scope of the loop the test runs in, read as pytest-asyncio reads it
+    (a test anyio runs is on anyio's runner's loop, however long it lives)."""
+    if on_anyio_runner(item):
+        from .anyio_tests import LOOP_SCOPE
+
+        return LOOP_SCOPE
     marker = item.get_closest_marker("asyncio")
     scope = None
     if marker is not None:
@@ -398,7 +494,7 @@ def _loop_scope(item: pytest.Item) -> str:
 
 def _watch(item: pytest.Item) -> Watched | None:
     state = state_of(item)
-    if state is None or not is_async_test(item):
+    if state is None or not on_watched_loop(item):
         return None
     from .observation import wants_observation
 
@@ -426,7 +522,11 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         full_trace=effective.trace or uses_fixture or directory is not None,
         # The run's rules, then the test's markers': an explored test's
         # schedules are judged by them too, before the test's end.
-        allow_leaks=[*run.leak_rules, *(rule for _, rule in state.plan.marked_leak_rules)],
+        allow_leaks=[
+            *run.leak_rules,
+            *(rule for _, rule in state.plan.marked_leak_rules),
+            *_machinery_rules(watched.loop_scope),
+        ],
     )
     observation.start("setup")
     for name, scope in watched.fixtures:
@@ -434,6 +534,13 @@ def _start_observation(watched: Watched, loop: Any) -> None:
     state.observation = observation
     if state.trace_view is not None:
         show_observation(state.trace_view, observation)
+
+
+def _machinery_rules(loop_scope: str) -> list[AllowRule]:
+    """Tasks of the runner itself that outlive every test on purpose."""
+    from .anyio_tests import LOOP_SCOPE, machinery_rules
+
+    return machinery_rules() if loop_scope == LOOP_SCOPE else []
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -552,7 +659,7 @@ def _arm_hang_watch(item: pytest.Item) -> None:
     if state is None:
         return
     effective = state.plan.settings
-    if effective.hang_after is None or effective.loop != "asyncio" or not is_async_test(item):
+    if effective.hang_after is None or effective.loop != "asyncio" or not on_watched_loop(item):
         return
     from ..checks.hang_watch import Armed, HangWatch
 
@@ -608,7 +715,7 @@ def _hang_failure(item: pytest.Item, report: pytest.TestReport) -> bool:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_runtest_setup")
 def pytest_runtest_setup_budget(item: pytest.Item) -> Generator[None, None, None]:
-    if is_async_test(item) and state_of(item) is not None:
+    if state_of(item) is not None and on_watched_loop(item):
         run = run_state(item.config)
         run.budgeted = item
         loop = run.live_loops.get(_loop_scope(item))
@@ -752,8 +859,9 @@ def pytest_runtest_makereport(
     if run.html:
         setattr(report, report_fields.POSITION, state.position)
     plan = state.plan
-    if plan.outside_modes is not None and call.when == "call":
-        setattr(report, report_fields.OUTSIDE_MODES, list(plan.outside_modes))
+    outside = state.outside_modes
+    if outside is not None and call.when == "call":
+        setattr(report, report_fields.OUTSIDE_MODES, list(outside))
     if plan.explore is not None and call.when == "call":
         unexplored = plan.explore.unexplored
         summary = state.exploration_summary or ({"unexplored": unexplored} if unexplored else {})

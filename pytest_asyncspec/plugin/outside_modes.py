@@ -1,10 +1,12 @@
 """Async tests that the modes cannot reach, and why.
 
 Every mode (the virtual clock, the gate, the trace, leak checks, exploration)
-acts through the loop pytest-asyncio gives a test.  An async test that some
-other runner drives (unittest's ``IsolatedAsyncioTestCase`` makes its own
-loop; anyio's, trio's and aiohttp's pytest plugins run coroutine tests
-themselves) gets none of them, while the header says what the run asked for.
+acts through the asyncio loop a test runs on: pytest-asyncio's, or anyio's
+runner's on its asyncio backend (see :mod:`.anyio_tests`).  An async test
+that some other runner drives (unittest's ``IsolatedAsyncioTestCase`` makes
+its own loop; anyio on its trio backend, pytest-trio and aiohttp's pytest
+plugin run coroutine tests themselves) gets none of them, while the header
+says what the run asked for.
 Rather than let a mode silently do nothing, collection names such tests and
 the run summary counts them by reason.
 """
@@ -42,7 +44,11 @@ def why_outside(item: pytest.Item) -> str | None:
     if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
         return None
     markers = {mark.name for mark in item.iter_markers()}
-    if "anyio" in markers or "anyio_backend" in getattr(item, "fixturenames", ()):
+    if "anyio_backend" in getattr(item, "fixturenames", ()):
+        from .anyio_tests import backend_at_collection, outside_reason
+
+        return outside_reason(backend_at_collection(item) or "asyncio")
+    if "anyio" in markers:
         return "anyio's pytest plugin runs it"
     if "trio" in markers:
         return "pytest-trio runs it"
@@ -76,8 +82,8 @@ def summary_lines(reasons: dict[str, list[str]], modes: str) -> list[str]:
     count = sum(len(nodeids) for nodeids in reasons.values())
     tests = "async test" if count == 1 else "async tests"
     lines = [
-        f"{count} {tests} ran without {modes}: pytest-asyncio does not run them, and the "
-        "modes act on the tests it runs"
+        f"{count} {tests} ran without {modes}: the modes act on the asyncio loops of "
+        "pytest-asyncio and of anyio's asyncio backend, and these ran elsewhere"
     ]
     for reason, nodeids in sorted(reasons.items(), key=lambda entry: -len(entry[1])):
         shown = ", ".join(nodeids[:3]) + (

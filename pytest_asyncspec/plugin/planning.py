@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import pytest
 from pytest_asyncio import is_async_test
 
-from ..clock.loops import UnsupportedLoopError, loop_factory, virtual_on_uvloop_message
+from ..clock.loops import (
+    VIRTUAL_CLOCKS,
+    UnsupportedLoopError,
+    loop_factory,
+    virtual_on_uvloop_message,
+)
 from .settings import (
     ALLOW_LEAKS_MARKER,
     CLAIM_MARKER,
@@ -46,8 +51,8 @@ def run_settings(config: pytest.Config) -> Effective:
     run = run_state(config)
     if run.settings is None:
         effective = _explore_on_virtual(resolve(config, {}))
-        if effective.clock == "virtual" and effective.loop == "uvloop":
-            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources))
+        if effective.clock in VIRTUAL_CLOCKS and effective.loop == "uvloop":
+            raise pytest.UsageError(virtual_on_uvloop_message(effective.sources, effective.clock))
         _check_exploration_flags(effective)
         run.settings = effective
     return run.settings
@@ -140,13 +145,13 @@ def request_for(
             f"{item.nodeid}: exploration ({asked}) reorders the tasks of an async test, "
             "and this test is not async: make it `async def`, or drop the request"
         )
-    if effective.clock != "virtual" or effective.loop != "asyncio":
+    if effective.clock not in VIRTUAL_CLOCKS or effective.loop != "asyncio":
         asked_from = effective.sources.get("schedules")
         # Where the choices exploration cannot run on come from.
         against = {
             effective.sources[name]
             for name, fits in (
-                ("clock", effective.clock == "virtual"),
+                ("clock", effective.clock in VIRTUAL_CLOCKS),
                 ("loop", effective.loop == "asyncio"),
             )
             if not fits
@@ -215,12 +220,22 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         if MARKER in marks or (replayed is not None and replays_function(replayed, item)):
             effective = settings_for(config, item)
         run_by_pytest_asyncio = is_async_test(item)
-        if (MARKER in marks or _uses_loop_fixtures(item)) and not run_by_pytest_asyncio:
+        anyio_backend = None
+        if not run_by_pytest_asyncio and run_by_anyio(item):
+            from .anyio_tests import backend_at_collection, take_the_runner_first
+
+            anyio_backend = backend_at_collection(item) or "asyncio"
+            if anyio_backend == "asyncio":
+                take_the_runner_first(item)
+        on_our_loop = run_by_pytest_asyncio or anyio_backend == "asyncio"
+        if (
+            (MARKER in marks or _uses_loop_fixtures(item))
+            and anyio_backend is None
+            and not run_by_pytest_asyncio
+        ):
             _check_marked_test_is_run_by_pytest_asyncio(item)
         outside = None
-        if not run_by_pytest_asyncio and (
-            modes_on if effective is unmarked else enabled_modes(effective)
-        ):
+        if not on_our_loop and (modes_on if effective is unmarked else enabled_modes(effective)):
             from .outside_modes import why_outside
 
             reason = why_outside(item)
@@ -239,17 +254,18 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             explore = request_for(
                 item,
                 effective,
-                is_async=run_by_pytest_asyncio,
+                is_async=run_by_pytest_asyncio or anyio_backend is not None,
                 run_seed=run_seed(config),
                 replay=replay,
             )
         asks = outside or leak_rules or claim or explore
-        keep_plan(
+        state = keep_plan(
             item,
             TestPlan(effective, explore, claim, leak_rules, outside)
             if asks or effective is not unmarked
             else plain,
         )
+        state.on_anyio_runner = anyio_backend == "asyncio"
     if replay is not None and items and not any(item.name == replay.test for item in items):
         raise pytest.UsageError(
             f"--asyncspec-replay: the token replays a schedule of the test {replay.test!r}, "
@@ -257,9 +273,9 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             f"pytest 'path/to/test_file.py::{replay.test}' --asyncspec-replay=..."
         )
     tagged = [
-        (item.nodeid, state.plan.claim)
+        (item.nodeid, planned.plan.claim)
         for item in items
-        if (state := state_of(item)) is not None and state.plan.claim is not None
+        if (planned := state_of(item)) is not None and planned.plan.claim is not None
     ]
     if tagged:
         from .claims import check_consistent
@@ -301,6 +317,32 @@ def _marked_leak_rules(item: pytest.Item, run: RunState) -> tuple[tuple[str, All
 
 #: Fixtures that read the running loop of an async test.
 LOOP_FIXTURES = ("asyncspec_clock", TRACE_FIXTURE)
+#: anyio's fixture naming a test's backend: a test that uses it may be
+#: anyio's to run (see .anyio_tests, imported only for such a test).
+ANYIO_BACKEND = "anyio_backend"
+
+
+def run_by_anyio(item: pytest.Item) -> bool:
+    """Whether anyio's pytest plugin runs ``item`` (see :mod:`.anyio_tests`)."""
+    if ANYIO_BACKEND not in getattr(item, "fixturenames", ()):
+        return False
+    from .anyio_tests import is_anyio_test
+
+    return is_anyio_test(item) and not is_async_test(item)
+
+
+def on_anyio_runner(item: pytest.Item) -> bool:
+    """Whether collection found ``item`` to be run by anyio on its asyncio
+    backend (or on a backend the project's fixture names at setup)."""
+    state = state_of(item)
+    return state is not None and state.on_anyio_runner
+
+
+def on_watched_loop(item: pytest.Item) -> bool:
+    """Whether ``item`` runs on an asyncio loop the plugin can reach:
+    pytest-asyncio's, or anyio's runner's (asyncio backend; a test on trio
+    finds out at setup)."""
+    return is_async_test(item) or on_anyio_runner(item)
 
 
 def _uses_loop_fixtures(item: pytest.Item) -> bool:
@@ -338,9 +380,10 @@ def _check_marked_test_is_run_by_pytest_asyncio(item: pytest.Item) -> None:
 
 
 def _check_loop(item: pytest.Item, effective: Effective) -> None:
-    if (effective.clock, effective.loop) == ("virtual", "uvloop"):
+    if effective.clock in VIRTUAL_CLOCKS and effective.loop == "uvloop":
         # Said as for the whole run, with where each value came from.
-        raise pytest.UsageError(f"{item.nodeid}: {virtual_on_uvloop_message(effective.sources)}")
+        message = virtual_on_uvloop_message(effective.sources, effective.clock)
+        raise pytest.UsageError(f"{item.nodeid}: {message}")
     try:
         loop_factory(effective.clock, effective.loop)
     except UnsupportedLoopError as error:

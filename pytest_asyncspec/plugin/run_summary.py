@@ -44,6 +44,9 @@ class RunSummary:
         self.clipped_traces: list[tuple[str, Any]] = []
         self._claims: ClaimsReport | None = None
         self.exploration_lines: list[str] = []
+        #: The summaries of each sharded test's shards, by the test's node id
+        #: (merged into one line at the end, see .shards).
+        self.shard_summaries: dict[str, list[dict[str, Any]]] = {}
         self.allow_rules = allow_rules
         #: Blocking places no rule allowed, with the test that reported each
         #: (each phase of a test reports its own: nothing is counted twice).
@@ -75,7 +78,14 @@ class RunSummary:
         if report.when == "call" and isinstance(summary, dict):
             from .explored_tests import summary_line
 
-            self.exploration_lines.append(summary_line(report.nodeid, summary))
+            base = summary.get("base")
+            if isinstance(base, str):
+                if base not in self.shard_summaries:
+                    # Its place among the lines: where its first shard reported.
+                    self.exploration_lines.append(base)
+                self.shard_summaries.setdefault(base, []).append(summary)
+            else:
+                self.exploration_lines.append(summary_line(report.nodeid, summary))
         leak_rules = getattr(report, report_fields.LEAK_RULES, None)
         if isinstance(leak_rules, dict):
             self.leak_rules_used.update(leak_rules.get("used") or ())
@@ -146,6 +156,12 @@ class RunSummary:
         if self.exploration_lines:
             terminalreporter.section("asyncspec exploration")
             for line in self.exploration_lines:
+                parts = self.shard_summaries.get(line)
+                if parts is not None:
+                    from .explored_tests import summary_line
+                    from .shards import merge
+
+                    line = summary_line(line, merge(line, parts))
                 terminalreporter.line(line)
         # A run stopped by a usage error wrote nothing, and says nothing of it.
         if self.trace_dir is not None and exitstatus != pytest.ExitCode.USAGE_ERROR:

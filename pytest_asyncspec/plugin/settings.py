@@ -181,7 +181,8 @@ CLOCK = Setting(
     "real",
     "|".join(CLOCK_CHOICES),
     "clock for async tests: 'virtual' (sleeps and timeouts take no real time, "
-    "timings exact) or 'real' (the stock loop, untouched)",
+    "timings exact), 'manual' (the virtual clock, moved only by "
+    "`await asyncspec_clock.advance(seconds)`) or 'real' (the stock loop, untouched)",
 )
 LOOP = Setting(
     "loop",
@@ -340,8 +341,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 MARKER_KEYWORDS = {setting.name: setting for setting in SETTINGS if setting.per_test}
 MARKER_HELP = (
-    f"{MARKER}(clock='virtual'|'real', loop='asyncio'|'uvloop', max_blocking=SECONDS|None, "
-    "hang_after=SECONDS|None, leaks='off'|'warn'|'error', trace=True|False, "
+    f"{MARKER}(clock='virtual'|'manual'|'real', loop='asyncio'|'uvloop', "
+    "max_blocking=SECONDS|None, hang_after=SECONDS|None, leaks='off'|'warn'|'error', "
+    "trace=True|False, "
     "stall_budget=SECONDS|'1h'|None, time_budget=SECONDS|'24h'|None, schedules=N, "
     "strategy='mix'|'fifo'|'random'|'pct', depth=1..10, seed=N): per-test "
     "pytest-asyncspec settings (command-line flags still win)"

@@ -81,6 +81,8 @@ class TestState:
         "exploration_summary",
         "hang",
         "observation",
+        "on_anyio_runner",
+        "outside_modes",
         "plan",
         "position",
         "recorder",
@@ -96,6 +98,13 @@ class TestState:
         self.trace_view: TraceView | None = None
         #: What watches the test's loop, from its setup to its last report.
         self.observation: Observation | None = None
+        #: anyio's pytest plugin runs the test, on its asyncio backend as far
+        #: as collection knows (see .anyio_tests).
+        self.on_anyio_runner = False
+        #: Why the test runs outside the modes it asked for, and those modes:
+        #: the plan's, or found at setup (anyio's backend, from the project's
+        #: own fixture).
+        self.outside_modes: tuple[str, str] | None = plan.outside_modes
         #: The hang watch's arming, from the test's setup to its last report.
         self.hang: Armed | None = None
         #: An explored test's schedule report and its summary for the run's end.
@@ -121,6 +130,7 @@ class RunState:
         "replay_command",
         "seed",
         "settings",
+        "shard_stop_dir",
         "start_threads",
         "store",
         "watched",
@@ -152,6 +162,8 @@ class RunState:
         #: asks whether they are busy.
         self.hang_watch: HangWatch | None = None
         self.start_threads: set[int | None] | None = None
+        #: The controller's directory for the stop files of sharded tests.
+        self.shard_stop_dir: str | None = None
         #: A usage error found while an xdist worker collected.
         self.worker_usage_error: str | None = None
         #: The loops of pytest-asyncio's runners that are up, by loop scope.
