@@ -642,6 +642,11 @@ DEBUG_SUITE = {
                 asyncio.create_task(first(), name="first"),
                 asyncio.create_task(second(), name="second"),
             )
+            # A callback that queues another: the second is still queued when
+            # the run ends, so the explorer's clean-up runs the loop (its
+            # helper task) between runs, which it skips when nothing is left.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, state.append, "late")
             assert state == ["second", "first"]
         """,
     "test_debug": """
