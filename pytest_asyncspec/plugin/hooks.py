@@ -505,7 +505,20 @@ def _watch(item: pytest.Item) -> Watched | None:
 
 
 def _start_observation(watched: Watched, loop: Any) -> None:
-    item, state = watched.item, watched.state
+    _observe(watched.item, watched.state, loop, "setup", watched.fixtures, watched.loop_scope)
+
+
+def _observe(
+    item: pytest.Item,
+    state: TestState,
+    loop: Any,
+    phase: str,
+    fixtures: list[tuple[str, str | None]] | None = None,
+    loop_scope: str | None = None,
+) -> Observation:
+    """Start watching ``loop`` for the test, from ``phase`` on (inside
+    ``fixtures``' setup, when the loop came up there; ``loop_scope``: the
+    runner's, when a runner pytest's fixtures hold made it)."""
     effective = state.plan.settings
     run = run_state(item.config)
     directory = trace_dir(item.config)
@@ -525,15 +538,16 @@ def _start_observation(watched: Watched, loop: Any) -> None:
         allow_leaks=[
             *run.leak_rules,
             *(rule for _, rule in state.plan.marked_leak_rules),
-            *_machinery_rules(watched.loop_scope),
+            *(_machinery_rules(loop_scope) if loop_scope is not None else ()),
         ],
     )
-    observation.start("setup")
-    for name, scope in watched.fixtures:
+    observation.start(phase)
+    for name, scope in fixtures or ():
         observation.fixture_setup_began(name, scope)
     state.observation = observation
     if state.trace_view is not None:
         show_observation(state.trace_view, observation)
+    return observation
 
 
 def _machinery_rules(loop_scope: str) -> list[AllowRule]:
@@ -835,6 +849,89 @@ def _watch_phase(item: pytest.Item, phase: str) -> Generator[None, object, objec
     return outcome
 
 
+# -- unittest's IsolatedAsyncioTestCase ---------------------------------------
+#
+# The test case makes, runs and closes its loop inside pytest's call of the
+# test: the seam that gives it the chosen loop is in place for that call
+# only (see .unittest_cases), and the observation spans it.  The blocking
+# gate fails the call; leaks are reported at the teardown, as for the tests
+# pytest-asyncio runs.
+
+
+@pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_runtest_call")
+def pytest_runtest_call_unittest(item: pytest.Item) -> Generator[None, object, object]:
+    __tracebackhide__ = _unless_our_failure
+    state = state_of(item)
+    if state is None or not state.plan.unittest_case or not _case_needs_seam(item, state):
+        return (yield)
+    from .observation import wants_observation
+    from .unittest_cases import on_chosen_loop
+
+    effective = state.plan.settings
+    observed = wants_observation(
+        effective, TRACE_FIXTURE in getattr(item, "fixturenames", ()), trace_dir(item.config)
+    )
+
+    def start_observation(loop: Any) -> Observation | None:
+        return _observe(item, state, loop, "call") if observed else None
+
+    def loop_made(loop: Any) -> None:
+        _restart_stall_budget(loop, item)
+
+    with on_chosen_loop(item, state, start_observation, loop_made) as case_run:
+        state.case_run = case_run
+        outcome = yield
+    if case_run.blocking:
+        try:
+            pytest.fail(case_run.blocking, pytrace=False)
+        except pytest.fail.Exception as failure:
+            # unittest's own failure of the test replaces this one in the
+            # report (see _unittest_call_report): told apart by identity.
+            case_run.failure = failure
+            raise
+    return outcome
+
+
+def _case_needs_seam(item: pytest.Item, state: TestState) -> bool:
+    """Whether a unittest test asks for anything of the plugin: when not,
+    its test case runs untouched, on the loop it makes itself."""
+    from .observation import wants_observation
+
+    effective = state.plan.settings
+    if (effective.clock, effective.loop) != ("real", "asyncio"):
+        return True
+    uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
+    return wants_observation(effective, uses_fixture, trace_dir(item.config))
+
+
+def _unittest_call_report(state: TestState, report: pytest.TestReport, call: Any) -> None:
+    """unittest's own failure of the test stands; the blocking steps of its
+    run go beside it as a section, as for a pytest-asyncio test's failure."""
+    case_run = state.case_run
+    if case_run is None:
+        return
+    case_run.call_passed = report.passed
+    observation = state.observation
+    ours = call.excinfo is not None and call.excinfo.value is case_run.failure
+    if report.failed and not ours and case_run.blocking and observation is not None:
+        observation.blocking_report = case_run.blocking
+
+
+@pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_runtest_teardown")
+def pytest_runtest_teardown_unittest(item: pytest.Item) -> Generator[None, None, None]:
+    """A unittest test's leaks, judged when its cleanups were done, are
+    reported with its teardown (an error under leaks=error, else a warning)."""
+    result = yield
+    state = state_of(item)
+    case_run = None if state is None else state.case_run
+    if state is None or case_run is None or not case_run.call_passed or not case_run.leaks:
+        return result
+    if state.plan.settings.leaks == "error":
+        pytest.fail(case_run.leaks, pytrace=False)
+    item.warn(AsyncspecLeakWarning(case_run.leaks))
+    return result
+
+
 def _unless_our_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
     return not excinfo.errisinstance(pytest.fail.Exception)
 
@@ -859,6 +956,8 @@ def pytest_runtest_makereport(
     if run.html:
         setattr(report, report_fields.POSITION, state.position)
     plan = state.plan
+    if plan.unittest_case and call.when == "call":
+        _unittest_call_report(state, report, call)
     outside = state.outside_modes
     if outside is not None and call.when == "call":
         setattr(report, report_fields.OUTSIDE_MODES, list(outside))
@@ -917,8 +1016,10 @@ def _present_deadlock(
         )
         return
 
-    if _ended_by_timeout(excinfo.value) and run.budgeted is item:
-        loop = run.live_loops.get(_loop_scope(item))
+    state = state_of(item)
+    case_run = None if state is None else state.case_run
+    if _ended_by_timeout(excinfo.value) and (run.budgeted is item or case_run is not None):
+        loop = case_run.loop if case_run is not None else run.live_loops.get(_loop_scope(item))
         hidden = getattr(loop, "hidden_deadlock", None)
         if hidden is not None:
             from ..clock.stall import describe_hidden_deadlock
@@ -1023,6 +1124,7 @@ def _release_observation(state: TestState) -> None:
     teardown's, made just before: leaks, leak rules, trace file).
     """
     state.observation = None
+    state.case_run = None
     if state.trace_view is not None:
         from .observation import show_observation
 

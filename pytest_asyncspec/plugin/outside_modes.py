@@ -1,12 +1,14 @@
 """Async tests that the modes cannot reach, and why.
 
 Every mode (the virtual clock, the gate, the trace, leak checks, exploration)
-acts through the asyncio loop a test runs on: pytest-asyncio's, or anyio's
-runner's on its asyncio backend (see :mod:`.anyio_tests`).  An async test
-that some other runner drives (unittest's ``IsolatedAsyncioTestCase`` makes
-its own loop; anyio on its trio backend, pytest-trio and aiohttp's pytest
-plugin run coroutine tests themselves) gets none of them, while the header
-says what the run asked for.
+acts through the asyncio loop a test runs on: pytest-asyncio's, anyio's
+runner's on its asyncio backend (see :mod:`.anyio_tests`), or the one
+unittest's ``IsolatedAsyncioTestCase`` makes, which the plugin chooses too
+(see :mod:`.unittest_cases`; only exploration does not reach those tests,
+and the run summary names them among the unexplored).  An async test that
+some other runner drives (anyio on its trio backend, pytest-trio and
+aiohttp's pytest plugin run coroutine tests themselves) gets none of them,
+while the header says what the run asked for.
 Rather than let a mode silently do nothing, collection names such tests and
 the run summary counts them by reason.
 """
@@ -31,15 +33,7 @@ def why_outside(item: pytest.Item) -> str | None:
     case = getattr(parent, "obj", None)
     function = getattr(item, "obj", None)
     if inspect.isclass(case) and issubclass(case, unittest.IsolatedAsyncioTestCase):
-        # A sync test method of such a class is async only through the
-        # class's asyncSetUp / asyncTearDown.
-        base = unittest.IsolatedAsyncioTestCase
-        async_hooks = any(
-            getattr(case, hook) is not getattr(base, hook)
-            for hook in ("asyncSetUp", "asyncTearDown")
-        )
-        if inspect.iscoroutinefunction(function) or async_hooks:
-            return "unittest.IsolatedAsyncioTestCase runs it on an event loop of its own"
+        # Its test case's loop is the one the settings choose.
         return None
     if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
         return None

@@ -11,6 +11,7 @@ any test runs; what is decided is kept as the test's frozen
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -227,11 +228,15 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             anyio_backend = backend_at_collection(item) or "asyncio"
             if anyio_backend == "asyncio":
                 take_the_runner_first(item)
-        on_our_loop = run_by_pytest_asyncio or anyio_backend == "asyncio"
+        unittest_case = (
+            not run_by_pytest_asyncio and anyio_backend is None and is_unittest_case(item)
+        )
+        on_our_loop = run_by_pytest_asyncio or anyio_backend == "asyncio" or unittest_case
         if (
             (MARKER in marks or _uses_loop_fixtures(item))
             and anyio_backend is None
             and not run_by_pytest_asyncio
+            and not unittest_case
         ):
             _check_marked_test_is_run_by_pytest_asyncio(item)
         outside = None
@@ -243,6 +248,8 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
                 outside = (reason, ", ".join(enabled_modes(effective)))
         if opted_in or effective is not unmarked:
             _check_loop(item, effective)
+            if unittest_case:
+                _check_case_loop_factory(item, effective)
         leak_rules = _marked_leak_rules(item, run) if ALLOW_LEAKS_MARKER in marks else ()
         claim = None
         if CLAIM_MARKER in marks:
@@ -250,7 +257,9 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
 
             claim = claim_tag(item)
         explore = None
-        if effective.schedules or replay is not None:
+        if unittest_case:
+            explore = _unittest_exploration(item, effective, replay)
+        elif effective.schedules or replay is not None:
             explore = request_for(
                 item,
                 effective,
@@ -258,10 +267,10 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
                 run_seed=run_seed(config),
                 replay=replay,
             )
-        asks = outside or leak_rules or claim or explore
+        asks = outside or leak_rules or claim or explore or unittest_case
         state = keep_plan(
             item,
-            TestPlan(effective, explore, claim, leak_rules, outside)
+            TestPlan(effective, explore, claim, leak_rules, outside, unittest_case)
             if asks or effective is not unmarked
             else plain,
         )
@@ -281,6 +290,56 @@ def prepare_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         from .claims import check_consistent
 
         check_consistent(tagged)
+
+
+def is_unittest_case(item: pytest.Item) -> bool:
+    """Whether ``item`` is a test of a ``unittest.IsolatedAsyncioTestCase``
+    (which makes its own loop: see :mod:`.unittest_cases`).  Read without
+    loading unittest's async module: no such class exists before it loads."""
+    async_case = sys.modules.get("unittest.async_case")
+    if async_case is None:
+        return False
+    case_class = getattr(item, "cls", None)
+    return isinstance(case_class, type) and issubclass(
+        case_class, async_case.IsolatedAsyncioTestCase
+    )
+
+
+def _check_case_loop_factory(item: pytest.Item, effective: Effective) -> None:
+    """A test case's own loop_factory (Python 3.13) that is not asyncio's
+    stock loop is kept, never silently replaced: asking for a loop of
+    asyncspec's on it is a usage error, as with a project's own
+    pytest-asyncio loop factories."""
+    if (effective.clock, effective.loop) == ("real", "asyncio"):
+        return
+    from .unittest_cases import foreign_loop_factory_message, own_loop_factory, stock_factories
+
+    theirs = own_loop_factory(getattr(item, "cls", object))
+    if theirs is not None and theirs not in stock_factories():
+        raise pytest.UsageError(foreign_loop_factory_message(item.nodeid, effective, theirs))
+
+
+def _unittest_exploration(
+    item: pytest.Item, effective: Effective, replay: ReplayToken | None
+) -> ExploreRequest | None:
+    """Exploration does not reach unittest's tests: a run-wide request runs
+    them once (the summary says so); the test's own marker, or a replay of
+    it, is a usage error rather than a request silently dropped."""
+    replaying = replay is not None and replay.test == item.name
+    if not effective.schedules and not replaying:
+        return None
+    if replaying or effective.sources.get("schedules") == "marker":
+        asked = "--asyncspec-replay" if replaying else _where(effective, "schedules")
+        raise pytest.UsageError(
+            f"{item.nodeid}: exploration ({asked}) reorders the tasks of tests that "
+            "pytest-asyncio runs, and unittest.IsolatedAsyncioTestCase runs this one on a "
+            "loop of its own (the virtual clock, tracing, the blocking gate and leak checks "
+            "do apply to it): drop schedules from its asyncspec marker, or explore the same "
+            "code from a pytest-asyncio test"
+        )
+    from .unittest_cases import NOT_EXPLORED
+
+    return _unexplored(NOT_EXPLORED)
 
 
 def _marked_leak_rules(item: pytest.Item, run: RunState) -> tuple[tuple[str, AllowRule], ...]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .hooks import Watched
     from .observation import Observation, TraceView
     from .settings import Effective
+    from .unittest_cases import CaseRun
 
 
 # Plain classes with __slots__, not dataclasses: these load at every run's
@@ -38,7 +39,14 @@ class TestPlan:
     then); read-only once made."""
 
     __test__ = False  # not a test class, whatever pytest's naming rules say
-    __slots__ = ("claim", "explore", "marked_leak_rules", "outside_modes", "settings")
+    __slots__ = (
+        "claim",
+        "explore",
+        "marked_leak_rules",
+        "outside_modes",
+        "settings",
+        "unittest_case",
+    )
 
     settings: Effective
     #: Whether and how the test explores schedules (None: it runs once).
@@ -49,6 +57,9 @@ class TestPlan:
     marked_leak_rules: tuple[tuple[str, AllowRule], ...]
     #: Why an async test runs outside the modes it asked for, and those modes.
     outside_modes: tuple[str, str] | None
+    #: A test of a unittest.IsolatedAsyncioTestCase: the test case makes its
+    #: own loop, which the plugin chooses (see .unittest_cases).
+    unittest_case: bool
 
     def __init__(
         self,
@@ -57,6 +68,7 @@ class TestPlan:
         claim: ClaimTag | None = None,
         marked_leak_rules: tuple[tuple[str, AllowRule], ...] = (),
         outside_modes: tuple[str, str] | None = None,
+        unittest_case: bool = False,
     ) -> None:
         for name, value in (
             ("settings", settings),
@@ -64,6 +76,7 @@ class TestPlan:
             ("claim", claim),
             ("marked_leak_rules", marked_leak_rules),
             ("outside_modes", outside_modes),
+            ("unittest_case", unittest_case),
         ):
             object.__setattr__(self, name, value)
 
@@ -76,6 +89,7 @@ class TestState:
 
     __test__ = False
     __slots__ = (
+        "case_run",
         "clock",
         "exploration_report",
         "exploration_summary",
@@ -110,6 +124,9 @@ class TestState:
         #: An explored test's schedule report and its summary for the run's end.
         self.exploration_report = ""
         self.exploration_summary: dict[str, Any] = {}
+        #: A unittest test's run on its chosen loop, from its call to its
+        #: last report.
+        self.case_run: CaseRun | None = None
 
 
 _UNREAD: Any = object()
