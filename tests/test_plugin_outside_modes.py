@@ -1,6 +1,7 @@
 """Async tests that run on no loop the plugin reaches (neither
-pytest-asyncio's nor anyio's asyncio backend's) get none of the modes; the
-run summary says how many ran that way, and why, instead of staying silent."""
+pytest-asyncio's, nor anyio's asyncio backend's, nor the one unittest's
+IsolatedAsyncioTestCase makes) get none of the modes; the run summary says
+how many ran that way, and why, instead of staying silent."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ class Service(unittest.IsolatedAsyncioTestCase):
         await asyncio.sleep(0.01)
 
     async def test_reads_its_loop(self):
-        # Its own loop: the stock one, whatever the ini asked for.
-        assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+        # The loop the ini asked for: its test case is within the modes.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(3600)
+        assert loop.time() - started == 3600
 
     def test_sync_method(self):
         pass
@@ -106,11 +110,9 @@ def test_the_summary_counts_async_tests_outside_the_modes_by_reason(
     result.stdout.fnmatch_lines(
         [
             "*asyncspec: async tests outside the modes*",
-            "5 async tests ran without clock=virtual, max_blocking=0.5: the modes act on the "
-            "asyncio loops of pytest-asyncio and of anyio's asyncio backend, and these ran "
-            "elsewhere",
-            "  3: unittest.IsolatedAsyncioTestCase runs it on an event loop of its own: "
-            "test_unittest.py::*",
+            "2 async tests ran without clock=virtual, max_blocking=0.5: the modes act on the "
+            "asyncio loops of pytest-asyncio, of anyio's asyncio backend and of unittest's "
+            "IsolatedAsyncioTestCase, and these ran elsewhere",
             "  1: *",
             "  1: *",
         ]
@@ -127,8 +129,9 @@ def test_the_summary_counts_async_tests_outside_the_modes_by_reason(
         "the pytest plugin aiohttp.pytest_plugin runs it: "
         "test_aiohttp.py::test_with_aiohttp_loop[pyloop]" in output
     )
-    # Tests pytest-asyncio runs, sync tests and sync unittest methods without
-    # an async set-up are not counted.
+    # Tests pytest-asyncio runs, unittest's IsolatedAsyncioTestCase tests
+    # (tests/test_plugin_unittest_cases.py) and sync tests are not counted.
+    assert "test_unittest.py" not in output.split("outside the modes")[1]
     for name in ("test_on_the_virtual_clock", "test_sync_method", "test_plain", "test_sync "):
         assert name not in output.split("outside the modes")[1]
 
@@ -139,7 +142,7 @@ def test_nothing_is_said_when_no_mode_is_on(pytester: pytest.Pytester) -> None:
             "asyncspec_max_blocking = 0.5\n", ""
         )
     )
-    pytester.makepyfile(test_unittest=UNITTEST_CASES)
+    pytester.makepyfile(test_unittest=UNITTEST_CASES, test_anyio=ANYIO_TESTS)
     assert "outside the modes" not in _summary(pytester)
 
 
@@ -155,17 +158,19 @@ def test_a_mode_asked_for_by_the_ini_is_named(pytester: pytest.Pytester) -> None
     pytester.makeini(
         STRICT_MODE_INI.replace("asyncspec_clock = virtual\n", "asyncspec_trace = on\n")
     )
-    pytester.makepyfile(test_unittest=UNITTEST_CASES)
+    pytester.makepyfile(test_unittest=UNITTEST_CASES, test_anyio=ANYIO_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["3 async tests ran without max_blocking=0.5, trace=on: *"])
+    result.stdout.fnmatch_lines(["1 async test ran without max_blocking=0.5, trace=on: *"])
 
 
 def test_under_xdist_the_controller_counts_the_workers_tests(pytester: pytest.Pytester) -> None:
     pytester.makeini(STRICT_MODE_INI)
-    pytester.makepyfile(test_unittest=UNITTEST_CASES, test_ours=PYTEST_ASYNCIO_TESTS)
+    pytester.makepyfile(
+        test_unittest=UNITTEST_CASES, test_ours=PYTEST_ASYNCIO_TESTS, test_anyio=ANYIO_TESTS
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", *NO_BENCHMARK)
-    result.assert_outcomes(passed=7)
-    result.stdout.fnmatch_lines(["3 async tests ran without clock=virtual, max_blocking=0.5: *"])
+    result.assert_outcomes(passed=9)
+    result.stdout.fnmatch_lines(["1 async test ran without clock=virtual, max_blocking=0.5: *"])
 
 
 def test_the_marker_on_a_test_another_plugin_runs_names_that_plugin(

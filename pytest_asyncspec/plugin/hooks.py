@@ -49,6 +49,7 @@ from .settings import (
     add_options,
     allow_blocking_rules,
     allow_leak_rules,
+    enabled_modes,
     html_path,
     replay_token,
     report_path,
@@ -894,14 +895,13 @@ def pytest_runtest_call_unittest(item: pytest.Item) -> Generator[None, object, o
 
 def _case_needs_seam(item: pytest.Item, state: TestState) -> bool:
     """Whether a unittest test asks for anything of the plugin: when not,
-    its test case runs untouched, on the loop it makes itself."""
-    from .observation import wants_observation
-
-    effective = state.plan.settings
-    if (effective.clock, effective.loop) != ("real", "asyncio"):
-        return True
-    uses_fixture = TRACE_FIXTURE in getattr(item, "fixturenames", ())
-    return wants_observation(effective, uses_fixture, trace_dir(item.config))
+    its test case runs untouched, on the loop it makes itself (and nothing
+    more of the plugin is loaded for it)."""
+    return (
+        bool(enabled_modes(state.plan.settings))
+        or trace_dir(item.config) is not None
+        or TRACE_FIXTURE in getattr(item, "fixturenames", ())
+    )
 
 
 def _unittest_call_report(state: TestState, report: pytest.TestReport, call: Any) -> None:

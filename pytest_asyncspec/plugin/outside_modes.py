@@ -77,7 +77,8 @@ def summary_lines(reasons: dict[str, list[str]], modes: str) -> list[str]:
     tests = "async test" if count == 1 else "async tests"
     lines = [
         f"{count} {tests} ran without {modes}: the modes act on the asyncio loops of "
-        "pytest-asyncio and of anyio's asyncio backend, and these ran elsewhere"
+        "pytest-asyncio, of anyio's asyncio backend and of unittest's "
+        "IsolatedAsyncioTestCase, and these ran elsewhere"
     ]
     for reason, nodeids in sorted(reasons.items(), key=lambda entry: -len(entry[1])):
         shown = ", ".join(nodeids[:3]) + (
