@@ -246,3 +246,41 @@ def test_perfetto(pytester: pytest.Pytester) -> None:
         (2, 3_000_000, "returned"),
         (3, 2_500_000, "returned"),
     ]
+
+
+def test_unittest_cases(pytester: pytest.Pytester) -> None:
+    path = copy_example(pytester, "unittest-cases")
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    lookup = line_of(path / "service.py", "time.sleep(0.2)")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ LookupTest.test_lookup _*",
+            "1 task step(s) held the event loop longer than max_blocking=0.05 s during the test:",
+            "",
+            "Task * (LookupTest.test_lookup) blocked the event loop for 0.2 s (virtual time, "
+            "in 1 blocking time.sleep() call; threshold 0.05 s).",
+            f"Blocking call: */service.py:{lookup} in lookup",
+            "*asyncspec: blocking places*",
+            f"test_service.py::LookupTest::test_lookup: task 'test_lookup' at service.py:{lookup} "
+            "in lookup: 1 step, worst 0.2 s (virtual time)",
+        ]
+    )
+
+    # The guide's leak: the test case without the cleanup that stops the cache.
+    cleanup = "        self.addAsyncCleanup(self.cache.stop)\n"
+    test = path / "test_service.py"
+    assert cleanup in test.read_text()
+    assert f"`{cleanup.strip()}`" in (HOW_TO / "unittest-cases.md").read_text()
+    test.write_text(test.read_text().replace(cleanup, ""))
+    result = run(pytester, "-p", "no:cacheprovider", "-k", "CacheTest")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of CacheTest.test_refreshes_every_minute _*",
+            "1 task(s) still pending after the test's teardown *",
+            "task * (Cache._refresh) * is still pending; it awaits asyncio sleep(): a Future",
+            f"  created at */service.py:{line_of(path / 'service.py', 'create_task')} "
+            "(loop time 0 s) during the test",
+        ]
+    )

@@ -262,7 +262,8 @@ def test_leaks_are_an_error_at_teardown_and_not_judged_for_a_failed_test(
             "*_ ERROR at teardown of Leaking.test_leaks _*",
             "1 task(s) still pending after the test's teardown *",
             "task * (sleep) * is still pending; *",
-            f"  created at */test_leaking_case.py:{line_of(path, 'left running')} * during the test",
+            f"  created at */test_leaking_case.py:{line_of(path, 'left running')} "
+            "* during the test",
         ]
     )
     assert "teardown of Leaking.test_leaks_and_fails" not in output_of(result)
@@ -271,9 +272,7 @@ def test_leaks_are_an_error_at_teardown_and_not_judged_for_a_failed_test(
 def test_leaks_are_a_warning_under_leaks_warn(pytester: pytest.Pytester) -> None:
     pytester.makeini(VIRTUAL_INI + "asyncspec_leaks = warn\n")
     pytester.makepyfile(test_leaking_case=LEAKING)
-    result = pytester.runpytest(
-        "-p", "no:cacheprovider", "-k", "not fails", *SHOW_LEAK_WARNINGS
-    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "not fails", *SHOW_LEAK_WARNINGS)
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(
         ["*AsyncspecLeakWarning: 1 task(s) still pending after the test's teardown*"]
@@ -317,13 +316,23 @@ def test_a_deadlock_is_reported_as_for_any_async_test(pytester: pytest.Pytester)
 
             async def test_next(self):
                 await asyncio.sleep(1)
+
+            async def test_times_out(self):
+                fut = asyncio.get_running_loop().create_future()
+                await asyncio.wait_for(fut, 10)
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     # On 3.10 unittest's teardown of its loop waits for the deadlocked test
     # too, and is reported as a second error of the same test.
     outcomes = result.parseoutcomes()
-    assert (outcomes["passed"], outcomes["failed"]) == (1, 1), output_of(result)
+    assert (outcomes["passed"], outcomes["failed"]) == (1, 2), output_of(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*- asyncspec deadlock ended by a timeout -*",
+            "at virtual time 10 s a timeout ended a deadlock: 1 task(s) waited, *",
+        ]
+    )
     result.stdout.fnmatch_lines(
         [
             "*_ Deadlocked.test_waits_for_ever _*",
@@ -357,7 +366,7 @@ def test_exploration_asked_in_a_marker_is_a_usage_error(pytester: pytest.Pyteste
     pytester.makeini(STRICT_INI)
     pytester.makepyfile(
         test_explored_case=EXPLORED.replace(
-            "class Explored", '@pytest.mark.asyncspec(schedules=5)\nclass Explored'
+            "class Explored", "@pytest.mark.asyncspec(schedules=5)\nclass Explored"
         )
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
@@ -513,7 +522,9 @@ def test_under_xdist_the_gate_s_report_reaches_the_controller(
 ) -> None:
     pytester.makeini(VIRTUAL_INI + "asyncspec_max_blocking = 0.1\n")
     pytester.makepyfile(test_blocking_case=BLOCKING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark", "-n", "2")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:benchmark", "-n", "2"
+    )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["*asyncspec: blocking places*", "test_blocking_case.py::Blocking::test_blocks: *"]
