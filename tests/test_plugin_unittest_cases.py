@@ -402,6 +402,9 @@ BEFORE = asyncio.get_event_loop_policy()
 
 
 class Seam(unittest.IsolatedAsyncioTestCase):
+    async def test_the_test_case_s_own_loop_is_the_chosen_one(self):
+        assert type(asyncio.get_running_loop()).__name__ == "ExploringLoop"
+
     async def test_another_thread_s_loop_is_the_stock_one(self):
         made = []
         thread = threading.Thread(target=lambda: made.append(asyncio.new_event_loop()))
@@ -427,7 +430,7 @@ def test_the_seam_is_the_test_case_s_loop_only_and_only_during_its_run(
 ) -> None:
     pytester.makeini(VIRTUAL_INI)
     pytester.makepyfile(test_seam_scope=THE_SEAM)
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
 
 
 OWN_POLICY = """

@@ -88,6 +88,30 @@ def test_collecting_a_suite_that_opts_in_loads_no_loop_or_tracer(tmp_path: Path)
     }
 
 
+UNITTEST_CASE = (
+    "import asyncio\nimport unittest\n\n\n"
+    "class Case(unittest.IsolatedAsyncioTestCase):\n"
+    "    async def test_sleeps(self):\n        await asyncio.sleep(0)\n"
+)
+
+
+def test_running_unittest_async_cases_that_ask_for_nothing_loads_nothing_more(
+    tmp_path: Path,
+) -> None:
+    """Their test case keeps its own loop: the seam's module is not loaded."""
+    (tmp_path / "test_cases.py").write_text(UNITTEST_CASE)
+    run = "pytest.main(['-q', '-p', 'no:cacheprovider'])"
+    assert loaded_by(run, cwd=tmp_path) == EVERY_RUN
+
+
+def test_unittest_async_cases_on_the_virtual_clock_load_the_seam(tmp_path: Path) -> None:
+    # The control of the test above: the probe sees the module when it is used.
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncspec_clock = virtual\n")
+    (tmp_path / "test_cases.py").write_text(UNITTEST_CASE)
+    run = "pytest.main(['-q', '-p', 'no:cacheprovider'])"
+    assert "pytest_asyncspec.plugin.unittest_cases" in loaded_by(run, cwd=tmp_path)
+
+
 def test_a_claim_marker_loads_the_claims_module(tmp_path: Path) -> None:
     # The control: the probe does see a module that a used feature loads.
     (tmp_path / "test_claim.py").write_text(
