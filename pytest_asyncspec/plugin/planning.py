@@ -20,6 +20,7 @@ from pytest_asyncio import is_async_test
 from ..clock.loops import (
     VIRTUAL_CLOCKS,
     UnsupportedLoopError,
+    is_stock_asyncio_factory,
     loop_factory,
     virtual_on_uvloop_message,
 )
@@ -312,10 +313,10 @@ def _check_case_loop_factory(item: pytest.Item, effective: Effective) -> None:
     pytest-asyncio loop factories."""
     if (effective.clock, effective.loop) == ("real", "asyncio"):
         return
-    from .unittest_cases import foreign_loop_factory_message, own_loop_factory, stock_factories
+    from .unittest_cases import foreign_loop_factory_message, own_loop_factory
 
     theirs = own_loop_factory(getattr(item, "cls", object))
-    if theirs is not None and theirs not in stock_factories():
+    if theirs is not None and not is_stock_asyncio_factory(theirs):
         raise pytest.UsageError(foreign_loop_factory_message(item.nodeid, effective, theirs))
 
 

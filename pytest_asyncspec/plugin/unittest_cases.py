@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..clock.loops import LoopFactory, loop_factory
+from ..clock.loops import LoopFactory, is_stock_asyncio_factory, loop_factory
 
 if TYPE_CHECKING:
     from ..checks.allow_rules import AllowRule
@@ -60,16 +60,6 @@ NOT_EXPLORED = (
     "tests pytest-asyncio runs (the virtual clock, tracing, the blocking gate and leak "
     "checks do apply)"
 )
-
-
-def stock_factories() -> set[object]:
-    """The factories that make asyncio's own default loop, the loop the
-    virtual-clock loop is faithful to (3.13 names it asyncio.EventLoop)."""
-    stock: set[object] = {asyncio.new_event_loop, asyncio.SelectorEventLoop}
-    event_loop = getattr(asyncio, "EventLoop", None)
-    if event_loop is not None:
-        stock.add(event_loop)
-    return stock
 
 
 def own_loop_factory(case_class: type) -> Any:
@@ -251,7 +241,7 @@ def on_chosen_loop(
     if theirs is not None:
         make: LoopFactory = theirs
         if not stock_pair:
-            if theirs not in stock_factories():
+            if not is_stock_asyncio_factory(theirs):
                 # Refused at collection already; a class changed since says so too.
                 pytest.fail(
                     foreign_loop_factory_message(item.nodeid, effective, theirs), pytrace=False
