@@ -170,6 +170,42 @@ def test_settings_come_from_markers_ini_and_command_line_as_for_any_async_test(
         result.assert_outcomes(passed=4)
 
 
+def test_the_manual_clock_is_advanced_by_a_loop_clock_the_test_case_makes(
+    pytester: pytest.Pytester,
+) -> None:
+    """unittest's methods take no fixtures: the test case makes the
+    ``LoopClock`` that ``asyncspec_clock`` would give, and advances it."""
+    pytester.makeini(STRICT_INI + "asyncspec_clock = manual\n")
+    pytester.makepyfile(
+        test_manual_case="""
+        import asyncio
+        import unittest
+
+        from pytest_asyncspec import LoopClock
+
+
+        class Manual(unittest.IsolatedAsyncioTestCase):
+            async def test_ticks(self):
+                loop = asyncio.get_running_loop()
+                ticks = []
+
+                async def tick():
+                    while True:
+                        await asyncio.sleep(60)
+                        ticks.append(loop.time())
+
+                task = loop.create_task(tick())
+                await asyncio.sleep(0)
+                started = loop.time()
+                await LoopClock().advance(150)
+                assert ticks == [started + 60, started + 120]
+                assert loop.time() == started + 150
+                task.cancel()
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 BLOCKING = """
 import asyncio
 import time
