@@ -381,6 +381,43 @@ def test_a_deadlock_is_reported_as_for_any_async_test(pytester: pytest.Pytester)
     assert "unclosed" not in output_of(result)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="3.10's unittest awaits every part from one task of its own: not watched",
+)
+def test_a_hung_test_case_is_ended_by_the_hang_watch(pytester: pytest.Pytester) -> None:
+    pytester.makeini(VIRTUAL_INI + "asyncspec_hang_after = 0.5\n")
+    pytester.makepyfile(
+        test_hung_case="""
+        import asyncio
+        import unittest
+
+
+        class Hung(unittest.IsolatedAsyncioTestCase):
+            async def test_waits_beside_a_server(self):
+                server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+                self.addAsyncCleanup(self.close, server)
+                await asyncio.Event().wait()  # nothing will ever connect
+
+            async def close(self, server):
+                server.close()
+                await server.wait_closed()
+
+            async def test_next(self):
+                await asyncio.sleep(1)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ Hung.test_waits_beside_a_server _*",
+            "asyncspec: the test hung: its event loop waited 0.5 s of real time in its selector*",
+            "  task * (Hung.test_waits_beside_a_server) awaits asyncio Event.wait(): a Future",
+        ]
+    )
+
+
 EXPLORED = """
 import asyncio
 import unittest

@@ -674,7 +674,18 @@ def _arm_hang_watch(item: pytest.Item) -> None:
     if state is None:
         return
     effective = state.plan.settings
-    if effective.hang_after is None or effective.loop != "asyncio" or not on_watched_loop(item):
+    # On 3.10 unittest awaits every part of a test case from one task of its
+    # own, behind a plain future: the watch cannot cancel the hung part, and
+    # unittest's teardown of its loop would wait on it again.  From 3.11 it
+    # runs each part as a task of asyncio.Runner, which the watch cancels.
+    unittest_case = state.plan.unittest_case
+    if unittest_case and sys.version_info < (3, 11):
+        return
+    if (
+        effective.hang_after is None
+        or effective.loop != "asyncio"
+        or not (unittest_case or on_watched_loop(item))
+    ):
         return
     from ..checks.hang_watch import Armed, HangWatch
 
@@ -684,6 +695,10 @@ def _arm_hang_watch(item: pytest.Item) -> None:
     scope = _loop_scope(item)
 
     def get_loop() -> Any:
+        if unittest_case:
+            # The loop the test case made, once the seam saw it made.
+            case_run = state.case_run
+            return None if case_run is None else case_run.loop
         return run.live_loops.get(scope)
 
     def get_tracer() -> Any:
