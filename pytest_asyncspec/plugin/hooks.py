@@ -678,8 +678,10 @@ def _arm_hang_watch(item: pytest.Item) -> None:
     # own, behind a plain future: the watch cannot cancel the hung part, and
     # unittest's teardown of its loop would wait on it again.  From 3.11 it
     # runs each part as a task of asyncio.Runner, which the watch cancels.
+    # A test case that asks for no mode keeps its loop untouched, unseen by
+    # the plugin: there is no loop to watch.
     unittest_case = state.plan.unittest_case
-    if unittest_case and sys.version_info < (3, 11):
+    if unittest_case and (sys.version_info < (3, 11) or not _case_needs_seam(item, state)):
         return
     if (
         effective.hang_after is None
