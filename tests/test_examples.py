@@ -146,6 +146,7 @@ def test_the_status_page_s_gate_names_a_blocking_probe(
         [
             "*blocked the event loop for 1.5 s (virtual time, in 1 blocking time.sleep() call;"
             " threshold 0.05 s).",
-            f"Blocking call: *conftest.py:{line} in FakeProbe.__call__",
+            # 3.10 names the function alone (code objects have no qualified name).
+            f"Blocking call: *conftest.py:{line} in *__call__",
         ]
     )
