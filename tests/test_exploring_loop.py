@@ -458,6 +458,83 @@ def test_cancelled_timers_leave_no_label_behind() -> None:
     assert left == 0
 
 
+def test_the_task_label_table_stays_the_size_of_the_live_tasks() -> None:
+    """Labels hold their tasks weakly, without a callback per task: the
+    entries of collected tasks are pruned in bulk, so a schedule that runs
+    thousands of short tasks one after another keeps a small table."""
+    sizes: list[int] = []
+    # A filler task (of another loop, never labelled) takes each dead task's
+    # memory, so that no id() comes back: a reused id() replaces its dead
+    # entry, which would hide the growth.
+    elsewhere = asyncio.new_event_loop()
+    fillers: list[asyncio.Task[None]] = []
+
+    async def short_tasks() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, ExploringLoop)
+        for _ in range(3_000):
+            task = asyncio.create_task(asyncio.sleep(0))
+            await task
+            del task
+            fillers.append(elsewhere.create_task(asyncio.sleep(3600)))
+            sizes.append(len(loop._task_labels))
+
+    loop = ExploringLoop()
+    try:
+        loop.begin_schedule(RandomChooser(5))
+        loop.run_until_complete(short_tasks())
+        loop.end_schedule()
+    finally:
+        loop.close()
+        for filler in fillers:
+            filler.cancel()
+        elsewhere.run_until_complete(asyncio.gather(*fillers, return_exceptions=True))
+        elsewhere.close()
+    assert len(sizes) == 3_000
+    assert max(sizes) <= 2 * exploring_loop._FIRST_LABEL_PRUNE
+
+
+def test_a_task_labelled_under_a_dead_tasks_id_comes_last_in_label_order() -> None:
+    """id() of a collected task comes back for a new one: its entry is made
+    anew (at the end of the table), not written over the dead one in place,
+    which would put the new task first in label order."""
+
+    async def body() -> list[str]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, ExploringLoop)
+        first = asyncio.create_task(asyncio.sleep(1), name="first")
+        second = asyncio.create_task(asyncio.sleep(1), name="second")
+        await asyncio.sleep(0)  # both are labelled on their first step
+        gone: asyncio.Future[None] = loop.create_future()
+        dead = weakref.ref(gone)
+        del gone
+        gc.collect()
+        assert dead() is None
+        # What a reused id() looks like: a dead entry under the key of a
+        # task about to be labelled (made ahead of the other two).
+        late = asyncio.create_task(asyncio.sleep(1), name="late")
+        labels = loop._task_labels
+        del labels[id(first)], labels[id(second)]
+        labels[id(late)] = (dead, "gone-1")  # type: ignore[assignment]
+        loop.label_of_task(first)
+        loop.label_of_task(second)
+        loop.label_of_task(late)
+        ordered = loop.in_label_order([late, second, first])
+        for task in (first, second, late):
+            task.cancel()
+        await asyncio.gather(first, second, late, return_exceptions=True)
+        return [task.get_name() for task in ordered]  # type: ignore[attr-defined]
+
+    loop = ExploringLoop()
+    try:
+        loop.begin_schedule(RandomChooser(1))
+        names = loop.run_until_complete(body())
+        loop.end_schedule()
+    finally:
+        loop.close()
+    assert names == ["first", "second", "late"]
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -28,6 +28,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
 /* Set once by configure(). */
 static PyObject *Candidate_type;
@@ -50,8 +51,152 @@ static PyObject *s_callback, *s_self, *s_cancelled, *s_run, *s_new_task_label, *
     *s_choose, *s_arrive, *s_ignores_arrivals, *s_on_deviation, *s_popleft, *s_append,
     *s_candidates, *s_queued, *s_task_labels, *s_steps, *s_picks, *s_deviations, *s_ready,
     *s_choices, *s_passed_over, *s_starving, *s_lane_seq, *s_arrivals, *s_held,
-    *s_instead_of, *s_step, *s_ran, *s_bits, *s_priority, *s_heap, *s_held_back,
-    *s_lowered_to, *s_random, *s_random_method, *s_depth;
+    *s_instead_of, *s_step, *s_ran, *s_below, *s_priority, *s_heap, *s_held_back,
+    *s_lowered_to, *s_random, *s_random_method, *s_depth, *s_pick_state;
+
+/* SplitMix64: the C twin of generator.PySplitMix (see generator.py). */
+typedef struct {
+    PyObject_HEAD
+    uint64_t state;
+} SplitMixObject;
+
+static PyTypeObject SplitMix_Type;
+
+static inline uint64_t
+splitmix_next(SplitMixObject *self)
+{
+    uint64_t z = (self->state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, bound), bound >= 1: the fewest top bits covering
+ * bound - 1, drawn until below bound (a bound of 1 draws nothing). */
+static inline uint64_t
+splitmix_below(SplitMixObject *self, uint64_t bound)
+{
+    if (bound <= 1) {
+        return 0;
+    }
+    int width = 64 - __builtin_clzll(bound - 1);
+    int shift = 64 - width;
+    for (;;) {
+        uint64_t drawn = splitmix_next(self) >> shift;
+        if (drawn < bound) {
+            return drawn;
+        }
+    }
+}
+
+static inline double
+splitmix_random(SplitMixObject *self)
+{
+    return (double)(splitmix_next(self) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static PyObject *
+SplitMix_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *seed;
+    static char *keywords[] = {"seed", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:SplitMix", keywords, &PyLong_Type, &seed)) {
+        return NULL;
+    }
+    /* seed & (2**64 - 1), as the Python twin masks it. */
+    uint64_t state = PyLong_AsUnsignedLongLongMask(seed);
+    if (state == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    SplitMixObject *self = (SplitMixObject *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->state = state;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *
+SplitMix_next64(SplitMixObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLongLong(splitmix_next(self));
+}
+
+static PyObject *
+SplitMix_below(SplitMixObject *self, PyObject *bound_obj)
+{
+    if (!PyLong_Check(bound_obj)) {
+        PyErr_Format(PyExc_TypeError, "below() needs an int bound, not %.100s",
+                     Py_TYPE(bound_obj)->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long long bound = PyLong_AsLongLongAndOverflow(bound_obj, &overflow);
+    if (bound == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow > 0) {
+        PyErr_SetString(PyExc_OverflowError, "below() draws below 2**63 at most");
+        return NULL;
+    }
+    if (overflow < 0 || bound < 1) {
+        PyErr_Format(PyExc_ValueError, "below() needs a bound of at least 1, not %R", bound_obj);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(splitmix_below(self, (uint64_t)bound));
+}
+
+static PyObject *
+SplitMix_random(SplitMixObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(splitmix_random(self));
+}
+
+static PyObject *
+SplitMix_get_state(SplitMixObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->state);
+}
+
+static int
+SplitMix_set_state(SplitMixObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL || !PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "state is an int");
+        return -1;
+    }
+    uint64_t state = PyLong_AsUnsignedLongLongMask(value);
+    if (state == (uint64_t)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->state = state;
+    return 0;
+}
+
+static PyMethodDef SplitMix_methods[] = {
+    {"next64", (PyCFunction)SplitMix_next64, METH_NOARGS, "The next 64-bit word."},
+    {"below", (PyCFunction)SplitMix_below, METH_O,
+     "below(bound): uniform in range(bound); bound at least 1 (1 draws nothing)."},
+    {"random", (PyCFunction)SplitMix_random, METH_NOARGS,
+     "Uniform in [0, 1), in steps of 2**-53."},
+    {NULL},
+};
+
+static PyGetSetDef SplitMix_getset[] = {
+    {"state", (getter)SplitMix_get_state, (setter)SplitMix_set_state,
+     "The 64-bit state word.", NULL},
+    {NULL},
+};
+
+static PyTypeObject SplitMix_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pytest_asyncspec.exploration._pick_c.SplitMix",
+    .tp_doc = "SplitMix(seed): SplitMix64, the C twin of generator.PySplitMix.",
+    .tp_basicsize = sizeof(SplitMixObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = SplitMix_new,
+    .tp_methods = SplitMix_methods,
+    .tp_getset = SplitMix_getset,
+};
 
 static PyObject *
 configure(PyObject *module, PyObject *args)
@@ -255,25 +400,45 @@ enum { CHOOSER_PYTHON, CHOOSER_RANDOM, CHOOSER_PCT };
 
 typedef struct {
     int kind;
-    PyObject *bits;        /* random: the generator's getrandbits */
+    /* The chooser's generator (both kinds), drawn from in C when it is a
+     * _pick_c.SplitMix (generator.SplitMix is), else through its methods. */
+    SplitMixObject *splitmix;
+    PyObject *below;       /* random: the generator's below, when not SplitMix */
     PyObject *priority;    /* pct: label -> priority */
     PyObject *heap;        /* pct: (-priority, arrival number) */
     PyObject *held_back;   /* pct: (arrival number, -priority) */
     PyObject *lowered_to;  /* pct: change point -> priority */
-    PyObject *draw;        /* pct: the generator's random */
-    PyObject *depth_plus_one;
+    PyObject *draw;        /* pct: the generator's random, when not SplitMix */
+    double depth_plus_one;
 } Native;
 
 static void
 native_clear(Native *native)
 {
-    Py_CLEAR(native->bits);
+    Py_CLEAR(native->splitmix);
+    Py_CLEAR(native->below);
     Py_CLEAR(native->priority);
     Py_CLEAR(native->heap);
     Py_CLEAR(native->held_back);
     Py_CLEAR(native->lowered_to);
     Py_CLEAR(native->draw);
-    Py_CLEAR(native->depth_plus_one);
+}
+
+/* The chooser's _random: kept as SplitMix, or its method ``name``. */
+static int
+native_generator(Native *native, PyObject *chooser, PyObject *name, PyObject **method)
+{
+    PyObject *generator = PyObject_GetAttr(chooser, s_random);
+    if (generator == NULL) {
+        return -1;
+    }
+    if (Py_IS_TYPE(generator, &SplitMix_Type)) {
+        native->splitmix = (SplitMixObject *)generator;
+        return 0;
+    }
+    *method = PyObject_GetAttr(generator, name);
+    Py_DECREF(generator);
+    return *method == NULL ? -1 : 0;
 }
 
 static int
@@ -282,37 +447,206 @@ native_init(Native *native, PyObject *chooser)
     memset(native, 0, sizeof(*native));
     if ((PyObject *)Py_TYPE(chooser) == RandomChooser_type) {
         native->kind = CHOOSER_RANDOM;
-        native->bits = PyObject_GetAttr(chooser, s_bits);
-        return native->bits == NULL ? -1 : 0;
+        return native_generator(native, chooser, s_below, &native->below);
     }
     if ((PyObject *)Py_TYPE(chooser) == PctChooser_type) {
         native->kind = CHOOSER_PCT;
-        PyObject *generator = NULL, *depth = NULL, *one = NULL;
+        PyObject *depth = NULL;
         int status = -1;
         if ((native->priority = PyObject_GetAttr(chooser, s_priority)) != NULL &&
             (native->heap = PyObject_GetAttr(chooser, s_heap)) != NULL &&
             (native->held_back = PyObject_GetAttr(chooser, s_held_back)) != NULL &&
             (native->lowered_to = PyObject_GetAttr(chooser, s_lowered_to)) != NULL &&
-            (generator = PyObject_GetAttr(chooser, s_random)) != NULL &&
-            (native->draw = PyObject_GetAttr(generator, s_random_method)) != NULL &&
-            (depth = PyObject_GetAttr(chooser, s_depth)) != NULL &&
-            (one = PyLong_FromLong(1)) != NULL &&
-            (native->depth_plus_one = PyNumber_Add(depth, one)) != NULL) {
-            if (PyList_CheckExact(native->heap) && PyList_CheckExact(native->held_back) &&
-                PyDict_CheckExact(native->priority) && PyDict_CheckExact(native->lowered_to)) {
+            native_generator(native, chooser, s_random_method, &native->draw) == 0 &&
+            (depth = PyObject_GetAttr(chooser, s_depth)) != NULL) {
+            double depth_value = PyFloat_AsDouble(depth);
+            native->depth_plus_one = depth_value + 1.0;
+            if (depth_value == -1.0 && PyErr_Occurred()) {
+                /* status stays -1 */
+            }
+            else if (PyList_CheckExact(native->heap) && PyList_CheckExact(native->held_back) &&
+                     PyDict_CheckExact(native->priority) &&
+                     PyDict_CheckExact(native->lowered_to)) {
                 status = 0;
             }
             else {
                 PyErr_SetString(PyExc_TypeError, "PctChooser's state is not what run_chosen expects");
             }
         }
-        Py_XDECREF(generator);
         Py_XDECREF(depth);
-        Py_XDECREF(one);
         return status;
     }
     native->kind = CHOOSER_PYTHON;
     return 0;
+}
+
+/* What run_chosen needs of one schedule, gathered at its first call and
+ * kept on the loop (ExploringLoop._pick_state, which begin_schedule and
+ * end_schedule reset to None): the pool's containers, the chooser's methods
+ * and state, and the counters only this function moves.  Reading them from
+ * the loop and the chooser at every call cost about a microsecond a loop
+ * iteration, more than the picks of a short one
+ * (docs/benchmarks-exploration.md). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *chooser;
+    PyObject *candidates, *queued, *task_labels, *steps, *picks, *deviations, *ready, *popleft;
+    PyObject *choose;
+    PyObject *arrive; /* NULL: the chooser is not told of arrivals */
+    Native native;
+    Py_ssize_t choices, passed_over, starving, arrivals;
+    Py_ssize_t lane_seq; /* -1: the lane has no candidate (arrival numbers are >= 0) */
+} PickState;
+
+static int
+PickState_traverse(PickState *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->chooser);
+    Py_VISIT(self->candidates);
+    Py_VISIT(self->queued);
+    Py_VISIT(self->task_labels);
+    Py_VISIT(self->steps);
+    Py_VISIT(self->picks);
+    Py_VISIT(self->deviations);
+    Py_VISIT(self->ready);
+    Py_VISIT(self->popleft);
+    Py_VISIT(self->choose);
+    Py_VISIT(self->arrive);
+    Py_VISIT(self->native.splitmix);
+    Py_VISIT(self->native.below);
+    Py_VISIT(self->native.priority);
+    Py_VISIT(self->native.heap);
+    Py_VISIT(self->native.held_back);
+    Py_VISIT(self->native.lowered_to);
+    Py_VISIT(self->native.draw);
+    return 0;
+}
+
+static int
+PickState_clear(PickState *self)
+{
+    Py_CLEAR(self->chooser);
+    Py_CLEAR(self->candidates);
+    Py_CLEAR(self->queued);
+    Py_CLEAR(self->task_labels);
+    Py_CLEAR(self->steps);
+    Py_CLEAR(self->picks);
+    Py_CLEAR(self->deviations);
+    Py_CLEAR(self->ready);
+    Py_CLEAR(self->popleft);
+    Py_CLEAR(self->choose);
+    Py_CLEAR(self->arrive);
+    native_clear(&self->native);
+    return 0;
+}
+
+static void
+PickState_dealloc(PickState *self)
+{
+    PyObject_GC_UnTrack(self);
+    PickState_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject PickState_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pytest_asyncspec.exploration._pick_c.PickState",
+    .tp_doc = "run_chosen's state for one schedule (internal).",
+    .tp_basicsize = sizeof(PickState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)PickState_traverse,
+    .tp_clear = (inquiry)PickState_clear,
+    .tp_dealloc = (destructor)PickState_dealloc,
+};
+
+/* The schedule's state, made at the first call for ``chooser`` (a new
+ * reference), or NULL with an error set. */
+static PickState *
+pick_state(PyObject *loop, PyObject *chooser)
+{
+    PyObject *kept = PyObject_GetAttr(loop, s_pick_state);
+    if (kept == NULL) {
+        return NULL;
+    }
+    if (Py_IS_TYPE(kept, &PickState_Type) && ((PickState *)kept)->chooser == chooser) {
+        return (PickState *)kept;
+    }
+    Py_DECREF(kept);
+    PickState *state = PyObject_GC_New(PickState, &PickState_Type);
+    if (state == NULL) {
+        return NULL;
+    }
+    memset((char *)state + sizeof(PyObject), 0, sizeof(PickState) - sizeof(PyObject));
+    PyObject_GC_Track(state);
+    state->chooser = Py_NewRef(chooser);
+    state->lane_seq = -1;
+    if (native_init(&state->native, chooser) < 0 ||
+        (state->candidates = PyObject_GetAttr(loop, s_candidates)) == NULL ||
+        (state->queued = PyObject_GetAttr(loop, s_queued)) == NULL ||
+        (state->task_labels = PyObject_GetAttr(loop, s_task_labels)) == NULL ||
+        (state->steps = PyObject_GetAttr(loop, s_steps)) == NULL ||
+        (state->picks = PyObject_GetAttr(loop, s_picks)) == NULL ||
+        (state->deviations = PyObject_GetAttr(loop, s_deviations)) == NULL ||
+        (state->ready = PyObject_GetAttr(loop, s_ready)) == NULL ||
+        (state->popleft = PyObject_GetAttr(state->ready, s_popleft)) == NULL ||
+        (state->choose = PyObject_GetAttr(chooser, s_choose)) == NULL) {
+        goto failed;
+    }
+    if (!PyList_CheckExact(state->candidates) || !PyDict_CheckExact(state->queued) ||
+        !PyDict_CheckExact(state->task_labels) || !PyDict_CheckExact(state->steps) ||
+        !PyList_CheckExact(state->picks) || !PyList_CheckExact(state->deviations)) {
+        PyErr_SetString(PyExc_TypeError, "the exploring loop's pool is not what run_chosen expects");
+        goto failed;
+    }
+    {
+        /* A chooser that says it ignores arrivals is not told of them. */
+        PyObject *ignores = PyObject_GetAttr(chooser, s_ignores_arrivals);
+        int skip = 0;
+        if (ignores == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                goto failed;
+            }
+            PyErr_Clear();
+        }
+        else {
+            skip = PyObject_IsTrue(ignores);
+            Py_DECREF(ignores);
+            if (skip < 0) {
+                goto failed;
+            }
+        }
+        /* RandomChooser ignores arrivals; PctChooser's arrive is pct_arrive. */
+        if (!skip && state->native.kind == CHOOSER_PYTHON &&
+            (state->arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
+            goto failed;
+        }
+    }
+    /* The counters start where the loop's own (those of the Python pick
+     * loop, reset by begin_schedule) stand. */
+    PyObject *lane_seq_obj = NULL;
+    if (get_ssize(loop, s_choices, &state->choices) < 0 ||
+        get_ssize(loop, s_passed_over, &state->passed_over) < 0 ||
+        get_ssize(loop, s_starving, &state->starving) < 0 ||
+        get_ssize(loop, s_arrivals, &state->arrivals) < 0 ||
+        (lane_seq_obj = PyObject_GetAttr(loop, s_lane_seq)) == NULL) {
+        goto failed;
+    }
+    if (lane_seq_obj != Py_None) {
+        state->lane_seq = PyLong_AsSsize_t(lane_seq_obj);
+        if (state->lane_seq == -1 && PyErr_Occurred()) {
+            Py_DECREF(lane_seq_obj);
+            goto failed;
+        }
+    }
+    Py_DECREF(lane_seq_obj);
+    if (PyObject_SetAttr(loop, s_pick_state, (PyObject *)state) < 0) {
+        goto failed;
+    }
+    return state;
+
+failed:
+    Py_DECREF(state);
+    return NULL;
 }
 
 static int
@@ -342,12 +676,22 @@ pct_arrive(Native *native, PyObject *candidate)
         if (PyErr_Occurred()) {
             return -1;
         }
-        PyObject *drawn = PyObject_CallNoArgs(native->draw);
-        if (drawn == NULL) {
-            return -1;
+        /* depth + 1 + random(), added in this order as the Python code adds. */
+        if (native->splitmix != NULL) {
+            value = PyFloat_FromDouble(native->depth_plus_one + splitmix_random(native->splitmix));
         }
-        value = PyNumber_Add(native->depth_plus_one, drawn);
-        Py_DECREF(drawn);
+        else {
+            PyObject *drawn = PyObject_CallNoArgs(native->draw);
+            if (drawn == NULL) {
+                return -1;
+            }
+            double unit = PyFloat_AsDouble(drawn);
+            Py_DECREF(drawn);
+            if (unit == -1.0 && PyErr_Occurred()) {
+                return -1;
+            }
+            value = PyFloat_FromDouble(native->depth_plus_one + unit);
+        }
         if (value == NULL) {
             return -1;
         }
@@ -466,35 +810,32 @@ pct_choose(Native *native, PyObject *candidates, Py_ssize_t eligible, Py_ssize_t
     return status < 0 ? -1 : index;
 }
 
-/* RandomChooser.choose: randrange(eligible) as random.py draws it. */
+/* RandomChooser.choose: the generator's below(eligible). */
 static Py_ssize_t
 random_choose(Native *native, Py_ssize_t eligible)
 {
-    int width = 0;
-    for (size_t rest = (size_t)eligible; rest; rest >>= 1) {
-        width++;
+    if (native->splitmix != NULL) {
+        return (Py_ssize_t)splitmix_below(native->splitmix, (uint64_t)eligible);
     }
-    PyObject *width_obj = PyLong_FromLong(width);
-    if (width_obj == NULL) {
+    PyObject *bound = PyLong_FromSsize_t(eligible);
+    if (bound == NULL) {
         return -1;
     }
-    for (;;) {
-        PyObject *drawn = PyObject_CallOneArg(native->bits, width_obj);
-        if (drawn == NULL) {
-            Py_DECREF(width_obj);
-            return -1;
-        }
-        Py_ssize_t value = PyLong_AsSsize_t(drawn);
-        Py_DECREF(drawn);
-        if (value == -1 && PyErr_Occurred()) {
-            Py_DECREF(width_obj);
-            return -1;
-        }
-        if (value < eligible) {
-            Py_DECREF(width_obj);
-            return value;
-        }
+    PyObject *drawn = PyObject_CallOneArg(native->below, bound);
+    Py_DECREF(bound);
+    if (drawn == NULL) {
+        return -1;
     }
+    Py_ssize_t value = PyNumber_AsSsize_t(drawn, PyExc_IndexError);
+    Py_DECREF(drawn);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0 || value >= eligible) {
+        PyErr_Format(PyExc_IndexError, "the generator's below(%zd) gave %zd", eligible, value);
+        return -1;
+    }
+    return value;
 }
 
 static PyObject *
@@ -509,77 +850,27 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *loop = args[0], *chooser = args[1];
-    PyObject *candidates = NULL, *queued = NULL, *task_labels = NULL, *steps = NULL,
-             *picks = NULL, *deviations = NULL, *ready = NULL, *popleft = NULL, *choose = NULL,
-             *arrive = NULL, *lane_seq_obj = NULL;
     PyObject *handle = NULL, *label = NULL, *entry = NULL, *oldest = NULL;
-    Py_ssize_t choices = 0, passed_over = 0, starving = 0, arrivals = 0, held = 0;
-    Py_ssize_t lane_seq = -1; /* -1: the lane has no candidate (arrival numbers are >= 0) */
-    int counters_read = 0;
     PyObject *result = NULL;
-    Native native;
-    if (native_init(&native, chooser) < 0) {
-        native_clear(&native);
+    Py_ssize_t held = 0;
+    PickState *state = pick_state(loop, chooser);
+    if (state == NULL) {
         return NULL;
     }
-
-    if ((candidates = PyObject_GetAttr(loop, s_candidates)) == NULL ||
-        (queued = PyObject_GetAttr(loop, s_queued)) == NULL ||
-        (task_labels = PyObject_GetAttr(loop, s_task_labels)) == NULL ||
-        (steps = PyObject_GetAttr(loop, s_steps)) == NULL ||
-        (picks = PyObject_GetAttr(loop, s_picks)) == NULL ||
-        (deviations = PyObject_GetAttr(loop, s_deviations)) == NULL ||
-        (ready = PyObject_GetAttr(loop, s_ready)) == NULL ||
-        (popleft = PyObject_GetAttr(ready, s_popleft)) == NULL ||
-        (choose = PyObject_GetAttr(chooser, s_choose)) == NULL) {
+    /* Borrowed from the state, which this call holds. */
+    PyObject *candidates = state->candidates, *queued = state->queued,
+             *task_labels = state->task_labels, *steps = state->steps, *picks = state->picks,
+             *deviations = state->deviations, *ready = state->ready, *popleft = state->popleft,
+             *choose = state->choose, *arrive = state->arrive;
+    Native *native = &state->native;
+    /* Read and written by this function alone: kept in locals, and stored
+     * back into the state however the loop below ends. */
+    Py_ssize_t choices = state->choices, passed_over = state->passed_over,
+               starving = state->starving, arrivals = state->arrivals,
+               lane_seq = state->lane_seq;
+    if (get_ssize(loop, s_held, &held) < 0) {
         goto done;
     }
-    if (!PyList_CheckExact(candidates) || !PyDict_CheckExact(queued) ||
-        !PyDict_CheckExact(task_labels) || !PyDict_CheckExact(steps) ||
-        !PyList_CheckExact(picks) || !PyList_CheckExact(deviations)) {
-        PyErr_SetString(PyExc_TypeError, "the exploring loop's pool is not what run_chosen expects");
-        goto done;
-    }
-    {
-        /* A chooser that says it ignores arrivals is not told of them. */
-        PyObject *ignores = PyObject_GetAttr(chooser, s_ignores_arrivals);
-        int skip = 0;
-        if (ignores == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-                goto done;
-            }
-            PyErr_Clear();
-        }
-        else {
-            skip = PyObject_IsTrue(ignores);
-            Py_DECREF(ignores);
-            if (skip < 0) {
-                goto done;
-            }
-        }
-        /* RandomChooser ignores arrivals; PctChooser's arrive is pct_arrive. */
-        if (!skip && native.kind == CHOOSER_PYTHON &&
-            (arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
-            goto done;
-        }
-    }
-    if (get_ssize(loop, s_choices, &choices) < 0 ||
-        get_ssize(loop, s_passed_over, &passed_over) < 0 ||
-        get_ssize(loop, s_starving, &starving) < 0 || get_ssize(loop, s_arrivals, &arrivals) < 0 ||
-        get_ssize(loop, s_held, &held) < 0) {
-        goto done;
-    }
-    if ((lane_seq_obj = PyObject_GetAttr(loop, s_lane_seq)) == NULL) {
-        goto done;
-    }
-    if (lane_seq_obj != Py_None) {
-        lane_seq = PyLong_AsSsize_t(lane_seq_obj);
-        if (lane_seq == -1 && PyErr_Occurred()) {
-            goto done;
-        }
-    }
-    Py_CLEAR(lane_seq_obj);
-    counters_read = 1;
 
     Py_ssize_t left = -1; /* picks left in this iteration, counted after the first arrivals */
     for (;;) {
@@ -634,8 +925,8 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 if (is_lane) {
                     lane_seq = seq;
                 }
-                if (native.kind == CHOOSER_PCT) {
-                    if (pct_arrive(&native, entry) < 0) {
+                if (native->kind == CHOOSER_PCT) {
+                    if (pct_arrive(native, entry) < 0) {
                         goto done;
                     }
                 }
@@ -691,10 +982,10 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         Py_ssize_t index = 0;
-        if (passed_over < fairness_bound && native.kind != CHOOSER_PYTHON) {
-            index = native.kind == CHOOSER_RANDOM
-                        ? random_choose(&native, eligible)
-                        : pct_choose(&native, candidates, eligible, choices);
+        if (passed_over < fairness_bound && native->kind != CHOOSER_PYTHON) {
+            index = native->kind == CHOOSER_RANDOM
+                        ? random_choose(native, eligible)
+                        : pct_choose(native, candidates, eligible, choices);
             if (index == -1) {
                 goto done;
             }
@@ -788,8 +1079,8 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (is_lane) {
                 lane_seq = successor_seq;
             }
-            if (native.kind == CHOOSER_PCT) {
-                if (pct_arrive(&native, successor) < 0) {
+            if (native->kind == CHOOSER_PCT) {
+                if (pct_arrive(native, successor) < 0) {
                     Py_DECREF(successor);
                     goto done;
                 }
@@ -914,40 +1205,12 @@ done:
     Py_XDECREF(label);
     Py_XDECREF(entry);
     Py_XDECREF(oldest);
-    Py_XDECREF(lane_seq_obj);
-    if (counters_read) {
-        /* Stored back however the loop ended, as the Python code's finally. */
-        PyObject *error_type, *error_value, *error_traceback;
-        PyErr_Fetch(&error_type, &error_value, &error_traceback);
-        int failed = set_ssize(loop, s_choices, choices) < 0 ||
-                     set_ssize(loop, s_passed_over, passed_over) < 0 ||
-                     set_ssize(loop, s_starving, starving) < 0 ||
-                     set_ssize(loop, s_arrivals, arrivals) < 0;
-        if (!failed) {
-            failed = lane_seq < 0 ? PyObject_SetAttr(loop, s_lane_seq, Py_None) < 0
-                                  : set_ssize(loop, s_lane_seq, lane_seq) < 0;
-        }
-        if (error_type != NULL) {
-            if (failed) {
-                PyErr_Clear();
-            }
-            PyErr_Restore(error_type, error_value, error_traceback);
-        }
-        else if (failed) {
-            Py_CLEAR(result);
-        }
-    }
-    Py_XDECREF(candidates);
-    Py_XDECREF(queued);
-    Py_XDECREF(task_labels);
-    Py_XDECREF(steps);
-    Py_XDECREF(picks);
-    Py_XDECREF(deviations);
-    Py_XDECREF(ready);
-    Py_XDECREF(popleft);
-    Py_XDECREF(choose);
-    Py_XDECREF(arrive);
-    native_clear(&native);
+    state->choices = choices;
+    state->passed_over = passed_over;
+    state->starving = starving;
+    state->arrivals = arrivals;
+    state->lane_seq = lane_seq;
+    Py_DECREF(state);
     return result;
 }
 
@@ -1004,7 +1267,7 @@ PyInit__pick_c(void)
     INTERN(s_instead_of, "instead_of");
     INTERN(s_step, "step");
     INTERN(s_ran, "ran");
-    INTERN(s_bits, "_bits");
+    INTERN(s_below, "below");
     INTERN(s_priority, "_priority");
     INTERN(s_heap, "_heap");
     INTERN(s_held_back, "_held_back");
@@ -1012,8 +1275,21 @@ PyInit__pick_c(void)
     INTERN(s_random, "_random");
     INTERN(s_random_method, "random");
     INTERN(s_depth, "depth");
+    INTERN(s_pick_state, "_pick_state");
     if ((empty_tuple = PyTuple_New(0)) == NULL) {
         return NULL;
     }
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&SplitMix_Type) < 0 || PyType_Ready(&PickState_Type) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObject(module, "SplitMix", Py_NewRef((PyObject *)&SplitMix_Type)) < 0) {
+        Py_DECREF(&SplitMix_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -143,6 +143,8 @@ class ExploringLoop(VirtualClockLoop):
         "_lane_seq",
         "_name_counts",
         "_passed_over",
+        "_pick_state",
+        "_prune_labels_at",
         "_queued",
         "_schedule_timers",
         "_starving",
@@ -187,9 +189,11 @@ class ExploringLoop(VirtualClockLoop):
         # keep plain labels.  Keyed by id() for a fast lookup on every pick
         # (a WeakKeyDictionary is measurably slower: docs/benchmarks.md,
         # "Figures behind choices in the code"); a hit counts only when
-        # its weak reference still gives that very task, and a task's entry
-        # goes when it does.  Insertion order is the order labels were given.
+        # its weak reference still gives that very task; dead entries are
+        # pruned in bulk (_prune_task_labels) or replaced when their id()
+        # comes back.  Insertion order is the order labels were given.
         self._task_labels: dict[int, tuple[weakref.ref[asyncio.Future[Any]], str]] = {}
+        self._prune_labels_at = _FIRST_LABEL_PRUNE
         self._name_counts: dict[str, int] = {}
         self._timer_counts: dict[str, int] = {}
         # id() of a pending timer -> its label (timers define __eq__ on their
@@ -214,6 +218,9 @@ class ExploringLoop(VirtualClockLoop):
         # callback it picked turns out to be cancelled (PCT's change points
         # count choices).
         self._choices = 0
+        # The C pick loop's own hold on the above (containers and counters),
+        # made at its first call of a schedule; None for the Python twin.
+        self._pick_state: object | None = None
 
     # -- schedules -----------------------------------------------------------
 
@@ -249,6 +256,7 @@ class ExploringLoop(VirtualClockLoop):
             self._queued.clear()
         self._lane_seq = None
         self._held = 0
+        self._pick_state = None
         self._task_labels.clear()
         self._timer_labels.clear()
 
@@ -274,16 +282,28 @@ class ExploringLoop(VirtualClockLoop):
         label = f"{name}-{count}"
         key = id(task)
         labels = self._task_labels
-
-        def forget(held: weakref.ref[asyncio.Future[Any]]) -> None:
-            entry = labels.get(key)
-            if entry is not None and entry[0] is held:
-                del labels[key]
-
-        labels[key] = (weakref.ref(task, forget), label)
+        if key in labels:
+            # A dead task's entry under a reused id(): removed, not
+            # overwritten, so that the new entry comes last in label order.
+            del labels[key]
+        elif len(labels) >= self._prune_labels_at:
+            self._prune_task_labels()
+        # A plain weak reference (no callback: one per task cost about 1 us,
+        # a tenth of a short schedule); dead entries are pruned in bulk.
+        labels[key] = (weakref.ref(task), label)
         if self.on_label is not None:
             self.on_label(task, label)
         return label
+
+    def _prune_task_labels(self) -> None:
+        # Entries of collected tasks go, and the next pruning waits until the
+        # table has doubled: a schedule of many short-lived tasks keeps a
+        # table the size of its live tasks, at a constant cost per task.
+        labels = self._task_labels
+        for key, (held, _) in list(labels.items()):
+            if held() is None:
+                del labels[key]
+        self._prune_labels_at = max(_FIRST_LABEL_PRUNE, 2 * len(labels))
 
     def in_label_order(self, tasks: Iterable[asyncio.Future[Any]]) -> list[asyncio.Future[Any]]:
         """``tasks`` in an order that depends on the schedule alone, never on
@@ -560,6 +580,8 @@ def _name_key(task: asyncio.Future[Any]) -> list[tuple[int, str]]:
 
 
 _DIGITS = re.compile(r"(\d+)")
+#: Size of the task-label table at which dead entries are first pruned.
+_FIRST_LABEL_PRUNE = 256
 #: Makes a Candidate from a tuple of its fields without NamedTuple's
 #: Python-level __new__ (one call less per arrival).
 _new_candidate = tuple.__new__

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .deviation import Deviation
+from .generator import GOLDEN, MASK, SplitMix, distinct_points, mix64
 
 if TYPE_CHECKING:
     from .exploring_loop import Candidate, Chooser
@@ -49,23 +49,6 @@ class FifoChooser:
         return 0
 
 
-def seeded_random(seed: int) -> random.Random:
-    """``random.Random(seed)``, in the same state, for half the cost.
-
-    ``random.Random(seed)`` seeds its generator in Python's ``seed`` method,
-    which checks the seed's type before it calls the C generator's own
-    ``seed``; for an int it does nothing else.  Called here directly, the C
-    seeding is all that is left: a new seed per schedule costs about 2 us
-    instead of 4 (measured in docs/benchmarks-exploration.md).
-    """
-    if type(seed) is not int:
-        return random.Random(seed)  # what Random's own seed accepts, as it treats it
-    generator = random.Random.__new__(random.Random)
-    super(random.Random, generator).seed(seed)
-    generator.gauss_next = None  # type: ignore[attr-defined]  # as Random.seed leaves it
-    return generator
-
-
 class RandomChooser:
     """Any eligible candidate, uniformly, at every pick."""
 
@@ -74,8 +57,8 @@ class RandomChooser:
     ignores_arrivals = True
 
     def __init__(self, seed: int) -> None:
-        self._random = seeded_random(seed)
-        self._bits = self._random.getrandbits
+        self._random = SplitMix(seed)
+        self._below = self._random.below
 
     def arrive(self, candidate: Candidate) -> None:
         pass
@@ -83,16 +66,7 @@ class RandomChooser:
     def choose(
         self, candidates: Sequence[Candidate], eligible: int, pick: int, steps: dict[str, int]
     ) -> int:
-        # random.randrange(eligible), inlined: it draws getrandbits(k) with k
-        # the bit length of eligible until the draw is below it (CPython
-        # 3.10 to 3.13), so the same seed gives the same picks, at a third
-        # of the cost of its three Python-level calls.
-        bits = self._bits
-        width = eligible.bit_length()
-        drawn = bits(width)
-        while drawn >= eligible:
-            drawn = bits(width)
-        return drawn
+        return self._below(eligible)
 
 
 class PctChooser:
@@ -106,10 +80,9 @@ class PctChooser:
     fifo = False
 
     def __init__(self, seed: int, depth: int, length: int) -> None:
-        self._random = seeded_random(seed)
+        self._random = SplitMix(seed)
         self.depth = depth
-        span = max(length, depth)
-        points = self._random.sample(range(1, span + 1), depth - 1)
+        points = distinct_points(self._random, depth - 1, max(length, depth))
         # The i-th change point (in time order) lowers to depth - i: below
         # every initial priority (> depth) and below earlier changes.
         self._lowered_to = {point: depth - rank for rank, point in enumerate(sorted(points), 1)}
@@ -210,19 +183,31 @@ class ReplayChooser:
 
 
 def schedule_seed(run_seed: int, number: int) -> int:
-    """The seed of schedule ``number`` of a run seeded ``run_seed`` (stable
-    across processes and Python versions)."""
-    global _blake2b
-    if _blake2b is None:
-        import hashlib  # here: hashlib costs milliseconds at pytest start-up
+    """The seed of schedule ``number`` of a run seeded ``run_seed``: 63 bits,
+    the same in every process and on every Python version.
 
-        _blake2b = hashlib.blake2b
-    digest = _blake2b(f"{run_seed}/{number}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    The run seed (any int) is hashed once into a 64-bit key; schedule ``n``
+    is SplitMix64's output for the key plus ``n`` increments, so that
+    neighbouring numbers give unrelated seeds at the cost of a few
+    multiplications (a hash per schedule cost a sixth of a short one).
+    """
+    global _last_key
+    run, key = _last_key
+    if run != run_seed or run is None:
+        key = _run_key(run_seed)
+        _last_key = (run_seed, key)
+    return mix64((key + number * GOLDEN) & MASK) >> 1
 
 
-#: hashlib.blake2b, once schedule_seed first needed it.
-_blake2b: Any = None
+def _run_key(run_seed: int) -> int:
+    import hashlib  # here: hashlib costs milliseconds at pytest start-up
+
+    digest = hashlib.blake2b(str(run_seed).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+#: The last run seed schedule_seed saw, and its key.
+_last_key: tuple[object, int] = (None, 0)
 
 
 @dataclass(frozen=True)
