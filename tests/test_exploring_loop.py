@@ -630,15 +630,23 @@ def _run_with(pick_loop: Any, make: Callable[[], Chooser]) -> tuple[Any, ...]:
         loop.on_deviation = lambda oldest, ran: heard.append((oldest.label, ran.label))
         loop.run_until_complete(_busy_program(log))
         loop.end_schedule()
-        state = (
-            getattr(chooser, "arrived", None),
-            getattr(chooser, "_priority", None),
-            getattr(chooser, "_heap", None),
-        )
+        # PCT's heaps are not compared: the C loop keeps them in its own
+        # per-schedule state (the chooser's lists are the Python loop's);
+        # the priorities they order are compared, and so is every pick.
+        state = (getattr(chooser, "arrived", None), getattr(chooser, "_priority", None))
         return (log, loop.picks, loop.deviations, loop.steps_taken(), heard, state)
     finally:
         exploring_loop._run_chosen = saved
         loop.close()
+
+
+def _pct_with_entries(chooser: PctChooser) -> PctChooser:
+    """A PCT chooser whose heaps hold entries before the schedule starts (the
+    C loop starts its own heaps from them): one of an arrival that never
+    comes, one that takes the highest priority, and one held back."""
+    chooser._heap.extend([(-99.0, 10_000), (-50.0, 4)])
+    chooser._held_back.append((7, -60.0))
+    return chooser
 
 
 def _random_deviations() -> list[Deviation]:
@@ -656,10 +664,11 @@ def _random_deviations() -> list[Deviation]:
         lambda: RandomChooser(3),
         lambda: PctChooser(3, 3, 200),
         lambda: PctChooser(8, 2, 40),
+        lambda: _pct_with_entries(PctChooser(5, 3, 200)),
         _NewestFirst,
         lambda: ReplayChooser(_random_deviations()[:6]),
     ],
-    ids=["random", "pct3", "pct2", "newest-first", "replay"],
+    ids=["random", "pct3", "pct2", "pct-with-entries", "newest-first", "replay"],
 )
 def test_the_c_pick_loop_picks_as_its_python_twin(make: Callable[[], Chooser]) -> None:
     """Same picks, deviations, steps, listener calls and chooser state, with

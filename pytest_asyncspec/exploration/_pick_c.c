@@ -41,11 +41,9 @@ static PyObject *absent;
 static Py_ssize_t fairness_bound;
 static PyObject *empty_tuple;
 /* The strategies' own types, whose choose and arrive are done here without
- * a call into Python (see Native below), and heapq's functions. */
+ * a call into Python (see Native below). */
 static PyObject *RandomChooser_type;
 static PyObject *PctChooser_type;
-static PyObject *heappush;
-static PyObject *heappop;
 
 static PyObject *s_callback, *s_self, *s_cancelled, *s_run, *s_new_task_label, *s_label_of,
     *s_choose, *s_arrive, *s_ignores_arrivals, *s_on_deviation, *s_popleft, *s_append,
@@ -201,10 +199,10 @@ static PyTypeObject SplitMix_Type = {
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs, *random_type, *pct_type, *push, *pop;
+    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs, *random_type, *pct_type;
     Py_ssize_t bound;
-    if (!PyArg_ParseTuple(args, "OOOUUO!OnOOOO", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
-                          &tasks, &abs, &bound, &random_type, &pct_type, &push, &pop)) {
+    if (!PyArg_ParseTuple(args, "OOOUUO!OnOO", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
+                          &tasks, &abs, &bound, &random_type, &pct_type)) {
         return NULL;
     }
     if (!PyType_Check(cand) || !PyType_IsSubtype((PyTypeObject *)cand, &PyTuple_Type)) {
@@ -221,8 +219,6 @@ configure(PyObject *module, PyObject *args)
     fairness_bound = bound;
     Py_XSETREF(RandomChooser_type, Py_NewRef(random_type));
     Py_XSETREF(PctChooser_type, Py_NewRef(pct_type));
-    Py_XSETREF(heappush, Py_NewRef(push));
-    Py_XSETREF(heappop, Py_NewRef(pop));
     Py_RETURN_NONE;
 }
 
@@ -398,6 +394,83 @@ new_deviation(PyObject *instead_of, PyObject *step, PyObject *ran)
  * Python and the chooser reads the same afterwards. */
 enum { CHOOSER_PYTHON, CHOOSER_RANDOM, CHOOSER_PCT };
 
+/* An entry of PCT's heaps: (-priority, arrival number).  Arrival numbers
+ * are unique, so entries never tie and any heap pops them in the order
+ * heapq pops PctChooser's tuples. */
+typedef struct {
+    double negative;
+    Py_ssize_t seq;
+} PctEntry;
+
+/* A binary min-heap of PctEntry, by (negative, seq), or by seq alone. */
+typedef struct {
+    PctEntry *items;
+    Py_ssize_t length, capacity;
+    int by_seq;
+} PctHeap;
+
+static inline int
+pct_before(const PctHeap *heap, PctEntry a, PctEntry b)
+{
+    if (heap->by_seq || a.negative == b.negative) {
+        return a.seq < b.seq;
+    }
+    return a.negative < b.negative;
+}
+
+static int
+pct_push(PctHeap *heap, PctEntry entry)
+{
+    if (heap->length == heap->capacity) {
+        Py_ssize_t capacity = heap->capacity ? 2 * heap->capacity : 32;
+        PctEntry *items = PyMem_Realloc(heap->items, (size_t)capacity * sizeof(PctEntry));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        heap->items = items;
+        heap->capacity = capacity;
+    }
+    Py_ssize_t at = heap->length++;
+    while (at > 0) {
+        Py_ssize_t parent = (at - 1) / 2;
+        if (!pct_before(heap, entry, heap->items[parent])) {
+            break;
+        }
+        heap->items[at] = heap->items[parent];
+        at = parent;
+    }
+    heap->items[at] = entry;
+    return 0;
+}
+
+/* Removes the first entry (the heap is not empty). */
+static PctEntry
+pct_pop(PctHeap *heap)
+{
+    PctEntry first = heap->items[0];
+    PctEntry last = heap->items[--heap->length];
+    Py_ssize_t at = 0, length = heap->length;
+    for (;;) {
+        Py_ssize_t child = 2 * at + 1;
+        if (child >= length) {
+            break;
+        }
+        if (child + 1 < length && pct_before(heap, heap->items[child + 1], heap->items[child])) {
+            child++;
+        }
+        if (!pct_before(heap, heap->items[child], last)) {
+            break;
+        }
+        heap->items[at] = heap->items[child];
+        at = child;
+    }
+    if (length) {
+        heap->items[at] = last;
+    }
+    return first;
+}
+
 typedef struct {
     int kind;
     /* The chooser's generator (both kinds), drawn from in C when it is a
@@ -405,9 +478,14 @@ typedef struct {
     SplitMixObject *splitmix;
     PyObject *below;       /* random: the generator's below, when not SplitMix */
     PyObject *priority;    /* pct: label -> priority */
-    PyObject *heap;        /* pct: (-priority, arrival number) */
-    PyObject *held_back;   /* pct: (arrival number, -priority) */
-    PyObject *lowered_to;  /* pct: change point -> priority */
+    /* pct: the chooser's _heap and _held_back, kept here in C for the
+     * schedule (heapq on tuples cost a fifth of a PCT schedule of crowd20:
+     * docs/benchmarks-exploration.md); loaded from the chooser's lists. */
+    PctHeap heap, held_back;
+    /* pct: _lowered_to's change points and their priorities (depth - 1). */
+    Py_ssize_t points;
+    Py_ssize_t *point_at;
+    PyObject **point_value;
     PyObject *draw;        /* pct: the generator's random, when not SplitMix */
     double depth_plus_one;
 } Native;
@@ -418,10 +496,77 @@ native_clear(Native *native)
     Py_CLEAR(native->splitmix);
     Py_CLEAR(native->below);
     Py_CLEAR(native->priority);
-    Py_CLEAR(native->heap);
-    Py_CLEAR(native->held_back);
-    Py_CLEAR(native->lowered_to);
     Py_CLEAR(native->draw);
+    PyMem_Free(native->heap.items);
+    PyMem_Free(native->held_back.items);
+    native->heap.items = native->held_back.items = NULL;
+    native->heap.length = native->held_back.length = 0;
+    native->heap.capacity = native->held_back.capacity = 0;
+    for (Py_ssize_t i = 0; i < native->points; i++) {
+        Py_CLEAR(native->point_value[i]);
+    }
+    PyMem_Free(native->point_at);
+    PyMem_Free(native->point_value);
+    native->point_at = NULL;
+    native->point_value = NULL;
+    native->points = 0;
+}
+
+/* Pushes the entries of a heap list of 2-tuples onto ``heap``: (-priority,
+ * seq), or (seq, -priority) when ``seq_first``. */
+static int
+pct_load(PctHeap *heap, PyObject *list, int seq_first)
+{
+    if (!PyList_CheckExact(list)) {
+        PyErr_SetString(PyExc_TypeError, "PctChooser's heaps are lists");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "PctChooser's heap entries are pairs");
+            return -1;
+        }
+        PctEntry entry;
+        entry.negative = PyFloat_AsDouble(PyTuple_GET_ITEM(item, seq_first ? 1 : 0));
+        if (entry.negative == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        entry.seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, seq_first ? 0 : 1));
+        if ((entry.seq == -1 && PyErr_Occurred()) || pct_push(heap, entry) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* _lowered_to (change point -> priority) as two arrays. */
+static int
+pct_load_points(Native *native, PyObject *lowered_to)
+{
+    if (!PyDict_CheckExact(lowered_to)) {
+        PyErr_SetString(PyExc_TypeError, "PctChooser's _lowered_to is a dict");
+        return -1;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(lowered_to);
+    native->point_at = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    native->point_value = PyMem_Calloc((size_t)(count ? count : 1), sizeof(PyObject *));
+    if (native->point_at == NULL || native->point_value == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(lowered_to, &position, &key, &value)) {
+        Py_ssize_t at = PyLong_AsSsize_t(key);
+        if (at == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        native->point_at[native->points] = at;
+        native->point_value[native->points] = Py_NewRef(value);
+        native->points++;
+    }
+    return 0;
 }
 
 /* The chooser's _random: kept as SplitMix, or its method ``name``. */
@@ -451,12 +596,13 @@ native_init(Native *native, PyObject *chooser)
     }
     if ((PyObject *)Py_TYPE(chooser) == PctChooser_type) {
         native->kind = CHOOSER_PCT;
-        PyObject *depth = NULL;
+        native->held_back.by_seq = 1;
+        PyObject *depth = NULL, *heap = NULL, *held_back = NULL, *lowered_to = NULL;
         int status = -1;
         if ((native->priority = PyObject_GetAttr(chooser, s_priority)) != NULL &&
-            (native->heap = PyObject_GetAttr(chooser, s_heap)) != NULL &&
-            (native->held_back = PyObject_GetAttr(chooser, s_held_back)) != NULL &&
-            (native->lowered_to = PyObject_GetAttr(chooser, s_lowered_to)) != NULL &&
+            (heap = PyObject_GetAttr(chooser, s_heap)) != NULL &&
+            (held_back = PyObject_GetAttr(chooser, s_held_back)) != NULL &&
+            (lowered_to = PyObject_GetAttr(chooser, s_lowered_to)) != NULL &&
             native_generator(native, chooser, s_random_method, &native->draw) == 0 &&
             (depth = PyObject_GetAttr(chooser, s_depth)) != NULL) {
             double depth_value = PyFloat_AsDouble(depth);
@@ -464,16 +610,19 @@ native_init(Native *native, PyObject *chooser)
             if (depth_value == -1.0 && PyErr_Occurred()) {
                 /* status stays -1 */
             }
-            else if (PyList_CheckExact(native->heap) && PyList_CheckExact(native->held_back) &&
-                     PyDict_CheckExact(native->priority) &&
-                     PyDict_CheckExact(native->lowered_to)) {
-                status = 0;
+            else if (!PyDict_CheckExact(native->priority)) {
+                PyErr_SetString(PyExc_TypeError, "PctChooser's _priority is a dict");
             }
-            else {
-                PyErr_SetString(PyExc_TypeError, "PctChooser's state is not what run_chosen expects");
+            else if (pct_load(&native->heap, heap, 0) == 0 &&
+                     pct_load(&native->held_back, held_back, 1) == 0 &&
+                     pct_load_points(native, lowered_to) == 0) {
+                status = 0;
             }
         }
         Py_XDECREF(depth);
+        Py_XDECREF(heap);
+        Py_XDECREF(held_back);
+        Py_XDECREF(lowered_to);
         return status;
     }
     native->kind = CHOOSER_PYTHON;
@@ -515,9 +664,9 @@ PickState_traverse(PickState *self, visitproc visit, void *arg)
     Py_VISIT(self->native.splitmix);
     Py_VISIT(self->native.below);
     Py_VISIT(self->native.priority);
-    Py_VISIT(self->native.heap);
-    Py_VISIT(self->native.held_back);
-    Py_VISIT(self->native.lowered_to);
+    for (Py_ssize_t i = 0; i < self->native.points; i++) {
+        Py_VISIT(self->native.point_value[i]);
+    }
     Py_VISIT(self->native.draw);
     return 0;
 }
@@ -649,36 +798,20 @@ failed:
     return NULL;
 }
 
-static int
-call_heap(PyObject *function, PyObject *heap, PyObject *item, PyObject **popped)
-{
-    PyObject *call_args[2] = {heap, item};
-    PyObject *result = PyObject_Vectorcall(function, call_args, item == NULL ? 1 : 2, NULL);
-    if (result == NULL) {
-        return -1;
-    }
-    if (popped != NULL) {
-        *popped = result;
-    }
-    else {
-        Py_DECREF(result);
-    }
-    return 0;
-}
-
 /* PctChooser.arrive */
 static int
 pct_arrive(Native *native, PyObject *candidate)
 {
     PyObject *label = PyTuple_GET_ITEM(candidate, 1);
     PyObject *value = PyDict_GetItemWithError(native->priority, label); /* borrowed */
+    double priority;
     if (value == NULL) {
         if (PyErr_Occurred()) {
             return -1;
         }
         /* depth + 1 + random(), added in this order as the Python code adds. */
         if (native->splitmix != NULL) {
-            value = PyFloat_FromDouble(native->depth_plus_one + splitmix_random(native->splitmix));
+            priority = native->depth_plus_one + splitmix_random(native->splitmix);
         }
         else {
             PyObject *drawn = PyObject_CallNoArgs(native->draw);
@@ -690,32 +823,27 @@ pct_arrive(Native *native, PyObject *candidate)
             if (unit == -1.0 && PyErr_Occurred()) {
                 return -1;
             }
-            value = PyFloat_FromDouble(native->depth_plus_one + unit);
+            priority = native->depth_plus_one + unit;
         }
-        if (value == NULL) {
+        PyObject *kept = PyFloat_FromDouble(priority);
+        if (kept == NULL) {
             return -1;
         }
-        if (PyDict_SetItem(native->priority, label, value) < 0) {
-            Py_DECREF(value);
+        int status = PyDict_SetItem(native->priority, label, kept);
+        Py_DECREF(kept);
+        if (status < 0) {
             return -1;
         }
     }
     else {
-        Py_INCREF(value);
+        /* A float, or the int a change point lowered it to. */
+        priority = PyFloat_AsDouble(value);
+        if (priority == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
     }
-    PyObject *negative = PyNumber_Negative(value);
-    Py_DECREF(value);
-    if (negative == NULL) {
-        return -1;
-    }
-    PyObject *item = PyTuple_Pack(2, negative, PyTuple_GET_ITEM(candidate, 0));
-    Py_DECREF(negative);
-    if (item == NULL) {
-        return -1;
-    }
-    int status = call_heap(heappush, native->heap, item, NULL);
-    Py_DECREF(item);
-    return status;
+    PctEntry entry = {-priority, seq_of(candidate)};
+    return pct_push(&native->heap, entry);
 }
 
 /* Index of the first candidate whose arrival number is ``seq`` or above:
@@ -740,74 +868,43 @@ at_or_after_seq(PyObject *candidates, Py_ssize_t seq)
 static Py_ssize_t
 pct_choose(Native *native, PyObject *candidates, Py_ssize_t eligible, Py_ssize_t pick)
 {
-    PyObject *heap = native->heap, *held_back = native->held_back;
+    PctHeap *heap = &native->heap, *held_back = &native->held_back;
     Py_ssize_t last_eligible = seq_of(PyList_GET_ITEM(candidates, eligible - 1));
-    while (PyList_GET_SIZE(held_back) &&
-           seq_of(PyList_GET_ITEM(held_back, 0)) <= last_eligible) {
-        PyObject *released;
-        if (call_heap(heappop, held_back, NULL, &released) < 0) {
+    while (held_back->length && held_back->items[0].seq <= last_eligible) {
+        if (pct_push(heap, pct_pop(held_back)) < 0) {
             return -1;
         }
-        PyObject *item = PyTuple_Pack(2, PyTuple_GET_ITEM(released, 1),
-                                      PyTuple_GET_ITEM(released, 0));
-        Py_DECREF(released);
-        if (item == NULL || call_heap(heappush, heap, item, NULL) < 0) {
-            Py_XDECREF(item);
-            return -1;
-        }
-        Py_DECREF(item);
     }
     Py_ssize_t index;
     for (;;) {
-        if (PyList_GET_SIZE(heap) == 0) {
+        if (heap->length == 0) {
             PyErr_SetString(PyExc_IndexError, "list index out of range");
             return -1;
         }
-        PyObject *top = PyList_GET_ITEM(heap, 0); /* borrowed: used before any call */
-        Py_ssize_t seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(top, 1));
-        if (seq == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        Py_ssize_t seq = heap->items[0].seq;
         index = at_or_after_seq(candidates, seq);
         if (index == PyList_GET_SIZE(candidates) ||
             seq_of(PyList_GET_ITEM(candidates, index)) != seq) {
-            if (call_heap(heappop, heap, NULL, NULL) < 0) { /* it ran already */
-                return -1;
-            }
+            pct_pop(heap); /* it ran already */
         }
         else if (seq > last_eligible) {
-            PyObject *popped;
-            if (call_heap(heappop, heap, NULL, &popped) < 0) {
+            if (pct_push(held_back, pct_pop(heap)) < 0) {
                 return -1;
             }
-            PyObject *item = PyTuple_Pack(2, PyTuple_GET_ITEM(popped, 1),
-                                          PyTuple_GET_ITEM(popped, 0));
-            Py_DECREF(popped);
-            if (item == NULL || call_heap(heappush, held_back, item, NULL) < 0) {
-                Py_XDECREF(item);
-                return -1;
-            }
-            Py_DECREF(item);
         }
         else {
             break;
         }
     }
-    PyObject *point = PyLong_FromSsize_t(pick + 1);
-    if (point == NULL) {
-        return -1;
+    for (Py_ssize_t i = 0; i < native->points; i++) {
+        if (native->point_at[i] == pick + 1) {
+            /* The step runs, then its task yields to everyone else. */
+            PyObject *label = PyTuple_GET_ITEM(PyList_GET_ITEM(candidates, index), 1);
+            return PyDict_SetItem(native->priority, label, native->point_value[i]) < 0 ? -1
+                                                                                       : index;
+        }
     }
-    PyObject *lowered = PyDict_GetItemWithError(native->lowered_to, point); /* borrowed */
-    Py_DECREF(point);
-    if (lowered == NULL) {
-        return PyErr_Occurred() ? -1 : index;
-    }
-    /* The step runs, then its task yields to everyone else. */
-    Py_INCREF(lowered);
-    int status = PyDict_SetItem(native->priority,
-                                PyTuple_GET_ITEM(PyList_GET_ITEM(candidates, index), 1), lowered);
-    Py_DECREF(lowered);
-    return status < 0 ? -1 : index;
+    return index;
 }
 
 /* RandomChooser.choose: the generator's below(eligible). */
@@ -1217,7 +1314,7 @@ done:
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(Candidate, Deviation, deque, LANE, BOOKKEEPING, task_types, absent, "
-     "fairness_bound): the exploring loop's types and constants."},
+     "fairness_bound, RandomChooser, PctChooser): the exploring loop's types and constants."},
     {"run_chosen", (PyCFunction)(void (*)(void))run_chosen, METH_FASTCALL,
      "run_chosen(loop, chooser): one iteration's picks (see ExploringLoop._run_ready_chosen_py)."},
     {NULL},

@@ -603,8 +603,6 @@ def _pick_accelerator() -> Callable[[ExploringLoop, Chooser], None]:
         except ImportError:  # no compiler at install time, or not Linux
             pass
         else:
-            import heapq
-
             # Their choose and arrive run in C too, on their own state.
             from .strategies import PctChooser, RandomChooser
 
@@ -619,8 +617,6 @@ def _pick_accelerator() -> Callable[[ExploringLoop, Chooser], None]:
                 FAIRNESS_BOUND,
                 RandomChooser,
                 PctChooser,
-                heapq.heappush,
-                heapq.heappop,
             )
             return cast("Callable[[ExploringLoop, Chooser], None]", _pick_c.run_chosen)
     return ExploringLoop._run_ready_chosen_py

@@ -74,7 +74,10 @@ class PctChooser:
     spread over the first ``length`` picks.
 
     Candidates wait in a heap by priority, so a pick costs O(log n) however
-    many callbacks are ready (ten thousand gathered tasks, say).
+    many callbacks are ready (ten thousand gathered tasks, say).  The C pick
+    loop does ``arrive`` and ``choose`` itself, on ``_priority`` and on heaps
+    of its own that start from ``_heap`` and ``_held_back`` (which only the
+    Python pick loop then moves).
     """
 
     fifo = False
