@@ -469,6 +469,48 @@ def test_callbacks_a_schedule_leaves_queued_run_before_the_next_schedule() -> No
     assert first_picks == ["run-1"] * 4
 
 
+def test_a_task_the_clean_up_between_schedules_started_is_not_a_later_schedules_leftover() -> None:
+    """The tasks from before a run are looked up once per exploration and
+    kept, except after a clean-up that ran the loop: a task started there
+    (by a callback the body left queued) was there before the next run, and
+    is not cancelled as what that run left running."""
+    loop = ExploringLoop()
+    background: list[asyncio.Task[None]] = []
+    cancelled: list[str] = []
+    left: list[list[asyncio.Task[Any]]] = []
+
+    async def idle() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append("background")
+            raise
+
+    def start_background() -> None:
+        background.append(loop.create_task(idle()))
+
+    async def run() -> None:
+        await asyncio.sleep(0)
+        if not background:
+            # Runs before the loop stops, and queues what runs after it.
+            asyncio.get_running_loop().call_soon(loop.call_soon, start_background)
+
+    explorer = Explorer(loop, lambda: loop.run_until_complete(run()), test="between")
+    explorer.on_leftovers = left.append
+    try:
+        outcome = explorer.explore(Plan("random", 3, 1), 5)
+        assert outcome.failure is None
+        assert len(background) == 1
+        assert not background[0].done()
+        assert cancelled == []
+        assert left == []
+    finally:
+        for task in background:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*background, return_exceptions=True))
+        loop.close()
+
+
 def test_the_loop_would_idle_only_with_nothing_ready_due_or_watched() -> None:
     loop = ExploringLoop()
     try:

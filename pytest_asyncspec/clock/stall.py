@@ -420,12 +420,15 @@ class StallWatch:
         one's stall; returns the tick of the next check."""
         self._budget = 0 if budget_seconds is None else int(budget_seconds * TICKS_PER_SECOND)
         self._interval = max(1, self._budget // CHECKS_PER_BUDGET)
+        self._count_stall_from(now)
+        return self.next_check
+
+    def _count_stall_from(self, now: int) -> None:
         self._signature = frozenset()
         self._since = now
         self._witness = None
         self._next_signature = now + self._interval
-        self._next_stall = NEVER if budget_seconds is None else self._next_signature
-        return self.next_check
+        self._next_stall = NEVER if self._budget == 0 else self._next_signature
 
     def restart_time(self, budget_seconds: float | None, now: int, jumps: int) -> int:
         """A new test (or schedule) begins at tick ``now``, after the loop's
@@ -433,10 +436,22 @@ class StallWatch:
         tick of the next check."""
         self._time_budget = 0 if budget_seconds is None else int(budget_seconds * TICKS_PER_SECOND)
         self._time_interval = max(1, self._time_budget // CHECKS_PER_BUDGET)
+        self._count_time_from(now, jumps)
+        return self.next_check
+
+    def _count_time_from(self, now: int, jumps: int) -> None:
         self._started = now
         self._started_jumps = jumps
         self._time_witness = None
-        self._next_time = NEVER if budget_seconds is None else now + self._time_budget
+        self._next_time = NEVER if self._time_budget == 0 else now + self._time_budget
+
+    def restart_both(self, now: int, jumps: int) -> int:
+        """A new schedule begins at tick ``now``, after the loop's
+        ``jumps``-th jump: both budgets, as they are, count from here (one
+        call, with no conversion of the budgets to seconds and back);
+        returns the tick of the next check."""
+        self._count_stall_from(now)
+        self._count_time_from(now, jumps)
         return self.next_check
 
     def check(self, loop: Any, due: int) -> int:

@@ -429,6 +429,12 @@ class VirtualClockLoop(PeerTrackingLoop):
         self._stall_check = self._stall_watch.restart(seconds, self._ticks)
         self.hidden_deadlock = None
 
+    def restart_budgets(self) -> None:
+        """A schedule begins: the stall and time budgets, unchanged, count
+        from now, and no deadlock a timeout ended is remembered."""
+        self._stall_check = self._stall_watch.restart_both(self._ticks, self._jumps)
+        self.hidden_deadlock = None
+
     @property
     def time_budget(self) -> float | None:
         """Virtual seconds a test may run before a runaway is judged (None: off)."""
@@ -843,7 +849,7 @@ class VirtualClockLoop(PeerTrackingLoop):
         if self._timer_cancelled_count:
             self._drop_cancelled_timers()
         heap = self._timer_heap
-        own_time = self._own_time()
+        own_time = self._patched_time is None and not self._foreign_time  # _own_time, inline
         if (
             self._ready  # type: ignore[attr-defined]
             or self._held
@@ -859,7 +865,10 @@ class VirtualClockLoop(PeerTrackingLoop):
                     # A loop that never idles (a task polling on sleep(0))
                     # ends an advance once its charged busy time passed it.
                     self._end_run_for()
-            self._poll(0)
+            # _poll(0), inline: this runs at every busy iteration.
+            events = self._selector.select(0)  # type: ignore[attr-defined]
+            if events:
+                self._process_events(events)  # type: ignore[attr-defined]
         else:
             self._wait_or_jump()
 

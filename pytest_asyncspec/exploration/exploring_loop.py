@@ -233,8 +233,7 @@ class ExploringLoop(VirtualClockLoop):
         # The stall and time budgets count per schedule, from its start: a
         # livelock or runaway is reported at the same virtual instant
         # whenever the schedule replays.
-        self.restart_stall_budget(self.stall_budget)
-        self.restart_time_budget(self.time_budget)
+        self.restart_budgets()
         # A busy streak is measured in picks from now on (see PICK_NS).
         picks = self.picks
         self._busy_clock = lambda: len(picks) * PICK_NS
