@@ -683,6 +683,76 @@ def test_the_c_pick_loop_picks_as_its_python_twin(make: Callable[[], Chooser]) -
     assert deviations, "every chooser here deviates somewhere"
 
 
+class _Worker:
+    """Gives its tasks a coroutine with a dotted qualified name."""
+
+    async def step(self) -> None:
+        await asyncio.sleep(0)
+
+
+_TASK_NAMES = [
+    None,
+    "Task-1234567",
+    "Task-",
+    "Task-12a",
+    "Task-\u0663",
+    "Task-\u00b2",
+    "x",
+    "",
+    "None",
+]
+
+
+async def _named_tasks(log: list[str]) -> None:
+    async def nested() -> None:
+        await asyncio.sleep(0)
+
+    worker = _Worker()
+    for name in _TASK_NAMES:
+        await asyncio.gather(
+            asyncio.create_task(nested(), name=name),
+            asyncio.create_task(worker.step(), name=name),
+        )
+    # Enough short tasks, one after another, for the label table's pruning.
+    for _ in range(2 * exploring_loop._FIRST_LABEL_PRUNE):
+        await asyncio.create_task(asyncio.sleep(0))
+    log.append("done")
+
+
+@pytest.mark.skipif(not exploring_loop.PICKS_ACCELERATED, reason="the C pick loop is not in use")
+def test_the_c_pick_loop_labels_tasks_as_its_python_twin() -> None:
+    """The C pick loop labels a task it sees first as _new_task_label does:
+    default names (asyncio's, 3.13's "None", the empty name) give way to the
+    coroutine's short name, other names stay, counts go on across the
+    table's pruning, and on_label hears the same."""
+
+    def run(pick_loop: Any) -> tuple[list[str], list[str]]:
+        heard: list[str] = []
+        loop = ExploringLoop()
+        saved = exploring_loop._run_chosen
+        exploring_loop._run_chosen = pick_loop
+        try:
+            loop.begin_schedule(RandomChooser(4))
+            loop.on_label = lambda task, label: heard.append(label)
+            loop.run_until_complete(_named_tasks([]))
+            picks = list(loop.picks)
+            loop.end_schedule()
+            return picks, heard
+        finally:
+            exploring_loop._run_chosen = saved
+            loop.close()
+
+    in_c = run(exploring_loop._run_chosen)
+    in_python = run(ExploringLoop._run_ready_chosen_py)
+    assert in_c == in_python
+    labels = set(in_c[1])
+    assert {"nested-1", "step-1", "Task--1", "Task-12a-1", "Task-\u00b2-1", "x-1"} <= labels
+    # Five of the names are defaults: asyncio's twice, "", "None" and none.
+    assert {"nested-5", "step-5"} <= labels
+    assert "nested-6" not in labels
+    assert f"sleep-{2 * exploring_loop._FIRST_LABEL_PRUNE}" in labels
+
+
 def test_the_fairness_bound_forces_the_oldest_in_either_pick_loop() -> None:
     _, picks, deviations, *_ = _run_with(exploring_loop._run_chosen, _NewestFirst)
     # The spinner is always the newest: it would run to its end before the

@@ -6,8 +6,11 @@
  * contract; run_chosen(loop, chooser) here does the same work, in the same
  * order, with the same calls into Python:
  *
- *   loop._new_task_label(task)   a task seen for the first time
  *   loop._label_of(handle)       a callback that is not a task's
+ *   loop.on_label(task, label)   a task seen for the first time, if set
+ *   shown_task_name(name, coro)  a default-named task of a coroutine whose
+ *                                short name is not known yet
+ *   loop._prune_task_labels()    when the task-label table is due a pruning
  *   chooser.choose(candidates, eligible, pick, steps)
  *   chooser.arrive(candidate)    unless chooser.ignores_arrivals is true
  *   loop.on_deviation(oldest, picked)
@@ -19,9 +22,14 @@
  * per pick than asyncio's own loop spends on a task step
  * (docs/benchmarks-exploration.md).
  *
+ * A task seen for the first time is labelled here as
+ * ExploringLoop._new_task_label labels it (the same name, count, table entry
+ * and on_label call; a loop subclass's own _new_task_label is not called).
+ *
  * The pool's state stays where the Python code keeps it, in the loop's
- * slots: read at entry, the counters this function alone uses written back
- * however it ends, and _held (which has_ready reads) kept current.  No
+ * slots, kept for the schedule in a PickState; the counters this function
+ * alone uses are kept there too, and _held (which has_ready and the hang
+ * watch read) is kept current on the loop.  No
  * borrowed reference is held across a call into Python: a callback may
  * close the loop, which empties the pool.
  */
@@ -44,13 +52,18 @@ static PyObject *empty_tuple;
  * a call into Python (see Native below). */
 static PyObject *RandomChooser_type;
 static PyObject *PctChooser_type;
+/* task_table.shown_task_name and its cache of coroutines' short names. */
+static PyObject *shown_task_name;
+static PyObject *short_names;
 
 static PyObject *s_callback, *s_self, *s_cancelled, *s_run, *s_new_task_label, *s_label_of,
     *s_choose, *s_arrive, *s_ignores_arrivals, *s_on_deviation, *s_popleft, *s_append,
     *s_candidates, *s_queued, *s_task_labels, *s_steps, *s_picks, *s_deviations, *s_ready,
     *s_choices, *s_passed_over, *s_starving, *s_lane_seq, *s_arrivals, *s_held,
     *s_instead_of, *s_step, *s_ran, *s_below, *s_priority, *s_heap, *s_held_back,
-    *s_lowered_to, *s_random, *s_random_method, *s_depth, *s_pick_state;
+    *s_lowered_to, *s_random, *s_random_method, *s_depth, *s_pick_state, *s_name_counts,
+    *s_get_name, *s_done, *s_get_coro, *s_qualname, *s_name, *s_prune_labels_at,
+    *s_prune_task_labels, *s_on_label, *s_none_name, *s_task_prefix;
 
 /* SplitMix64: the C twin of generator.PySplitMix (see generator.py). */
 typedef struct {
@@ -199,10 +212,12 @@ static PyTypeObject SplitMix_Type = {
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs, *random_type, *pct_type;
+    PyObject *cand, *dev, *dq, *lane, *book, *tasks, *abs, *random_type, *pct_type, *shown,
+        *shorts;
     Py_ssize_t bound;
-    if (!PyArg_ParseTuple(args, "OOOUUO!OnOO", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
-                          &tasks, &abs, &bound, &random_type, &pct_type)) {
+    if (!PyArg_ParseTuple(args, "OOOUUO!OnOOOO!", &cand, &dev, &dq, &lane, &book, &PyTuple_Type,
+                          &tasks, &abs, &bound, &random_type, &pct_type, &shown, &PyDict_Type,
+                          &shorts)) {
         return NULL;
     }
     if (!PyType_Check(cand) || !PyType_IsSubtype((PyTypeObject *)cand, &PyTuple_Type)) {
@@ -219,6 +234,8 @@ configure(PyObject *module, PyObject *args)
     fairness_bound = bound;
     Py_XSETREF(RandomChooser_type, Py_NewRef(random_type));
     Py_XSETREF(PctChooser_type, Py_NewRef(pct_type));
+    Py_XSETREF(shown_task_name, Py_NewRef(shown));
+    Py_XSETREF(short_names, Py_NewRef(shorts));
     Py_RETURN_NONE;
 }
 
@@ -315,9 +332,215 @@ get_ssize(PyObject *loop, PyObject *name, Py_ssize_t *value)
     return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* Whether ``name`` is one asyncio gives a task that was not named:
+ * "Task-" and decimal digits, "None" (3.13's eager factory) or empty;
+ * -1 with an error set.  As task_table.shown_task_name tells them apart. */
+static int
+is_default_task_name(PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(name);
+    if (length == 0) {
+        return 1;
+    }
+    int equal = PyUnicode_Compare(name, s_none_name);
+    if (equal == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (equal == 0) {
+        return 1;
+    }
+    if (length <= 5 || PyUnicode_Tailmatch(name, s_task_prefix, 0, 5, -1) != 1) {
+        return 0;
+    }
+    int kind = PyUnicode_KIND(name);
+    const void *data = PyUnicode_DATA(name);
+    for (Py_ssize_t i = 5; i < length; i++) {
+        if (!Py_UNICODE_ISDECIMAL(PyUnicode_READ(kind, data, i))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The name a label shows for ``task``: shown_task_name(task.get_name(),
+ * the qualified name of its coroutine).  A new reference, or NULL. */
+static PyObject *
+shown_name(PyObject *task)
+{
+    PyObject *name = PyObject_CallMethodNoArgs(task, s_get_name);
+    if (name == NULL) {
+        return NULL;
+    }
+    int unnamed = is_default_task_name(name);
+    if (unnamed <= 0) {
+        /* Its own name (or an error). */
+        if (unnamed < 0) {
+            Py_CLEAR(name);
+        }
+        return name;
+    }
+    /* introspection.live_coro: no get_coro() on a done task (3.12.0-3.12.2
+     * crash on one that finished eagerly). */
+    PyObject *done = PyObject_CallMethodNoArgs(task, s_done);
+    if (done == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    int finished = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    PyObject *coro = finished ? Py_NewRef(Py_None)
+                   : finished == 0 ? PyObject_CallMethodNoArgs(task, s_get_coro) : NULL;
+    if (coro == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    /* getattr(coro, "__qualname__", None) or type(coro).__name__ */
+    PyObject *qualname = PyObject_GetAttr(coro, s_qualname);
+    int usable = 0;
+    if (qualname == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            Py_DECREF(coro);
+            Py_DECREF(name);
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    else if ((usable = PyObject_IsTrue(qualname)) < 0) {
+        Py_DECREF(qualname);
+        Py_DECREF(coro);
+        Py_DECREF(name);
+        return NULL;
+    }
+    if (!usable) {
+        Py_XDECREF(qualname);
+        qualname = PyObject_GetAttr((PyObject *)Py_TYPE(coro), s_name);
+    }
+    Py_DECREF(coro);
+    if (qualname == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    /* The short name, if this coroutine's is known; else the Python
+     * function, which works it out and keeps it. */
+    PyObject *shown = PyUnicode_Check(qualname) ? PyDict_GetItemWithError(short_names, qualname)
+                                                : NULL; /* borrowed */
+    if (shown != NULL) {
+        Py_INCREF(shown);
+    }
+    else if (!PyErr_Occurred()) {
+        shown = PyObject_CallFunctionObjArgs(shown_task_name, name, qualname, NULL);
+    }
+    Py_DECREF(qualname);
+    Py_DECREF(name);
+    return shown;
+}
+
+/* ExploringLoop._new_task_label: the task's label (a new reference), or
+ * NULL with an error set. */
+static PyObject *
+new_task_label(PyObject *loop, PyObject *task_labels, PyObject *name_counts, PyObject *task)
+{
+    PyObject *name = shown_name(task);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *known = PyDict_GetItemWithError(name_counts, name); /* borrowed */
+    Py_ssize_t count = 1;
+    if (known != NULL) {
+        count = PyLong_AsSsize_t(known);
+        if (count == -1 && PyErr_Occurred()) {
+            Py_DECREF(name);
+            return NULL;
+        }
+        count++;
+    }
+    else if (PyErr_Occurred()) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *count_obj = PyLong_FromSsize_t(count);
+    if (count_obj == NULL || PyDict_SetItem(name_counts, name, count_obj) < 0) {
+        Py_XDECREF(count_obj);
+        Py_DECREF(name);
+        return NULL;
+    }
+    Py_DECREF(count_obj);
+    PyObject *label = PyUnicode_FromFormat("%S-%zd", name, count);
+    Py_DECREF(name);
+    if (label == NULL) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromVoidPtr(task);
+    if (key == NULL) {
+        Py_DECREF(label);
+        return NULL;
+    }
+    int present = PyDict_Contains(task_labels, key);
+    if (present < 0) {
+        goto failed;
+    }
+    if (present) {
+        /* A dead task's entry under a reused id(): removed, so that the new
+         * entry comes last in label order. */
+        if (PyDict_DelItem(task_labels, key) < 0) {
+            goto failed;
+        }
+    }
+    else {
+        Py_ssize_t prune_at;
+        if (get_ssize(loop, s_prune_labels_at, &prune_at) < 0) {
+            goto failed;
+        }
+        if (PyDict_GET_SIZE(task_labels) >= prune_at) {
+            PyObject *pruned = PyObject_CallMethodNoArgs(loop, s_prune_task_labels);
+            if (pruned == NULL) {
+                goto failed;
+            }
+            Py_DECREF(pruned);
+        }
+    }
+    PyObject *held = PyWeakref_NewRef(task, NULL);
+    if (held == NULL) {
+        goto failed;
+    }
+    PyObject *entry = PyTuple_Pack(2, held, label);
+    Py_DECREF(held);
+    if (entry == NULL) {
+        goto failed;
+    }
+    int status = PyDict_SetItem(task_labels, key, entry);
+    Py_DECREF(entry);
+    if (status < 0) {
+        goto failed;
+    }
+    Py_CLEAR(key);
+    PyObject *listener = PyObject_GetAttr(loop, s_on_label);
+    if (listener == NULL) {
+        goto failed;
+    }
+    if (listener != Py_None) {
+        PyObject *told = PyObject_CallFunctionObjArgs(listener, task, label, NULL);
+        if (told == NULL) {
+            Py_DECREF(listener);
+            goto failed;
+        }
+        Py_DECREF(told);
+    }
+    Py_DECREF(listener);
+    return label;
+
+failed:
+    Py_XDECREF(key);
+    Py_DECREF(label);
+    return NULL;
+}
+
 /* The label of an arriving handle: a new reference, or NULL. */
 static PyObject *
-label_of(PyObject *loop, PyObject *task_labels, PyObject *handle)
+label_of(PyObject *loop, PyObject *task_labels, PyObject *name_counts, PyObject *handle)
 {
     PyObject *callback = PyObject_GetAttr(handle, s_callback);
     if (callback == NULL) {
@@ -357,7 +580,7 @@ label_of(PyObject *loop, PyObject *task_labels, PyObject *handle)
                     return label;
                 }
             }
-            PyObject *label = PyObject_CallMethodOneArg(loop, s_new_task_label, owner);
+            PyObject *label = new_task_label(loop, task_labels, name_counts, owner);
             Py_DECREF(owner);
             return label;
         }
@@ -639,7 +862,8 @@ native_init(Native *native, PyObject *chooser)
 typedef struct {
     PyObject_HEAD
     PyObject *chooser;
-    PyObject *candidates, *queued, *task_labels, *steps, *picks, *deviations, *ready, *popleft;
+    PyObject *candidates, *queued, *task_labels, *name_counts, *steps, *picks, *deviations, *ready,
+        *popleft;
     PyObject *choose;
     PyObject *arrive; /* NULL: the chooser is not told of arrivals */
     Native native;
@@ -654,6 +878,7 @@ PickState_traverse(PickState *self, visitproc visit, void *arg)
     Py_VISIT(self->candidates);
     Py_VISIT(self->queued);
     Py_VISIT(self->task_labels);
+    Py_VISIT(self->name_counts);
     Py_VISIT(self->steps);
     Py_VISIT(self->picks);
     Py_VISIT(self->deviations);
@@ -678,6 +903,7 @@ PickState_clear(PickState *self)
     Py_CLEAR(self->candidates);
     Py_CLEAR(self->queued);
     Py_CLEAR(self->task_labels);
+    Py_CLEAR(self->name_counts);
     Py_CLEAR(self->steps);
     Py_CLEAR(self->picks);
     Py_CLEAR(self->deviations);
@@ -733,6 +959,7 @@ pick_state(PyObject *loop, PyObject *chooser)
         (state->candidates = PyObject_GetAttr(loop, s_candidates)) == NULL ||
         (state->queued = PyObject_GetAttr(loop, s_queued)) == NULL ||
         (state->task_labels = PyObject_GetAttr(loop, s_task_labels)) == NULL ||
+        (state->name_counts = PyObject_GetAttr(loop, s_name_counts)) == NULL ||
         (state->steps = PyObject_GetAttr(loop, s_steps)) == NULL ||
         (state->picks = PyObject_GetAttr(loop, s_picks)) == NULL ||
         (state->deviations = PyObject_GetAttr(loop, s_deviations)) == NULL ||
@@ -742,7 +969,8 @@ pick_state(PyObject *loop, PyObject *chooser)
         goto failed;
     }
     if (!PyList_CheckExact(state->candidates) || !PyDict_CheckExact(state->queued) ||
-        !PyDict_CheckExact(state->task_labels) || !PyDict_CheckExact(state->steps) ||
+        !PyDict_CheckExact(state->task_labels) || !PyDict_CheckExact(state->name_counts) ||
+        !PyDict_CheckExact(state->steps) ||
         !PyList_CheckExact(state->picks) || !PyList_CheckExact(state->deviations)) {
         PyErr_SetString(PyExc_TypeError, "the exploring loop's pool is not what run_chosen expects");
         goto failed;
@@ -983,7 +1211,7 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if ((handle = PyObject_CallNoArgs(popleft)) == NULL) {
                 goto done;
             }
-            if ((label = label_of(loop, task_labels, handle)) == NULL) {
+            if ((label = label_of(loop, task_labels, state->name_counts, handle)) == NULL) {
                 goto done;
             }
             if (label == bookkeeping_label) {
@@ -1314,7 +1542,8 @@ done:
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(Candidate, Deviation, deque, LANE, BOOKKEEPING, task_types, absent, "
-     "fairness_bound, RandomChooser, PctChooser): the exploring loop's types and constants."},
+     "fairness_bound, RandomChooser, PctChooser, shown_task_name, short names): the exploring "
+     "loop's types and constants."},
     {"run_chosen", (PyCFunction)(void (*)(void))run_chosen, METH_FASTCALL,
      "run_chosen(loop, chooser): one iteration's picks (see ExploringLoop._run_ready_chosen_py)."},
     {NULL},
@@ -1373,6 +1602,17 @@ PyInit__pick_c(void)
     INTERN(s_random_method, "random");
     INTERN(s_depth, "depth");
     INTERN(s_pick_state, "_pick_state");
+    INTERN(s_name_counts, "_name_counts");
+    INTERN(s_get_name, "get_name");
+    INTERN(s_done, "done");
+    INTERN(s_get_coro, "get_coro");
+    INTERN(s_qualname, "__qualname__");
+    INTERN(s_name, "__name__");
+    INTERN(s_prune_labels_at, "_prune_labels_at");
+    INTERN(s_prune_task_labels, "_prune_task_labels");
+    INTERN(s_on_label, "on_label");
+    INTERN(s_none_name, "None");
+    INTERN(s_task_prefix, "Task-");
     if ((empty_tuple = PyTuple_New(0)) == NULL) {
         return NULL;
     }

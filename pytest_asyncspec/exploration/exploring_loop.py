@@ -52,7 +52,7 @@ from ..clock import time_patch
 from ..clock.ticks import seconds_to_ticks
 from ..clock.virtual_loop import DEFAULT_BUSY_GRACE, DEFAULT_DEADLOCK_GRACE, VirtualClockLoop
 from ..introspection import live_coro
-from ..tracing.task_table import shown_task_name
+from ..tracing.task_table import SHORT_NAMES, shown_task_name
 from .deviation import Deviation
 
 LANE = "loop"
@@ -616,6 +616,8 @@ def _pick_accelerator() -> Callable[[ExploringLoop, Chooser], None]:
                 FAIRNESS_BOUND,
                 RandomChooser,
                 PctChooser,
+                shown_task_name,
+                SHORT_NAMES,
             )
             return cast("Callable[[ExploringLoop, Chooser], None]", _pick_c.run_chosen)
     return ExploringLoop._run_ready_chosen_py

@@ -49,16 +49,17 @@ def shown_task_name(name: str, coroutine: str) -> str:
     # schedule.
     unnamed = not name or name == "None" or (name[:5] == "Task-" and name[5:].isdecimal())
     if unnamed and coroutine:
-        short = _SHORT_NAMES.get(coroutine)
+        short = SHORT_NAMES.get(coroutine)
         if short is None:
-            short = _SHORT_NAMES[coroutine] = coroutine.rsplit(".", 1)[-1]
+            short = SHORT_NAMES[coroutine] = coroutine.rsplit(".", 1)[-1]
         return short
     return name
 
 
 #: The last part of each coroutine's qualified name seen so far (as many as
-#: the program has coroutine functions).
-_SHORT_NAMES: dict[str, str] = {}
+#: the program has coroutine functions).  The exploring loop's C labeller
+#: reads it, and calls shown_task_name on a miss.
+SHORT_NAMES: dict[str, str] = {}
 
 
 @dataclass
