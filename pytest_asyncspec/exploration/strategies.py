@@ -192,7 +192,8 @@ def schedule_seed(run_seed: int, number: int) -> int:
     The run seed (any int) is hashed once into a 64-bit key; schedule ``n``
     is SplitMix64's output for the key plus ``n`` increments, so that
     neighbouring numbers give unrelated seeds at the cost of a few
-    multiplications (a hash per schedule cost a sixth of a short one).
+    multiplications (a blake2b hash per schedule cost about 1 us, 2 % of a
+    short schedule).
     """
     global _last_key
     run, key = _last_key
