@@ -702,7 +702,7 @@ typedef struct {
     PyObject *below;       /* random: the generator's below, when not SplitMix */
     PyObject *priority;    /* pct: label -> priority */
     /* pct: the chooser's _heap and _held_back, kept here in C for the
-     * schedule (heapq on tuples cost a fifth of a PCT schedule of crowd20:
+     * schedule (heapq on tuples was a large share of a PCT schedule:
      * docs/benchmarks-exploration.md); loaded from the chooser's lists. */
     PctHeap heap, held_back;
     /* pct: _lowered_to's change points and their priorities (depth - 1). */
@@ -856,9 +856,8 @@ native_init(Native *native, PyObject *chooser)
  * kept on the loop (ExploringLoop._pick_state, which begin_schedule and
  * end_schedule reset to None): the pool's containers, the chooser's methods
  * and state, and the counters only this function moves.  Reading them from
- * the loop and the chooser at every call cost about a microsecond a loop
- * iteration, more than the picks of a short one
- * (docs/benchmarks-exploration.md). */
+ * the loop and the chooser at every call cost more than the picks of a
+ * short iteration (docs/benchmarks-exploration.md). */
 typedef struct {
     PyObject_HEAD
     PyObject *chooser;

@@ -251,10 +251,10 @@ class Explorer:
         self.on_run_end: Callable[[ReplayToken | None], None] | None = None
         self._length = 0
         # The tasks that were there before the runs of an exploration, kept
-        # from one run to the next (all_tasks cost about 3 % of a short
-        # schedule): between two runs nothing runs that could start one,
-        # unless the clean-up ran the loop or a hook was called, which
-        # forget it.  None: look again.
+        # from one run to the next (all_tasks is a measurable share of a
+        # short schedule: docs/benchmarks-exploration.md).  Between two runs
+        # nothing runs that could start a task, unless the clean-up ran the
+        # loop or a hook was called, which forget them.  None: look again.
         self._baseline: set[asyncio.Task[Any]] | None = None
         self._keep_baseline = False
 

@@ -287,8 +287,9 @@ class ExploringLoop(VirtualClockLoop):
             del labels[key]
         elif len(labels) >= self._prune_labels_at:
             self._prune_task_labels()
-        # A plain weak reference (no callback: one per task cost about 1 us,
-        # a tenth of a short schedule); dead entries are pruned in bulk.
+        # A plain weak reference (a callback per task cost a measurable share
+        # of a short schedule: docs/benchmarks-exploration.md); dead entries
+        # are pruned in bulk.
         labels[key] = (weakref.ref(task), label)
         if self.on_label is not None:
             self.on_label(task, label)

@@ -2,8 +2,8 @@
 
 Every schedule has its own seed (so that one schedule can run again alone),
 which means a generator is seeded once per schedule.  ``random.Random``
-fills the Mersenne Twister's 624-word state to seed, which cost more than a
-tenth of a short schedule (docs/benchmarks-exploration.md).  SplitMix64
+fills the Mersenne Twister's 624-word state to seed, a large share of a
+short schedule (docs/benchmarks-exploration.md).  SplitMix64
 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
 OOPSLA 2014) keeps one 64-bit word: seeding is a store, a draw is a handful
 of multiplications and shifts.  Its output passes BigCrush, far beyond what

@@ -192,8 +192,7 @@ def schedule_seed(run_seed: int, number: int) -> int:
     The run seed (any int) is hashed once into a 64-bit key; schedule ``n``
     is SplitMix64's output for the key plus ``n`` increments, so that
     neighbouring numbers give unrelated seeds at the cost of a few
-    multiplications (a blake2b hash per schedule cost about 1 us, 2 % of a
-    short schedule).
+    multiplications, where a hash per schedule cost more.
     """
     global _last_key
     run, key = _last_key
