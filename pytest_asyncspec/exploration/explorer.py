@@ -354,12 +354,10 @@ class Explorer:
         # Each schedule starts clean, as a fresh asyncio.run would: what the
         # body left running is cancelled inside the schedule, in an order
         # fixed by the schedule (the same seed must run the same picks).
-        left = cast(
-            "list[asyncio.Task[Any]]",
-            self.loop.in_label_order(asyncio.all_tasks(self.loop) - before),
-        )
-        if not left:
+        remaining = asyncio.all_tasks(self.loop) - before
+        if not remaining:
             return
+        left = cast("list[asyncio.Task[Any]]", self.loop.in_label_order(remaining))
         if self.on_leftovers is not None:
             self.on_leftovers(list(left))
         for task in left:
