@@ -753,6 +753,60 @@ def test_the_c_pick_loop_labels_tasks_as_its_python_twin() -> None:
     assert f"sleep-{2 * exploring_loop._FIRST_LABEL_PRUNE}" in labels
 
 
+class _Unanswerable(Exception):
+    pass
+
+
+class _NoBool:
+    def __bool__(self) -> bool:
+        raise _Unanswerable("done() gave something that is neither true nor false")
+
+
+class _TaskThatCannotSayIfDone(asyncio.Task):  # type: ignore[type-arg]
+    def done(self) -> Any:
+        return _NoBool()
+
+
+@pytest.mark.parametrize(
+    "pick_loop",
+    [
+        pytest.param(
+            "c",
+            marks=pytest.mark.skipif(
+                not exploring_loop.PICKS_ACCELERATED, reason="the C pick loop is not in use"
+            ),
+        ),
+        "python",
+    ],
+)
+def test_an_error_while_labelling_a_task_comes_out_of_either_pick_loop(pick_loop: str) -> None:
+    """A task whose done() cannot be answered: the error reaches the caller
+    of the loop (the C labeller once went on as if the task were done)."""
+    loop = ExploringLoop()
+    saved = exploring_loop._run_chosen
+    if pick_loop == "python":
+        exploring_loop._run_chosen = ExploringLoop._run_ready_chosen_py
+    task = None
+    never_started = asyncio.sleep(0)
+
+    async def body() -> None:
+        nonlocal task
+        task = _TaskThatCannotSayIfDone(never_started, loop=loop)
+        await asyncio.sleep(0)
+
+    try:
+        loop.begin_schedule(RandomChooser(2))
+        with pytest.raises(_Unanswerable):
+            loop.run_until_complete(body())
+    finally:
+        exploring_loop._run_chosen = saved
+        loop.end_schedule()
+        if task is not None:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        never_started.close()
+        loop.close()
+
+
 def test_the_fairness_bound_forces_the_oldest_in_either_pick_loop() -> None:
     _, picks, deviations, *_ = _run_with(exploring_loop._run_chosen, _NewestFirst)
     # The spinner is always the newest: it would run to its end before the

@@ -391,8 +391,9 @@ shown_name(PyObject *task)
     }
     int finished = PyObject_IsTrue(done);
     Py_DECREF(done);
-    PyObject *coro = finished ? Py_NewRef(Py_None)
-                   : finished == 0 ? PyObject_CallMethodNoArgs(task, s_get_coro) : NULL;
+    PyObject *coro = finished < 0   ? NULL
+                     : finished > 0 ? Py_NewRef(Py_None)
+                                    : PyObject_CallMethodNoArgs(task, s_get_coro);
     if (coro == NULL) {
         Py_DECREF(name);
         return NULL;
