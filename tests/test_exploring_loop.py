@@ -779,9 +779,14 @@ class _TaskThatCannotSayIfDone(asyncio.Task):  # type: ignore[type-arg]
         "python",
     ],
 )
-def test_an_error_while_labelling_a_task_comes_out_of_either_pick_loop(pick_loop: str) -> None:
-    """A task whose done() cannot be answered: the error reaches the caller
-    of the loop (the C labeller once went on as if the task were done)."""
+@pytest.mark.parametrize("name", [None, "worker"])
+def test_an_error_while_labelling_a_task_comes_out_of_either_pick_loop(
+    pick_loop: str, name: str | None
+) -> None:
+    """A Task subclass whose done() cannot be answered: the error reaches the
+    caller of the loop, whether the task has a name of its own or not (the
+    C labeller once went on as if the task were done, and did not ask a
+    named task at all; a subclass is now labelled by _new_task_label)."""
     loop = ExploringLoop()
     saved = exploring_loop._run_chosen
     if pick_loop == "python":
@@ -791,7 +796,7 @@ def test_an_error_while_labelling_a_task_comes_out_of_either_pick_loop(pick_loop
 
     async def body() -> None:
         nonlocal task
-        task = _TaskThatCannotSayIfDone(never_started, loop=loop)
+        task = _TaskThatCannotSayIfDone(never_started, loop=loop, name=name)
         await asyncio.sleep(0)
 
     try:

@@ -7,6 +7,7 @@
  * order, with the same calls into Python:
  *
  *   loop._label_of(handle)       a callback that is not a task's
+ *   loop._new_task_label(task)   a task of a Task subclass seen first
  *   loop.on_label(task, label)   a task seen for the first time, if set
  *   shown_task_name(name, coro)  a default-named task of a coroutine whose
  *                                short name is not known yet
@@ -22,9 +23,11 @@
  * per pick than asyncio's own loop spends on a task step
  * (docs/benchmarks-exploration.md).
  *
- * A task seen for the first time is labelled here as
- * ExploringLoop._new_task_label labels it (the same name, count, table entry
- * and on_label call; a loop subclass's own _new_task_label is not called).
+ * A task of asyncio's own task types seen for the first time is labelled
+ * here as ExploringLoop._new_task_label labels it (the same name, count,
+ * table entry and on_label call; a loop subclass's own _new_task_label is
+ * not called for it).  A Task subclass, whose get_name or done may be its
+ * own, is labelled by _new_task_label.
  *
  * The pool's state stays where the Python code keeps it, in the loop's
  * slots, kept for the schedule in a PickState; the counters this function
@@ -332,15 +335,17 @@ get_ssize(PyObject *loop, PyObject *name, Py_ssize_t *value)
     return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* Whether ``name`` is one asyncio gives a task that was not named:
+/* Whether ``name`` (a str) is one asyncio gives a task that was not named:
  * "Task-" and decimal digits, "None" (3.13's eager factory) or empty;
  * -1 with an error set.  As task_table.shown_task_name tells them apart. */
 static int
 is_default_task_name(PyObject *name)
 {
-    if (!PyUnicode_Check(name)) {
-        return 0;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(name) < 0) {
+        return -1;
     }
+#endif
     Py_ssize_t length = PyUnicode_GET_LENGTH(name);
     if (length == 0) {
         return 1;
@@ -352,8 +357,12 @@ is_default_task_name(PyObject *name)
     if (equal == 0) {
         return 1;
     }
-    if (length <= 5 || PyUnicode_Tailmatch(name, s_task_prefix, 0, 5, -1) != 1) {
+    if (length <= 5) {
         return 0;
+    }
+    Py_ssize_t prefixed = PyUnicode_Tailmatch(name, s_task_prefix, 0, 5, -1);
+    if (prefixed <= 0) {
+        return (int)prefixed; /* 0, or -1 with an error set */
     }
     int kind = PyUnicode_KIND(name);
     const void *data = PyUnicode_DATA(name);
@@ -539,6 +548,24 @@ failed:
     return NULL;
 }
 
+/* Whether the weak reference ``held`` refers to ``object`` (alive). */
+static int
+weakref_is(PyObject *held, PyObject *object)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *referent = NULL;
+    if (PyWeakref_GetRef(held, &referent) < 0) {
+        PyErr_Clear(); /* not a weak reference: not a match */
+        return 0;
+    }
+    int same = referent == object;
+    Py_XDECREF(referent);
+    return same;
+#else
+    return PyWeakref_GetObject(held) == object;
+#endif
+}
+
 /* The label of an arriving handle: a new reference, or NULL. */
 static PyObject *
 label_of(PyObject *loop, PyObject *task_labels, PyObject *name_counts, PyObject *handle)
@@ -575,13 +602,21 @@ label_of(PyObject *loop, PyObject *task_labels, PyObject *name_counts, PyObject 
             }
             if (known != NULL && PyTuple_Check(known) && PyTuple_GET_SIZE(known) == 2) {
                 PyObject *held = PyTuple_GET_ITEM(known, 0);
-                if (PyWeakref_Check(held) && PyWeakref_GetObject(held) == owner) {
+                if (PyWeakref_Check(held) && weakref_is(held, owner)) {
                     PyObject *label = Py_NewRef(PyTuple_GET_ITEM(known, 1));
                     Py_DECREF(owner);
                     return label;
                 }
             }
-            PyObject *label = new_task_label(loop, task_labels, name_counts, owner);
+            /* asyncio's own task types are labelled here; a subclass (its
+             * get_name or done may be its own) by _new_task_label. */
+            int own_type = 0;
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(task_types); i++) {
+                own_type |= (PyObject *)Py_TYPE(owner) == PyTuple_GET_ITEM(task_types, i);
+            }
+            PyObject *label =
+                own_type ? new_task_label(loop, task_labels, name_counts, owner)
+                         : PyObject_CallMethodOneArg(loop, s_new_task_label, owner);
             Py_DECREF(owner);
             return label;
         }
@@ -746,18 +781,18 @@ pct_load(PctHeap *heap, PyObject *list, int seq_first)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
+        /* Held: the conversions below may call into Python. */
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(list, i));
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            Py_DECREF(item);
             PyErr_SetString(PyExc_TypeError, "PctChooser's heap entries are pairs");
             return -1;
         }
         PctEntry entry;
         entry.negative = PyFloat_AsDouble(PyTuple_GET_ITEM(item, seq_first ? 1 : 0));
-        if (entry.negative == -1.0 && PyErr_Occurred()) {
-            return -1;
-        }
-        entry.seq = PyLong_AsSsize_t(PyTuple_GET_ITEM(item, seq_first ? 0 : 1));
-        if ((entry.seq == -1 && PyErr_Occurred()) || pct_push(heap, entry) < 0) {
+        entry.seq = PyErr_Occurred() ? -1 : PyLong_AsSsize_t(PyTuple_GET_ITEM(item, seq_first ? 0 : 1));
+        Py_DECREF(item);
+        if (PyErr_Occurred() || pct_push(heap, entry) < 0) {
             return -1;
         }
     }
@@ -869,6 +904,7 @@ typedef struct {
     Native native;
     Py_ssize_t choices, passed_over, starving, arrivals;
     Py_ssize_t lane_seq; /* -1: the lane has no candidate (arrival numbers are >= 0) */
+    int pct_arrivals;    /* PctChooser, told of arrivals: pct_arrive, in C */
 } PickState;
 
 static int
@@ -993,6 +1029,7 @@ pick_state(PyObject *loop, PyObject *chooser)
             }
         }
         /* RandomChooser ignores arrivals; PctChooser's arrive is pct_arrive. */
+        state->pct_arrivals = !skip && state->native.kind == CHOOSER_PCT;
         if (!skip && state->native.kind == CHOOSER_PYTHON &&
             (state->arrive = PyObject_GetAttr(chooser, s_arrive)) == NULL) {
             goto failed;
@@ -1250,7 +1287,7 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 if (is_lane) {
                     lane_seq = seq;
                 }
-                if (native->kind == CHOOSER_PCT) {
+                if (state->pct_arrivals) {
                     if (pct_arrive(native, entry) < 0) {
                         goto done;
                     }
@@ -1374,6 +1411,11 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         label = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+        /* Before the borrowed look-up below: comparing may run Python code. */
+        int is_lane = PyObject_RichCompareBool(label, lane_label, Py_EQ);
+        if (is_lane < 0) {
+            goto done;
+        }
         PyObject *waiting = PyDict_GetItemWithError(queued, label); /* borrowed */
         if (waiting == NULL) {
             if (!PyErr_Occurred()) {
@@ -1381,12 +1423,8 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             goto done;
         }
-        int has_successor = PyObject_IsTrue(waiting);
-        if (has_successor < 0) {
-            goto done;
-        }
-        int is_lane = PyObject_RichCompareBool(label, lane_label, Py_EQ);
-        if (is_lane < 0) {
+        int has_successor = 0;
+        if (waiting != Py_None && (has_successor = PyObject_IsTrue(waiting)) < 0) {
             goto done;
         }
         if (has_successor) {
@@ -1404,7 +1442,7 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (is_lane) {
                 lane_seq = successor_seq;
             }
-            if (native->kind == CHOOSER_PCT) {
+            if (state->pct_arrivals) {
                 if (pct_arrive(native, successor) < 0) {
                     Py_DECREF(successor);
                     goto done;
@@ -1434,19 +1472,18 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
              * out of the pool early moves its lane on, which a replay must do
              * at the same moment. */
             PyObject *oldest_label = PyTuple_GET_ITEM(oldest, 1);
-            PyObject *step = PyDict_GetItemWithError(steps, oldest_label); /* borrowed */
+            PyObject *step = PyDict_GetItemWithError(steps, oldest_label);
             if (step == NULL && PyErr_Occurred()) {
                 goto done;
             }
-            PyObject *zero = NULL;
+            /* Held across new_deviation, which allocates (a collection may
+             * run finalizers). */
+            step = step == NULL ? PyLong_FromLong(0) : Py_NewRef(step);
             if (step == NULL) {
-                if ((zero = PyLong_FromLong(0)) == NULL) {
-                    goto done;
-                }
-                step = zero;
+                goto done;
             }
             PyObject *deviation = new_deviation(oldest_label, step, label);
-            Py_XDECREF(zero);
+            Py_DECREF(step);
             if (deviation == NULL) {
                 goto done;
             }
