@@ -108,6 +108,20 @@ KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {
         "task step",
         intermittent=True,
     ),
+    # Found when the schedules' generator changed (seed 1: pct2, schedule 8).
+    # Each run of it busy-polls a non-blocking socket for up to its 1 s
+    # timeout (1.5 M picks at 1 us each), so checking and shrinking the
+    # failing schedule takes longer than the harness gives one test: it is
+    # recorded as a hang.  Reproduced on the stock loop by sending client2's
+    # Register 0.2 s late.
+    ("asgiref", "tests/test_server.py::test_stateless_server", "explore"): Known(
+        FIFO,
+        "client1 sends 'To client2 Hello' as soon as it is welcomed; if that datagram "
+        "reaches the server before client2's Register, get_or_create_application_instance "
+        "creates client2's instance bound to client1's address, client2's Welcome goes to "
+        "client1, and client2's wait_for(get_msg(), 1.0) times out: the test needs "
+        "client2's Register to reach the server before client1 is welcomed and sends",
+    ),
     ("aiolimiter", "tests/test_aiolimiter.py::test_acquire[acquire_task]", "explore"): (
         _WAIT_FOR_N_DONE
     ),
@@ -122,6 +136,9 @@ KNOWN_DIFFERENCES: dict[tuple[str, str, str], Known] = {
     ("aiolimiter", "tests/test_aiolimiter.py::test_decreasing_acquire", "explore"): (
         _WAIT_FOR_N_DONE
     ),
+    # Found when the schedules' generator changed (seed 1 explores other
+    # orders since): fails alone and replays (pct3, schedule 7).
+    ("aiolimiter", "tests/test_aiolimiter.py::test_task_cancelled", "explore"): (_WAIT_FOR_N_DONE),
     ("async-lru", "tests/test_cache_clear.py::test_cache_clear_pending_task", "explore"): Known(
         FIFO, f"the test {_STARTED_AFTER_ONE_YIELD} (the cache's pending-task list)"
     ),
