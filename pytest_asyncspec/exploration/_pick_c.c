@@ -335,6 +335,31 @@ get_ssize(PyObject *loop, PyObject *name, Py_ssize_t *value)
     return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* counts[key] = counts.get(key, 0) + 1; the new count, or -1 with an
+ * error set. */
+static Py_ssize_t
+count_up(PyObject *counts, PyObject *key)
+{
+    PyObject *known = PyDict_GetItemWithError(counts, key); /* borrowed */
+    Py_ssize_t count = 0;
+    if (known != NULL) {
+        count = PyLong_AsSsize_t(known);
+        if (count == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *next = PyLong_FromSsize_t(++count);
+    if (next == NULL) {
+        return -1;
+    }
+    int status = PyDict_SetItem(counts, key, next);
+    Py_DECREF(next);
+    return status < 0 ? -1 : count;
+}
+
 /* Whether ``name`` (a str) is one asyncio gives a task that was not named:
  * "Task-" and decimal digits, "None" (3.13's eager factory) or empty;
  * -1 with an error set.  As task_table.shown_task_name tells them apart. */
@@ -457,27 +482,11 @@ new_task_label(PyObject *loop, PyObject *task_labels, PyObject *name_counts, PyO
     if (name == NULL) {
         return NULL;
     }
-    PyObject *known = PyDict_GetItemWithError(name_counts, name); /* borrowed */
-    Py_ssize_t count = 1;
-    if (known != NULL) {
-        count = PyLong_AsSsize_t(known);
-        if (count == -1 && PyErr_Occurred()) {
-            Py_DECREF(name);
-            return NULL;
-        }
-        count++;
-    }
-    else if (PyErr_Occurred()) {
+    Py_ssize_t count = count_up(name_counts, name);
+    if (count < 0) {
         Py_DECREF(name);
         return NULL;
     }
-    PyObject *count_obj = PyLong_FromSsize_t(count);
-    if (count_obj == NULL || PyDict_SetItem(name_counts, name, count_obj) < 0) {
-        Py_XDECREF(count_obj);
-        Py_DECREF(name);
-        return NULL;
-    }
-    Py_DECREF(count_obj);
     PyObject *label = PyUnicode_FromFormat("%S-%zd", name, count);
     Py_DECREF(name);
     if (label == NULL) {
@@ -1523,24 +1532,7 @@ run_chosen(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (PyList_Append(picks, label) < 0) {
                 goto done;
             }
-            PyObject *count = PyDict_GetItemWithError(steps, label); /* borrowed */
-            if (count == NULL && PyErr_Occurred()) {
-                goto done;
-            }
-            Py_ssize_t taken = 0;
-            if (count != NULL) {
-                taken = PyLong_AsSsize_t(count);
-                if (taken == -1 && PyErr_Occurred()) {
-                    goto done;
-                }
-            }
-            PyObject *next = PyLong_FromSsize_t(taken + 1);
-            if (next == NULL) {
-                goto done;
-            }
-            int status = PyDict_SetItem(steps, label, next);
-            Py_DECREF(next);
-            if (status < 0) {
+            if (count_up(steps, label) < 0) {
                 goto done;
             }
             Py_CLEAR(label);

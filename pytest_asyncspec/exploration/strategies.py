@@ -196,7 +196,7 @@ def schedule_seed(run_seed: int, number: int) -> int:
     """
     global _last_key
     run, key = _last_key
-    if run != run_seed or run is None:
+    if run != run_seed:
         key = _run_key(run_seed)
         _last_key = (run_seed, key)
     return mix64((key + number * GOLDEN) & MASK) >> 1
@@ -209,8 +209,9 @@ def _run_key(run_seed: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-#: The last run seed schedule_seed saw, and its key.
-_last_key: tuple[object, int] = (None, 0)
+#: The last run seed schedule_seed saw, and its key (at first, a seed that
+#: equals no run seed).
+_last_key: tuple[object, int] = (object(), 0)
 
 
 @dataclass(frozen=True)
